@@ -1,0 +1,57 @@
+//! ssehub: a [Server-Sent Events] hub on hyper 1.x that does not lose events.
+//!
+//! Browsers' `EventSource` reconnects by itself after a network drop and
+//! sends `Last-Event-ID`. ssehub gives every event a monotonically increasing
+//! id, keeps the recent events of each topic in a bounded ring, and answers a
+//! reconnect with exactly the events the client missed, in order, once; when
+//! that is impossible it says so in-band with a `resync` event.
+//!
+//! The parts, each usable on its own:
+//! - [`Hub`]: topics, publishing and subscribing; a cheap cloneable handle.
+//! - [`EventStream`]: one subscriber's response body, a plain
+//!   [`http_body::Body`] with `Data = Bytes`, so it fits any hyper, axum or
+//!   tower stack.
+//! - `SseService`: (coming) the HTTP endpoints.
+//!
+//! # Example
+//!
+//! ```
+//! use http_body_util::BodyExt;
+//! use ssehub::{Event, Hub, Subscribe};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::new();
+//! let first = hub.publish("news", Event::new("one")).await?;
+//! hub.publish("news", Event::new("two")).await?;
+//!
+//! // A client that saw `first` reconnects: it gets exactly what it missed.
+//! let mut stream = hub.subscribe("news", Subscribe::new().last_event_id(first.to_string()).limit(1))?;
+//! let mut body = Vec::new();
+//! while let Some(frame) = stream.frame().await {
+//!     body.extend_from_slice(&frame?.into_data().unwrap());
+//! }
+//! let body = String::from_utf8(body)?;
+//! assert_eq!(body, format!("retry: 3000\ndata: two\nid: {}-2\n\n", hub.epoch()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [Server-Sent Events]: https://html.spec.whatwg.org/multipage/server-sent-events.html
+
+mod event;
+mod hub;
+mod id;
+mod resync;
+mod ring;
+mod stream;
+mod topic;
+
+pub use crate::event::{Event, EventError, MAX_EVENT_TYPE_LEN, RESYNC_EVENT_TYPE};
+pub use crate::hub::{
+    Hub, HubBuilder, HubConfig, HubError, HubStats, MAX_TOPIC_LEN, Subscribe, TopicInfo,
+    validate_topic,
+};
+pub use crate::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
+pub use crate::resync::ResyncReason;
+pub use crate::stream::EventStream;

@@ -1,0 +1,286 @@
+//! The ring: a topic's most recent encoded events, bounded by count and bytes.
+//!
+//! Entries are addressed by sequence number. The oldest retained event has
+//! sequence `first`, the next one to be published gets `next`, and entry `i`
+//! of the deque holds event `first + i`, so finding where a client resumes is
+//! one subtraction. Entries stay until the bounds push them out: a ring keeps
+//! history for replay whether or not anyone is subscribed.
+//!
+//! The ring knows nothing of locks, wakers or HTTP; the topic wraps it.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::id::Epoch;
+
+/// Bounds of one ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RingLimits {
+    /// Most events retained. At least 1.
+    pub(crate) max_events: usize,
+    /// Most bytes of encoded frames retained. The newest event is always
+    /// retained, even when it alone is larger.
+    pub(crate) max_bytes: usize,
+}
+
+/// What a reader at some position finds.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Events `from .. from + count`, as one frame.
+    Ready {
+        /// The encoded events, back to back.
+        frame: Bytes,
+        /// How many events the frame holds.
+        count: u64,
+    },
+    /// Nothing after `from` yet.
+    Empty,
+    /// Events from `from` on were overwritten before this reader got them;
+    /// the oldest retained event is `oldest` (or, if the ring is empty, the
+    /// next to be published).
+    Lagged {
+        /// Where the reader can continue.
+        oldest: u64,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Ring {
+    epoch: Epoch,
+    frames: VecDeque<Bytes>,
+    first: u64,
+    next: u64,
+    bytes: usize,
+    limits: RingLimits,
+}
+
+impl Ring {
+    /// An empty ring for a new history: its first event will be number 1.
+    pub(crate) fn new(epoch: Epoch, limits: RingLimits) -> Self {
+        Ring {
+            epoch,
+            frames: VecDeque::new(),
+            first: 1,
+            next: 1,
+            bytes: 0,
+            limits: RingLimits {
+                max_events: limits.max_events.max(1),
+                max_bytes: limits.max_bytes,
+            },
+        }
+    }
+
+    pub(crate) fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The sequence number the next event gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// The oldest retained event, `None` when nothing is retained.
+    pub(crate) fn oldest(&self) -> Option<u64> {
+        (!self.frames.is_empty()).then_some(self.first)
+    }
+
+    /// The newest event ever published in this epoch (0 if none).
+    pub(crate) fn latest(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// Bytes of encoded frames retained.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Events retained.
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Appends the frame of event `next_seq()`, evicting the oldest events
+    /// the bounds no longer allow. Returns the bytes evicted.
+    pub(crate) fn push(&mut self, frame: Bytes) -> usize {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+        self.next += 1;
+        let mut evicted = 0;
+        while self.frames.len() > self.limits.max_events
+            || (self.bytes > self.limits.max_bytes && self.frames.len() > 1)
+        {
+            evicted += self.pop_front();
+        }
+        evicted
+    }
+
+    /// Drops up to `n` of the oldest events (never the newest one); returns
+    /// the bytes freed. Used by hub-wide memory bounds.
+    pub(crate) fn evict_oldest(&mut self, n: usize) -> usize {
+        let mut freed = 0;
+        for _ in 0..n {
+            if self.frames.len() <= 1 {
+                break;
+            }
+            freed += self.pop_front();
+        }
+        freed
+    }
+
+    fn pop_front(&mut self) -> usize {
+        match self.frames.pop_front() {
+            Some(f) => {
+                self.first += 1;
+                self.bytes -= f.len();
+                f.len()
+            }
+            None => 0,
+        }
+    }
+
+    /// Reads from event `from` on: at most `max_events` events and, unless
+    /// the first event alone is larger, at most `max_bytes` bytes.
+    ///
+    /// One ready event is handed on as the shared frame itself; several are
+    /// copied back to back into one frame, so the body writes them at once.
+    pub(crate) fn read(&self, from: u64, max_events: u64, max_bytes: usize) -> Read {
+        if from >= self.next {
+            return Read::Empty;
+        }
+        if from < self.first {
+            return Read::Lagged { oldest: self.first };
+        }
+        let start = (from - self.first) as usize;
+        let avail = self.frames.len() - start;
+        let want = avail.min(usize::try_from(max_events).unwrap_or(usize::MAX).max(1));
+
+        let first = &self.frames[start];
+        let mut total = first.len();
+        let mut count = 1;
+        while count < want {
+            let len = self.frames[start + count].len();
+            if total + len > max_bytes {
+                break;
+            }
+            total += len;
+            count += 1;
+        }
+        if count == 1 {
+            return Read::Ready {
+                frame: first.clone(),
+                count: 1,
+            };
+        }
+        let mut buf = BytesMut::with_capacity(total);
+        for f in self.frames.range(start..start + count) {
+            buf.extend_from_slice(f);
+        }
+        Read::Ready {
+            frame: buf.freeze(),
+            count: count as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(max_events: usize, max_bytes: usize) -> Ring {
+        Ring::new(
+            "e".parse().unwrap(),
+            RingLimits {
+                max_events,
+                max_bytes,
+            },
+        )
+    }
+
+    fn push_n(r: &mut Ring, n: usize) {
+        for _ in 0..n {
+            let seq = r.next_seq();
+            r.push(Bytes::from(format!("<{seq}>")));
+        }
+    }
+
+    #[test]
+    fn starts_empty_at_one() {
+        let r = ring(4, 1 << 20);
+        assert_eq!((r.next_seq(), r.latest(), r.oldest()), (1, 0, None));
+        assert_eq!(r.read(1, 10, 100), Read::Empty);
+    }
+
+    #[test]
+    fn keeps_events_without_readers_and_evicts_by_count() {
+        let mut r = ring(4, 1 << 20);
+        push_n(&mut r, 10);
+        assert_eq!((r.oldest(), r.latest(), r.len()), (Some(7), 10, 4));
+        assert_eq!(r.read(3, 10, 100), Read::Lagged { oldest: 7 });
+        assert_eq!(
+            r.read(7, 10, 100),
+            Read::Ready {
+                frame: Bytes::from_static(b"<7><8><9><10>"),
+                count: 4
+            }
+        );
+        assert_eq!(r.read(11, 10, 100), Read::Empty);
+    }
+
+    #[test]
+    fn evicts_by_bytes_but_keeps_the_newest() {
+        let mut r = ring(100, 10);
+        push_n(&mut r, 5); // "<1>".."<5>": 3 bytes each
+        assert_eq!(r.bytes(), 9);
+        assert_eq!(r.oldest(), Some(3));
+        r.push(Bytes::from(vec![b'x'; 50]));
+        assert_eq!((r.oldest(), r.len(), r.bytes()), (Some(6), 1, 50));
+    }
+
+    #[test]
+    fn read_respects_event_and_byte_caps() {
+        let mut r = ring(100, 1 << 20);
+        push_n(&mut r, 5);
+        assert_eq!(
+            r.read(2, 2, 100),
+            Read::Ready {
+                frame: Bytes::from_static(b"<2><3>"),
+                count: 2
+            }
+        );
+        assert_eq!(
+            r.read(2, 100, 7),
+            Read::Ready {
+                frame: Bytes::from_static(b"<2><3>"),
+                count: 2
+            }
+        );
+        // The first event always goes, even over the byte cap.
+        assert_eq!(
+            r.read(2, 100, 1),
+            Read::Ready {
+                frame: Bytes::from_static(b"<2>"),
+                count: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_single_event_is_the_shared_frame() {
+        let mut r = ring(4, 1 << 20);
+        let frame = Bytes::from_static(b"data: x\n\n");
+        r.push(frame.clone());
+        match r.read(1, 10, 100) {
+            Read::Ready { frame: f, count: 1 } => assert_eq!(f.as_ptr(), frame.as_ptr()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn evict_oldest_keeps_the_newest() {
+        let mut r = ring(100, 1 << 20);
+        push_n(&mut r, 3);
+        assert_eq!(r.evict_oldest(10), 6);
+        assert_eq!((r.oldest(), r.len(), r.bytes()), (Some(3), 1, 3));
+    }
+}
