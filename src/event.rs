@@ -229,11 +229,6 @@ impl Encoded {
         Encoded { buf }
     }
 
-    /// The encoded size once the id is appended (an upper bound).
-    pub(crate) fn len_hint(&self) -> usize {
-        self.buf.len() + ID_LINE_RESERVE
-    }
-
     /// Appends `id: <id>` and the dispatching empty line.
     pub(crate) fn finish(mut self, id: &EventId) -> Bytes {
         self.buf.put_slice(b"id: ");
@@ -400,16 +395,6 @@ mod tests {
         let ev = Event::new("x").with_type("").unwrap();
         assert_eq!(ev.event_type(), None);
         assert_eq!(frame(&ev), &b"data: x\nid: k3f9-7\n\n"[..]);
-    }
-
-    #[test]
-    fn len_hint_is_an_upper_bound() {
-        for data in ["", "a", "a\r\nb\rc\n", &"x".repeat(1000)] {
-            let enc = Event::new(data).with_type("t").unwrap().encode();
-            let hint = enc.len_hint();
-            let id = EventId::new(Epoch::from_str_unchecked("zzzzzzzzzzzzzzzz"), u64::MAX);
-            assert!(enc.finish(&id).len() <= hint);
-        }
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //! - [`EventStream`]: one subscriber's response body, a plain
 //!   [`http_body::Body`] with `Data = Bytes`, so it fits any hyper, axum or
 //!   tower stack.
-//! - `SseService`: (coming) the HTTP endpoints.
+//! - [`SseService`]: a hyper service with the HTTP endpoints (`GET /stream`,
+//!   `GET|POST /events/{topic}`), mountable under a path prefix.
+//! - [`Server`]: the accept loop with HTTP/1.1 and h2c on one port and
+//!   graceful shutdown.
 //!
 //! # Example
 //!
@@ -39,14 +42,19 @@
 //!
 //! [Server-Sent Events]: https://html.spec.whatwg.org/multipage/server-sent-events.html
 
+mod body;
 mod event;
 mod hub;
 mod id;
 mod resync;
 mod ring;
+mod server;
+mod service;
 mod stream;
+mod tick;
 mod topic;
 
+pub use crate::body::ResponseBody;
 pub use crate::event::{Event, EventError, MAX_EVENT_TYPE_LEN, RESYNC_EVENT_TYPE};
 pub use crate::hub::{
     Hub, HubBuilder, HubConfig, HubError, HubStats, MAX_TOPIC_LEN, Subscribe, TopicInfo,
@@ -54,4 +62,9 @@ pub use crate::hub::{
 };
 pub use crate::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
 pub use crate::resync::ResyncReason;
+pub use crate::server::{Server, ServerConfig, shutdown_signal};
+pub use crate::service::{
+    DEFAULT_STREAM_TOPIC, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
+};
 pub use crate::stream::EventStream;
+pub use crate::tick::spawn_ticker;

@@ -115,19 +115,6 @@ impl Ring {
         evicted
     }
 
-    /// Drops up to `n` of the oldest events (never the newest one); returns
-    /// the bytes freed. Used by hub-wide memory bounds.
-    pub(crate) fn evict_oldest(&mut self, n: usize) -> usize {
-        let mut freed = 0;
-        for _ in 0..n {
-            if self.frames.len() <= 1 {
-                break;
-            }
-            freed += self.pop_front();
-        }
-        freed
-    }
-
     fn pop_front(&mut self) -> usize {
         match self.frames.pop_front() {
             Some(f) => {
@@ -274,13 +261,5 @@ mod tests {
             Read::Ready { frame: f, count: 1 } => assert_eq!(f.as_ptr(), frame.as_ptr()),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn evict_oldest_keeps_the_newest() {
-        let mut r = ring(100, 1 << 20);
-        push_n(&mut r, 3);
-        assert_eq!(r.evict_oldest(10), 6);
-        assert_eq!((r.oldest(), r.len(), r.bytes()), (Some(3), 1, 3));
     }
 }

@@ -1,0 +1,100 @@
+//! The response body of [`SseService`](crate::SseService): an event stream
+//! or a short complete body.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::stream::EventStream;
+
+/// The body of every response of [`SseService`](crate::SseService).
+///
+/// Either an [`EventStream`] or a complete body (JSON, a one-line error).
+/// It is a plain `http_body::Body<Data = Bytes, Error = Infallible>`, so it
+/// boxes into any stack (`BodyExt::boxed`).
+pub struct ResponseBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Stream(EventStream),
+    Full(Option<Bytes>),
+}
+
+impl ResponseBody {
+    /// A complete body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        ResponseBody {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        ResponseBody {
+            kind: Kind::Full(None),
+        }
+    }
+
+    /// The event stream, if this body is one.
+    pub fn as_stream(&self) -> Option<&EventStream> {
+        match &self.kind {
+            Kind::Stream(s) => Some(s),
+            Kind::Full(_) => None,
+        }
+    }
+}
+
+impl From<EventStream> for ResponseBody {
+    fn from(stream: EventStream) -> Self {
+        ResponseBody {
+            kind: Kind::Stream(stream),
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut self.get_mut().kind {
+            Kind::Stream(s) => Pin::new(s).poll_frame(cx),
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Stream(s) => s.is_end_stream(),
+            Kind::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Stream(s) => s.size_hint(),
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Stream(s) => f.debug_tuple("ResponseBody").field(s).finish(),
+            Kind::Full(b) => f
+                .debug_struct("ResponseBody")
+                .field("len", &b.as_ref().map_or(0, Bytes::len))
+                .finish(),
+        }
+    }
+}
