@@ -1,0 +1,250 @@
+//! The HTTP surface over real sockets: headers, publishing, bad input, h2c,
+//! and shutdown with open streams.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ssehub::{Event, Hub, SseService};
+use support::{Item, Parser, SseClient, TestServer, events, request, request_full, seq};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn stream_headers() {
+    let server = TestServer::start(Hub::new()).await;
+    for path in ["/stream", "/events/news"] {
+        let c = server.subscribe(path).await;
+        assert_eq!(c.status, 200);
+        assert_eq!(c.header("content-type"), Some("text/event-stream"));
+        assert_eq!(c.header("cache-control"), Some("no-cache"));
+        assert_eq!(c.header("x-accel-buffering"), Some("no"));
+        assert_eq!(c.header("access-control-allow-origin"), Some("*"));
+        assert_eq!(c.header("content-length"), None);
+    }
+}
+
+#[tokio::test]
+async fn post_publishes_the_body_and_answers_the_id() {
+    let server = TestServer::start(Hub::new()).await;
+    let mut sub = server.subscribe("/events/news").await;
+    assert_eq!(sub.next_item().await, Some(Item::Retry(3000)));
+    sub.next_item().await; // checkpoint
+
+    let (status, body) = server
+        .post("/events/news?event=greeting", "hello\r\nworld")
+        .await;
+    assert_eq!(status, 201);
+    let id = format!("{}-1", server.hub.epoch());
+    assert_eq!(body, format!("{{\"id\":\"{id}\"}}\n"));
+
+    let ev = sub.next_event().await;
+    assert_eq!(ev.event_type, "greeting");
+    assert_eq!(ev.data, "hello\nworld");
+    assert_eq!(ev.last_event_id, id);
+
+    // The /stream endpoint is the topic `stream`.
+    let mut s = server.subscribe("/stream").await;
+    s.next_item().await;
+    s.next_item().await;
+    let (status, _) = server.post("/events/stream", "tick").await;
+    assert_eq!(status, 201);
+    assert_eq!(s.next_event().await.data, "tick");
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_precise_status_and_change_nothing() {
+    let service = SseService::builder(Hub::new()).max_body_bytes(1000).build();
+    let server = TestServer::start_service(service).await;
+    let addr = server.addr;
+
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("GET", "/nope", vec![], 404, "not found"),
+        ("GET", "/events", vec![], 404, "not found"),
+        ("DELETE", "/events/t", vec![], 405, "method not allowed"),
+        ("POST", "/stream", vec![], 405, "method not allowed"),
+        ("GET", "/events/a%20b", vec![], 400, "invalid topic"),
+        ("GET", "/events/", vec![], 400, "invalid topic"),
+        ("GET", "/events/a/b", vec![], 400, "invalid topic"),
+        ("POST", "/events/a$b", b"x".to_vec(), 400, "invalid topic"),
+        (
+            "GET",
+            &*Box::leak(format!("/events/{}", "x".repeat(129)).into_boxed_str()),
+            vec![],
+            400,
+            "invalid topic",
+        ),
+        ("GET", "/events/t?limit=0", vec![], 400, "invalid limit"),
+        ("GET", "/events/t?limit=abc", vec![], 400, "invalid limit"),
+        ("GET", "/events/t?limit=-1", vec![], 400, "invalid limit"),
+        (
+            "POST",
+            "/events/t",
+            vec![b'x'; 1001],
+            413,
+            "larger than 1000 bytes",
+        ),
+        (
+            "POST",
+            "/events/t",
+            vec![0xff, 0xfe],
+            400,
+            "not valid utf-8",
+        ),
+        (
+            "POST",
+            "/events/t?event=a%0Db",
+            b"x".to_vec(),
+            400,
+            "line break",
+        ),
+        (
+            "POST",
+            "/events/t?event=a%0Ab",
+            b"x".to_vec(),
+            400,
+            "line break",
+        ),
+        (
+            "POST",
+            "/events/t?event=resync",
+            b"x".to_vec(),
+            400,
+            "reserved",
+        ),
+        (
+            "POST",
+            &*Box::leak(format!("/events/t?event={}", "e".repeat(129)).into_boxed_str()),
+            b"x".to_vec(),
+            400,
+            "longer than 128",
+        ),
+    ];
+    for (method, path, body, status, text) in cases {
+        let (got, got_body) = request(addr, method, path, &[], &body).await;
+        assert_eq!(got, status, "{method} {path}");
+        assert!(got_body.contains(text), "{method} {path}: {got_body:?}");
+        assert!(got_body.ends_with('\n') && got_body.lines().count() == 1);
+    }
+    let (_, headers, _) = request_full(addr, "PUT", "/events/t", &[], b"").await;
+    assert_eq!(support::header(&headers, "allow"), Some("GET, POST"));
+
+    // Nothing was published by any of them.
+    assert_eq!(server.hub.stats().published, 0);
+    // A body of exactly the limit is fine.
+    let (got, _) = request(addr, "POST", "/events/t", &[], &[b'y'; 1000]).await;
+    assert_eq!(got, 201);
+}
+
+#[tokio::test]
+async fn oversized_request_head_gets_431() {
+    let server = TestServer::start(Hub::new()).await;
+    let big = "x".repeat(20 << 10);
+    let (status, _) = request(server.addr, "GET", "/events/t", &[("X-Big", &big)], b"").await;
+    assert_eq!(status, 431);
+}
+
+#[tokio::test]
+async fn a_non_utf8_last_event_id_is_malformed_not_an_error() {
+    let server = TestServer::start(Hub::new()).await;
+    server.hub.publish("t", Event::new("a")).await.unwrap();
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut c = SseClient::open(
+        stream,
+        b"GET /events/t?limit=1 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: \xff\xfe-1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(c.status, 200);
+    let ev = c.next_event().await;
+    assert_eq!(ev.event_type, "resync");
+    assert!(ev.data.contains("\"malformed\""));
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_multiplexes_streams() {
+    let server = TestServer::start(Hub::new()).await;
+    let e = server.hub.epoch();
+    for i in 1..=3 {
+        server
+            .hub
+            .publish("t", Event::new(format!("x{i}")))
+            .await
+            .unwrap();
+    }
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(conn);
+
+    // Twenty concurrent streams on one connection, each replaying 3 events.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut sender = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = http::Request::get(format!("http://test/events/t?lastEventId={e}-0&limit=3"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let res = sender.send_request(req).await.unwrap();
+            assert_eq!(res.version(), http::Version::HTTP_2);
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["content-type"], "text/event-stream");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let evs = events(&Parser::new().feed(&body));
+            evs.iter()
+                .map(|e| seq(&e.last_event_id))
+                .collect::<Vec<_>>()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), vec![1, 2, 3]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_and_stops() {
+    let server = TestServer::start(Hub::new()).await;
+    let mut clients = Vec::new();
+    for i in 0..50 {
+        let mut c = server.subscribe(&format!("/events/t{}", i % 5)).await;
+        assert_eq!(c.next_item().await, Some(Item::Retry(3000)));
+        clients.push(c);
+    }
+    // An h2c stream too.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let h2_conn = tokio::spawn(conn);
+    let res = sender
+        .send_request(
+            http::Request::get("http://test/events/t0")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let addr = server.addr;
+    let hub = server.hub.clone();
+    server.stop().await;
+
+    for c in &mut clients {
+        c.expect_end().await;
+    }
+    let body = tokio::time::timeout(support::WAIT, res.into_body().collect())
+        .await
+        .expect("h2 stream ends")
+        .expect("h2 stream ends cleanly");
+    assert!(body.to_bytes().starts_with(b"retry: 3000\n"));
+    let _ = tokio::time::timeout(support::WAIT, h2_conn)
+        .await
+        .expect("h2 connection closes");
+    assert!(hub.is_closed());
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "listener is closed"
+    );
+}
