@@ -344,6 +344,9 @@ pub struct ResponseFuture {
     inner: FutureKind,
 }
 
+// Most responses are ready at once; keeping them inline spares a box per
+// request (hyper stores the future once per connection, it is not moved).
+#[allow(clippy::large_enum_variant)]
 enum FutureKind {
     Ready(Option<Response<ResponseBody>>),
     Boxed(Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>),

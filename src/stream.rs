@@ -61,7 +61,7 @@ use crate::topic::Topic;
 /// }
 /// let text = String::from_utf8(text)?;
 /// assert!(text.starts_with("retry: 3000\nid: "));
-/// assert!(text.ends_with("data: hello\nid: ".to_owned() + hub.epoch().as_str() + "-1\n\n"));
+/// assert!(text.ends_with(&format!("data: hello\nid: {}-1\n\n", hub.epoch())));
 /// # Ok(())
 /// # }
 /// ```

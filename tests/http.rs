@@ -233,6 +233,7 @@ async fn shutdown_ends_open_streams_and_stops() {
 
     for c in &mut clients {
         c.expect_end().await;
+        assert!(c.ended_cleanly());
     }
     let body = tokio::time::timeout(support::WAIT, res.into_body().collect())
         .await

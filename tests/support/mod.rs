@@ -105,7 +105,7 @@ pub async fn request_full(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> (u16, Vec<(String, String)>, String) {
+) -> (u16, Headers, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -142,7 +142,10 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 }
 
 /// Splits a response into status, headers and what follows the head.
-fn parse_head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, &[u8])> {
+/// Response headers, names lowercased.
+pub type Headers = Vec<(String, String)>;
+
+fn parse_head(raw: &[u8]) -> Option<(u16, Headers, &[u8])> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -236,7 +239,7 @@ impl SseClient {
         SseClient::get_on(stream, path, headers).await
     }
 
-    pub async fn get_on(mut stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> SseClient {
+    pub async fn get_on(stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> SseClient {
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -349,6 +352,11 @@ impl SseClient {
     /// does not.
     pub async fn expect_end(&mut self) {
         while self.next_item().await.is_some() {}
+    }
+
+    /// The response ended with the chunked terminator (not a cut socket).
+    pub fn ended_cleanly(&self) -> bool {
+        self.dechunker.done
     }
 
     pub fn into_stream(self) -> TcpStream {

@@ -98,17 +98,11 @@ impl Parser {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" => {
-                if !value.contains('\0') {
-                    self.last_id_buffer = value.to_owned();
-                }
-            }
-            "retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    if let Ok(ms) = value.parse() {
-                        self.retry = Some(ms);
-                        out.push(Item::Retry(ms));
-                    }
+            "id" if !value.contains('\0') => self.last_id_buffer = value.to_owned(),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                if let Ok(ms) = value.parse() {
+                    self.retry = Some(ms);
+                    out.push(Item::Retry(ms));
                 }
             }
             _ => {}
