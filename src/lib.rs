@@ -68,3 +68,22 @@ pub use crate::service::{
 };
 pub use crate::stream::EventStream;
 pub use crate::tick::spawn_ticker;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn clone_send_sync<T: Clone + Send + Sync>() {}
+
+    #[test]
+    fn handles_are_shareable() {
+        clone_send_sync::<Hub>();
+        clone_send_sync::<SseService>();
+        send_sync::<EventStream>();
+        send_sync::<ResponseBody>();
+        send_sync::<Server>();
+        fn send<T: Send>() {}
+        send::<ResponseFuture>();
+    }
+}
