@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::event::Event;
@@ -48,7 +48,15 @@ struct Inner {
     topics: RwLock<HashMap<Box<str>, Arc<Topic>>>,
     counters: Arc<Counters>,
     closed: AtomicBool,
+    /// Topics retired so far; also numbers the epochs of re-created topics.
+    retired: AtomicU64,
+    /// Held by the one publisher that trims the hub back under its bound.
+    trimming: Mutex<()>,
 }
+
+/// How many times an operation looks a topic up again after finding it
+/// retired (which takes a full hub and a concurrent eviction to happen).
+const LOOKUP_ATTEMPTS: usize = 4;
 
 impl Hub {
     /// A hub with the default settings (see [`HubBuilder`]).
@@ -61,7 +69,11 @@ impl Hub {
         HubBuilder::default()
     }
 
-    /// The epoch of this hub's ids: every id it assigns starts with it.
+    /// The epoch of this hub's ids: the ids of every topic start with it.
+    ///
+    /// A topic that was retired (see [`HubBuilder::max_topics`]) and is
+    /// created again gets this epoch followed by a counter, so the ids of
+    /// its new history never collide with those of the old one.
     pub fn epoch(&self) -> Epoch {
         self.inner.epoch
     }
@@ -78,10 +90,7 @@ impl Hub {
     /// [`HubError::InvalidTopic`], [`HubError::TooManyTopics`] if the topic
     /// is new and the hub is full, [`HubError::Closed`] after [`Hub::close`].
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
-        let topic = self.topic(topic)?;
-        let published = topic
-            .publish(std::iter::once(event.encode()))
-            .map_err(|_| HubError::Closed)?;
+        let published = self.publish_encoded(topic, vec![event.encode()])?;
         Ok(EventId::new(published.epoch, published.first))
     }
 
@@ -97,11 +106,29 @@ impl Hub {
         topic: &str,
         events: impl IntoIterator<Item = Event>,
     ) -> Result<Vec<EventId>, HubError> {
-        let topic = self.topic(topic)?;
         // Encode before taking the topic's lock.
         let encoded: Vec<_> = events.into_iter().map(|e| e.encode()).collect();
-        let published = topic.publish(encoded).map_err(|_| HubError::Closed)?;
-        Ok(published.ids().collect())
+        Ok(self.publish_encoded(topic, encoded)?.ids().collect())
+    }
+
+    fn publish_encoded(
+        &self,
+        name: &str,
+        mut encoded: Vec<crate::event::Encoded>,
+    ) -> Result<crate::topic::Published, HubError> {
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let topic = self.topic(name)?;
+            match topic.publish(encoded) {
+                Ok(published) => {
+                    self.enforce_total_bytes();
+                    return Ok(published);
+                }
+                // Retired between the lookup and the lock: look again.
+                Err(back) if !self.is_closed() => encoded = back,
+                Err(_) => break,
+            }
+        }
+        Err(HubError::Closed)
     }
 
     /// Subscribes to `topic`, resuming after `options`' last event id if any.
@@ -114,15 +141,23 @@ impl Hub {
     /// [`HubError::InvalidTopic`], [`HubError::TooManyTopics`],
     /// [`HubError::Closed`].
     pub fn subscribe(&self, topic: &str, options: Subscribe) -> Result<EventStream, HubError> {
-        let topic = self.topic(topic)?;
         let config = &self.inner.config;
-        let (start, replay_end) = {
+        let mut found = None;
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let topic = self.topic(topic)?;
             let ring = topic.lock();
-            (
-                locate(&ring, options.last_event_id.as_deref()),
-                ring.next_seq(),
-            )
-        };
+            if topic.is_closed() {
+                // Retired between the lookup and the lock: look again.
+                continue;
+            }
+            let start = locate(&ring, options.last_event_id.as_deref());
+            let replay_end = ring.next_seq();
+            topic.add_subscriber();
+            drop(ring);
+            found = Some((topic, start, replay_end));
+            break;
+        }
+        let (topic, start, replay_end) = found.ok_or(HubError::Closed)?;
         let params = StreamParams {
             retry_ms: config
                 .retry
@@ -163,6 +198,7 @@ impl Hub {
             delivered: c.delivered.load(Ordering::Relaxed),
             replayed: c.replayed.load(Ordering::Relaxed),
             resyncs: c.resyncs.load(Ordering::Relaxed),
+            topics_retired: self.inner.retired.load(Ordering::Relaxed),
         }
     }
 
@@ -192,7 +228,9 @@ impl Hub {
         if self.is_closed() {
             return Err(HubError::Closed);
         }
-        if let Some(t) = self.read_topics().get(name) {
+        if let Some(t) = self.read_topics().get(name)
+            && !t.is_closed()
+        {
             return Ok(t.clone());
         }
         validate_topic(name)?;
@@ -202,15 +240,22 @@ impl Hub {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = topics.get(name) {
-            return Ok(t.clone());
+            if !t.is_closed() || self.is_closed() {
+                return Ok(t.clone());
+            }
+            topics.remove(name);
         }
         let config = &self.inner.config;
-        if topics.len() >= config.max_topics {
+        if topics.len() >= config.max_topics && !self.retire_one(&mut topics) {
             return Err(HubError::TooManyTopics);
         }
+        let epoch = self
+            .inner
+            .epoch
+            .incarnation(self.inner.retired.load(Ordering::Relaxed));
         let topic = Arc::new(Topic::new(
             name,
-            self.inner.epoch,
+            epoch,
             RingLimits {
                 max_events: config.buffer,
                 max_bytes: config.max_topic_bytes,
@@ -224,6 +269,84 @@ impl Hub {
         }
         Ok(topic)
     }
+}
+
+impl Hub {
+    /// Makes room for a topic: retires the least recently active topic that
+    /// has no subscribers. Its history is dropped; clients that resume from
+    /// it later get `resync` (its epoch is gone), never another history.
+    fn retire_one(&self, topics: &mut HashMap<Box<str>, Arc<Topic>>) -> bool {
+        let mut idle: Vec<_> = topics
+            .values()
+            .filter(|t| t.subscriber_count() == 0)
+            .map(|t| (t.last_active(), t.clone()))
+            .collect();
+        idle.sort_unstable_by_key(|(active, _)| *active);
+        for (_, topic) in idle {
+            if topic.retire().is_some() {
+                topics.remove(topic.name());
+                self.inner.retired.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(topic = topic.name(), "retired idle topic to make room");
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Keeps the bytes retained by all topics under the hub's bound.
+    ///
+    /// When the total goes over [`HubConfig::max_total_bytes`], the topics
+    /// holding the most bytes are trimmed (oldest events first) to a common
+    /// level, so that the total falls to 15/16 of the bound: small topics
+    /// keep their history, the largest give up the oldest part of theirs.
+    /// The slack means this runs once per 1/16 of the bound published, not
+    /// on every publish.
+    fn enforce_total_bytes(&self) {
+        let max = self.inner.config.max_total_bytes;
+        let c = &self.inner.counters;
+        if c.retained_bytes.load(Ordering::Relaxed) <= max {
+            return;
+        }
+        // One trimmer at a time; the others go on publishing.
+        let Ok(_trimming) = self.inner.trimming.try_lock() else {
+            return;
+        };
+        let target = max - max / 16;
+        for _ in 0..4 {
+            let total = c.retained_bytes.load(Ordering::Relaxed);
+            if total <= target {
+                return;
+            }
+            let mut sizes: Vec<_> = self
+                .read_topics()
+                .values()
+                .map(|t| (t.retained_bytes(), t.clone()))
+                .collect();
+            let level = water_level(&mut sizes, total - target);
+            for (size, topic) in &sizes {
+                if *size <= level {
+                    break;
+                }
+                topic.trim_to(level);
+            }
+        }
+    }
+}
+
+/// Sorts `sizes` largest first and returns the level to which the largest
+/// must be cut so that together they shed at least `excess`.
+fn water_level(sizes: &mut [(usize, Arc<Topic>)], excess: usize) -> usize {
+    sizes.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+    let mut above = 0; // sum of the k largest
+    for k in 0..sizes.len() {
+        above += sizes[k].0;
+        let next = sizes.get(k + 1).map_or(0, |s| s.0);
+        // Cutting the k+1 largest down to `next` sheds this much.
+        if above - (k + 1) * next >= excess {
+            return (above - excess) / (k + 1);
+        }
+    }
+    0
 }
 
 impl Default for Hub {
@@ -316,7 +439,8 @@ impl Subscribe {
 pub enum HubError {
     /// The topic name is not 1-128 characters of letters, digits, `-_.:`.
     InvalidTopic,
-    /// The topic does not exist and the hub holds its maximum of topics.
+    /// The topic does not exist, the hub holds its maximum of topics, and
+    /// every one of them has subscribers.
     TooManyTopics,
     /// The hub was closed.
     Closed,
@@ -354,6 +478,8 @@ pub struct HubStats {
     pub replayed: u64,
     /// `resync` events sent.
     pub resyncs: u64,
+    /// Idle topics retired to make room for new ones.
+    pub topics_retired: u64,
 }
 
 /// Facts about one topic.
@@ -382,6 +508,8 @@ pub struct HubConfig {
     pub max_topic_bytes: usize,
     /// Most topics.
     pub max_topics: usize,
+    /// Most bytes of encoded events retained by all topics together.
+    pub max_total_bytes: usize,
     /// The `retry:` hint sent at the start of each stream.
     pub retry: Option<Duration>,
     /// Idle time after which a stream sends a keep-alive comment.
@@ -396,6 +524,7 @@ impl Default for HubConfig {
             buffer: 1024,
             max_topic_bytes: 16 << 20,
             max_topics: 10_000,
+            max_total_bytes: 256 << 20,
             retry: Some(Duration::from_millis(3000)),
             keep_alive: Some(Duration::from_secs(15)),
             max_frame_bytes: 64 << 10,
@@ -410,6 +539,7 @@ impl Default for HubConfig {
 /// | [`buffer`](HubBuilder::buffer) | 1024 events per topic |
 /// | [`max_topic_bytes`](HubBuilder::max_topic_bytes) | 16 MiB per topic |
 /// | [`max_topics`](HubBuilder::max_topics) | 10,000 |
+/// | [`max_total_bytes`](HubBuilder::max_total_bytes) | 256 MiB for all topics |
 /// | [`retry`](HubBuilder::retry) | 3 s |
 /// | [`keep_alive`](HubBuilder::keep_alive) | 15 s |
 /// | [`max_frame_bytes`](HubBuilder::max_frame_bytes) | 64 KiB |
@@ -448,10 +578,20 @@ impl HubBuilder {
         self
     }
 
-    /// Most topics the hub holds; publishing or subscribing to a new topic
-    /// beyond it fails with [`HubError::TooManyTopics`].
+    /// Most topics the hub holds. A new topic beyond it retires the least
+    /// recently active topic without subscribers (its history is dropped:
+    /// clients resuming from it get `resync`); if every topic has
+    /// subscribers, it fails with [`HubError::TooManyTopics`].
     pub fn max_topics(mut self, topics: usize) -> Self {
-        self.config.max_topics = topics;
+        self.config.max_topics = topics.max(1);
+        self
+    }
+
+    /// Most bytes of encoded events retained by all topics together. Over
+    /// it, the topics holding the most bytes lose their oldest events first
+    /// (see the README); clients that wanted them get `resync`.
+    pub fn max_total_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_total_bytes = bytes;
         self
     }
 
@@ -492,7 +632,94 @@ impl HubBuilder {
                 topics: RwLock::new(HashMap::new()),
                 counters: Arc::new(Counters::default()),
                 closed: AtomicBool::new(false),
+                retired: AtomicU64::new(0),
+                trimming: Mutex::new(()),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn topics(sizes: &[usize]) -> Vec<(usize, Arc<Topic>)> {
+        let counters = Arc::new(Counters::default());
+        sizes
+            .iter()
+            .map(|&s| {
+                let limits = RingLimits {
+                    max_events: 1,
+                    max_bytes: 1,
+                };
+                let t = Topic::new("t", Epoch::generate(), limits, counters.clone());
+                (s, Arc::new(t))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn water_level_cuts_the_largest_to_a_common_level() {
+        // 100 + 60 + 10 = 170; shedding 50 cuts 100 and 60 to 55.
+        assert_eq!(water_level(&mut topics(&[60, 10, 100]), 50), 55);
+        // Shedding 30 cuts only the largest, to 70.
+        assert_eq!(water_level(&mut topics(&[60, 10, 100]), 30), 70);
+        // Shedding exactly down to the second largest.
+        assert_eq!(water_level(&mut topics(&[60, 10, 100]), 40), 60);
+        // Shedding everything.
+        assert_eq!(water_level(&mut topics(&[60, 10, 100]), 170), 0);
+        assert_eq!(water_level(&mut topics(&[]), 10), 0);
+    }
+
+    #[tokio::test]
+    async fn total_bytes_stay_bounded_across_topics() {
+        let hub = Hub::builder().max_total_bytes(64 << 10).build();
+        let data = "x".repeat(100);
+        for i in 0..2000 {
+            hub.publish(&format!("t{}", i % 50), Event::new(data.clone()))
+                .await
+                .unwrap();
+            assert!(hub.stats().retained_bytes <= (64 << 10) + 200);
+        }
+        // Every topic keeps at least its newest event.
+        for i in 0..50 {
+            assert!(hub.topic_info(&format!("t{i}")).unwrap().retained_events >= 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_hub_retires_the_least_recently_active_idle_topic() {
+        let hub = Hub::builder().max_topics(3).build();
+        hub.publish("a", Event::new("1")).await.unwrap();
+        let _held = hub.subscribe("b", Subscribe::new()).unwrap();
+        hub.publish("c", Event::new("1")).await.unwrap();
+        hub.publish("a", Event::new("2")).await.unwrap(); // a is now more recent than c
+        hub.publish("d", Event::new("1")).await.unwrap(); // retires c
+        assert!(hub.topic_info("c").is_none());
+        assert_eq!(hub.stats().topics_retired, 1);
+        // Re-created, c starts a new history with a new epoch.
+        let id = hub.publish("c", Event::new("again")).await.unwrap();
+        assert_eq!(id.seq(), 1);
+        assert_ne!(id.epoch(), hub.epoch());
+        assert!(
+            hub.topic_info("b").is_some(),
+            "topics with subscribers stay"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hub_full_of_subscribed_topics_refuses_new_ones() {
+        let hub = Hub::builder().max_topics(2).build();
+        let _a = hub.subscribe("a", Subscribe::new()).unwrap();
+        let _b = hub.subscribe("b", Subscribe::new()).unwrap();
+        assert_eq!(
+            hub.publish("c", Event::new("x")).await,
+            Err(HubError::TooManyTopics)
+        );
+        assert_eq!(
+            hub.subscribe("c", Subscribe::new()).unwrap_err(),
+            HubError::TooManyTopics
+        );
     }
 }

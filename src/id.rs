@@ -78,6 +78,32 @@ impl Epoch {
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
     }
 
+    /// The epoch of the `n`th re-creation of a topic: this epoch followed
+    /// by `n` in base 36 (unchanged for `n == 0`), cut to fit 16 characters.
+    pub(crate) fn incarnation(self, n: u64) -> Epoch {
+        if n == 0 {
+            return self;
+        }
+        const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut suffix = [0u8; 13];
+        let mut i = suffix.len();
+        let mut n = n;
+        while n > 0 {
+            i -= 1;
+            suffix[i] = DIGITS[(n % 36) as usize];
+            n /= 36;
+        }
+        let suffix = &suffix[i..];
+        let keep = (self.len as usize).min(MAX_EPOCH_LEN - suffix.len());
+        let mut bytes = [0u8; MAX_EPOCH_LEN];
+        bytes[..keep].copy_from_slice(&self.bytes[..keep]);
+        bytes[keep..keep + suffix.len()].copy_from_slice(suffix);
+        Epoch {
+            bytes,
+            len: (keep + suffix.len()) as u8,
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn from_str_unchecked(s: &str) -> Self {
         s.parse().expect("valid test epoch")
@@ -282,6 +308,19 @@ mod tests {
             assert_eq!(e.as_str().parse::<Epoch>(), Ok(e));
             assert!(seen.insert(e));
         }
+    }
+
+    #[test]
+    fn incarnations_differ_and_stay_valid() {
+        let e = Epoch::from_str_unchecked("k3f9x2ab");
+        assert_eq!(e.incarnation(0), e);
+        assert_eq!(e.incarnation(1).as_str(), "k3f9x2ab1");
+        assert_eq!(e.incarnation(36).as_str(), "k3f9x2ab10");
+        let long = Epoch::from_str_unchecked("abcdefghijklmnop");
+        let inc = long.incarnation(u64::MAX);
+        assert_eq!(inc.as_str().len(), 16);
+        assert_eq!(inc.as_str().parse::<Epoch>(), Ok(inc));
+        assert_ne!(long.incarnation(1), long.incarnation(2));
     }
 
     #[test]

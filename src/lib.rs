@@ -42,32 +42,41 @@
 //!
 //! [Server-Sent Events]: https://html.spec.whatwg.org/multipage/server-sent-events.html
 
+mod auth;
 mod body;
+mod cors;
 mod event;
 mod hub;
 mod id;
+mod metrics;
+mod publish;
 mod resync;
 mod ring;
 mod server;
 mod service;
 mod stream;
 mod tick;
+mod tls;
 mod topic;
 
+pub use crate::auth::{AuthError, Grants, JWT_LEEWAY, JwtKey, TOKEN_COOKIE};
 pub use crate::body::ResponseBody;
+pub use crate::cors::CorsOrigins;
 pub use crate::event::{Event, EventError, MAX_EVENT_TYPE_LEN, RESYNC_EVENT_TYPE};
 pub use crate::hub::{
     Hub, HubBuilder, HubConfig, HubError, HubStats, MAX_TOPIC_LEN, Subscribe, TopicInfo,
     validate_topic,
 };
 pub use crate::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
+pub use crate::publish::BodyError;
 pub use crate::resync::ResyncReason;
 pub use crate::server::{Server, ServerConfig, shutdown_signal};
 pub use crate::service::{
-    DEFAULT_STREAM_TOPIC, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
+    DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
 };
 pub use crate::stream::EventStream;
 pub use crate::tick::spawn_ticker;
+pub use crate::tls::{TlsConfig, TlsError};
 
 #[cfg(test)]
 mod tests {

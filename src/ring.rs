@@ -115,6 +115,16 @@ impl Ring {
         evicted
     }
 
+    /// Drops the oldest events until at most `max_bytes` remain, always
+    /// keeping the newest event. Returns the bytes freed.
+    pub(crate) fn trim_to_bytes(&mut self, max_bytes: usize) -> usize {
+        let mut freed = 0;
+        while self.bytes > max_bytes && self.frames.len() > 1 {
+            freed += self.pop_front();
+        }
+        freed
+    }
+
     fn pop_front(&mut self) -> usize {
         match self.frames.pop_front() {
             Some(f) => {
@@ -222,6 +232,16 @@ mod tests {
         assert_eq!(r.oldest(), Some(3));
         r.push(Bytes::from(vec![b'x'; 50]));
         assert_eq!((r.oldest(), r.len(), r.bytes()), (Some(6), 1, 50));
+    }
+
+    #[test]
+    fn trim_to_bytes_keeps_the_newest() {
+        let mut r = ring(100, 1 << 20);
+        push_n(&mut r, 5); // 3 bytes each
+        assert_eq!(r.trim_to_bytes(7), 9);
+        assert_eq!((r.oldest(), r.bytes()), (Some(4), 6));
+        assert_eq!(r.trim_to_bytes(0), 3);
+        assert_eq!((r.oldest(), r.len(), r.next_seq()), (Some(5), 1, 6));
     }
 
     #[test]

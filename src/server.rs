@@ -1,23 +1,37 @@
-//! The server loop: accept, serve HTTP/1.1 and h2c on one port, shut down
-//! gracefully.
+//! The server loop: accept, limit, serve HTTP/1.1 and HTTP/2 (h2c, or TLS
+//! with ALPN) on one port, shut down gracefully.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::service::SseService;
+use crate::body::ResponseBody;
+use crate::metrics::ConnectionStats;
+use crate::service::{SseService, text};
+use crate::tls::TlsConfig;
 
 /// Serves an [`SseService`] on a TCP listener.
 ///
-/// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) share the port;
-/// `TCP_NODELAY` is set on every connection. On shutdown the server stops
+/// HTTP/1.1 and HTTP/2 share the port: with prior knowledge (h2c) in
+/// cleartext, through ALPN with TLS. `TCP_NODELAY` is set on every
+/// connection. Connections beyond the limits get `503` with `Retry-After`
+/// and are closed; existing ones are untouched. On shutdown the server stops
 /// accepting, closes the hub (which ends every event stream, so clients
 /// reconnect elsewhere with their last id), and waits for connections to
 /// finish their responses, at most [`ServerConfig::shutdown_timeout`].
@@ -40,17 +54,24 @@ pub struct Server {
 }
 
 /// The settings of a [`Server`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// How long shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
-    /// How long a client may take to send a request's headers (slow-loris
-    /// defence); the connection is closed after it.
+    /// How long a client may take to send its first bytes, the TLS
+    /// handshake, and a request's headers (slow-loris defence); the
+    /// connection is closed after it.
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers); larger ones get
     /// `431`.
     pub max_header_bytes: usize,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Most open connections from one IP address (`None`: no such limit).
+    pub max_connections_per_ip: Option<usize>,
+    /// Serve HTTPS instead of cleartext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -59,9 +80,15 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 16 << 10,
+            max_connections: 10_000,
+            max_connections_per_ip: None,
+            tls: None,
         }
     }
 }
+
+/// Connections being refused at once; more are closed without an answer.
+const MAX_REJECTING: usize = 256;
 
 impl Server {
     /// A server on an already bound listener.
@@ -109,15 +136,10 @@ impl Server {
             service,
             config,
         } = self;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            // hyper answers 431 when the head outgrows the read buffer.
-            .max_buf_size(config.max_header_bytes.max(8192));
-        builder.http2().timer(TokioTimer::new());
-
+        let builder = Arc::new(http_builder(&config));
+        let stats = service.connection_stats().clone();
+        let limiter = Arc::new(Limiter::new(&config, stats.clone()));
+        let rejecting = Arc::new(AtomicUsize::new(0));
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -138,15 +160,39 @@ impl Server {
                     }
                 },
             };
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(%peer, error = %e, "set_nodelay failed");
-            }
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service.clone())
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let _ = stream.set_nodelay(true);
+            let Some(permit) = limiter.try_acquire(peer.ip()) else {
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+                reject(stream, &config, &rejecting);
+                continue;
+            };
+            stats.accepted.fetch_add(1, Ordering::Relaxed);
+            let service = service.for_peer(peer);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = config.tls.clone();
+            let timeout = config.header_read_timeout;
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let _permit = permit;
+                // hyper-util's protocol detection waits for the first bytes
+                // without a timeout: bound it here (slow-loris).
+                if !first_bytes_within(&stream, timeout).await {
+                    return;
+                }
+                let result = match tls {
+                    None => serve(&builder, watcher, stream, service).await,
+                    Some(tls) => {
+                        match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+                            Ok(Ok(stream)) => serve(&builder, watcher, stream, service).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             });
@@ -165,6 +211,155 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        // hyper answers 431 when the head outgrows the read buffer.
+        .max_buf_size(config.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+async fn serve<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    service: SseService,
+) -> Result<(), BoxError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    watcher.watch(conn).await
+}
+
+/// Waits until the client sends something; `false` if it does not within
+/// `timeout` or closes the connection first.
+async fn first_bytes_within(stream: &TcpStream, timeout: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(timeout, stream.peek(&mut byte)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
+/// Answers a connection over a limit with `503` and closes it, unless too
+/// many are being refused already.
+fn reject(stream: TcpStream, config: &ServerConfig, rejecting: &Arc<AtomicUsize>) {
+    if rejecting.fetch_add(1, Ordering::Relaxed) >= MAX_REJECTING {
+        rejecting.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let rejecting = rejecting.clone();
+    let tls = config.tls.clone();
+    let timeout = config.header_read_timeout.min(Duration::from_secs(5));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
+    tokio::spawn(async move {
+        let svc = service_fn(|_req: Request| async {
+            let mut res = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server is at its connection limit",
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            Ok::<Response<ResponseBody>, Infallible>(res)
+        });
+        let work = async {
+            match tls {
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                Some(tls) => {
+                    if let Ok(stream) = tls.acceptor().accept(stream).await {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout * 2, work).await;
+        rejecting.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+type Request = http::Request<Incoming>;
+
+/// Counts open connections, in total and per IP address.
+struct Limiter {
+    max: usize,
+    per_ip: Option<usize>,
+    stats: Arc<ConnectionStats>,
+    by_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Limiter {
+    fn new(config: &ServerConfig, stats: Arc<ConnectionStats>) -> Self {
+        Limiter {
+            max: config.max_connections,
+            per_ip: config.max_connections_per_ip,
+            stats,
+            by_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Permit> {
+        if self.stats.open.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.stats.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        if let Some(per_ip) = self.per_ip {
+            let mut by_ip = self.by_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = by_ip.entry(ip).or_insert(0);
+            if *n >= per_ip {
+                drop(by_ip);
+                self.stats.open.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+            *n += 1;
+        }
+        Some(Permit {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One open connection; released on drop.
+struct Permit {
+    limiter: Arc<Limiter>,
+    ip: IpAddr,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let l = &self.limiter;
+        if l.per_ip.is_some() {
+            let mut by_ip = l.by_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = by_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    by_ip.remove(&self.ip);
+                }
+            }
+        }
+        l.stats.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -4,7 +4,11 @@
 //! |---|---|
 //! | `GET /stream` | the event stream of the default topic |
 //! | `GET /events/{topic}` | the event stream of `topic` |
-//! | `POST /events/{topic}` | publishes the body as one event, `201 {"id":"..."}` |
+//! | `POST /events/{topic}` | publishes one event (text body) or a batch (JSON) |
+//! | `OPTIONS` on those | CORS preflight |
+//! | `GET /healthz` | `200 ok` (`503` while shutting down) |
+//! | `GET /metrics` | Prometheus metrics |
+//! | `GET /` | a page to watch a topic and publish test events |
 //!
 //! Streams take `Last-Event-ID` (header) or `?lastEventId=` (query; the
 //! header wins) to resume, and `?limit=N` to end after `N` events.
@@ -12,6 +16,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,11 +28,23 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::service::Service;
 
+use crate::auth::{Access, JwtKey, Verdict};
 use crate::body::ResponseBody;
+use crate::cors::CorsOrigins;
 use crate::event::Event;
 use crate::hub::{Hub, HubError, Subscribe, validate_topic};
+use crate::metrics::{ConnectionStats, Metrics};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The address of the client, for services not run by [`Server`](crate::Server).
+///
+/// [`Server`](crate::Server) tells the service each connection's peer; an
+/// embedder with its own accept loop inserts this into the request's
+/// extensions so that the loopback rule for publishing can apply. Without
+/// it, a client is not considered local.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// The hyper service with ssehub's HTTP endpoints.
 ///
@@ -56,10 +73,17 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct SseService {
     hub: Hub,
     config: Arc<ServiceConfig>,
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+}
+
+struct Shared {
+    metrics: Metrics,
+    connections: Arc<ConnectionStats>,
 }
 
 /// The settings of an [`SseService`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServiceConfig {
     /// Path prefix every route sits under (empty for none).
@@ -68,6 +92,9 @@ pub struct ServiceConfig {
     pub stream_topic: String,
     /// Largest accepted publish body.
     pub max_body_bytes: usize,
+    /// Which origins may read streams and publish from a browser page.
+    pub cors: CorsOrigins,
+    access: Access,
 }
 
 impl Default for ServiceConfig {
@@ -76,12 +103,16 @@ impl Default for ServiceConfig {
             prefix: String::new(),
             stream_topic: DEFAULT_STREAM_TOPIC.to_owned(),
             max_body_bytes: 1 << 20,
+            cors: CorsOrigins::default(),
+            access: Access::default(),
         }
     }
 }
 
 /// The topic behind `GET /stream` unless configured otherwise.
 pub const DEFAULT_STREAM_TOPIC: &str = "stream";
+
+const PAGE: &str = include_str!("page.html");
 
 impl SseService {
     /// A service with the default settings.
@@ -107,16 +138,31 @@ impl SseService {
         &self.config
     }
 
-    fn route<'a>(&self, path: &'a str) -> Route<'a> {
+    /// This service for one connection from `peer`.
+    pub(crate) fn for_peer(&self, peer: SocketAddr) -> Self {
+        SseService {
+            peer: Some(peer),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn connection_stats(&self) -> &Arc<ConnectionStats> {
+        &self.shared.connections
+    }
+
+    fn route<'a>(&'a self, path: &'a str) -> Route<'a> {
         let Some(path) = path.strip_prefix(self.config.prefix.as_str()) else {
             return Route::NotFound;
         };
-        if path == "/stream" {
-            Route::Stream
-        } else if let Some(topic) = path.strip_prefix("/events/") {
-            Route::Topic(topic)
-        } else {
-            Route::NotFound
+        match path {
+            "/stream" => Route::Topic(&self.config.stream_topic, false),
+            "" | "/" => Route::Page,
+            "/healthz" => Route::Health,
+            "/metrics" => Route::Metrics,
+            _ => match path.strip_prefix("/events/") {
+                Some(topic) => Route::Topic(topic, true),
+                None => Route::NotFound,
+            },
         }
     }
 
@@ -125,6 +171,16 @@ impl SseService {
             Ok(q) => q,
             Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
         };
+        if let Err(e) = validate_topic(topic) {
+            return hub_error(e);
+        }
+        let verdict =
+            self.config
+                .access
+                .check_subscribe(req.headers(), query.access_token.as_deref(), topic);
+        if let Some(res) = denied(verdict) {
+            return res;
+        }
         let mut options = Subscribe::new();
         // The header wins over the query parameter; an empty one means none.
         let header_id = req
@@ -148,10 +204,6 @@ impl SseService {
                 );
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                );
                 res
             }
             Err(e) => hub_error(e),
@@ -167,14 +219,48 @@ impl SseService {
         if let Err(e) = validate_topic(topic) {
             return ResponseFuture::ready(hub_error(e));
         }
+        let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        if !self
+            .config
+            .cors
+            .may_publish(req.headers().get(header::ORIGIN), authority)
+        {
+            return ResponseFuture::ready(text(
+                StatusCode::FORBIDDEN,
+                "cross-origin publishing is not allowed",
+            ));
+        }
         let mut event_type = None;
+        let mut access_token = None;
         for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
-            if k == "event" {
-                if let Err(e) = crate::event::validate_type(&v) {
-                    return ResponseFuture::ready(text(StatusCode::BAD_REQUEST, &e.to_string()));
+            match &*k {
+                "event" => {
+                    if let Err(e) = crate::event::validate_type(&v) {
+                        return ResponseFuture::ready(text(
+                            StatusCode::BAD_REQUEST,
+                            &e.to_string(),
+                        ));
+                    }
+                    event_type = Some(v.into_owned());
                 }
-                event_type = Some(v.into_owned());
+                "access_token" => access_token = Some(v.into_owned()),
+                _ => {}
             }
+        }
+        let peer = self
+            .peer
+            .or_else(|| req.extensions().get::<PeerAddr>().map(|p| p.0))
+            .map(|a| a.ip());
+        let verdict =
+            self.config
+                .access
+                .check_publish(req.headers(), access_token.as_deref(), peer, topic);
+        if let Some(res) = denied(verdict) {
+            return ResponseFuture::ready(res);
         }
         let max = self.config.max_body_bytes;
         let declared = req
@@ -185,6 +271,11 @@ impl SseService {
         if declared.is_some_and(|n| n > max as u64) {
             return ResponseFuture::ready(too_large(max));
         }
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_type);
         let hub = self.hub.clone();
         let topic = topic.to_owned();
         ResponseFuture::boxed(async move {
@@ -195,6 +286,26 @@ impl SseService {
                 }
                 Err(_) => return text(StatusCode::BAD_REQUEST, "could not read request body"),
             };
+            if is_json {
+                let batch = match crate::publish::parse_json(&bytes) {
+                    Ok(batch) => batch,
+                    Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+                };
+                let single = batch.single;
+                return match hub.publish_batch(&topic, batch.events).await {
+                    Ok(ids) if single => {
+                        json(StatusCode::CREATED, format!("{{\"id\":\"{}\"}}\n", ids[0]))
+                    }
+                    Ok(ids) => {
+                        let list: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
+                        json(
+                            StatusCode::CREATED,
+                            format!("{{\"ids\":[{}]}}\n", list.join(",")),
+                        )
+                    }
+                    Err(e) => hub_error(e),
+                };
+            }
             let mut event = match Event::from_utf8(bytes) {
                 Ok(ev) => ev,
                 Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -213,6 +324,31 @@ impl SseService {
     }
 }
 
+fn is_json_type(ct: &str) -> bool {
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json")
+}
+
+/// The response for a refused request, `None` if allowed.
+fn denied(verdict: Verdict) -> Option<Response<ResponseBody>> {
+    match verdict {
+        Verdict::Allow => None,
+        Verdict::Unauthorized(why) => {
+            let mut res = text(StatusCode::UNAUTHORIZED, why);
+            let challenge = if why == "missing token" {
+                HeaderValue::from_static("Bearer realm=\"ssehub\"")
+            } else {
+                HeaderValue::from_static("Bearer realm=\"ssehub\", error=\"invalid_token\"")
+            };
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+            Some(res)
+        }
+        Verdict::Forbidden(why) => Some(text(StatusCode::FORBIDDEN, why)),
+    }
+}
+
 impl<B> Service<Request<B>> for SseService
 where
     B: Body + Send + 'static,
@@ -225,20 +361,57 @@ where
 
     fn call(&self, req: Request<B>) -> ResponseFuture {
         let route = self.route(req.uri().path());
-        let method = req.method();
+        let method = req.method().clone();
         match route {
-            Route::Stream if method == Method::GET => {
-                ResponseFuture::ready(self.subscribe(&self.config.stream_topic, &req))
+            Route::Topic(topic, publishable) => {
+                let origin = req.headers().get(header::ORIGIN).cloned();
+                let cors = self.config.clone();
+                let fut = match method {
+                    Method::GET => ResponseFuture::ready(self.subscribe(topic, &req)),
+                    Method::POST if publishable => {
+                        let topic = topic.to_owned();
+                        self.publish(&topic, req)
+                    }
+                    Method::OPTIONS => {
+                        ResponseFuture::ready(self.config.cors.preflight(origin.as_ref()))
+                    }
+                    _ if publishable => ResponseFuture::ready(not_allowed("GET, POST, OPTIONS")),
+                    _ => ResponseFuture::ready(not_allowed("GET, OPTIONS")),
+                };
+                if method == Method::OPTIONS {
+                    return fut;
+                }
+                fut.with_cors(cors, origin)
             }
-            Route::Topic(topic) if method == Method::GET => {
-                ResponseFuture::ready(self.subscribe(topic, &req))
+            Route::Page if method == Method::GET => {
+                let mut res =
+                    Response::new(ResponseBody::full(Bytes::from_static(PAGE.as_bytes())));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                ResponseFuture::ready(res)
             }
-            Route::Topic(topic) if method == Method::POST => {
-                let topic = topic.to_owned();
-                self.publish(&topic, req)
+            Route::Health if method == Method::GET => {
+                ResponseFuture::ready(if self.hub.is_closed() {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                } else {
+                    text(StatusCode::OK, "ok")
+                })
             }
-            Route::Stream => ResponseFuture::ready(not_allowed("GET")),
-            Route::Topic(_) => ResponseFuture::ready(not_allowed("GET, POST")),
+            Route::Metrics if method == Method::GET => {
+                let mut res = Response::new(ResponseBody::full(self.shared.metrics.render()));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                ResponseFuture::ready(res)
+            }
+            Route::Page | Route::Health | Route::Metrics => {
+                ResponseFuture::ready(not_allowed("GET"))
+            }
             Route::NotFound => ResponseFuture::ready(text(StatusCode::NOT_FOUND, "not found")),
         }
     }
@@ -249,6 +422,7 @@ impl fmt::Debug for SseService {
         f.debug_struct("SseService")
             .field("hub", &self.hub)
             .field("config", &self.config)
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -291,18 +465,47 @@ impl SseServiceBuilder {
         self
     }
 
+    /// Requires `Authorization: Bearer <token>` to publish (compared in
+    /// constant time). Without it, loopback clients may publish freely.
+    pub fn publish_token(mut self, token: impl Into<String>) -> Self {
+        self.config.access.publish_token = Some(token.into().into_bytes().into_boxed_slice());
+        self
+    }
+
+    /// Requires a JWT signed with `key` to subscribe; a JWT with publish
+    /// grants also authorises publishing (see [`JwtKey`]).
+    pub fn jwt_key(mut self, key: JwtKey) -> Self {
+        self.config.access.jwt = Some(key);
+        self
+    }
+
+    /// Which origins may read streams and publish from browser pages.
+    pub fn cors(mut self, origins: CorsOrigins) -> Self {
+        self.config.cors = origins;
+        self
+    }
+
     /// Builds the service.
     pub fn build(self) -> SseService {
+        let connections = Arc::new(ConnectionStats::default());
         SseService {
+            shared: Arc::new(Shared {
+                metrics: Metrics::new(self.hub.clone(), connections.clone()),
+                connections,
+            }),
             hub: self.hub,
             config: Arc::new(self.config),
+            peer: None,
         }
     }
 }
 
 enum Route<'a> {
-    Stream,
-    Topic(&'a str),
+    /// A topic's stream; `true` if it can also be published to.
+    Topic(&'a str, bool),
+    Page,
+    Health,
+    Metrics,
     NotFound,
 }
 
@@ -311,6 +514,7 @@ enum Route<'a> {
 struct StreamQuery {
     last_event_id: Option<String>,
     limit: Option<u64>,
+    access_token: Option<String>,
 }
 
 impl StreamQuery {
@@ -362,6 +566,22 @@ impl ResponseFuture {
     fn boxed(fut: impl Future<Output = Response<ResponseBody>> + Send + 'static) -> Self {
         ResponseFuture {
             inner: FutureKind::Boxed(Box::pin(fut)),
+        }
+    }
+
+    /// Adds the CORS headers for `origin` to the response.
+    fn with_cors(self, config: Arc<ServiceConfig>, origin: Option<HeaderValue>) -> Self {
+        match self.inner {
+            FutureKind::Ready(Some(mut res)) => {
+                config.cors.decorate(origin.as_ref(), res.headers_mut());
+                ResponseFuture::ready(res)
+            }
+            FutureKind::Boxed(fut) => ResponseFuture::boxed(async move {
+                let mut res = fut.await;
+                config.cors.decorate(origin.as_ref(), res.headers_mut());
+                res
+            }),
+            done @ FutureKind::Ready(None) => ResponseFuture { inner: done },
         }
     }
 }
@@ -424,7 +644,7 @@ fn too_large(max: usize) -> Response<ResponseBody> {
     )
 }
 
-fn hub_error(e: HubError) -> Response<ResponseBody> {
+pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
     let status = match e {
         HubError::InvalidTopic => StatusCode::BAD_REQUEST,
         HubError::TooManyTopics | HubError::Closed => StatusCode::SERVICE_UNAVAILABLE,

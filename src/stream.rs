@@ -100,7 +100,8 @@ pub(crate) struct StreamParams {
 }
 
 impl EventStream {
-    /// Must be called with the position computed under the topic's lock.
+    /// Must be called with the position computed, and the subscriber
+    /// counted, under the topic's lock.
     pub(crate) fn new(
         topic: Arc<Topic>,
         start: Start,
@@ -128,7 +129,6 @@ impl EventStream {
                 ))
             }
         };
-        topic.add_subscriber();
         EventStream {
             topic,
             epoch: start.epoch,

@@ -15,8 +15,8 @@ use crate::event::Encoded;
 use crate::id::{Epoch, EventId};
 use crate::ring::{Read, Ring, RingLimits};
 
-/// Counters shared by every topic of a hub.
-#[derive(Debug, Default)]
+/// State shared by every topic of a hub: counters and the byte total.
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
     pub(crate) delivered: AtomicU64,
@@ -24,6 +24,29 @@ pub(crate) struct Counters {
     pub(crate) resyncs: AtomicU64,
     pub(crate) subscribers: AtomicUsize,
     pub(crate) retained_bytes: AtomicUsize,
+    /// A logical clock: ticks on every publish and subscription change, so
+    /// topics can be ordered by their last activity.
+    activity: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            resyncs: AtomicU64::new(0),
+            subscribers: AtomicUsize::new(0),
+            retained_bytes: AtomicUsize::new(0),
+            activity: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Counters {
+    fn tick(&self) -> u64 {
+        self.activity.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -31,8 +54,13 @@ pub(crate) struct Topic {
     name: Box<str>,
     ring: Mutex<Ring>,
     notify: Arc<Notify>,
+    /// Set when the hub closes or the topic is retired; streams end.
     closed: AtomicBool,
     subscribers: AtomicUsize,
+    /// The ring's byte count, readable without the lock.
+    bytes: AtomicUsize,
+    /// Last publish or subscription change, on the hub's logical clock.
+    last_active: AtomicU64,
     counters: Arc<Counters>,
 }
 
@@ -51,10 +79,6 @@ impl Published {
     }
 }
 
-/// The topic no longer accepts events: the hub was closed.
-#[derive(Debug)]
-pub(crate) struct Closed;
-
 impl Topic {
     pub(crate) fn new(
         name: &str,
@@ -62,12 +86,15 @@ impl Topic {
         limits: RingLimits,
         counters: Arc<Counters>,
     ) -> Self {
+        let now = counters.tick();
         Topic {
             name: name.into(),
             ring: Mutex::new(Ring::new(epoch, limits)),
             notify: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
             subscribers: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            last_active: AtomicU64::new(now),
             counters,
         }
     }
@@ -88,14 +115,12 @@ impl Topic {
     }
 
     /// Appends events in order, all under one lock, then wakes subscribers.
-    pub(crate) fn publish(
-        &self,
-        events: impl IntoIterator<Item = Encoded>,
-    ) -> Result<Published, Closed> {
+    /// A closed topic hands the events back untouched.
+    pub(crate) fn publish(&self, events: Vec<Encoded>) -> Result<Published, Vec<Encoded>> {
         let (published, added, evicted) = {
             let mut ring = self.lock();
             if self.is_closed() {
-                return Err(Closed);
+                return Err(events);
             }
             let epoch = ring.epoch();
             let first = ring.next_seq();
@@ -105,6 +130,7 @@ impl Topic {
                 added += frame.len();
                 evicted += ring.push(frame);
             }
+            self.bytes.store(ring.bytes(), Ordering::Relaxed);
             let count = ring.next_seq() - first;
             (
                 Published {
@@ -120,13 +146,29 @@ impl Topic {
         c.published.fetch_add(published.count, Ordering::Relaxed);
         c.retained_bytes.fetch_add(added, Ordering::Relaxed);
         c.retained_bytes.fetch_sub(evicted, Ordering::Relaxed);
+        self.touch();
         if published.count > 0 {
             self.notify.notify_waiters();
         }
         Ok(published)
     }
 
-    /// Reads what is ready for a subscriber at `cursor` of `epoch`.
+    /// Drops the oldest events until at most `max_bytes` remain (the newest
+    /// is always kept). Subscribers that had not read them get `resync`.
+    pub(crate) fn trim_to(&self, max_bytes: usize) -> usize {
+        let freed = {
+            let mut ring = self.lock();
+            let freed = ring.trim_to_bytes(max_bytes);
+            self.bytes.store(ring.bytes(), Ordering::Relaxed);
+            freed
+        };
+        self.counters
+            .retained_bytes
+            .fetch_sub(freed, Ordering::Relaxed);
+        freed
+    }
+
+    /// Reads what is ready for a subscriber at `cursor`.
     pub(crate) fn read(&self, cursor: u64, max_events: u64, max_bytes: usize) -> Read {
         self.lock().read(cursor, max_events, max_bytes)
     }
@@ -142,24 +184,63 @@ impl Topic {
 
     /// Ends every stream of the topic and refuses new events.
     pub(crate) fn close(&self) {
-        // Taken under the lock so no publish is half done when it flips.
-        let _ring = self.lock();
+        // Flipped under the lock so no publish or subscribe is half done.
+        let ring = self.lock();
         self.closed.store(true, Ordering::Release);
-        drop(_ring);
+        drop(ring);
         self.notify.notify_waiters();
+    }
+
+    /// Closes the topic if nobody is subscribed; returns the bytes it held,
+    /// or `None` if it has subscribers.
+    ///
+    /// Subscriptions register under the ring's lock, so a subscriber either
+    /// registered before this check or finds the topic closed and looks it
+    /// up again.
+    pub(crate) fn retire(&self) -> Option<usize> {
+        let ring = self.lock();
+        if self.subscriber_count() > 0 {
+            return None;
+        }
+        self.closed.store(true, Ordering::Release);
+        let bytes = ring.bytes();
+        drop(ring);
+        self.counters
+            .retained_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
+        self.notify.notify_waiters();
+        Some(bytes)
+    }
+
+    /// Bytes retained, without taking the lock.
+    pub(crate) fn retained_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// When the topic was last published to or (un)subscribed.
+    pub(crate) fn last_active(&self) -> u64 {
+        self.last_active.load(Ordering::Relaxed)
+    }
+
+    fn touch(&self) {
+        self.last_active
+            .store(self.counters.tick(), Ordering::Relaxed);
     }
 
     pub(crate) fn subscriber_count(&self) -> usize {
         self.subscribers.load(Ordering::Relaxed)
     }
 
+    /// Counts a new subscriber. Call with the ring locked (see `retire`).
     pub(crate) fn add_subscriber(&self) {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         self.counters.subscribers.fetch_add(1, Ordering::Relaxed);
+        self.touch();
     }
 
     pub(crate) fn remove_subscriber(&self) {
         self.subscribers.fetch_sub(1, Ordering::Relaxed);
         self.counters.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.touch();
     }
 }

@@ -127,7 +127,10 @@ async fn bad_requests_get_a_precise_status_and_change_nothing() {
         assert!(got_body.ends_with('\n') && got_body.lines().count() == 1);
     }
     let (_, headers, _) = request_full(addr, "PUT", "/events/t", &[], b"").await;
-    assert_eq!(support::header(&headers, "allow"), Some("GET, POST"));
+    assert_eq!(
+        support::header(&headers, "allow"),
+        Some("GET, POST, OPTIONS")
+    );
 
     // Nothing was published by any of them.
     assert_eq!(server.hub.stats().published, 0);

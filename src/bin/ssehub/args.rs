@@ -1,8 +1,9 @@
 //! The command line as typed: flags and their `SSEHUB_*` environment twins.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args as ClapArgs, Parser, Subcommand};
 
 /// ssehub: a Server-Sent Events hub with ids, replay and exact resumption.
 ///
@@ -12,6 +13,40 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "ssehub", version, about, long_about)]
 pub(crate) struct Args {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print a JWT granting topics, for servers run with `--jwt-key`.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+pub(crate) struct TokenArgs {
+    /// The secret the server was given with `--jwt-key`.
+    #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true)]
+    pub(crate) key: String,
+
+    /// Topics the holder may subscribe to (a name, `prefix*`, or `*`).
+    #[arg(long, num_args = 1.., value_name = "TOPIC")]
+    pub(crate) subscribe: Vec<String>,
+
+    /// Topics the holder may publish to (a name, `prefix*`, or `*`).
+    #[arg(long, num_args = 1.., value_name = "TOPIC")]
+    pub(crate) publish: Vec<String>,
+
+    /// Seconds until the token expires.
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) ttl: u64,
+}
+
+#[derive(Debug, ClapArgs)]
+pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SSEHUB_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
@@ -23,6 +58,10 @@ pub(crate) struct Args {
     /// Bytes of events retained per topic.
     #[arg(long, env = "SSEHUB_MAX_TOPIC_BYTES", default_value_t = 16 << 20)]
     pub(crate) max_topic_bytes: u64,
+
+    /// Bytes of events retained by all topics together.
+    #[arg(long, env = "SSEHUB_MAX_TOTAL_BYTES", default_value_t = 256 << 20)]
+    pub(crate) max_total_bytes: u64,
 
     /// Reconnection delay suggested to clients, in milliseconds (`retry:`).
     #[arg(long, env = "SSEHUB_RETRY", default_value_t = 3000)]
@@ -44,6 +83,38 @@ pub(crate) struct Args {
     /// Largest publish body, in bytes.
     #[arg(long, env = "SSEHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub(crate) max_body_bytes: usize,
+
+    /// Most open connections; more get `503`.
+    #[arg(long, env = "SSEHUB_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub(crate) max_connections: usize,
+
+    /// Most open connections from one IP address (0: no such limit).
+    #[arg(long, env = "SSEHUB_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub(crate) max_connections_per_ip: usize,
+
+    /// Require `Authorization: Bearer TOKEN` to publish. Without it, only
+    /// loopback clients may publish without credentials.
+    #[arg(long, env = "SSEHUB_PUBLISH_TOKEN", hide_env_values = true)]
+    pub(crate) publish_token: Option<String>,
+
+    /// Require a JWT (HS256, signed with this secret) to subscribe; tokens
+    /// with publish grants may also publish. See `ssehub token`.
+    #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true)]
+    pub(crate) jwt_key: Option<String>,
+
+    /// An origin allowed to read streams with credentials and to publish
+    /// (repeatable; `*` for any). Without it, streams are readable from any
+    /// page and cross-origin publishing is refused.
+    #[arg(long, env = "SSEHUB_CORS_ORIGIN", value_delimiter = ',')]
+    pub(crate) cors_origin: Vec<String>,
+
+    /// PEM certificate chain: serve HTTPS (HTTP/2 through ALPN).
+    #[arg(long, env = "SSEHUB_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "SSEHUB_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
 
     /// Seconds shutdown waits for connections to finish.
     #[arg(long, env = "SSEHUB_SHUTDOWN_TIMEOUT", default_value_t = 5)]

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ssehub::{Hub, Server, ServerConfig, SseService};
+use ssehub::{CorsOrigins, Grants, Hub, JwtKey, Server, ServerConfig, SseService, TlsConfig};
 
-use crate::args::Args;
+use crate::args::{Args, Command, ServeArgs, TokenArgs};
+
+type Error = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
     match run() {
@@ -20,8 +22,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn run() -> Result<ExitCode, Error> {
     let args = Args::parse();
+    match args.command {
+        Some(Command::Token(t)) => token(t),
+        None => serve(args.serve),
+    }
+}
+
+fn token(args: TokenArgs) -> Result<ExitCode, Error> {
+    if args.subscribe.is_empty() && args.publish.is_empty() {
+        return Err("a token needs --subscribe or --publish topics".into());
+    }
+    let mut grants = Grants::new();
+    for t in args.subscribe {
+        grants = grants.subscribe(t)?;
+    }
+    for t in args.publish {
+        grants = grants.publish(t)?;
+    }
+    let key = JwtKey::hs256(args.key.as_bytes());
+    println!("{}", key.issue(&grants, Duration::from_secs(args.ttl))?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -36,15 +61,35 @@ fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let hub = Hub::builder()
         .buffer(usize::try_from(args.buffer)?)
         .max_topic_bytes(usize::try_from(args.max_topic_bytes)?)
+        .max_total_bytes(usize::try_from(args.max_total_bytes)?)
         .max_topics(args.max_topics)
         .retry(Some(Duration::from_millis(args.retry)))
         .keep_alive(Some(Duration::from_secs(args.keep_alive)))
         .build();
-    let service = SseService::builder(hub.clone())
+    let mut service = SseService::builder(hub.clone())
         .max_body_bytes(args.max_body_bytes)
-        .build();
+        .cors(CorsOrigins::from_list(&args.cors_origin));
+    if let Some(token) = args.publish_token.filter(|t| !t.is_empty()) {
+        service = service.publish_token(token);
+    }
+    if let Some(key) = args.jwt_key.filter(|k| !k.is_empty()) {
+        service = service.jwt_key(JwtKey::hs256(key.as_bytes()));
+    }
+    let service = service.build();
+
     let mut config = ServerConfig::default();
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+    config.max_connections = args.max_connections;
+    config.max_connections_per_ip =
+        (args.max_connections_per_ip > 0).then_some(args.max_connections_per_ip);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(TlsConfig::from_pem_files(cert, key)?);
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,14 +98,14 @@ fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         let server = Server::bind(args.listen, service).await?.config(config);
         let addr = server.local_addr()?;
         // Tests and scripts read this line to find the port.
-        println!("ssehub listening on http://{addr}");
+        println!("ssehub listening on {scheme}://{addr}");
         tracing::info!(%addr, epoch = %hub.epoch(), "listening");
         if !tick.is_zero() {
             ssehub::spawn_ticker(hub.clone(), ssehub::DEFAULT_STREAM_TOPIC, tick);
         }
         server.run_until(ssehub::shutdown_signal()).await?;
         tracing::info!("stopped");
-        Ok::<_, Box<dyn std::error::Error>>(())
+        Ok::<_, Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }

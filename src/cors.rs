@@ -1,0 +1,175 @@
+//! Cross-origin rules.
+//!
+//! Without configured origins, event streams may be read from any page
+//! (`Access-Control-Allow-Origin: *`, no credentials) and publishing from
+//! another origin is refused. With configured origins, those origins get
+//! their own origin echoed with credentials allowed (so cookies work), and
+//! may publish; other origins get no CORS headers and may not publish.
+//! `*` allows every origin, without credentials.
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::ResponseBody;
+
+/// Which origins a service serves cross-origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorsOrigins {
+    /// Streams readable from any page; no cross-origin publishing.
+    #[default]
+    StreamsOnly,
+    /// Every origin, streams and publishing, without credentials.
+    Any,
+    /// These origins (`scheme://host[:port]`), with credentials.
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// The policy for a list of origins as given on the command line: empty
+    /// is [`CorsOrigins::StreamsOnly`], any `*` is [`CorsOrigins::Any`].
+    pub fn from_list<S: AsRef<str>>(origins: &[S]) -> Self {
+        if origins.is_empty() {
+            CorsOrigins::StreamsOnly
+        } else if origins.iter().any(|o| o.as_ref() == "*") {
+            CorsOrigins::Any
+        } else {
+            CorsOrigins::List(
+                origins
+                    .iter()
+                    .map(|o| o.as_ref().trim_end_matches('/').to_owned())
+                    .collect(),
+            )
+        }
+    }
+
+    fn listed(&self, origin: &HeaderValue) -> bool {
+        match self {
+            CorsOrigins::List(list) => list.iter().any(|o| o.as_bytes() == origin.as_bytes()),
+            _ => false,
+        }
+    }
+
+    /// Adds the CORS headers of a response to a request from `origin`.
+    pub(crate) fn decorate(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        match self {
+            CorsOrigins::StreamsOnly | CorsOrigins::Any => {
+                headers.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+            }
+            CorsOrigins::List(_) => {
+                headers.append(header::VARY, HeaderValue::from_static("origin"));
+                if let Some(origin) = origin.filter(|o| self.listed(o)) {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                    headers.insert(
+                        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                        HeaderValue::from_static("true"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether a request from `origin` may publish. Same-origin requests
+    /// and requests without `Origin` (not from a browser page) always may.
+    pub(crate) fn may_publish(
+        &self,
+        origin: Option<&HeaderValue>,
+        authority: Option<&str>,
+    ) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        if same_origin(origin, authority) {
+            return true;
+        }
+        match self {
+            CorsOrigins::StreamsOnly => false,
+            CorsOrigins::Any => true,
+            CorsOrigins::List(_) => self.listed(origin),
+        }
+    }
+
+    /// The answer to a preflight `OPTIONS` request.
+    pub(crate) fn preflight(&self, origin: Option<&HeaderValue>) -> Response<ResponseBody> {
+        let mut res = Response::new(ResponseBody::empty());
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        let methods = match self {
+            CorsOrigins::StreamsOnly => "GET, OPTIONS",
+            CorsOrigins::Any | CorsOrigins::List(_) => "GET, POST, OPTIONS",
+        };
+        let h = res.headers_mut();
+        h.insert(header::ALLOW, HeaderValue::from_static(methods));
+        let allowed = match self {
+            CorsOrigins::List(_) => origin.is_some_and(|o| self.listed(o)),
+            _ => true,
+        };
+        self.decorate(origin, h);
+        if allowed {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(methods),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("Authorization, Content-Type, Last-Event-ID"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+        }
+        res
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names the server the request
+/// was sent to (its `Host` or `:authority`).
+fn same_origin(origin: &HeaderValue, authority: Option<&str>) -> bool {
+    let (Ok(origin), Some(authority)) = (origin.to_str(), authority) else {
+        return false;
+    };
+    let host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn publish_origins() {
+        let a = hv("https://a.example");
+        let own = hv("http://localhost:8080");
+        let default = CorsOrigins::default();
+        assert!(default.may_publish(None, Some("localhost:8080")));
+        assert!(default.may_publish(Some(&own), Some("localhost:8080")));
+        assert!(!default.may_publish(Some(&a), Some("localhost:8080")));
+        assert!(!default.may_publish(Some(&hv("null")), Some("localhost:8080")));
+        let list = CorsOrigins::from_list(&["https://a.example/"]);
+        assert!(list.may_publish(Some(&a), Some("localhost:8080")));
+        assert!(!list.may_publish(Some(&hv("https://b.example")), None));
+        assert!(CorsOrigins::from_list(&["*"]).may_publish(Some(&a), None));
+    }
+
+    #[test]
+    fn listed_origins_are_echoed_with_credentials() {
+        let list = CorsOrigins::from_list(&["https://a.example"]);
+        let mut h = HeaderMap::new();
+        list.decorate(Some(&hv("https://a.example")), &mut h);
+        assert_eq!(h["access-control-allow-origin"], "https://a.example");
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        assert_eq!(h["vary"], "origin");
+        let mut h = HeaderMap::new();
+        list.decorate(Some(&hv("https://evil.example")), &mut h);
+        assert!(h.get("access-control-allow-origin").is_none());
+    }
+}

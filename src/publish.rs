@@ -1,0 +1,163 @@
+//! Publish request bodies in JSON: one event object, or an array of them.
+//!
+//! ```json
+//! {"data": "hello", "event": "greeting"}
+//! [{"data": "one"}, {"data": {"n": 2}}]
+//! ```
+//!
+//! `data` is required; a string is sent as is, any other JSON value as its
+//! compact JSON text. `event` is optional (a string, or null for the
+//! default). Any other field is an error, and so is any invalid event: a
+//! batch is published all or nothing.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::event::{Event, EventError};
+
+/// The events of a JSON publish body.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) events: Vec<Event>,
+    /// The body was a single object (answered with `id`, not `ids`).
+    pub(crate) single: bool,
+}
+
+/// Why a JSON publish body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// Not JSON.
+    Syntax(String),
+    /// Neither an object nor an array of objects.
+    Shape,
+    /// An empty array.
+    Empty,
+    /// Event `index` (from 0) has no `data`.
+    MissingData(usize),
+    /// Event `index` has a field other than `data` and `event`.
+    UnknownField(usize, String),
+    /// Event `index` has an `event` that is not a string.
+    TypeNotString(usize),
+    /// Event `index` is invalid.
+    Event(usize, EventError),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Syntax(e) => write!(f, "invalid JSON: {e}"),
+            BodyError::Shape => f.write_str("expected an event object or an array of them"),
+            BodyError::Empty => f.write_str("empty batch"),
+            BodyError::MissingData(i) => write!(f, "event {i}: missing `data`"),
+            BodyError::UnknownField(i, k) => {
+                write!(
+                    f,
+                    "event {i}: unknown field {k:?} (expected `data`, `event`)"
+                )
+            }
+            BodyError::TypeNotString(i) => write!(f, "event {i}: `event` must be a string"),
+            BodyError::Event(i, e) => write!(f, "event {i}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// Parses a JSON publish body.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Batch, BodyError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        // serde_json's messages are one line.
+        BodyError::Syntax(e.to_string())
+    })?;
+    match value {
+        Value::Object(obj) => Ok(Batch {
+            events: vec![event(0, obj)?],
+            single: true,
+        }),
+        Value::Array(items) if items.is_empty() => Err(BodyError::Empty),
+        Value::Array(items) => {
+            let events = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::Object(obj) => event(i, obj),
+                    _ => Err(BodyError::Shape),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Batch {
+                events,
+                single: false,
+            })
+        }
+        _ => Err(BodyError::Shape),
+    }
+}
+
+fn event(i: usize, mut obj: Map<String, Value>) -> Result<Event, BodyError> {
+    let data = obj.remove("data").ok_or(BodyError::MissingData(i))?;
+    let ty = obj.remove("event");
+    if let Some(k) = obj.keys().next() {
+        return Err(BodyError::UnknownField(i, k.clone()));
+    }
+    let data = match data {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let ev = Event::new(data);
+    match ty {
+        None | Some(Value::Null) => Ok(ev),
+        Some(Value::String(t)) => ev.with_type(t).map_err(|e| BodyError::Event(i, e)),
+        Some(_) => Err(BodyError::TypeNotString(i)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_object() {
+        let b = parse_json(br#"{"data":"hi","event":"greet"}"#).unwrap();
+        assert!(b.single);
+        assert_eq!(b.events[0].data(), "hi");
+        assert_eq!(b.events[0].event_type(), Some("greet"));
+    }
+
+    #[test]
+    fn arrays_and_non_string_data() {
+        let b = parse_json(br#"[{"data":"a"},{"data":{"n":2},"event":null},{"data":3}]"#).unwrap();
+        assert!(!b.single);
+        let data: Vec<_> = b.events.iter().map(|e| e.data().to_owned()).collect();
+        assert_eq!(data, vec!["a", r#"{"n":2}"#, "3"]);
+    }
+
+    #[test]
+    fn errors() {
+        use BodyError::*;
+        assert!(matches!(parse_json(b"{"), Err(Syntax(_))));
+        assert_eq!(parse_json(b"3").unwrap_err(), Shape);
+        assert_eq!(parse_json(b"[1]").unwrap_err(), Shape);
+        assert_eq!(parse_json(b"[]").unwrap_err(), Empty);
+        assert_eq!(
+            parse_json(br#"[{"data":"a"},{}]"#).unwrap_err(),
+            MissingData(1)
+        );
+        assert_eq!(
+            parse_json(br#"{"data":"a","id":"x"}"#).unwrap_err(),
+            UnknownField(0, "id".into())
+        );
+        assert_eq!(
+            parse_json(br#"{"data":"a","event":1}"#).unwrap_err(),
+            TypeNotString(0)
+        );
+        assert_eq!(
+            parse_json(br#"[{"data":"a"},{"data":"b","event":"x\ny"}]"#).unwrap_err(),
+            Event(1, EventError::LineBreakInType)
+        );
+        for e in [Syntax("x".into()), Shape, Empty, MissingData(0)] {
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! TLS for the server: rustls with ALPN `h2` and `http/1.1`, so browsers
+//! multiplex every stream of a page on one HTTP/2 connection.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+/// A certificate chain and key, ready to accept TLS connections.
+///
+/// # Examples
+///
+/// ```no_run
+/// use ssehub::TlsConfig;
+///
+/// let tls = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
+/// # Ok::<(), ssehub::TlsError>(())
+/// ```
+#[derive(Clone)]
+pub struct TlsConfig {
+    acceptor: TlsAcceptor,
+}
+
+impl TlsConfig {
+    /// From PEM text: the certificate chain (leaf first) and the private key
+    /// (PKCS#8, PKCS#1 or SEC1).
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] if either is missing or unusable.
+    pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Self, TlsError> {
+        let certs = CertificateDer::pem_slice_iter(cert_chain)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Pem(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate);
+        }
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::Pem(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(TlsConfig {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+
+    /// From PEM files.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::Read`] if a file cannot be read, else as
+    /// [`TlsConfig::from_pem`].
+    pub fn from_pem_files(
+        cert_chain: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, TlsError> {
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| TlsError::Read(p.to_owned(), e.to_string()));
+        TlsConfig::from_pem(&read(cert_chain.as_ref())?, &read(key.as_ref())?)
+    }
+
+    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsConfig { alpn: [h2, http/1.1] }")
+    }
+}
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read.
+    Read(PathBuf, String),
+    /// The PEM text is malformed or holds no private key.
+    Pem(String),
+    /// The certificate file holds no certificate.
+    NoCertificate,
+    /// rustls refused the certificate or key.
+    Rustls(String),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            TlsError::Pem(e) => write!(f, "invalid PEM: {e}"),
+            TlsError::NoCertificate => f.write_str("no certificate in the certificate file"),
+            TlsError::Rustls(e) => write!(f, "unusable certificate or key: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
