@@ -115,11 +115,11 @@ impl Ring {
         evicted
     }
 
-    /// Drops the oldest events until at most `max_bytes` remain, always
-    /// keeping the newest event. Returns the bytes freed.
+    /// Drops the oldest events until at most `max_bytes` remain (possibly
+    /// none). Returns the bytes freed.
     pub(crate) fn trim_to_bytes(&mut self, max_bytes: usize) -> usize {
         let mut freed = 0;
-        while self.bytes > max_bytes && self.frames.len() > 1 {
+        while self.bytes > max_bytes {
             freed += self.pop_front();
         }
         freed
@@ -235,13 +235,18 @@ mod tests {
     }
 
     #[test]
-    fn trim_to_bytes_keeps_the_newest() {
+    fn trim_to_bytes_can_empty_the_ring() {
         let mut r = ring(100, 1 << 20);
         push_n(&mut r, 5); // 3 bytes each
         assert_eq!(r.trim_to_bytes(7), 9);
         assert_eq!((r.oldest(), r.bytes()), (Some(4), 6));
-        assert_eq!(r.trim_to_bytes(0), 3);
-        assert_eq!((r.oldest(), r.len(), r.next_seq()), (Some(5), 1, 6));
+        assert_eq!(r.trim_to_bytes(0), 6);
+        assert_eq!(
+            (r.oldest(), r.len(), r.next_seq(), r.latest()),
+            (None, 0, 6, 5)
+        );
+        assert_eq!(r.read(6, 10, 100), Read::Empty);
+        assert_eq!(r.read(5, 10, 100), Read::Lagged { oldest: 6 });
     }
 
     #[test]

@@ -525,6 +525,7 @@ impl StreamQuery {
                 "lastEventId" if q.last_event_id.is_none() && !v.is_empty() => {
                     q.last_event_id = Some(v.into_owned());
                 }
+                "access_token" => q.access_token = Some(v.into_owned()),
                 "limit" => {
                     q.limit =
                         Some(parse_limit(&v).ok_or("invalid limit: expected an integer from 1")?)

@@ -153,8 +153,8 @@ impl Topic {
         Ok(published)
     }
 
-    /// Drops the oldest events until at most `max_bytes` remain (the newest
-    /// is always kept). Subscribers that had not read them get `resync`.
+    /// Drops the oldest events until at most `max_bytes` remain. Subscribers
+    /// that had not read them get `resync`.
     pub(crate) fn trim_to(&self, max_bytes: usize) -> usize {
         let freed = {
             let mut ring = self.lock();

@@ -13,9 +13,14 @@ use tokio::process::{Child, Command};
 
 /// Starts the binary on an ephemeral port and returns it with its address.
 async fn start(args: &[&str]) -> (Child, SocketAddr) {
+    start_env(args, &[]).await
+}
+
+async fn start_env(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ssehub"))
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -30,6 +35,7 @@ async fn start(args: &[&str]) -> (Child, SocketAddr) {
     let addr = line
         .trim()
         .strip_prefix("ssehub listening on http://")
+        .or_else(|| line.trim().strip_prefix("ssehub listening on https://"))
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
         .unwrap();
@@ -103,4 +109,109 @@ async fn sigterm_with_thousands_of_streams_exits_zero_quickly() {
         c.expect_end().await;
         assert!(c.ended_cleanly());
     }
+}
+
+#[tokio::test]
+async fn environment_variables_set_flags() {
+    let (child, addr) = start_env(
+        &[],
+        &[
+            ("SSEHUB_PUBLISH_TOKEN", "envtok"),
+            ("SSEHUB_TICK", "0"),
+            ("SSEHUB_RETRY", "1234"),
+        ],
+    )
+    .await;
+    let (status, _) = support::request(addr, "POST", "/events/t", &[], b"x").await;
+    assert_eq!(status, 401);
+    let (status, _) = support::request(
+        addr,
+        "POST",
+        "/events/t",
+        &[("Authorization", "Bearer envtok")],
+        b"x",
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut c = SseClient::get(addr, "/events/t", &[]).await;
+    assert_eq!(c.next_item().await, Some(Item::Retry(1234)));
+    sigterm(&child);
+}
+
+#[tokio::test]
+async fn token_subcommand_mints_what_the_server_accepts() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args([
+            "token",
+            "--key",
+            "k3y",
+            "--subscribe",
+            "news",
+            "chat:*",
+            "--ttl",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.matches('.').count(), 2, "a JWT: {token}");
+
+    let (child, addr) = start(&["--tick", "0", "--jwt-key", "k3y"]).await;
+    for (path, want) in [
+        ("/events/news", 200),
+        ("/events/chat:42", 200),
+        ("/events/other", 403),
+    ] {
+        let c = SseClient::get(addr, &format!("{path}?access_token={token}"), &[]).await;
+        assert_eq!(c.status, want, "{path}");
+    }
+    assert_eq!(SseClient::get(addr, "/events/news", &[]).await.status, 401);
+    sigterm(&child);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args(["token", "--key", "k", "--subscribe", "bad/topic"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid topic pattern"));
+}
+
+#[tokio::test]
+async fn tls_flags_serve_https() {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("ssehub-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let (child, addr) = start(&[
+        "--tick",
+        "0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    sigterm(&child);
+    let _ = std::fs::remove_dir_all(&dir);
 }
