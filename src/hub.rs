@@ -159,9 +159,7 @@ impl Hub {
         }
         let (topic, start, replay_end) = found.ok_or(HubError::Closed)?;
         let params = StreamParams {
-            retry_ms: config
-                .retry
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            retry_ms: config.retry.map(|d| jittered_ms(d, config.retry_jitter)),
             keep_alive: config.keep_alive,
             max_frame_bytes: config.max_frame_bytes,
             limit: options.limit,
@@ -333,6 +331,33 @@ impl Hub {
     }
 }
 
+/// A retry hint for one connection: `retry` scaled by a random factor in
+/// `[1 - jitter, 1 + jitter]`, so that clients cut at the same moment do not
+/// all come back in the same millisecond.
+fn jittered_ms(retry: Duration, jitter: f64) -> u64 {
+    let ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+    if jitter <= 0.0 || ms == 0 {
+        return ms;
+    }
+    // splitmix64 over a counter seeded once per process: uniform enough,
+    // cheap, and no RNG crate.
+    static STATE: std::sync::LazyLock<AtomicU64> = std::sync::LazyLock::new(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write_u64(0x5eed);
+        AtomicU64::new(h.finish())
+    });
+    let mut z = STATE
+        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let unit = (z >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+    let factor = 1.0 - jitter + 2.0 * jitter * unit;
+    (ms as f64 * factor).round() as u64
+}
+
 /// Sorts `sizes` largest first and returns the level to which the largest
 /// must be cut so that together they shed at least `excess`.
 fn water_level(sizes: &mut [(usize, Arc<Topic>)], excess: usize) -> usize {
@@ -499,7 +524,7 @@ pub struct TopicInfo {
 }
 
 /// The settings of a [`Hub`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct HubConfig {
     /// Most events retained per topic.
@@ -512,6 +537,9 @@ pub struct HubConfig {
     pub max_total_bytes: usize,
     /// The `retry:` hint sent at the start of each stream.
     pub retry: Option<Duration>,
+    /// Spread of the hint: each stream gets `retry` times a random factor
+    /// in `[1 - jitter, 1 + jitter]`.
+    pub retry_jitter: f64,
     /// Idle time after which a stream sends a keep-alive comment.
     pub keep_alive: Option<Duration>,
     /// Largest frame a stream builds from several ready events.
@@ -526,6 +554,7 @@ impl Default for HubConfig {
             max_topics: 10_000,
             max_total_bytes: 256 << 20,
             retry: Some(Duration::from_millis(3000)),
+            retry_jitter: 0.5,
             keep_alive: Some(Duration::from_secs(15)),
             max_frame_bytes: 64 << 10,
         }
@@ -541,6 +570,7 @@ impl Default for HubConfig {
 /// | [`max_topics`](HubBuilder::max_topics) | 10,000 |
 /// | [`max_total_bytes`](HubBuilder::max_total_bytes) | 256 MiB for all topics |
 /// | [`retry`](HubBuilder::retry) | 3 s |
+/// | [`retry_jitter`](HubBuilder::retry_jitter) | 0.5: each stream's hint is random in 1.5-4.5 s |
 /// | [`keep_alive`](HubBuilder::keep_alive) | 15 s |
 /// | [`max_frame_bytes`](HubBuilder::max_frame_bytes) | 64 KiB |
 ///
@@ -602,6 +632,19 @@ impl HubBuilder {
         self
     }
 
+    /// Spreads the `retry:` hint: each stream gets the delay times a random
+    /// factor in `[1 - jitter, 1 + jitter]` (clamped to `0..=1`; 0 sends the
+    /// same hint to everyone). After a restart or a network blip, a fleet
+    /// of browsers then comes back over a window instead of all at once.
+    pub fn retry_jitter(mut self, jitter: f64) -> Self {
+        self.config.retry_jitter = if jitter.is_nan() {
+            0.0
+        } else {
+            jitter.clamp(0.0, 1.0)
+        };
+        self
+    }
+
     /// How long a stream may stay silent before it sends a keep-alive
     /// comment, `None` for never.
     pub fn keep_alive(mut self, period: Option<Duration>) -> Self {
@@ -657,6 +700,21 @@ mod tests {
                 (s, Arc::new(t))
             })
             .collect()
+    }
+
+    #[test]
+    fn retry_jitter_stays_in_range_and_spreads() {
+        let base = Duration::from_millis(3000);
+        assert_eq!(jittered_ms(base, 0.0), 3000);
+        let hints: Vec<u64> = (0..10_000).map(|_| jittered_ms(base, 0.5)).collect();
+        assert!(hints.iter().all(|&h| (1500..=4500).contains(&h)));
+        let low = hints.iter().filter(|&&h| h < 2250).count();
+        let high = hints.iter().filter(|&&h| h > 3750).count();
+        // A quarter of the range each: about 2,500 of 10,000.
+        assert!(
+            (2000..3000).contains(&low) && (2000..3000).contains(&high),
+            "{low} {high}"
+        );
     }
 
     #[test]

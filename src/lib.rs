@@ -24,7 +24,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let hub = Hub::new();
+//! let hub = Hub::builder().retry_jitter(0.0).build();
 //! let first = hub.publish("news", Event::new("one")).await?;
 //! hub.publish("news", Event::new("two")).await?;
 //!

@@ -60,7 +60,7 @@ use crate::topic::Topic;
 ///     text.extend_from_slice(&frame?.into_data().unwrap());
 /// }
 /// let text = String::from_utf8(text)?;
-/// assert!(text.starts_with("retry: 3000\nid: "));
+/// assert!(text.starts_with("retry: "));
 /// assert!(text.ends_with(&format!("data: hello\nid: {}-1\n\n", hub.epoch())));
 /// # Ok(())
 /// # }

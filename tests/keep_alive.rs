@@ -30,7 +30,7 @@ async fn comment_after_each_idle_period() {
         .build();
     let mut s = hub.subscribe("t", Subscribe::new()).unwrap();
     let start = Instant::now();
-    assert!(next(&mut s).await.starts_with(b"retry: 3000\n"));
+    assert!(next(&mut s).await.starts_with(b"retry: "));
 
     assert!(silent_for(&mut s, Duration::from_millis(14_999)).await);
     assert_eq!(next(&mut s).await, ": keep-alive\n\n");

@@ -364,6 +364,12 @@ impl SseClient {
     }
 }
 
+/// Whether `item` is the `retry:` hint of a hub with the default settings
+/// (3000 ms with a jitter of ±50%).
+pub fn is_default_retry(item: Option<Item>) -> bool {
+    matches!(item, Some(Item::Retry(ms)) if (1500..=4500).contains(&ms))
+}
+
 /// The events among items.
 pub fn events(items: &[Item]) -> Vec<SseEvent> {
     items

@@ -67,6 +67,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SSEHUB_RETRY", default_value_t = 3000)]
     pub(crate) retry: u64,
 
+    /// Spread of the `retry:` hint: each stream gets `--retry` times a random
+    /// factor in [1 - J, 1 + J] (0 to 1; 0 sends the same hint to everyone).
+    #[arg(long, env = "SSEHUB_RETRY_JITTER", default_value_t = 0.5)]
+    pub(crate) retry_jitter: f64,
+
     /// Seconds of silence after which a stream sends a keep-alive comment
     /// (0: never).
     #[arg(long, env = "SSEHUB_KEEP_ALIVE", default_value_t = 15)]

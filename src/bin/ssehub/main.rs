@@ -64,6 +64,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         .max_total_bytes(usize::try_from(args.max_total_bytes)?)
         .max_topics(args.max_topics)
         .retry(Some(Duration::from_millis(args.retry)))
+        .retry_jitter(args.retry_jitter)
         .keep_alive(Some(Duration::from_secs(args.keep_alive)))
         .build();
     let mut service = SseService::builder(hub.clone())
