@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use ssehub::{
     CorsOrigins, Event, Grants, Hub, JwtKey, PeerAddr, ServerConfig, SseService, TlsConfig,
 };
-use support::{Item, Parser, SseClient, TestServer, events, header, request, request_full, seq};
+use support::{Parser, SseClient, TestServer, events, header, request, request_full, seq};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
