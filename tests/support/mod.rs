@@ -4,6 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chaos;
+pub mod flaky;
+pub mod resume_client;
 pub mod sse;
 
 use std::net::SocketAddr;

@@ -47,6 +47,17 @@ impl Parser {
         Parser::default()
     }
 
+    /// A parser for a new connection of the same `EventSource`: the last
+    /// event id and the reconnection time carry over, nothing else does.
+    pub fn resuming(last_event_id: String, retry: Option<u64>) -> Self {
+        Parser {
+            last_id_buffer: last_event_id.clone(),
+            last_event_id,
+            retry,
+            ..Parser::default()
+        }
+    }
+
     /// Feeds bytes; returns what they completed.
     pub fn feed(&mut self, mut bytes: &[u8]) -> Vec<Item> {
         let mut out = Vec::new();

@@ -1,0 +1,283 @@
+//! A TCP proxy on 127.0.0.1 that breaks connections the way real networks
+//! do: it forwards to ssehub and cuts each connection after a random number
+//! of bytes or milliseconds (often mid-event), sometimes with a clean close
+//! and sometimes with a reset, or stalls it (stops forwarding without
+//! closing) before cutting it. Every choice comes from a seeded generator,
+//! so a run can be replayed with the same seed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// How connections are broken.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    pub seed: u64,
+    /// Cut after this many server-to-client bytes (uniform range).
+    pub bytes: (u64, u64),
+    /// Or after this many milliseconds.
+    pub millis: (u64, u64),
+    /// How long a stalled connection hangs before it is reset.
+    pub stall_millis: (u64, u64),
+    /// Share of connections cut by byte count, by time, and stalled; the
+    /// rest (1 - sum) pass untouched.
+    pub p_bytes: f64,
+    pub p_time: f64,
+    pub p_stall: f64,
+    /// Share of cuts that are resets rather than clean closes.
+    pub p_reset: f64,
+}
+
+impl Chaos {
+    /// No random cuts: only [`ChaosProxy::cut_all`] breaks connections.
+    pub fn none(seed: u64) -> Self {
+        Chaos {
+            seed,
+            bytes: (0, 0),
+            millis: (0, 0),
+            stall_millis: (0, 0),
+            p_bytes: 0.0,
+            p_time: 0.0,
+            p_stall: 0.0,
+            p_reset: 0.5,
+        }
+    }
+
+    /// Every connection is cut, in every way.
+    pub fn flaky(seed: u64) -> Self {
+        Chaos {
+            seed,
+            bytes: (60, 2500),
+            millis: (50, 500),
+            stall_millis: (300, 1200),
+            p_bytes: 0.45,
+            p_time: 0.35,
+            p_stall: 0.2,
+            p_reset: 0.5,
+        }
+    }
+}
+
+/// What the proxy did.
+#[derive(Debug, Default)]
+pub struct ChaosStats {
+    pub connections: AtomicU64,
+    pub closes: AtomicU64,
+    pub resets: AtomicU64,
+    pub stalls: AtomicU64,
+    pub mass_cuts: AtomicU64,
+}
+
+impl ChaosStats {
+    /// Connections the proxy broke (closes and resets, stalls included).
+    pub fn cuts(&self) -> u64 {
+        self.closes.load(Ordering::Relaxed) + self.resets.load(Ordering::Relaxed)
+    }
+}
+
+pub struct ChaosProxy {
+    pub addr: SocketAddr,
+    pub stats: Arc<ChaosStats>,
+    upstream: Arc<Mutex<SocketAddr>>,
+    cut_all: watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// splitmix64: a small, good, seedable generator.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, (lo, hi): (u64, u64)) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fate {
+    Pass,
+    AfterBytes(u64),
+    AfterMillis(u64),
+    StallAfterBytes(u64, u64),
+}
+
+impl ChaosProxy {
+    pub async fn start(upstream: SocketAddr, chaos: Chaos) -> ChaosProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(ChaosStats::default());
+        let upstream = Arc::new(Mutex::new(upstream));
+        let (cut_all, cut_rx) = watch::channel(0u64);
+        let task = tokio::spawn({
+            let stats = stats.clone();
+            let upstream = upstream.clone();
+            async move {
+                let mut index = 0u64;
+                loop {
+                    let Ok((client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    index += 1;
+                    stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let mut rng = Rng::new(chaos.seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
+                    let fate = pick(&chaos, &mut rng);
+                    let reset = rng.unit() < chaos.p_reset;
+                    let to = *upstream.lock().unwrap();
+                    tokio::spawn(relay(
+                        client,
+                        to,
+                        fate,
+                        reset,
+                        stats.clone(),
+                        cut_rx.clone(),
+                    ));
+                }
+            }
+        });
+        ChaosProxy {
+            addr,
+            stats,
+            upstream,
+            cut_all,
+            task,
+        }
+    }
+
+    /// Sends new connections to another server (e.g. after a restart).
+    pub fn set_upstream(&self, addr: SocketAddr) {
+        *self.upstream.lock().unwrap() = addr;
+    }
+
+    /// Resets every open connection at once.
+    pub fn cut_all(&self) {
+        self.stats.mass_cuts.fetch_add(1, Ordering::Relaxed);
+        self.cut_all.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for ChaosProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn pick(chaos: &Chaos, rng: &mut Rng) -> Fate {
+    let r = rng.unit();
+    if r < chaos.p_bytes {
+        Fate::AfterBytes(rng.range(chaos.bytes))
+    } else if r < chaos.p_bytes + chaos.p_time {
+        Fate::AfterMillis(rng.range(chaos.millis))
+    } else if r < chaos.p_bytes + chaos.p_time + chaos.p_stall {
+        Fate::StallAfterBytes(rng.range(chaos.bytes), rng.range(chaos.stall_millis))
+    } else {
+        Fate::Pass
+    }
+}
+
+async fn relay(
+    client: TcpStream,
+    to: SocketAddr,
+    fate: Fate,
+    reset: bool,
+    stats: Arc<ChaosStats>,
+    mut cut_all: watch::Receiver<u64>,
+) {
+    cut_all.mark_unchanged();
+    let Ok(server) = TcpStream::connect(to).await else {
+        // Upstream down: reset the client, as a refused connection would.
+        let _ = client.set_zero_linger();
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+
+    // Requests pass untouched.
+    let upstream_copy = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        let _ = sw.shutdown().await;
+        cr
+    });
+
+    let budget = match fate {
+        Fate::AfterBytes(n) | Fate::StallAfterBytes(n, _) => n,
+        _ => u64::MAX,
+    };
+    let deadline = match fate {
+        Fate::AfterMillis(ms) => Some(tokio::time::Instant::now() + Duration::from_millis(ms)),
+        _ => None,
+    };
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; 16 * 1024];
+    let cut = loop {
+        let read = async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, sr.read(&mut buf)).await.ok(),
+                None => Some(sr.read(&mut buf).await),
+            }
+        };
+        let n = tokio::select! {
+            r = read => match r {
+                None => break true,                 // time is up
+                Some(Ok(0)) | Some(Err(_)) => break false, // the server ended it
+                Some(Ok(n)) => n,
+            },
+            _ = cut_all.changed() => break true,
+        };
+        let allowed = (budget - sent).min(n as u64) as usize;
+        if cw.write_all(&buf[..allowed]).await.is_err() {
+            break false;
+        }
+        sent += allowed as u64;
+        if sent >= budget {
+            break true;
+        }
+    };
+    if !cut {
+        let _ = cw.shutdown().await;
+        upstream_copy.abort();
+        return;
+    }
+    if let Fate::StallAfterBytes(_, ms) = fate {
+        stats.stalls.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+            _ = cut_all.changed() => {}
+        }
+    }
+    upstream_copy.abort();
+    let reset = reset || matches!(fate, Fate::StallAfterBytes(..));
+    if reset {
+        stats.resets.fetch_add(1, Ordering::Relaxed);
+        // Closing with zero linger sends RST instead of FIN.
+        let _ = AsRef::<TcpStream>::as_ref(&cw).set_zero_linger();
+        drop(cw);
+    } else {
+        stats.closes.fetch_add(1, Ordering::Relaxed);
+        let _ = cw.shutdown().await;
+    }
+}
