@@ -1,6 +1,10 @@
-//! Real clients on a really broken connection: every client gets every
-//! event exactly once and in order while a chaos proxy cuts it again and
-//! again (mid-event, by reset or clean close, or after a stall).
+//! Real clients on a really broken connection: headless Chromium (native
+//! `EventSource`, and the page reloaded mid-stream), the Node `eventsource`
+//! package and ssehub's own Rust client each get every event exactly once
+//! and in order while a chaos proxy cuts them at least 50 times (mid-event,
+//! by reset or clean close, or after a stall). Then the signals a browser
+//! sees: `resync` beyond the ring and after a restart, the `retry:` hint,
+//! and twenty streams in one page over HTTP/2.
 
 mod support;
 
@@ -11,6 +15,7 @@ use ssehub::Hub;
 use support::TestServer;
 use support::chaos::{Chaos, ChaosProxy};
 use support::flaky::{check_exactly_once, publish_until};
+use support::node::{NodeRun, pairs};
 use support::resume_client::ResumingClient;
 
 const MIN_CUTS: u64 = 50;
@@ -60,4 +65,249 @@ async fn rust_client_through_chaos_gets_every_event_once() {
         s.stalls.load(Ordering::Relaxed)
     );
     assert!(s.cuts() >= MIN_CUTS);
+}
+
+/// A task publishing an event every `period` until dropped.
+struct Ticker(tokio::task::JoinHandle<()>);
+
+impl Ticker {
+    fn start(hub: Hub, topic: &'static str, period: Duration) -> Ticker {
+        Ticker(tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                tokio::time::sleep(period).await;
+                n += 1;
+                if hub
+                    .publish(topic, ssehub::Event::new(format!("tick {n}")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reloaded_chromium_and_node_eventsource_through_chaos() {
+    let server = TestServer::start(fast_retry_hub()).await;
+    let proxies = [
+        ChaosProxy::start(server.addr, Chaos::flaky(11)).await,
+        ChaosProxy::start(server.addr, Chaos::flaky(22)).await,
+        ChaosProxy::start(server.addr, Chaos::flaky(33)).await,
+    ];
+    let page = |proxy: &ChaosProxy| {
+        format!(
+            "http://{}/?topic=chaos&server=http://{}",
+            server.addr, proxy.addr
+        )
+    };
+    let node = NodeRun::start(serde_json::json!({
+        "scenario": "flaky",
+        "nativeUrl": page(&proxies[0]),
+        "reloadUrl": page(&proxies[1]),
+        "nodeUrl": format!("http://{}/events/chaos", proxies[2].addr),
+        "end": "end",
+        "reloadEveryMs": [1500, 3000],
+        "timeoutMs": 150_000,
+    }));
+    let stats: Vec<_> = proxies.iter().map(|p| p.stats.clone()).collect();
+    let end = publish_until(&server.hub, "chaos", Duration::from_millis(3), || {
+        stats.iter().all(|s| s.cuts() >= MIN_CUTS)
+    })
+    .await;
+    let report = node.report(SECS(150)).await;
+
+    for (name, proxy) in ["native", "reload", "node"].iter().zip(&proxies) {
+        let r = &report[*name];
+        let received = pairs(&r["events"]);
+        let n = check_exactly_once(name, &received, end).unwrap();
+        assert_eq!(
+            r["resyncs"].as_array().unwrap().len(),
+            0,
+            "{name}: {}",
+            r["resyncs"]
+        );
+        let s = &proxy.stats;
+        println!(
+            "{name}: {n} events exactly once; {} cuts ({} resets, {} closes, {} stalls){}",
+            s.cuts(),
+            s.resets.load(Ordering::Relaxed),
+            s.closes.load(Ordering::Relaxed),
+            s.stalls.load(Ordering::Relaxed),
+            match *name {
+                "reload" => format!("; {} page reloads", r["reloads"]),
+                "native" => format!("; reconnect delays (ms) {}", r["delays"]),
+                _ => format!("; {} opens", r["opens"]),
+            }
+        );
+        assert!(s.cuts() >= MIN_CUTS);
+    }
+    assert!(report["reload"]["reloads"].as_u64().unwrap() >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_beyond_the_ring_fires_resync_in_the_browser() {
+    let server = TestServer::start(Hub::builder().buffer(10).build()).await;
+    for i in 1..=100 {
+        server
+            .hub
+            .publish("ring", ssehub::Event::new(i.to_string()))
+            .await
+            .unwrap();
+    }
+    let e = server.hub.epoch();
+    let node = NodeRun::start(serde_json::json!({
+        "scenario": "resyncBeyondRing",
+        "pageUrl": format!("http://{}/?topic=ring", server.addr),
+        "localStorage": { "ssehub:lastEventId:ring": format!("{e}-3") },
+        "expectEvents": 10,
+    }));
+    let report = node.report(SECS(60)).await;
+    let resync = &report["resyncs"][0];
+    assert_eq!(resync["reason"], "evicted");
+    assert_eq!(resync["missed"], 87);
+    assert_eq!(resync["oldest"], format!("{e}-91"));
+    assert_eq!(
+        report["pageResyncs"][0]["reason"], "evicted",
+        "the page's own handler saw it"
+    );
+    let received = pairs(&report["events"]);
+    let seqs: Vec<_> = received.iter().map(|(id, _)| support::seq(id)).collect();
+    assert_eq!(seqs, (91..=100).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_is_a_resync_for_the_browser() {
+    let hub_a = Hub::builder()
+        .retry(Some(Duration::from_millis(200)))
+        .build();
+    let server_a = TestServer::start(hub_a).await;
+    let proxy = ChaosProxy::start(server_a.addr, Chaos::none(1)).await;
+    let _ticks_a = Ticker::start(server_a.hub.clone(), "restart", Duration::from_millis(50));
+    let mut node = NodeRun::start(serde_json::json!({
+        "scenario": "epoch",
+        "pageUrl": format!("http://{}/?topic=restart&server=http://{}", server_a.addr, proxy.addr),
+    }));
+    let connected = node.next(SECS(30)).await;
+    assert_eq!(connected["step"], "connected");
+    let old_epoch = server_a.hub.epoch();
+
+    // Restart: a new process would have a new epoch; so does a new hub.
+    let hub_b = Hub::builder()
+        .retry(Some(Duration::from_millis(200)))
+        .build();
+    let server_b = TestServer::start(hub_b).await;
+    proxy.set_upstream(server_b.addr);
+    server_a.stop().await;
+    let _ticks_b = Ticker::start(server_b.hub.clone(), "restart", Duration::from_millis(50));
+    node.send("restarted").await;
+
+    let report = node.report(SECS(60)).await;
+    let resync = &report["resyncs"][0];
+    assert_eq!(resync["reason"], "epoch");
+    assert!(
+        resync["requested"]
+            .as_str()
+            .unwrap()
+            .starts_with(old_epoch.as_str())
+    );
+    let last = pairs(&report["events"]).pop().unwrap();
+    assert!(last.0.starts_with(server_b.hub.epoch().as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_honours_the_retry_hint() {
+    let mut pages = serde_json::Map::new();
+    let mut keep = Vec::new();
+    for retry in [300u64, 1500] {
+        let hub = Hub::builder()
+            .retry(Some(Duration::from_millis(retry)))
+            .retry_jitter(0.0)
+            .build();
+        let server = TestServer::start(hub).await;
+        // Every connection ends cleanly 400 ms after it opens.
+        let mut chaos = Chaos::none(retry);
+        chaos.p_time = 1.0;
+        chaos.millis = (400, 400);
+        chaos.p_reset = 0.0;
+        let proxy = ChaosProxy::start(server.addr, chaos).await;
+        let ticks = Ticker::start(server.hub.clone(), "retry", Duration::from_millis(20));
+        pages.insert(
+            retry.to_string(),
+            format!(
+                "http://{}/?topic=retry&server=http://{}",
+                server.addr, proxy.addr
+            )
+            .into(),
+        );
+        keep.push((server, proxy, ticks));
+    }
+    let node =
+        NodeRun::start(serde_json::json!({ "scenario": "retry", "pages": pages, "reconnects": 4 }));
+    let report = node.report(SECS(90)).await;
+    for retry in [300u64, 1500] {
+        let mut delays: Vec<u64> = report[retry.to_string()]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        delays.sort_unstable();
+        let median = delays[delays.len() / 2];
+        println!("retry: {retry} ms -> reconnect delays {delays:?} ms (median {median})");
+        // The browser waits the hint, plus the time to connect again.
+        assert!(median >= retry - 50 && median <= retry + 700, "{delays:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_streams_in_one_page_need_http2() {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let tls = ssehub::TlsConfig::from_pem(
+        ck.cert.pem().as_bytes(),
+        ck.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let mut config = ssehub::ServerConfig::default();
+    config.tls = Some(tls);
+    let https = TestServer::start_with(ssehub::SseService::new(Hub::new()), config).await;
+    let http = TestServer::start(Hub::new()).await;
+    let _t1 = Ticker::start(https.hub.clone(), "tabs", Duration::from_millis(100));
+    let _t2 = Ticker::start(http.hub.clone(), "tabs", Duration::from_millis(100));
+
+    let run = |url: String, wait: u64| {
+        NodeRun::start(serde_json::json!({
+            "scenario": "tabs", "pageUrl": url, "streamPath": "/events/tabs", "sources": 20, "waitMs": wait,
+        }))
+    };
+    let h2 = run(
+        format!("https://127.0.0.1:{}/?autoconnect=0", https.addr.port()),
+        20_000,
+    )
+    .report(SECS(60))
+    .await;
+    println!("HTTPS: {h2}");
+    assert_eq!(h2["protocol"], "h2");
+    assert_eq!(h2["receiving"], 20);
+
+    let h1 = run(format!("http://{}/?autoconnect=0", http.addr), 3_000)
+        .report(SECS(60))
+        .await;
+    println!("HTTP/1.1: {h1}");
+    assert_eq!(h1["protocol"], "http/1.1");
+    assert_eq!(
+        h1["receiving"], 6,
+        "a browser holds at most 6 HTTP/1.1 connections per host"
+    );
 }

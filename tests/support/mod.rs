@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod flaky;
+pub mod node;
 pub mod resume_client;
 pub mod sse;
 

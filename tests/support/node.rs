@@ -1,0 +1,116 @@
+//! Runs `tests/browser/clients.mjs` (headless Chromium and the Node
+//! `eventsource` package) and reads its JSON report.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Once;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Makes sure Node packages and Chromium are there, with a clear message
+/// when they cannot be.
+fn prerequisites() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        assert!(
+            std::path::Path::new(&chromium).exists(),
+            "{chromium} is missing: install Debian's chromium (apt-get install chromium) \
+             or run `bash .ci/run`, which does"
+        );
+        let dir = browser_dir();
+        if !dir.join("node_modules/playwright-core").exists()
+            || !dir.join("node_modules/eventsource").exists()
+        {
+            let status = std::process::Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm (Node.js) is needed for the browser tests");
+            assert!(status.success(), "npm ci in tests/browser failed");
+        }
+    });
+}
+
+pub struct NodeRun {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl NodeRun {
+    pub fn start(config: serde_json::Value) -> NodeRun {
+        prerequisites();
+        let mut child = Command::new("node")
+            .arg("clients.mjs")
+            .arg(config.to_string())
+            .current_dir(browser_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        NodeRun {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The next JSON line; panics with the runner's error if it failed.
+    pub async fn next(&mut self, timeout: Duration) -> serde_json::Value {
+        let line = tokio::time::timeout(timeout, self.stdout.next_line())
+            .await
+            .expect("the JS clients answer in time")
+            .unwrap()
+            .expect("the JS clients printed a line");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}, {} bytes): {}",
+                line.len(),
+                &line[line.len().saturating_sub(300)..]
+            )
+        });
+        if let Some(e) = v.get("error") {
+            panic!("the JS clients failed: {}", e.as_str().unwrap_or_default());
+        }
+        v
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// The final report.
+    pub async fn report(mut self, timeout: Duration) -> serde_json::Value {
+        let v = self.next(timeout).await;
+        let _ = self.child.wait().await;
+        v["report"].clone()
+    }
+}
+
+/// The `[id, data]` pairs of a report as tuples.
+pub fn pairs(v: &serde_json::Value) -> Vec<(String, String)> {
+    v.as_array()
+        .expect("an array of events")
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_owned(),
+                p[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
