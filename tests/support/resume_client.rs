@@ -60,39 +60,36 @@ async fn run(addr: SocketAddr, path: String, until: &'static str, log: Arc<Mutex
     loop {
         log.lock().unwrap().attempts.push(Instant::now());
         let mut parser = Parser::resuming(last_id.clone(), retry);
-        match connect(addr, &path, &last_id).await {
-            Some((mut stream, rest)) => {
-                log.lock().unwrap().connects.push(Instant::now());
-                let mut dechunker = Dechunker::default();
-                let mut pending = rest;
-                loop {
-                    let body = dechunker.feed(&pending);
-                    for item in parser.feed(&body) {
-                        if let Item::Event(ev) = item {
-                            let mut log = log.lock().unwrap();
-                            let end = ev.data == until;
-                            if ev.event_type == "resync" {
-                                log.resyncs.push(ev);
-                            } else {
-                                log.events.push(ev);
-                            }
-                            if end {
-                                log.done = true;
-                                return;
-                            }
+        if let Some((mut stream, rest)) = connect(addr, &path, &last_id).await {
+            log.lock().unwrap().connects.push(Instant::now());
+            let mut dechunker = Dechunker::default();
+            let mut pending = rest;
+            loop {
+                let body = dechunker.feed(&pending);
+                for item in parser.feed(&body) {
+                    if let Item::Event(ev) = item {
+                        let mut log = log.lock().unwrap();
+                        let end = ev.data == until;
+                        if ev.event_type == "resync" {
+                            log.resyncs.push(ev);
+                        } else {
+                            log.events.push(ev);
+                        }
+                        if end {
+                            log.done = true;
+                            return;
                         }
                     }
-                    if dechunker.done {
-                        break;
-                    }
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => pending = buf[..n].to_vec(),
-                    }
                 }
-                log.lock().unwrap().drops.push(Instant::now());
+                if dechunker.done {
+                    break;
+                }
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => pending = buf[..n].to_vec(),
+                }
             }
-            None => {}
+            log.lock().unwrap().drops.push(Instant::now());
         }
         // What the connection taught us survives it.
         last_id = parser.last_event_id.clone();
