@@ -70,7 +70,7 @@ pub use crate::hub::{
 pub use crate::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
 pub use crate::publish::BodyError;
 pub use crate::resync::ResyncReason;
-pub use crate::server::{Server, ServerConfig, shutdown_signal};
+pub use crate::server::{LISTEN_BACKLOG, Server, ServerConfig, shutdown_signal};
 pub use crate::service::{
     DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
 };

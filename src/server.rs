@@ -87,6 +87,21 @@ impl Default for ServerConfig {
     }
 }
 
+/// The listen backlog [`Server::bind`] asks for.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Connections being refused at once; more are closed without an answer.
 const MAX_REJECTING: usize = 256;
 
@@ -102,11 +117,24 @@ impl Server {
 
     /// Binds `addr` and makes a server on it.
     ///
+    /// The listen backlog is [`LISTEN_BACKLOG`] (the kernel caps it at
+    /// `net.core.somaxconn`), not the 128 of `TcpListener::bind`: after a
+    /// restart or a network blip, thousands of `EventSource`s reconnect
+    /// within a second, and connections beyond the backlog are dropped until
+    /// their SYN is retried a second or more later.
+    ///
     /// # Errors
     ///
-    /// If the address cannot be bound.
+    /// If no address of `addr` can be bound.
     pub async fn bind(addr: impl ToSocketAddrs, service: SseService) -> io::Result<Self> {
-        Ok(Server::new(TcpListener::bind(addr).await?, service))
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+        for addr in tokio::net::lookup_host(addr).await? {
+            match listen(addr) {
+                Ok(listener) => return Ok(Server::new(listener, service)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Replaces the settings.

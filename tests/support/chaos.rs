@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// How connections are broken.
@@ -126,7 +126,10 @@ enum Fate {
 
 impl ChaosProxy {
     pub async fn start(upstream: SocketAddr, chaos: Chaos) -> ChaosProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // A deep backlog: the proxy plays the network, not a bottleneck.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(4096).unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(ChaosStats::default());
         let upstream = Arc::new(Mutex::new(upstream));
