@@ -123,6 +123,23 @@ impl Event {
         }
     }
 
+    /// The complete `text/event-stream` frame of this event with `id`:
+    /// `event:` (if typed), `data:` lines, `id:`, and the dispatching empty
+    /// line. The hub does this once per published event; it is public for
+    /// those who write their own bodies.
+    ///
+    /// ```
+    /// use ssehub::{Event, EventId};
+    ///
+    /// let id: EventId = "k3f9-7".parse()?;
+    /// let frame = Event::new("a\r\nb").with_type("t")?.to_frame(&id);
+    /// assert_eq!(frame, "event: t\ndata: a\ndata: b\nid: k3f9-7\n\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn to_frame(&self, id: &EventId) -> Bytes {
+        self.encode().finish(id)
+    }
+
     /// Encodes everything but the id: the `event:` and `data:` lines.
     pub(crate) fn encode(&self) -> Encoded {
         Encoded::new(&self.event_type, &self.data)

@@ -46,6 +46,7 @@ mod auth;
 mod body;
 mod cors;
 mod event;
+mod h1;
 mod hub;
 mod id;
 mod metrics;

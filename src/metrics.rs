@@ -20,6 +20,8 @@ pub(crate) struct ConnectionStats {
     pub(crate) open: AtomicUsize,
     pub(crate) accepted: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    /// Signalled when `open` drops to zero (shutdown waits for it).
+    pub(crate) all_closed: tokio::sync::Notify,
 }
 
 /// The metrics registry of a service.

@@ -11,17 +11,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
 use crate::body::ResponseBody;
+use crate::h1::{self, Head, Outcome, Prefixed};
 use crate::metrics::ConnectionStats;
 use crate::service::{SseService, text};
 use crate::tls::TlsConfig;
@@ -72,6 +73,10 @@ pub struct ServerConfig {
     pub max_connections_per_ip: Option<usize>,
     /// Serve HTTPS instead of cleartext.
     pub tls: Option<TlsConfig>,
+    /// Write HTTP/1.1 event streams straight to the socket instead of
+    /// through hyper's connection, which keeps 16 KiB of buffers per
+    /// connection for as long as a stream lasts (see the README).
+    pub stream_fast_path: bool,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +88,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_connections_per_ip: None,
             tls: None,
+            stream_fast_path: true,
         }
     }
 }
@@ -168,7 +174,10 @@ impl Server {
         let stats = service.connection_stats().clone();
         let limiter = Arc::new(Limiter::new(&config, stats.clone()));
         let rejecting = Arc::new(AtomicUsize::new(0));
-        let graceful = GracefulShutdown::new();
+        // Every connection watches this, in every phase, and winds down
+        // when it flips: streams end, hyper connections shut down
+        // gracefully, idle ones close.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -195,30 +204,28 @@ impl Server {
                 continue;
             };
             stats.accepted.fetch_add(1, Ordering::Relaxed);
-            let service = service.for_peer(peer);
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
+            let conn = Conn {
+                service: service.for_peer(peer),
+                builder: builder.clone(),
+                stopping: stopping.clone(),
+                timeout: config.header_read_timeout,
+                max_head: config.max_header_bytes,
+                fast_path: config.stream_fast_path,
+            };
             let tls = config.tls.clone();
-            let timeout = config.header_read_timeout;
             tokio::spawn(async move {
                 let _permit = permit;
                 // hyper-util's protocol detection waits for the first bytes
                 // without a timeout: bound it here (slow-loris).
-                if !first_bytes_within(&stream, timeout).await {
+                if !first_bytes_within(&stream, conn.timeout, conn.stopping.clone()).await {
                     return;
                 }
+                // A task future is as large as its largest state, and the
+                // whole of it is resident for the life of the connection:
+                // the rare, large paths (TLS, hyper) live in their own box.
                 let result = match tls {
-                    None => serve(&builder, watcher, stream, service).await,
-                    Some(tls) => {
-                        match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
-                            Ok(Ok(stream)) => serve(&builder, watcher, stream, service).await,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        }
-                    }
+                    None => conn.serve(stream).await,
+                    Some(tls) => Box::pin(conn.serve_tls(tls, stream, peer)).await,
                 };
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -229,7 +236,9 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: ending streams");
         service.hub().close();
-        if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
+        let _ = stop.send(true);
+        let drained = all_closed(&stats);
+        if tokio::time::timeout(config.shutdown_timeout, drained)
             .await
             .is_err()
         {
@@ -259,29 +268,138 @@ fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    io: I,
+/// One accepted connection and what serving it needs.
+struct Conn {
     service: SseService,
-) -> Result<(), BoxError>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let conn = builder
-        .serve_connection(TokioIo::new(io), service)
-        .into_owned();
-    watcher.watch(conn).await
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    timeout: Duration,
+    max_head: usize,
+    fast_path: bool,
+}
+
+impl Conn {
+    /// Serves HTTP/1.1 event streams on the fast path (see `h1.rs`) and
+    /// hands the connection to hyper at the first other request.
+    async fn serve<I>(self, mut io: I) -> Result<(), BoxError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if !self.fast_path {
+            return Box::pin(self.hyper(io)).await;
+        }
+        let mut buf = BytesMut::new();
+        loop {
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let (request, len) = loop {
+                if !buf.is_empty() {
+                    match h1::parse_head(&buf, &self.service) {
+                        Head::Stream(request, len) => break (request, len),
+                        Head::Other => {
+                            return Box::pin(self.hyper(Prefixed::new(buf.freeze(), io))).await;
+                        }
+                        Head::Partial => {}
+                    }
+                }
+                if buf.len() >= self.max_head {
+                    // hyper answers 431.
+                    return Box::pin(self.hyper(Prefixed::new(buf.freeze(), io))).await;
+                }
+                buf.reserve(1024);
+                let mut stopping = self.stopping.clone();
+                tokio::select! {
+                    read = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => match read {
+                        Ok(Ok(n)) if n > 0 => {}
+                        // Closed, failed, or too slow to send a request.
+                        _ => return Ok(()),
+                    },
+                    _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+                }
+            };
+            // Keep only what follows the head; free the rest while streaming.
+            let rest = Bytes::copy_from_slice(&buf[len..]);
+            buf = BytesMut::new();
+            // Shutdown closes the hub, which ends the stream cleanly.
+            match h1::respond(&mut io, &self.service, request).await? {
+                Outcome::KeepAlive { pipelined } => {
+                    buf.extend_from_slice(&rest);
+                    buf.extend_from_slice(&pipelined);
+                }
+                Outcome::Close => return Ok(()),
+            }
+        }
+    }
+
+    async fn serve_tls(
+        self,
+        tls: TlsConfig,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), BoxError> {
+        let mut stopping = self.stopping.clone();
+        let handshake = tokio::select! {
+            h = tokio::time::timeout(self.timeout, tls.acceptor().accept(stream)) => h,
+            _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+        };
+        match handshake {
+            Ok(Ok(stream)) => {
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    self.hyper(stream).await
+                } else {
+                    self.serve(stream).await
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    async fn hyper<I>(self, io: I) -> Result<(), BoxError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(io), self.service);
+        tokio::pin!(conn);
+        let mut stopping = self.stopping;
+        tokio::select! {
+            done = conn.as_mut() => return done,
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+        // Finish the response in progress (streams end with the hub), then
+        // close.
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    }
+}
+
+/// Completes when every connection has closed.
+async fn all_closed(stats: &ConnectionStats) {
+    loop {
+        let notified = stats.all_closed.notified();
+        if stats.open.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// Waits until the client sends something; `false` if it does not within
 /// `timeout` or closes the connection first.
-async fn first_bytes_within(stream: &TcpStream, timeout: Duration) -> bool {
+async fn first_bytes_within(
+    stream: &TcpStream,
+    timeout: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> bool {
     let mut byte = [0u8; 1];
-    matches!(
-        tokio::time::timeout(timeout, stream.peek(&mut byte)).await,
-        Ok(Ok(n)) if n > 0
-    )
+    tokio::select! {
+        peeked = tokio::time::timeout(timeout, stream.peek(&mut byte)) => matches!(peeked, Ok(Ok(n)) if n > 0),
+        _ = stopping.wait_for(|stop| *stop) => false,
+    }
 }
 
 /// Answers a connection over a limit with `503` and closes it, unless too
@@ -387,7 +505,9 @@ impl Drop for Permit {
                 }
             }
         }
-        l.stats.open.fetch_sub(1, Ordering::AcqRel);
+        if l.stats.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            l.stats.all_closed.notify_waiters();
+        }
     }
 }
 

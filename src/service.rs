@@ -150,6 +150,11 @@ impl SseService {
         &self.shared.connections
     }
 
+    /// Whether `path` (without query) is one of the event stream routes.
+    pub(crate) fn is_stream_path(&self, path: &str) -> bool {
+        matches!(self.route(path), Route::Topic(..))
+    }
+
     fn route<'a>(&'a self, path: &'a str) -> Route<'a> {
         let Some(path) = path.strip_prefix(self.config.prefix.as_str()) else {
             return Route::NotFound;

@@ -252,3 +252,161 @@ async fn shutdown_ends_open_streams_and_stops() {
         "listener is closed"
     );
 }
+
+/// The server writes HTTP/1.1 event streams itself (the fast path) and
+/// gives every other request to hyper; these check the seams.
+mod fast_path {
+    use super::*;
+    use ssehub::ServerConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(support::WAIT, s.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_after_a_limited_stream_are_answered_in_order() {
+        let server = TestServer::start(Hub::new()).await;
+        for i in 1..=3 {
+            server
+                .hub
+                .publish("p", Event::new(format!("e{i}")))
+                .await
+                .unwrap();
+        }
+        let e = server.hub.epoch();
+        let req = format!(
+            "GET /events/p?lastEventId={e}-0&limit=2 HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET /events/p?lastEventId={e}-2&limit=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let out = raw(server.addr, req.as_bytes()).await;
+        let e1 = out.find("data: e1").unwrap();
+        let e2 = out.find("data: e2").unwrap();
+        let ok = out.find("\r\nok\n").unwrap();
+        let e3 = out.find("data: e3").unwrap();
+        assert!(e1 < e2 && e2 < ok && ok < e3, "{out}");
+        assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 3);
+        assert!(out.ends_with("0\r\n\r\n"), "{out:?}");
+        assert!(out.contains("connection: close"));
+    }
+
+    #[tokio::test]
+    async fn requests_the_fast_path_does_not_take_go_to_hyper() {
+        let server = TestServer::start(Hub::new()).await;
+        server.hub.publish("h", Event::new("x")).await.unwrap();
+        let e = server.hub.epoch();
+        // A GET with a body.
+        let out = raw(
+            server.addr,
+            format!("GET /events/h?lastEventId={e}-0&limit=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc").as_bytes(),
+        )
+        .await;
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK") && out.contains("data: x"),
+            "{out}"
+        );
+        // HTTP/1.0: no chunked encoding, the end of the body is the close.
+        let out = raw(
+            server.addr,
+            format!("GET /events/h?lastEventId={e}-0&limit=1 HTTP/1.0\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(
+            out.starts_with("HTTP/1.0 200 OK")
+                && !out.contains("chunked")
+                && out.ends_with(&format!("data: x\nid: {e}-1\n\n")),
+            "{out}"
+        );
+        // HEAD.
+        let out = raw(
+            server.addr,
+            b"HEAD /events/h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+        // Garbage.
+        let out = raw(server.addr, b"GARBAGE\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn error_answers_on_the_fast_path_keep_the_connection() {
+        let server = TestServer::start(Hub::new()).await;
+        let out = raw(
+            server.addr,
+            b"GET /events/bad$topic HTTP/1.1\r\nHost: x\r\n\r\nGET /events/t?limit=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(out.contains("content-length: 63\r\n") && out.contains("invalid topic name"));
+        assert!(
+            out.contains("invalid limit"),
+            "the second request was answered: {out}"
+        );
+        assert!(out.contains("\r\ndate: "));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_goes_away_is_noticed_while_idle() {
+        let server = TestServer::start(Hub::new()).await;
+        let mut clients = Vec::new();
+        for _ in 0..50 {
+            let mut c = server.subscribe("/events/gone").await;
+            c.next_item().await;
+            clients.push(c);
+        }
+        assert_eq!(server.hub.stats().subscribers, 50);
+        drop(clients);
+        let deadline = tokio::time::Instant::now() + support::WAIT;
+        while server.hub.stats().subscribers > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "subscribers not released"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The same exchange through hyper's connection (fast path off) and
+    /// through the fast path: identical events.
+    #[tokio::test]
+    async fn both_paths_send_the_same_stream() {
+        let mut bodies = Vec::new();
+        for fast in [true, false] {
+            let hub = Hub::builder()
+                .epoch("same".parse().unwrap())
+                .retry_jitter(0.0)
+                .build();
+            for i in 1..=5 {
+                hub.publish("t", Event::new(format!("line {i}\nsecond")))
+                    .await
+                    .unwrap();
+            }
+            let mut config = ServerConfig::default();
+            config.stream_fast_path = fast;
+            let server = TestServer::start_with(SseService::new(hub), config).await;
+            let mut c =
+                SseClient::get(server.addr, "/events/t?lastEventId=same-2&limit=3", &[]).await;
+            assert_eq!(c.status, 200);
+            assert_eq!(c.header("content-type"), Some("text/event-stream"));
+            c.until_end().await;
+            assert!(c.ended_cleanly());
+            bodies.push(c.raw.clone());
+            // A live stream ends cleanly at shutdown on both paths.
+            let mut live = server.subscribe("/events/t").await;
+            live.next_item().await;
+            server.stop().await;
+            live.expect_end().await;
+            assert!(live.ended_cleanly(), "fast path {fast}");
+        }
+        assert_eq!(bodies[0], bodies[1]);
+    }
+}

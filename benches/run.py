@@ -1,0 +1,394 @@
+#!/usr/bin/env python3
+"""Runs every load scenario against ssehub, the axum baseline and nginx+Nchan,
+on this machine, in one run, and writes BENCHMARKS.md.
+
+    python3 benches/run.py            # everything (~10 minutes)
+    python3 benches/run.py --quick    # smaller counts, for a smoke test
+    python3 benches/run.py --only ssehub,axum
+
+Servers run pinned to core 0, the load tools (sseload, oha) to core 1.
+Needs: nginx-light and libnginx-mod-nchan (Debian), oha (cargo install oha
+--locked), taskset. Everything listens on 127.0.0.1.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER_CORE, CLIENT_CORE = "0", "1"
+SSELOAD = os.path.join(ROOT, "target/release/examples/sseload")
+SSEHUB = os.path.join(ROOT, "target/release/ssehub")
+AXUM_DIR = os.path.join(ROOT, "benches/peers/axum-baseline")
+AXUM = os.path.join(AXUM_DIR, "target/release/axum-baseline")
+NCHAN_CONF = os.path.join(ROOT, "benches/peers/nginx-nchan.conf")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("$", " ".join(cmd))
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Server:
+    """One server under test, pinned to SERVER_CORE."""
+
+    def __init__(self, name, port):
+        self.name, self.port, self.proc, self.tmp = name, port, None, None
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def pids(self):
+        if self.name == "nchan":
+            # The worker does the work; the master only supervises.
+            out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+            return [int(p) for p in out.split()] or [self.proc.pid]
+        return [self.proc.pid]
+
+    def start(self):
+        pin = ["taskset", "-c", SERVER_CORE]
+        if self.name == "ssehub":
+            cmd = pin + [SSEHUB, "--listen", f"127.0.0.1:{self.port}", "--tick", "0",
+                         "--buffer", "100000", "--max-topic-bytes", str(64 << 20),
+                         "--max-connections", "20000"]
+            env = dict(os.environ, RUST_LOG="warn")
+        elif self.name == "axum":
+            cmd = pin + [AXUM, f"127.0.0.1:{self.port}", "100000"]
+            env = os.environ
+        else:
+            self.tmp = tempfile.mkdtemp(prefix="ssehub-nchan-")
+            conf = open(NCHAN_CONF).read().replace("@PORT@", str(self.port)) \
+                .replace("@PREFIX@", self.tmp).replace("@STATIC@", self.tmp)
+            open(os.path.join(self.tmp, "nginx.conf"), "w").write(conf)
+            cmd = pin + ["nginx", "-p", self.tmp, "-c", "nginx.conf"]
+            env = os.environ
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        time.sleep(0.3)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM if self.name != "nchan" else signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def sub_url(self):
+        return self.base + "/events/{topic}"
+
+    def pub_url(self):
+        return self.base + ("/pub/{topic}" if self.name == "nchan" else "/events/{topic}")
+
+
+def sseload(server, topic, *mode):
+    cmd = ["taskset", "-c", CLIENT_CORE, SSELOAD, "--sub", server.sub_url(), "--publish", server.pub_url(),
+           "--topic", topic]
+    for pid in server.pids():
+        cmd += ["--server-pid", str(pid)]
+    cmd += list(mode)
+    out = run(cmd, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def oha(url, *args, seconds=10):
+    cmd = ["taskset", "-c", CLIENT_CORE, "oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s", *args, url]
+    out = run(cmd, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=body.encode(), method="POST", headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req) as r:
+        return r.read().decode()
+
+
+def scenarios(quick):
+    q = quick
+    return [
+        ("latency_100x1000", ["fanout", "--subscribers", "100", "--rate", "1000", "--seconds", "3" if q else "10"]),
+        ("latency_2000x20", ["fanout", "--subscribers", "2000", "--rate", "20", "--seconds", "3" if q else "10"]),
+        ("rate_2000x50", ["fanout", "--subscribers", "2000", "--rate", "50", "--seconds", "3" if q else "10"]),
+        ("saturation_2000", ["fanout", "--subscribers", "2000", "--burst", "2000" if q else "20000"]),
+        ("saturation_10000", ["fanout", "--subscribers", "10000", "--burst", "500" if q else "4000"]),
+        ("idle_10000", ["idle", "--subscribers", "2000" if q else "10000", "--hold", "17"]),
+        ("idle_15000", ["idle", "--subscribers", "3000" if q else "15000", "--hold", "17"]),
+        ("resume_5000x100", ["resume", "--subscribers", "1000" if q else "5000", "--history", "1000", "--back", "100"]),
+        ("resume_10000x100", ["resume", "--subscribers", "2000" if q else "10000", "--history", "1000", "--back", "100"]),
+    ]
+
+
+def measure(name, quick):
+    port = free_port()
+    s = Server(name, port)
+    results = {}
+    try:
+        for scenario, mode in scenarios(quick):
+            if scenario.startswith("resume") and name == "axum":
+                results[scenario] = None  # no replay
+                continue
+            s.start()  # a fresh server per scenario: no state carries over
+            try:
+                results[scenario] = sseload(s, scenario.replace("_", "-"), *mode)
+                log(scenario, json.dumps(results[scenario]))
+            finally:
+                s.stop()
+        s.start()
+        try:
+            results.update(oha_scenarios(s, quick))
+        finally:
+            s.stop()
+    finally:
+        s.stop()
+    return results
+
+
+def oha_scenarios(s, quick):
+    out = {}
+    secs = 3 if quick else 10
+    # Publish requests per second with 1,000 subscribers attached.
+    holder = subprocess.Popen(
+        ["taskset", "-c", CLIENT_CORE, SSELOAD, "--sub", s.sub_url(), "--publish", s.pub_url(), "--topic", "ohapub",
+         "idle", "--subscribers", "1000", "--hold", str(secs + 8)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(4)
+    r = oha(s.pub_url().replace("{topic}", "ohapub"), "-m", "POST", "-d", "12345 67890", "-T", "text/plain",
+            "-c", "16", seconds=secs)
+    out["oha_publish"] = oha_summary(r)
+    holder.wait()
+    if s.name != "ssehub":
+        return out
+    # Replay-and-close: 100 events from an id, then the response ends.
+    for i in range(1, 1001):
+        last = post(s.pub_url().replace("{topic}", "replay"), f"{i} {'x' * 40}")
+    epoch = json.loads(last)["id"].rsplit("-", 1)[0]
+    url = f"{s.base}/events/replay?lastEventId={epoch}-900&limit=100"
+    body = urllib.request.urlopen(url).read()
+    out["replay_bytes"] = len(body)
+    out["oha_replay"] = oha_summary(oha(url, "-c", "32", seconds=secs))
+    out["oha_first_event"] = oha_summary(oha(f"{s.base}/events/replay?lastEventId={epoch}-999&limit=1",
+                                              "-c", "32", seconds=secs))
+    # The same bytes as a static file from nginx: the upper bound.
+    ng = Server("nchan", free_port())
+    ng.start()
+    try:
+        open(os.path.join(ng.tmp, "replay.txt"), "wb").write(body)
+        out["oha_static"] = oha_summary(oha(f"{ng.base}/static/replay.txt", "-c", "32", seconds=secs))
+    finally:
+        ng.stop()
+    return out
+
+
+def oha_summary(r):
+    s = r["summary"]
+    lat = r.get("latencyPercentiles", {})
+    codes = r.get("statusCodeDistribution", {})
+    return {
+        "rps": s["requestsPerSec"],
+        "success": s["successRate"],
+        "p50_ms": (lat.get("p50") or 0) * 1000,
+        "p99_ms": (lat.get("p99") or 0) * 1000,
+        "codes": codes,
+    }
+
+
+# ---------------------------------------------------------------- report ----
+
+def machine():
+    cpu = "unknown"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(open("/proc/meminfo").readline().split()[1]) // 1024 // 1024
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    oha_v = subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{cpu}, {os.cpu_count()} cores, {mem} GiB, Linux {platform.release()}; {nginx}; {oha_v}; ssehub {commit}"
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        if abs(v) >= 100:
+            return f"{v:,.0f}{unit}"
+        return f"{v:.2f}{unit}"
+    return f"{v:,}{unit}"
+
+
+def ratio(ours, peers, lower_better):
+    vals = [p for p in peers if p is not None and p > 0]
+    if ours is None or not vals:
+        return "n/a", None
+    best = min(vals) if lower_better else max(vals)
+    return f"{ours / best:.2f}", best
+
+
+def write_report(results, quick, path):
+    servers = [s for s in ("ssehub", "axum", "nchan") if s in results]
+    peers = [s for s in servers if s != "ssehub"]
+    g = lambda srv, sc, *keys: dig(results.get(srv, {}).get(sc), *keys)
+    rows = []
+
+    def row(label, sc, keys, lower_better, unit=""):
+        vals = {s: g(s, sc, *keys) for s in servers}
+        r, _ = ratio(vals.get("ssehub"), [vals[p] for p in peers], lower_better)
+        rows.append(f"| {label} | " + " | ".join(fmt(vals[s], unit) for s in servers) + f" | {r} |")
+
+    def section(title):
+        rows.append(f"| **{title}** |" + " |" * (len(servers) + 1))
+
+    section("Fan-out at a fixed rate")
+    for sc, label in [("latency_100x1000", "100 subs x 1,000 ev/s"), ("latency_2000x20", "2,000 subs x 20 ev/s"),
+                      ("rate_2000x50", "2,000 subs x 50 ev/s")]:
+        row(f"{label}: deliveries/s", sc, ["deliveries_per_s"], False)
+        row(f"{label}: p50 latency (µs)", sc, ["latency_us", "p50"], True)
+        row(f"{label}: p99 latency (µs)", sc, ["latency_us", "p99"], True)
+        row(f"{label}: p99.9 latency (µs)", sc, ["latency_us", "p999"], True)
+        row(f"{label}: server CPU µs / delivery", sc, ["server_us_per_delivery"], True)
+        row(f"{label}: lost + duplicated + out of order", sc, ["lost_dup_ooo"], True)
+        row(f"{label}: client CPU %", sc, ["client_cpu_pct"], True)
+    section("Fan-out at saturation (publisher flat out)")
+    for sc, label in [("saturation_2000", "2,000 subs"), ("saturation_10000", "10,000 subs")]:
+        row(f"{label}: deliveries/s", sc, ["deliveries_per_s"], False)
+        row(f"{label}: server CPU µs / delivery", sc, ["server_us_per_delivery"], True)
+        row(f"{label}: lost + duplicated + out of order", sc, ["lost_dup_ooo"], True)
+        row(f"{label}: p99 latency (µs)", sc, ["latency_us", "p99"], True)
+        row(f"{label}: client CPU %", sc, ["client_cpu_pct"], True)
+    section("Idle subscribers")
+    for sc, label in [("idle_10000", "10,000 idle"), ("idle_15000", "15,000 idle")]:
+        row(f"{label}: server RSS bytes / connection", sc, ["bytes_per_connection"], True)
+        row(f"{label}: heartbeats per connection in 17 s", sc, ["heartbeats_per_connection"], False)
+    section("Resume storm (Last-Event-ID 100 back)")
+    for sc, label in [("resume_5000x100", "5,000 clients"), ("resume_10000x100", "10,000 clients")]:
+        row(f"{label}: seconds until all have 100 events", sc, ["seconds"], True)
+        row(f"{label}: incomplete clients", sc, ["incomplete"], True)
+        row(f"{label}: connect-to-first-event p50 (µs)", sc, ["first_event_us", "p50"], True)
+        row(f"{label}: connect-to-first-event p99 (µs)", sc, ["first_event_us", "p99"], True)
+    section("oha")
+    row("publish requests/s (1,000 subscribers attached)", "oha_publish", ["rps"], False)
+    row("publish p99 (ms)", "oha_publish", ["p99_ms"], True)
+
+    head = "| scenario | " + " | ".join(servers) + " | ssehub / best peer |\n|---|" + "---:|" * (len(servers) + 1)
+    sh = results.get("ssehub", {})
+    replay = ""
+    if sh.get("oha_replay") and sh.get("oha_static"):
+        rr, st, fe = sh["oha_replay"], sh["oha_static"], sh.get("oha_first_event") or {}
+        replay = f"""
+## Replay-and-close (oha)
+
+`GET /events/replay?lastEventId=<id 100 back>&limit=100` on ssehub against
+nginx serving the very same {sh.get('replay_bytes', 0):,} bytes as a static file
+(the upper bound), 32 connections:
+
+| | ssehub replay | nginx static file | ratio |
+|---|---:|---:|---:|
+| requests/s | {fmt(rr['rps'])} | {fmt(st['rps'])} | {rr['rps'] / st['rps']:.2f} |
+| p50 (ms) | {fmt(rr['p50_ms'])} | {fmt(st['p50_ms'])} | |
+| p99 (ms) | {fmt(rr['p99_ms'])} | {fmt(st['p99_ms'])} | |
+
+Connect-to-first-event (`?lastEventId=<latest - 1>&limit=1`, a new request
+per event, 32 connections): {fmt(fe.get('rps'))} requests/s, p50
+{fmt(fe.get('p50_ms'))} ms, p99 {fmt(fe.get('p99_ms'))} ms.
+"""
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"""# Benchmarks
+
+Generated by `python3 benches/run.py{' --quick' if quick else ''}` on {date}.
+
+Machine: {machine()}.
+Servers pinned to core 0, the load tools to core 1 (`taskset`). A fresh
+server process per scenario. The machine is shared and noisy: compare the
+ratios within one run, not absolute numbers across runs.
+
+- **ssehub**: this repository, release build, `--buffer 100000`.
+- **axum**: `benches/peers/axum-baseline`, axum's `Sse` fed by a
+  `tokio::sync::broadcast` channel (capacity 100,000 for the burst runs), no
+  replay.
+- **nchan**: nginx 1.22 with Nchan (Debian's `nginx-light` and
+  `libnginx-mod-nchan`), `benches/peers/nginx-nchan.conf`, one worker.
+
+The load tool is `examples/sseload.rs` (one thread, raw sockets, no
+allocation per event). Its own CPU is reported: near 100% would mean the
+figure describes the client, not the server. Ratios are ssehub / best peer:
+above 1 is better for throughput, below 1 is better for latency, CPU and
+memory.
+
+{head}
+{chr(10).join(rows)}
+{replay}
+## Raw results
+
+```json
+{json.dumps(results, indent=1, sort_keys=True)}
+```
+"""
+    open(path, "w").write(text)
+    log("wrote", path)
+
+
+def dig(d, *keys):
+    for k in keys:
+        if d is None:
+            return None
+        d = d.get(k)
+    return d
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="ssehub,axum,nchan")
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--json", default=None, help="also save raw results here")
+    ap.add_argument("--skip-build", action="store_true")
+    args = ap.parse_args()
+    if not args.skip_build:
+        run(["cargo", "build", "--release", "--bin", "ssehub", "--example", "sseload"], cwd=ROOT)
+        run(["cargo", "build", "--release"], cwd=AXUM_DIR)
+    results = {}
+    for name in args.only.split(","):
+        results[name] = measure(name, args.quick)
+    if args.json:
+        json.dump(results, open(args.json, "w"), indent=1)
+    write_report(results, args.quick, args.out)
+
+
+if __name__ == "__main__":
+    main()
