@@ -551,20 +551,15 @@ async fn publish(t: Rc<Target>, first: u64, count: u64, rate: Option<f64>, pipel
             let mut done = 0u64;
             while done < count {
                 // Parse as many complete responses as are buffered.
-                loop {
-                    match response_len(&buf[..have]) {
-                        Some((len, ok)) => {
-                            if !ok {
-                                errors.set(errors.get() + 1);
-                            }
-                            buf.copy_within(len..have, 0);
-                            have -= len;
-                            done += 1;
-                            inflight.set(inflight.get() - 1);
-                            room.notify_one();
-                        }
-                        None => break,
+                while let Some((len, ok)) = response_len(&buf[..have]) {
+                    if !ok {
+                        errors.set(errors.get() + 1);
                     }
+                    buf.copy_within(len..have, 0);
+                    have -= len;
+                    done += 1;
+                    inflight.set(inflight.get() - 1);
+                    room.notify_one();
                 }
                 if done >= count {
                     break;
