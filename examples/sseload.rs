@@ -364,7 +364,8 @@ impl Scanner {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             self.dispatch(now, stats);
-        } else if line[0] == b':' {
+        } else if line[0] == b':' || line == b"event: ping" {
+            // A comment, or Nchan's data-less `ping` event: keep-alives.
             self.heartbeats += 1;
             Stats::add(&stats.heartbeats, 1);
         } else if let Some(v) = line.strip_prefix(b"data:") {
