@@ -134,10 +134,11 @@ where
         io,
         body: &mut body,
         chunked: exact.is_none(),
-        out: Outgoing::head(head),
+        out: Gather::default(),
         pipelined: BytesMut::new(),
-        state: State::Writing,
+        state: State::Streaming,
     };
+    pump.out.push(Piece::plain(head));
     let finished = (&mut pump).await?;
     let pipelined = std::mem::take(&mut pump.pipelined);
     if finished && !close_requested && !service.hub().is_closed() {
@@ -178,26 +179,26 @@ fn response_head(parts: &http::response::Parts, exact: Option<u64>, close: bool)
     h.freeze()
 }
 
-/// Bytes being written: a chunk's size line, its data, and its CRLF (or a
-/// plain buffer).
-struct Outgoing {
+/// One piece to write: a chunk's size line, its data and its CRLF, or a
+/// plain buffer (the head, a fixed-length body, the last chunk).
+struct Piece {
     size_line: [u8; 18],
     size_len: u8,
     size_at: u8,
     data: Bytes,
-    crlf_at: u8,
     crlf: bool,
+    crlf_at: u8,
 }
 
-impl Outgoing {
-    fn head(bytes: Bytes) -> Self {
-        Outgoing {
+impl Piece {
+    fn plain(data: Bytes) -> Self {
+        Piece {
             size_line: [0; 18],
             size_len: 0,
             size_at: 0,
-            data: bytes,
-            crlf_at: 0,
+            data,
             crlf: false,
+            crlf_at: 0,
         }
     }
 
@@ -217,53 +218,115 @@ impl Outgoing {
         let len = digits.len() - i;
         size_line[..len].copy_from_slice(&digits[i..]);
         size_line[len..len + 2].copy_from_slice(b"\r\n");
-        Outgoing {
+        Piece {
             size_line,
             size_len: (len + 2) as u8,
             size_at: 0,
             data,
-            crlf_at: 0,
             crlf: true,
+            crlf_at: 0,
         }
     }
 
     fn last_chunk() -> Self {
-        Outgoing::head(Bytes::from_static(b"0\r\n\r\n"))
+        Piece::plain(Bytes::from_static(b"0\r\n\r\n"))
     }
 
     fn is_done(&self) -> bool {
         self.size_at == self.size_len && self.data.is_empty() && (!self.crlf || self.crlf_at == 2)
     }
 
-    /// Writes as much as the socket takes, in one vectored write.
+    /// Puts the unwritten parts into `out`; returns how many.
+    fn slices<'s>(&'s self, out: &mut [IoSlice<'s>]) -> usize {
+        let mut n = 0;
+        let size = &self.size_line[self.size_at as usize..self.size_len as usize];
+        for part in [
+            size,
+            &self.data[..],
+            if self.crlf {
+                &b"\r\n"[self.crlf_at as usize..]
+            } else {
+                &[]
+            },
+        ] {
+            if !part.is_empty() {
+                out[n] = IoSlice::new(part);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Marks up to `n` written bytes; returns what is left of `n`.
+    fn advance(&mut self, mut n: usize) -> usize {
+        let a = n.min((self.size_len - self.size_at) as usize);
+        self.size_at += a as u8;
+        n -= a;
+        let b = n.min(self.data.len());
+        let _ = self.data.split_to(b);
+        n -= b;
+        if self.crlf {
+            let c = n.min(2 - self.crlf_at as usize);
+            self.crlf_at += c as u8;
+            n -= c;
+        }
+        n
+    }
+}
+
+/// Pieces gathered into one vectored write: the head, the frames the body
+/// had ready, the last chunk. A replay-and-close response is one `writev`.
+const GATHER: usize = 4;
+
+#[derive(Default)]
+struct Gather {
+    pieces: [Option<Piece>; GATHER],
+}
+
+impl Gather {
+    fn is_full(&self) -> bool {
+        self.pieces.iter().all(Option::is_some)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pieces.iter().all(Option::is_none)
+    }
+
+    fn push(&mut self, p: Piece) {
+        if let Some(slot) = self.pieces.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(p);
+        }
+    }
+
+    /// Writes as much as the socket takes.
     fn poll_write<I: AsyncWrite + Unpin>(
         &mut self,
         io: &mut I,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while !self.is_done() {
-            let size = &self.size_line[self.size_at as usize..self.size_len as usize];
-            let crlf: &[u8] = if self.crlf {
-                &b"\r\n"[self.crlf_at as usize..]
-            } else {
-                &[]
+        while !self.is_empty() {
+            let n = {
+                let mut slices = [IoSlice::new(&[]); 3 * GATHER];
+                let mut used = 0;
+                for p in self.pieces.iter().flatten() {
+                    used += p.slices(&mut slices[used..]);
+                }
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..used]))?
             };
-            let slices = [
-                IoSlice::new(size),
-                IoSlice::new(&self.data),
-                IoSlice::new(crlf),
-            ];
-            let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            let a = n.min(size.len());
-            self.size_at += a as u8;
-            n -= a;
-            let b = n.min(self.data.len());
-            let _ = self.data.split_to(b);
-            n -= b;
-            self.crlf_at += n as u8;
+            let mut left = n;
+            for slot in &mut self.pieces {
+                if let Some(p) = slot {
+                    left = p.advance(left);
+                    if p.is_done() {
+                        *slot = None;
+                    }
+                }
+            }
+            // Keep the unfinished pieces first, in order.
+            self.pieces.sort_by_key(Option::is_none);
         }
         Poll::Ready(Ok(()))
     }
@@ -271,19 +334,19 @@ impl Outgoing {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
-    Writing,
-    /// The last chunk is being written.
-    Ending,
+    Streaming,
+    /// The body ended; its last piece is queued.
+    Ended,
 }
 
-/// Moves frames from the body to the socket, one at a time, and watches the
-/// socket for the client going away. Holds no buffer while the stream is
-/// idle.
+/// Moves frames from the body to the socket and watches the socket for the
+/// client going away. Frames that are ready together leave in one write;
+/// nothing is buffered while the stream is idle.
 struct Pump<'a, I> {
     io: &'a mut I,
     body: &'a mut ResponseBody,
     chunked: bool,
-    out: Outgoing,
+    out: Gather,
     /// Bytes the client sent meanwhile (the next pipelined request).
     pipelined: BytesMut,
     state: State,
@@ -312,34 +375,39 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Pump<'_, I> {
             }
         }
         loop {
-            if !this.out.is_done() {
-                ready!(this.out.poll_write(this.io, cx))?;
-                ready!(Pin::new(&mut *this.io).poll_flush(cx))?;
-            }
-            if this.state == State::Ending {
-                return Poll::Ready(Ok(true));
-            }
-            match Pin::new(&mut *this.body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
-                        this.out = if this.chunked {
-                            Outgoing::chunk(data)
-                        } else {
-                            Outgoing::head(data)
-                        };
+            // Gather what the body has ready.
+            while this.state == State::Streaming && !this.out.is_full() {
+                match Pin::new(&mut *this.body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data()
+                            && !data.is_empty()
+                        {
+                            this.out.push(if this.chunked {
+                                Piece::chunk(data)
+                            } else {
+                                Piece::plain(data)
+                            });
+                        }
                     }
-                }
-                Poll::Ready(None) => {
-                    this.state = State::Ending;
-                    if this.chunked {
-                        this.out = Outgoing::last_chunk();
+                    Poll::Ready(None) => {
+                        this.state = State::Ended;
+                        if this.chunked {
+                            this.out.push(Piece::last_chunk());
+                        }
                     }
+                    Poll::Ready(Some(Err(never))) => match never {},
+                    Poll::Pending => break,
                 }
-                Poll::Ready(Some(Err(never))) => match never {},
-                Poll::Pending => return Poll::Pending,
             }
+            if this.out.is_empty() {
+                return match this.state {
+                    State::Ended => Poll::Ready(Ok(true)),
+                    // The body registered the wake-up.
+                    State::Streaming => Poll::Pending,
+                };
+            }
+            ready!(this.out.poll_write(this.io, cx))?;
+            ready!(Pin::new(&mut *this.io).poll_flush(cx))?;
         }
     }
 }
@@ -456,10 +524,75 @@ mod tests {
 
     #[test]
     fn chunk_size_lines() {
-        let o = Outgoing::chunk(Bytes::from(vec![0; 0x1a2b]));
+        let o = Piece::chunk(Bytes::from(vec![0; 0x1a2b]));
         assert_eq!(&o.size_line[..o.size_len as usize], b"1a2b\r\n");
-        let o = Outgoing::chunk(Bytes::from_static(b"x"));
+        let o = Piece::chunk(Bytes::from_static(b"x"));
         assert_eq!(&o.size_line[..o.size_len as usize], b"1\r\n");
+    }
+
+    /// A socket that takes at most `max` bytes per write.
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.max);
+            self.out.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.max - n);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.max {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_every_byte_in_order() {
+        for max in [1, 2, 3, 5, 7, 64] {
+            let mut g = Gather::default();
+            g.push(Piece::plain(Bytes::from_static(b"HEAD\r\n\r\n")));
+            g.push(Piece::chunk(Bytes::from_static(b"data: a\n\n")));
+            g.push(Piece::chunk(Bytes::from(vec![b'x'; 300])));
+            g.push(Piece::last_chunk());
+            let mut io = Trickle {
+                out: Vec::new(),
+                max,
+            };
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            assert!(g.poll_write(&mut io, &mut cx).is_ready());
+            let mut want = b"HEAD\r\n\r\n9\r\ndata: a\n\n\r\n12c\r\n".to_vec();
+            want.extend_from_slice(&[b'x'; 300]);
+            want.extend_from_slice(b"\r\n0\r\n\r\n");
+            assert_eq!(io.out, want, "max {max}");
+            assert!(g.is_empty());
+        }
     }
 
     #[test]
