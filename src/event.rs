@@ -255,6 +255,13 @@ impl Encoded {
     }
 }
 
+/// Encodes an event read back from storage (its type and data were
+/// checked when it was published).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn encode_parts(event_type: &[u8], data: &[u8]) -> Encoded {
+    Encoded::new(event_type, data)
+}
+
 /// An id-only frame: sets the client's last event id without firing an event.
 pub(crate) fn checkpoint_frame(retry_ms: Option<u64>, id: &EventId) -> Bytes {
     let mut buf = BytesMut::with_capacity(32 + ID_LINE_RESERVE);

@@ -42,8 +42,19 @@ pub struct Hub {
     inner: Arc<Inner>,
 }
 
+/// Where topics live.
+#[derive(Clone)]
+enum Backend {
+    /// In this process: the ring is the history.
+    Memory,
+    /// In Redis Streams: the ring is this node's cache of the stream's tail.
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::RedisStore),
+}
+
 struct Inner {
     config: HubConfig,
+    backend: Backend,
     epoch: Epoch,
     topics: RwLock<HashMap<Box<str>, Arc<Topic>>>,
     counters: Arc<Counters>,
@@ -90,8 +101,42 @@ impl Hub {
     /// [`HubError::InvalidTopic`], [`HubError::TooManyTopics`] if the topic
     /// is new and the hub is full, [`HubError::Closed`] after [`Hub::close`].
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
+        #[cfg(feature = "redis")]
+        if let Backend::Redis(store) = &self.inner.backend {
+            let published = self
+                .publish_redis(store, topic, std::slice::from_ref(&event))
+                .await?;
+            return Ok(EventId::new(published.epoch, published.first));
+        }
         let published = self.publish_encoded(topic, vec![event.encode()])?;
         Ok(EventId::new(published.epoch, published.first))
+    }
+
+    #[cfg(feature = "redis")]
+    async fn publish_redis(
+        &self,
+        store: &crate::redis::RedisStore,
+        topic: &str,
+        events: &[Event],
+    ) -> Result<crate::topic::Published, HubError> {
+        if self.is_closed() {
+            return Err(HubError::Closed);
+        }
+        validate_topic(topic)?;
+        let (epoch, first) = store.publish(topic, events).await.map_err(|e| {
+            tracing::warn!(error = %e, topic, "publish to redis failed");
+            HubError::Unavailable
+        })?;
+        let count = events.len() as u64;
+        self.inner
+            .counters
+            .published
+            .fetch_add(count, Ordering::Relaxed);
+        Ok(crate::topic::Published {
+            epoch,
+            first,
+            count,
+        })
     }
 
     /// Publishes events to `topic` in order, as one batch: they get
@@ -106,6 +151,15 @@ impl Hub {
         topic: &str,
         events: impl IntoIterator<Item = Event>,
     ) -> Result<Vec<EventId>, HubError> {
+        #[cfg(feature = "redis")]
+        if let Backend::Redis(store) = &self.inner.backend {
+            let events: Vec<Event> = events.into_iter().collect();
+            return Ok(self
+                .publish_redis(store, topic, &events)
+                .await?
+                .ids()
+                .collect());
+        }
         // Encode before taking the topic's lock.
         let encoded: Vec<_> = events.into_iter().map(|e| e.encode()).collect();
         Ok(self.publish_encoded(topic, encoded)?.ids().collect())
@@ -142,29 +196,64 @@ impl Hub {
     /// [`HubError::Closed`].
     pub fn subscribe(&self, topic: &str, options: Subscribe) -> Result<EventStream, HubError> {
         let config = &self.inner.config;
-        let mut found = None;
-        for _ in 0..LOOKUP_ATTEMPTS {
-            let topic = self.topic(topic)?;
-            let ring = topic.lock();
-            if topic.is_closed() {
-                // Retired between the lookup and the lock: look again.
-                continue;
-            }
-            let start = locate(&ring, options.last_event_id.as_deref());
-            let replay_end = ring.next_seq();
-            topic.add_subscriber();
-            drop(ring);
-            found = Some((topic, start, replay_end));
-            break;
-        }
-        let (topic, start, replay_end) = found.ok_or(HubError::Closed)?;
         let params = StreamParams {
             retry_ms: config.retry.map(|d| jittered_ms(d, config.retry_jitter)),
             keep_alive: config.keep_alive,
             max_frame_bytes: config.max_frame_bytes,
             limit: options.limit,
         };
-        Ok(EventStream::new(topic, start, replay_end, params))
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let topic = self.topic(topic)?;
+            #[cfg(feature = "redis")]
+            if let Backend::Redis(store) = &self.inner.backend {
+                store.follow(&topic);
+            }
+            let ring = topic.lock();
+            if topic.is_closed() {
+                // Retired between the lookup and the lock: look again.
+                continue;
+            }
+            topic.add_subscriber();
+            if !topic.is_primed() {
+                // The storage is still loading the topic's history.
+                drop(ring);
+                return Ok(EventStream::deferred(topic, options.last_event_id, params));
+            }
+            let start = locate(&ring, options.last_event_id.as_deref());
+            let replay_end = ring.next_seq();
+            drop(ring);
+            return Ok(EventStream::new(topic, start, replay_end, params));
+        }
+        Err(HubError::Closed)
+    }
+
+    /// Like [`Hub::subscribe`], but with Redis, first waits (at most
+    /// `patience`) until this node has loaded the topic's history, so the
+    /// stream's start is fixed before the caller answers the client: an
+    /// event published after the client got its response is never taken
+    /// for history. In memory there is nothing to wait for.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::subscribe`].
+    pub async fn subscribe_ready(
+        &self,
+        topic: &str,
+        options: Subscribe,
+        patience: Duration,
+    ) -> Result<EventStream, HubError> {
+        let mut stream = self.subscribe(topic, options)?;
+        if stream.is_deferred() {
+            // If the storage is down, the stream starts when it is back.
+            let _ = tokio::time::timeout(patience, stream.primed()).await;
+            stream.start_if_primed();
+        }
+        Ok(stream)
+    }
+
+    /// Whether topics live in Redis.
+    pub(crate) fn is_shared(&self) -> bool {
+        !matches!(self.inner.backend, Backend::Memory)
     }
 
     /// Ends every stream and refuses further events and subscriptions.
@@ -251,6 +340,7 @@ impl Hub {
             .inner
             .epoch
             .incarnation(self.inner.retired.load(Ordering::Relaxed));
+        let primed = matches!(self.inner.backend, Backend::Memory);
         let topic = Arc::new(Topic::new(
             name,
             epoch,
@@ -259,6 +349,7 @@ impl Hub {
                 max_bytes: config.max_topic_bytes,
             },
             self.inner.counters.clone(),
+            primed,
         ));
         topics.insert(name.into(), topic.clone());
         // A close that ran before the insert did not see this topic.
@@ -469,6 +560,8 @@ pub enum HubError {
     TooManyTopics,
     /// The hub was closed.
     Closed,
+    /// The storage (Redis) cannot be reached.
+    Unavailable,
 }
 
 impl fmt::Display for HubError {
@@ -479,6 +572,7 @@ impl fmt::Display for HubError {
             }
             HubError::TooManyTopics => "too many topics",
             HubError::Closed => "hub is shutting down",
+            HubError::Unavailable => "storage unavailable",
         })
     }
 }
@@ -587,11 +681,22 @@ impl Default for HubConfig {
 ///     .build();
 /// assert_eq!(hub.config().buffer, 4096);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct HubBuilder {
     config: HubConfig,
     epoch: Option<Epoch>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis::RedisStore>,
+}
+
+impl fmt::Debug for HubBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("config", &self.config)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HubBuilder {
@@ -666,10 +771,31 @@ impl HubBuilder {
         self
     }
 
+    /// Keeps topics in Redis Streams, shared by every hub (on any machine)
+    /// that uses the same Redis: see [`RedisStore`](crate::RedisStore).
+    /// The ring becomes this node's cache of each stream's tail; ids come
+    /// from Redis, so every node gives an event the same id.
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, store: crate::redis::RedisStore) -> Self {
+        self.redis = Some(store);
+        self
+    }
+
     /// Builds the hub.
     pub fn build(self) -> Hub {
+        #[cfg(feature = "redis")]
+        let backend = match self.redis {
+            Some(store) => {
+                store.set_retention(self.config.buffer);
+                Backend::Redis(store)
+            }
+            None => Backend::Memory,
+        };
+        #[cfg(not(feature = "redis"))]
+        let backend = Backend::Memory;
         Hub {
             inner: Arc::new(Inner {
+                backend,
                 config: self.config,
                 epoch: self.epoch.unwrap_or_else(Epoch::generate),
                 topics: RwLock::new(HashMap::new()),
@@ -696,7 +822,7 @@ mod tests {
                     max_events: 1,
                     max_bytes: 1,
                 };
-                let t = Topic::new("t", Epoch::generate(), limits, counters.clone());
+                let t = Topic::new("t", Epoch::generate(), limits, counters.clone(), true);
                 (s, Arc::new(t))
             })
             .collect()

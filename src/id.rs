@@ -78,6 +78,14 @@ impl Epoch {
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
     }
 
+    /// Stands in for the epoch of a stream that has not started yet.
+    pub(crate) fn placeholder() -> Epoch {
+        Epoch {
+            bytes: [b'0'; MAX_EPOCH_LEN],
+            len: 1,
+        }
+    }
+
     /// The epoch of the `n`th re-creation of a topic: this epoch followed
     /// by `n` in base 36 (unchanged for `n == 0`), cut to fit 16 characters.
     pub(crate) fn incarnation(self, n: u64) -> Epoch {

@@ -51,6 +51,8 @@ mod hub;
 mod id;
 mod metrics;
 mod publish;
+#[cfg(feature = "redis")]
+mod redis;
 mod resync;
 mod ring;
 mod server;
@@ -70,6 +72,8 @@ pub use crate::hub::{
 };
 pub use crate::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
 pub use crate::publish::BodyError;
+#[cfg(feature = "redis")]
+pub use crate::redis::{RedisStore, StoreError};
 pub use crate::resync::ResyncReason;
 pub use crate::server::{LISTEN_BACKLOG, Server, ServerConfig, shutdown_signal};
 pub use crate::service::{

@@ -36,6 +36,9 @@ pub(crate) enum Read {
     },
     /// Nothing after `from` yet.
     Empty,
+    /// The topic's history was replaced by another epoch (the storage lost
+    /// it, e.g. Redis restarted without persistence).
+    Reset,
     /// Events from `from` on were overwritten before this reader got them;
     /// the oldest retained event is `oldest` (or, if the ring is empty, the
     /// next to be published).
@@ -122,6 +125,20 @@ impl Ring {
         while self.bytes > max_bytes {
             freed += self.pop_front();
         }
+        freed
+    }
+
+    /// Starts over at event `next` of `epoch`, dropping everything: a new
+    /// history, or the same one continuing after events this ring never
+    /// got. Returns the bytes freed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn restart(&mut self, epoch: Epoch, next: u64) -> usize {
+        let freed = self.bytes;
+        self.frames.clear();
+        self.bytes = 0;
+        self.epoch = epoch;
+        self.first = next;
+        self.next = next;
         freed
     }
 
@@ -247,6 +264,21 @@ mod tests {
         );
         assert_eq!(r.read(6, 10, 100), Read::Empty);
         assert_eq!(r.read(5, 10, 100), Read::Lagged { oldest: 6 });
+    }
+
+    #[test]
+    fn restart_continues_at_a_later_position() {
+        let mut r = ring(10, 1 << 20);
+        push_n(&mut r, 3);
+        assert_eq!(r.restart("f".parse().unwrap(), 50), 9);
+        assert_eq!(
+            (r.next_seq(), r.latest(), r.oldest(), r.len()),
+            (50, 49, None, 0)
+        );
+        assert_eq!(r.read(3, 10, 100), Read::Lagged { oldest: 50 });
+        r.push(Bytes::from_static(b"<50>"));
+        assert_eq!(r.oldest(), Some(50));
+        assert_eq!(r.epoch().as_str(), "f");
     }
 
     #[test]

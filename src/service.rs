@@ -171,20 +171,20 @@ impl SseService {
         }
     }
 
-    fn subscribe<B>(&self, topic: &str, req: &Request<B>) -> Response<ResponseBody> {
+    fn subscribe<B>(&self, topic: &str, req: &Request<B>) -> ResponseFuture {
         let query = match StreamQuery::parse(req.uri().query()) {
             Ok(q) => q,
-            Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+            Err(msg) => return ResponseFuture::ready(text(StatusCode::BAD_REQUEST, msg)),
         };
         if let Err(e) = validate_topic(topic) {
-            return hub_error(e);
+            return ResponseFuture::ready(hub_error(e));
         }
         let verdict =
             self.config
                 .access
                 .check_subscribe(req.headers(), query.access_token.as_deref(), topic);
         if let Some(res) = denied(verdict) {
-            return res;
+            return ResponseFuture::ready(res);
         }
         let mut options = Subscribe::new();
         // The header wins over the query parameter; an empty one means none.
@@ -199,20 +199,24 @@ impl SseService {
         if let Some(n) = query.limit {
             options = options.limit(n);
         }
-        match self.hub.subscribe(topic, options) {
-            Ok(stream) => {
-                let mut res = Response::new(ResponseBody::from(stream));
-                let h = res.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                );
-                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-                res
-            }
-            Err(e) => hub_error(e),
+        if self.hub.is_shared() {
+            // Fix the start before answering (see `Hub::subscribe_ready`).
+            let hub = self.hub.clone();
+            let topic = topic.to_owned();
+            return ResponseFuture::boxed(async move {
+                match hub
+                    .subscribe_ready(&topic, options, SUBSCRIBE_PATIENCE)
+                    .await
+                {
+                    Ok(stream) => stream_response(stream),
+                    Err(e) => hub_error(e),
+                }
+            });
         }
+        ResponseFuture::ready(match self.hub.subscribe(topic, options) {
+            Ok(stream) => stream_response(stream),
+            Err(e) => hub_error(e),
+        })
     }
 
     fn publish<B>(&self, topic: &str, req: Request<B>) -> ResponseFuture
@@ -329,6 +333,23 @@ impl SseService {
     }
 }
 
+/// How long a subscription to a Redis topic waits for this node to load the
+/// topic's history before answering anyway (the stream then starts when
+/// Redis is back).
+const SUBSCRIBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn stream_response(stream: crate::stream::EventStream) -> Response<ResponseBody> {
+    let mut res = Response::new(ResponseBody::from(stream));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res
+}
+
 fn is_json_type(ct: &str) -> bool {
     let essence = ct.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/json")
@@ -372,7 +393,7 @@ where
                 let origin = req.headers().get(header::ORIGIN).cloned();
                 let cors = self.config.clone();
                 let fut = match method {
-                    Method::GET => ResponseFuture::ready(self.subscribe(topic, &req)),
+                    Method::GET => self.subscribe(topic, &req),
                     Method::POST if publishable => {
                         let topic = topic.to_owned();
                         self.publish(&topic, req)
@@ -653,7 +674,9 @@ fn too_large(max: usize) -> Response<ResponseBody> {
 pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
     let status = match e {
         HubError::InvalidTopic => StatusCode::BAD_REQUEST,
-        HubError::TooManyTopics | HubError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        HubError::TooManyTopics | HubError::Closed | HubError::Unavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
     let mut res = text(status, &e.to_string());
     if status == StatusCode::SERVICE_UNAVAILABLE {

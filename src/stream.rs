@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::event::{KEEP_ALIVE_FRAME, checkpoint_frame, resync_frame};
 use crate::id::{Epoch, EventId};
-use crate::resync::{Greeting, Resync, Start};
+use crate::resync::{Greeting, Resync, ResyncReason, Start, locate};
 use crate::ring::Read;
 use crate::topic::Topic;
 
@@ -77,6 +77,9 @@ pub struct EventStream {
     /// Events left to send before the stream ends, `None` for no limit.
     remaining: Option<u64>,
     max_frame_bytes: usize,
+    /// Until the topic is primed (storage loaded its history), where the
+    /// client asked to resume; the start is computed then.
+    deferred: Option<Deferred>,
     /// Armed before each look at the ring, so no publish goes unnoticed.
     wait: Option<Pin<Box<OwnedNotified>>>,
     keep_alive: Option<KeepAlive>,
@@ -89,6 +92,11 @@ struct KeepAlive {
     /// Created on the first idle poll and reset only when it fires, so a busy
     /// stream costs no timer operations.
     sleep: Option<Pin<Box<Sleep>>>,
+}
+
+struct Deferred {
+    last_event_id: Option<Box<str>>,
+    retry_ms: Option<u64>,
 }
 
 /// How a stream is set up; built by the hub.
@@ -108,35 +116,41 @@ impl EventStream {
         replay_end: u64,
         params: StreamParams,
     ) -> Self {
-        let greeting = match &start.greeting {
-            Greeting::Checkpoint => Some(checkpoint_frame(
-                params.retry_ms,
-                &EventId::new(start.epoch, start.cursor - 1),
-            )),
-            Greeting::Resume => params.retry_ms.map(|ms| {
-                let mut s = String::with_capacity(16);
-                s.push_str("retry: ");
-                s.push_str(&ms.to_string());
-                s.push('\n');
-                Bytes::from(s)
-            }),
-            Greeting::Resync(r) => {
-                topic.counters().resyncs.fetch_add(1, Ordering::Relaxed);
-                Some(resync_frame(
-                    params.retry_ms,
-                    &r.to_json(),
-                    &EventId::new(start.epoch, start.cursor - 1),
-                ))
-            }
-        };
+        let retry_ms = params.retry_ms;
+        let mut stream = EventStream::unstarted(topic, params);
+        stream.begin(start, replay_end, retry_ms);
+        stream
+    }
+
+    /// A stream on a topic whose history is still being loaded: the start
+    /// is computed once it is (the subscriber is counted already).
+    pub(crate) fn deferred(
+        topic: Arc<Topic>,
+        last_event_id: Option<String>,
+        params: StreamParams,
+    ) -> Self {
+        // The retry hint goes out at once; the rest of the greeting once the
+        // start is known.
+        let retry_ms = params.retry_ms;
+        let mut stream = EventStream::unstarted(topic, params);
+        stream.pending = retry_ms.map(retry_line);
+        stream.deferred = Some(Deferred {
+            last_event_id: last_event_id.map(String::into_boxed_str),
+            retry_ms,
+        });
+        stream
+    }
+
+    fn unstarted(topic: Arc<Topic>, params: StreamParams) -> Self {
         EventStream {
             topic,
-            epoch: start.epoch,
-            cursor: start.cursor,
-            replay_end,
-            pending: greeting,
+            epoch: Epoch::placeholder(),
+            cursor: 1,
+            replay_end: 0,
+            pending: None,
             remaining: params.limit,
             max_frame_bytes: params.max_frame_bytes,
+            deferred: None,
             wait: None,
             keep_alive: params.keep_alive.map(|period| KeepAlive {
                 period,
@@ -145,6 +159,69 @@ impl EventStream {
             }),
             done: false,
         }
+    }
+
+    /// Sets the position and the greeting (retry hint, checkpoint or
+    /// resync) of a stream that starts at `start`.
+    fn begin(&mut self, start: Start, replay_end: u64, retry_ms: Option<u64>) {
+        let at = EventId::new(start.epoch, start.cursor - 1);
+        self.pending = match &start.greeting {
+            Greeting::Checkpoint => Some(checkpoint_frame(retry_ms, &at)),
+            Greeting::Resume => retry_ms.map(retry_line),
+            Greeting::Resync(r) => {
+                self.topic
+                    .counters()
+                    .resyncs
+                    .fetch_add(1, Ordering::Relaxed);
+                Some(resync_frame(retry_ms, &r.to_json(), &at))
+            }
+        };
+        self.epoch = start.epoch;
+        self.cursor = start.cursor;
+        self.replay_end = replay_end;
+    }
+
+    pub(crate) fn is_deferred(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Completes when the stream's topic holds its history.
+    pub(crate) async fn primed(&self) {
+        loop {
+            let notified = self.topic.notify().notified();
+            if self.topic.is_primed() || self.topic.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Fixes the start of a deferred stream now, if its topic is primed.
+    pub(crate) fn start_if_primed(&mut self) {
+        self.try_begin();
+    }
+
+    /// Starts a deferred stream if its topic is primed now.
+    fn try_begin(&mut self) -> bool {
+        if !self.topic.is_primed() {
+            return false;
+        }
+        let Some(d) = self.deferred.take() else {
+            return true;
+        };
+        let (start, replay_end) = {
+            let ring = self.topic.lock();
+            (locate(&ring, d.last_event_id.as_deref()), ring.next_seq())
+        };
+        // The retry hint is still queued if nothing was sent yet: the
+        // greeting replaces it, so it must carry it.
+        let retry_ms = if self.pending.is_some() {
+            d.retry_ms
+        } else {
+            None
+        };
+        self.begin(start, replay_end, retry_ms);
+        true
     }
 
     /// The topic this stream follows.
@@ -169,6 +246,26 @@ impl EventStream {
         self.pending = None;
         self.wait = None;
         self.keep_alive = None;
+    }
+
+    /// The `resync` for a subscriber whose topic got another history.
+    fn reset(&mut self) -> Bytes {
+        let ring = self.topic.lock();
+        let resync = Resync {
+            reason: ResyncReason::Epoch,
+            requested: self.position().to_string(),
+            oldest: ring.oldest().map(|s| EventId::new(ring.epoch(), s)),
+            latest: EventId::new(ring.epoch(), ring.latest()),
+            missed: None,
+        };
+        self.epoch = ring.epoch();
+        self.cursor = ring.oldest().unwrap_or(ring.next_seq());
+        drop(ring);
+        self.topic
+            .counters()
+            .resyncs
+            .fetch_add(1, Ordering::Relaxed);
+        resync_frame(None, &resync.to_json(), &self.position())
     }
 
     /// The `resync` for a subscriber whose unsent events were overwritten.
@@ -208,6 +305,28 @@ impl EventStream {
     }
 }
 
+fn retry_line(ms: u64) -> Bytes {
+    let mut s = String::with_capacity(16);
+    s.push_str("retry: ");
+    s.push_str(&ms.to_string());
+    s.push('\n');
+    Bytes::from(s)
+}
+
+impl EventStream {
+    /// After a deferred start: the greeting, if any, goes out first.
+    fn poll_pending_or_continue(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(frame) = self.pending.take() {
+            self.sent();
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
+        }
+        Pin::new(self).poll_frame(cx)
+    }
+}
+
 impl Body for EventStream {
     type Data = Bytes;
     type Error = Infallible;
@@ -233,12 +352,32 @@ impl Body for EventStream {
                 this.finish();
                 return Poll::Ready(None);
             }
+            if this.wait.is_none() {
+                this.wait = Some(Box::pin(this.topic.notify().clone().notified_owned()));
+            }
+            if this.deferred.is_some() {
+                if this.try_begin() {
+                    return this.poll_pending_or_continue(cx);
+                }
+                let topic = &this.topic;
+                let Some(wait) = this.wait.as_mut() else {
+                    break;
+                };
+                match wait.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        let fresh = topic.notify().clone().notified_owned();
+                        wait.set(fresh);
+                        continue;
+                    }
+                    Poll::Pending => break,
+                }
+            }
             let topic = &this.topic;
-            let wait = this
-                .wait
-                .get_or_insert_with(|| Box::pin(topic.notify().clone().notified_owned()));
+            let Some(wait) = this.wait.as_mut() else {
+                break;
+            };
             let max_events = this.remaining.unwrap_or(u64::MAX);
-            match topic.read(this.cursor, max_events, this.max_frame_bytes) {
+            match topic.read(this.epoch, this.cursor, max_events, this.max_frame_bytes) {
                 Read::Ready { frame, count } => {
                     let replayed = this
                         .replay_end
@@ -258,6 +397,11 @@ impl Body for EventStream {
                 }
                 Read::Lagged { .. } => {
                     let frame = this.lagged();
+                    this.sent();
+                    return Poll::Ready(Some(Ok(Frame::data(frame))));
+                }
+                Read::Reset => {
+                    let frame = this.reset();
                     this.sent();
                     return Poll::Ready(Some(Ok(Frame::data(frame))));
                 }

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::event::Encoded;
@@ -56,6 +57,9 @@ pub(crate) struct Topic {
     notify: Arc<Notify>,
     /// Set when the hub closes or the topic is retired; streams end.
     closed: AtomicBool,
+    /// The ring holds the topic's current history. Always true in memory;
+    /// with Redis, set once this node has loaded the stream's tail.
+    primed: AtomicBool,
     subscribers: AtomicUsize,
     /// The ring's byte count, readable without the lock.
     bytes: AtomicUsize,
@@ -85,6 +89,7 @@ impl Topic {
         epoch: Epoch,
         limits: RingLimits,
         counters: Arc<Counters>,
+        primed: bool,
     ) -> Self {
         let now = counters.tick();
         Topic {
@@ -92,6 +97,7 @@ impl Topic {
             ring: Mutex::new(Ring::new(epoch, limits)),
             notify: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
+            primed: AtomicBool::new(primed),
             subscribers: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             last_active: AtomicU64::new(now),
@@ -168,9 +174,89 @@ impl Topic {
         freed
     }
 
-    /// Reads what is ready for a subscriber at `cursor`.
-    pub(crate) fn read(&self, cursor: u64, max_events: u64, max_bytes: usize) -> Read {
-        self.lock().read(cursor, max_events, max_bytes)
+    /// Reads what is ready for a subscriber at `cursor` of `epoch`.
+    pub(crate) fn read(
+        &self,
+        epoch: Epoch,
+        cursor: u64,
+        max_events: u64,
+        max_bytes: usize,
+    ) -> Read {
+        let ring = self.lock();
+        if ring.epoch() != epoch {
+            return Read::Reset;
+        }
+        ring.read(cursor, max_events, max_bytes)
+    }
+
+    /// Whether the ring holds the topic's history (see `primed`).
+    pub(crate) fn is_primed(&self) -> bool {
+        self.primed.load(Ordering::Acquire)
+    }
+
+    /// Replaces the ring's content with a history loaded from storage:
+    /// `events` (in order, consecutive) of `epoch`, whose next event is
+    /// `next`. Wakes everyone: subscribers waiting for the topic to be
+    /// primed, and streams whose epoch it replaced.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn prime(&self, epoch: Epoch, next: u64, events: Vec<(u64, Bytes)>) {
+        let (added, freed) = {
+            let mut ring = self.lock();
+            let start = events.first().map_or(next, |e| e.0);
+            let mut freed = ring.restart(epoch, start);
+            let mut added = 0;
+            for (seq, frame) in events {
+                if seq != ring.next_seq() {
+                    freed += ring.restart(epoch, seq);
+                }
+                added += frame.len();
+                freed += ring.push(frame);
+            }
+            if ring.next_seq() != next {
+                freed += ring.restart(epoch, next);
+            }
+            self.bytes.store(ring.bytes(), Ordering::Relaxed);
+            self.primed.store(true, Ordering::Release);
+            (added, freed)
+        };
+        self.counters
+            .retained_bytes
+            .fetch_add(added, Ordering::Relaxed);
+        self.counters
+            .retained_bytes
+            .fetch_sub(freed, Ordering::Relaxed);
+        self.notify.notify_waiters();
+    }
+
+    /// Appends events published elsewhere (read back from storage), in
+    /// order. Events this ring already has are skipped; a gap or another
+    /// epoch starts the ring over, and subscribers behind it get `resync`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn ingest(&self, epoch: Epoch, events: impl IntoIterator<Item = (u64, Bytes)>) {
+        let (added, freed, count) = {
+            let mut ring = self.lock();
+            let (mut added, mut freed, mut count) = (0, 0, 0u64);
+            for (seq, frame) in events {
+                if ring.epoch() == epoch && seq < ring.next_seq() {
+                    continue;
+                }
+                if ring.epoch() != epoch || seq != ring.next_seq() {
+                    freed += ring.restart(epoch, seq);
+                }
+                added += frame.len();
+                freed += ring.push(frame);
+                count += 1;
+            }
+            self.bytes.store(ring.bytes(), Ordering::Relaxed);
+            (added, freed, count)
+        };
+        let c = &self.counters;
+        c.retained_bytes.fetch_add(added, Ordering::Relaxed);
+        c.retained_bytes.fetch_sub(freed, Ordering::Relaxed);
+        if count > 0 {
+            self.touch();
+            self.notify.notify_waiters();
+        }
     }
 
     /// The handle subscribers wait on.

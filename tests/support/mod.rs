@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod flaky;
 pub mod node;
+pub mod redis;
 pub mod resume_client;
 pub mod sse;
 

@@ -121,6 +121,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SSEHUB_TLS_KEY", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
 
+    /// Keep topics in Redis Streams (e.g. redis://127.0.0.1:6379/), shared by
+    /// every ssehub started with the same URL: same ids, same history.
+    #[arg(long, env = "SSEHUB_REDIS", hide_env_values = true)]
+    pub(crate) redis: Option<String>,
+
     /// Seconds shutdown waits for connections to finish.
     #[arg(long, env = "SSEHUB_SHUTDOWN_TIMEOUT", default_value_t = 5)]
     pub(crate) shutdown_timeout: u64,

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ssehub::{CorsOrigins, Grants, Hub, JwtKey, Server, ServerConfig, SseService, TlsConfig};
+use ssehub::{
+    CorsOrigins, Grants, Hub, JwtKey, RedisStore, Server, ServerConfig, SseService, TlsConfig,
+};
 
 use crate::args::{Args, Command, ServeArgs, TokenArgs};
 
@@ -58,15 +60,24 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
 
     let tick = Duration::try_from_secs_f64(args.tick)
         .map_err(|_| format!("invalid --tick {}", args.tick))?;
-    let hub = Hub::builder()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut builder = Hub::builder()
         .buffer(usize::try_from(args.buffer)?)
         .max_topic_bytes(usize::try_from(args.max_topic_bytes)?)
         .max_total_bytes(usize::try_from(args.max_total_bytes)?)
         .max_topics(args.max_topics)
         .retry(Some(Duration::from_millis(args.retry)))
         .retry_jitter(args.retry_jitter)
-        .keep_alive(Some(Duration::from_secs(args.keep_alive)))
-        .build();
+        .keep_alive(Some(Duration::from_secs(args.keep_alive)));
+    if let Some(url) = args.redis.as_deref().filter(|u| !u.is_empty()) {
+        let store = runtime
+            .block_on(RedisStore::connect(url))
+            .map_err(|e| format!("--redis {url}: {e}"))?;
+        builder = builder.redis(store);
+    }
+    let hub = builder.build();
     let mut service = SseService::builder(hub.clone())
         .max_body_bytes(args.max_body_bytes)
         .cors(CorsOrigins::from_list(&args.cors_origin));
@@ -92,9 +103,6 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         "http"
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async move {
         let server = Server::bind(args.listen, service).await?.config(config);
         let addr = server.local_addr()?;

@@ -1,0 +1,335 @@
+//! Several ssehub nodes sharing topics, ids and history through a real
+//! `redis-server` (started by each test on a free loopback port).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ssehub::{Hub, RedisStore};
+use support::chaos::{Chaos, ChaosProxy};
+use support::flaky::check_exactly_once;
+use support::redis::Redis;
+use support::resume_client::ResumingClient;
+use support::{Item, SseClient, TestServer, events, request, seq};
+
+async fn node(redis: &Redis) -> TestServer {
+    node_with(redis, Hub::builder()).await
+}
+
+async fn node_with(redis: &Redis, builder: ssehub::HubBuilder) -> TestServer {
+    let store = RedisStore::connect(&redis.url()).await.expect("redis");
+    let hub = builder
+        .retry(Some(Duration::from_millis(100)))
+        .keep_alive(Some(Duration::from_millis(500)))
+        .redis(store)
+        .build();
+    TestServer::start(hub).await
+}
+
+/// Waits until `cond` holds, for at most 10 s.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn id_of(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_on_a_received_on_b_in_order_with_the_same_ids() {
+    let redis = Redis::start(false);
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+
+    let mut sub = b.subscribe("/events/shared").await;
+    assert!(matches!(sub.next_item().await, Some(Item::Retry(50..=150))));
+    // The checkpoint: an id of the shared history, before any event.
+    let checkpoint = loop {
+        if let Some(Item::IdOnly(id)) = sub.next_item().await {
+            break id;
+        }
+    };
+    assert!(checkpoint.ends_with("-0"), "{checkpoint}");
+    let epoch = checkpoint.trim_end_matches("-0").to_owned();
+
+    let mut ids = Vec::new();
+    for i in 1..=100 {
+        let (status, body) = a.post("/events/shared", &format!("event {i}")).await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(id_of(&body));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let ev = sub.next_event().await;
+        assert_eq!(&ev.last_event_id, id);
+        assert_eq!(ev.data, format!("event {}", i + 1));
+        assert_eq!(ev.last_event_id, format!("{epoch}-{}", i + 1));
+    }
+    // Both nodes publish into one sequence.
+    let (_, body) = b.post("/events/shared", "from b").await;
+    assert_eq!(id_of(&body), format!("{epoch}-101"));
+    assert_eq!(sub.next_event().await.data, "from b");
+
+    // A batch from a node keeps its order and consecutive ids everywhere.
+    let (status, body) = request(
+        a.addr,
+        "POST",
+        "/events/shared",
+        &[("Content-Type", "application/json")],
+        br#"[{"data":"x"},{"data":"y","event":"t"}]"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let x = sub.next_event().await;
+    let y = sub.next_event().await;
+    assert_eq!((seq(&x.last_event_id), seq(&y.last_event_id)), (102, 103));
+    assert_eq!((x.data.as_str(), y.event_type.as_str()), ("x", "t"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_on_one_node_resumes_on_the_other_under_continuous_publishing() {
+    let redis = Redis::start(false);
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    // Every connection is cut; each new one lands on the other node.
+    let proxy = Arc::new(ChaosProxy::start(a.addr, Chaos::flaky(5)).await);
+    let flip = tokio::spawn({
+        let (proxy, a, b) = (proxy.clone(), a.addr, b.addr);
+        async move {
+            let mut on_a = true;
+            loop {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                on_a = !on_a;
+                proxy.set_upstream(if on_a { a } else { b });
+            }
+        }
+    });
+    let client = ResumingClient::spawn(proxy.addr, "/events/roam".into(), "end");
+
+    // Publish alternately on both nodes until the client was cut 25 times.
+    let stop = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(AtomicU64::new(0));
+    let (addr_a, addr_b) = (a.addr, b.addr);
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        let addr = if n.is_multiple_of(2) { addr_a } else { addr_b };
+        let data = if proxy.stats.cuts() >= 25 && !client.log.lock().unwrap().events.is_empty() {
+            "end".to_owned()
+        } else {
+            n.to_string()
+        };
+        let (status, body) = request(addr, "POST", "/events/roam", &[], data.as_bytes()).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(seq(&id_of(&body)), n, "one sequence across nodes");
+        published.store(n, Ordering::Relaxed);
+        if data == "end" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(4)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    until("the client reaches the end", || client.is_done()).await;
+    flip.abort();
+
+    let log = client.log.lock().unwrap();
+    let received: Vec<_> = log
+        .events
+        .iter()
+        .map(|e| (e.last_event_id.clone(), e.data.clone()))
+        .collect();
+    let got = check_exactly_once("roaming client", &received, n).unwrap();
+    assert!(log.resyncs.is_empty(), "{:?}", log.resyncs);
+    println!(
+        "roaming client: {got} events exactly once, {} cuts, two nodes",
+        proxy.stats.cuts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_with_persistence_loses_nothing() {
+    let mut redis = Redis::start(true);
+    let a = node(&redis).await;
+    let client = ResumingClient::spawn(a.addr, "/events/durable".into(), "end");
+    until("connected", || {
+        !client.log.lock().unwrap().connects.is_empty()
+    })
+    .await;
+    for i in 1..=20 {
+        assert_eq!(a.post("/events/durable", &i.to_string()).await.0, 201);
+    }
+    until("20 events", || {
+        client.log.lock().unwrap().events.len() == 20
+    })
+    .await;
+
+    redis.kill();
+    // Publishing fails clearly; the stream stays open with its keep-alives.
+    let (status, body) = a.post("/events/durable", "lost?").await;
+    assert_eq!((status, body.as_str()), (503, "storage unavailable\n"));
+    let mut live = a.subscribe("/events/other").await;
+    assert!(matches!(
+        live.next_item().await,
+        Some(Item::Retry(50..=150))
+    ));
+    let item = live.next_item().await;
+    assert!(
+        matches!(item, Some(Item::Comment(_))),
+        "keep-alive while redis is down: {item:?} {:?}",
+        String::from_utf8_lossy(&live.raw)
+    );
+    redis.restart();
+
+    let mut published = 20;
+    for _ in 0..200 {
+        // The connection manager reconnects with backoff.
+        let (status, _) = a
+            .post("/events/durable", &(published + 1).to_string())
+            .await;
+        if status == 201 {
+            published += 1;
+            if published == 30 {
+                break;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(published, 30, "publishing works again");
+    assert_eq!(a.post("/events/durable", "end").await.0, 201);
+    until("the client reaches the end", || client.is_done()).await;
+    let log = client.log.lock().unwrap();
+    let received: Vec<_> = log
+        .events
+        .iter()
+        .map(|e| (e.last_event_id.clone(), e.data.clone()))
+        .collect();
+    check_exactly_once("durable", &received, 31).unwrap();
+    assert!(log.resyncs.is_empty(), "the history survived: no resync");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_without_persistence_is_a_resync_never_a_duplicate() {
+    let mut redis = Redis::start(false);
+    let a = node(&redis).await;
+    let client = ResumingClient::spawn(a.addr, "/events/volatile".into(), "end");
+    until("connected", || {
+        !client.log.lock().unwrap().connects.is_empty()
+    })
+    .await;
+    let mut first_ids = Vec::new();
+    for i in 1..=10 {
+        let (status, body) = a.post("/events/volatile", &format!("old {i}")).await;
+        assert_eq!(status, 201);
+        first_ids.push(id_of(&body));
+    }
+    until("10 events", || {
+        client.log.lock().unwrap().events.len() == 10
+    })
+    .await;
+
+    redis.kill();
+    redis.restart(); // empty: the history is gone
+    let mut new_ids = Vec::new();
+    for _ in 0..200 {
+        let (status, body) = a.post("/events/volatile", "new").await;
+        if status == 201 {
+            new_ids.push(id_of(&body));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(new_ids.len(), 1, "publishing works again");
+    let old_epoch = first_ids[0].rsplit_once('-').unwrap().0;
+    let new_epoch = new_ids[0].rsplit_once('-').unwrap().0;
+    assert_ne!(old_epoch, new_epoch, "a new history gets a new epoch");
+    assert_eq!(a.post("/events/volatile", "end").await.0, 201);
+
+    until("the client reaches the end", || client.is_done()).await;
+    let log = client.log.lock().unwrap();
+    assert_eq!(log.resyncs.len(), 1, "{:?}", log.resyncs);
+    let j: serde_json::Value = serde_json::from_str(&log.resyncs[0].data).unwrap();
+    assert_eq!(j["reason"], "epoch");
+    let datas: Vec<_> = log.events.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(
+        &datas[..10],
+        (1..=10)
+            .map(|i| format!("old {i}"))
+            .collect::<Vec<_>>()
+            .as_slice()
+    );
+    assert_eq!(&datas[10..], ["new", "end"], "each event once");
+    assert!(log.events[10].last_event_id.starts_with(new_epoch));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_serves_the_history_redis_kept() {
+    let redis = Redis::start(false);
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    for i in 1..=30 {
+        assert_eq!(a.post("/events/kept", &i.to_string()).await.0, 201);
+    }
+    a.stop().await;
+    // Published while A was down, on B.
+    for i in 31..=40 {
+        assert_eq!(b.post("/events/kept", &i.to_string()).await.0, 201);
+    }
+    // A new process (a new hub, new epoch of its own) on the same Redis.
+    let a2 = node(&redis).await;
+    let (_, body) = b.post("/events/kept", "41").await;
+    let epoch = id_of(&body).rsplit_once('-').unwrap().0.to_owned();
+    let mut c = SseClient::get(
+        a2.addr,
+        "/events/kept?limit=16",
+        &[("Last-Event-ID", &format!("{epoch}-25"))],
+    )
+    .await;
+    let evs = events(&c.until_end().await);
+    let seqs: Vec<_> = evs.iter().map(|e| seq(&e.last_event_id)).collect();
+    assert_eq!(seqs, (26..=41).collect::<Vec<_>>(), "{evs:?}");
+    assert!(evs.iter().all(|e| e.event_type == "message"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_topics_across_two_nodes() {
+    let redis = Redis::start(false);
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    let mut subs = Vec::new();
+    for t in 0..60 {
+        let mut c = b.subscribe(&format!("/events/many.{t}")).await;
+        loop {
+            if let Some(Item::IdOnly(_)) = c.next_item().await {
+                break;
+            }
+        }
+        subs.push(c);
+    }
+    for round in 0..3 {
+        for t in 0..60 {
+            assert_eq!(
+                a.post(&format!("/events/many.{t}"), &format!("{t}/{round}"))
+                    .await
+                    .0,
+                201
+            );
+        }
+    }
+    for (t, c) in subs.iter_mut().enumerate() {
+        for round in 0..3 {
+            let ev = c.next_event().await;
+            assert_eq!(ev.data, format!("{t}/{round}"));
+            assert_eq!(seq(&ev.last_event_id), round + 1);
+        }
+    }
+}
