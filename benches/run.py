@@ -188,6 +188,57 @@ def measure(name, quick):
     return results
 
 
+def measure_redis(quick):
+    """ssehub nodes sharing topics through Redis: one node, then two (publish
+    on A, subscribe on B), at the same load as the single in-memory node."""
+    if not shutil.which("redis-server"):
+        log("redis-server missing: skipping the two-node rows")
+        return None
+    rport = free_port()
+    rdir = tempfile.mkdtemp(prefix="ssehub-redis-")
+    redis = subprocess.Popen(["taskset", "-c", SERVER_CORE, "redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir", rdir],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(rport)
+    url = f"redis://127.0.0.1:{rport}/"
+
+    def node():
+        port = free_port()
+        proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, SSEHUB, "--listen", f"127.0.0.1:{port}", "--tick", "0",
+                                 "--buffer", "100000", "--max-topic-bytes", str(64 << 20), "--redis", url],
+                                env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port)
+        return port, proc
+
+    def load(sub_port, pub_port, pids, topic, *mode):
+        cmd = ["taskset", "-c", CLIENT_CORE, SSELOAD, "--sub", f"http://127.0.0.1:{sub_port}/events/{{topic}}",
+               "--publish", f"http://127.0.0.1:{pub_port}/events/{{topic}}", "--topic", topic]
+        for pid in pids:
+            cmd += ["--server-pid", str(pid)]
+        out = run(cmd + list(mode), capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    secs = "3" if quick else "10"
+    results = {}
+    try:
+        a, pa = node()
+        b, pb = node()
+        pids = [pa.pid, pb.pid, redis.pid]
+        results["redis_one_node_2000x50"] = load(a, a, pids, "one", "fanout", "--subscribers", "2000", "--rate", "50", "--seconds", secs)
+        results["redis_two_nodes_2000x50"] = load(b, a, pids, "two", "fanout", "--subscribers", "2000", "--rate", "50", "--seconds", secs)
+        results["redis_two_nodes_saturation_2000"] = load(b, a, pids, "sat", "fanout", "--subscribers", "2000", "--burst", "2000" if quick else "5000")
+        for p in (pa, pb):
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=15)
+    finally:
+        redis.kill()
+        redis.wait()
+        shutil.rmtree(rdir, ignore_errors=True)
+    for k, v in results.items():
+        log(k, json.dumps(v))
+    return results
+
+
 def oha_scenarios(s, quick):
     out = {}
     secs = 3 if quick else 10
@@ -277,6 +328,7 @@ def ratio(ours, peers, lower_better):
 
 def write_report(results, quick, path):
     servers = [s for s in ("ssehub", "axum", "nchan") if s in results]
+    redis = results.get("redis")
     peers = [s for s in servers if s != "ssehub"]
     g = lambda srv, sc, *keys: dig(results.get(srv, {}).get(sc), *keys)
     rows = []
@@ -342,6 +394,37 @@ Connect-to-first-event (`?lastEventId=<latest - 1>&limit=1`, a new request
 per event, 32 connections): {fmt(fe.get('rps'))} requests/s, p50
 {fmt(fe.get('p50_ms'))} ms, p99 {fmt(fe.get('p99_ms'))} ms.
 """
+    two_nodes = ""
+    if redis:
+        one_mem = results.get("ssehub", {}).get("rate_2000x50")
+        cols = [("one node, in memory", one_mem), ("one node, Redis", redis.get("redis_one_node_2000x50")),
+                ("two nodes, Redis (publish on A, subscribe on B)", redis.get("redis_two_nodes_2000x50"))]
+        lines = []
+        for label, r in cols:
+            if not r:
+                continue
+            lines.append(f"| {label} | {fmt(r['deliveries_per_s'])} | {fmt(r['latency_us']['p50'])} | "
+                         f"{fmt(r['latency_us']['p99'])} | {fmt(r['server_us_per_delivery'])} | {fmt(r['lost_dup_ooo'])} |")
+        sat = redis.get("redis_two_nodes_saturation_2000")
+        added = ""
+        if one_mem and redis.get("redis_two_nodes_2000x50"):
+            d50 = redis["redis_two_nodes_2000x50"]["latency_us"]["p50"] - one_mem["latency_us"]["p50"]
+            added = f"Latency added by going through Redis to another node: {fmt(d50)} µs at p50."
+        two_nodes = f"""
+## Two nodes through Redis
+
+2,000 subscribers x 50 events/s. Server CPU counts both ssehub nodes and
+`redis-server` (all on core 0).
+
+| setup | deliveries/s | p50 (µs) | p99 (µs) | server CPU µs / delivery | lost + dup + ooo |
+|---|---:|---:|---:|---:|---:|
+{chr(10).join(lines)}
+
+{added}
+Publisher flat out, 2,000 subscribers on node B, publishing on node A:
+{fmt(sat['deliveries_per_s']) if sat else 'n/a'} deliveries/s,
+{fmt(sat['lost_dup_ooo']) if sat else 'n/a'} lost.
+"""
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = f"""# Benchmarks
 
@@ -369,7 +452,7 @@ memory.
 
 {head}
 {chr(10).join(rows)}
-{replay}
+{replay}{two_nodes}
 ## What bounds each number
 
 - **Fixed-rate fan-out** is bound by the kernel: every event is one write
@@ -422,7 +505,7 @@ def dig(d, *keys):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="ssehub,axum,nchan")
+    ap.add_argument("--only", default="ssehub,axum,nchan,redis")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--json", default=None, help="also save raw results here")
     ap.add_argument("--skip-build", action="store_true")
@@ -432,7 +515,10 @@ def main():
         run(["cargo", "build", "--release"], cwd=AXUM_DIR)
     results = {}
     for name in args.only.split(","):
-        results[name] = measure(name, args.quick)
+        if name == "redis":
+            results["redis"] = measure_redis(args.quick)
+        else:
+            results[name] = measure(name, args.quick)
     if args.json:
         json.dump(results, open(args.json, "w"), indent=1)
     write_report(results, args.quick, args.out)
