@@ -188,7 +188,9 @@ impl Hub {
     /// Subscribes to `topic`, resuming after `options`' last event id if any.
     ///
     /// The returned body is ready to be a response body (see
-    /// [`EventStream`]).
+    /// [`EventStream`]). With Redis, a topic this node has not loaded yet
+    /// starts when it is loaded; answer with [`Hub::subscribe_ready`] instead,
+    /// so that the start is fixed before the client gets its response.
     ///
     /// # Errors
     ///
