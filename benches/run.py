@@ -146,6 +146,8 @@ def scenarios(quick):
         ("latency_100x1000", ["fanout", "--subscribers", "100", "--rate", "1000", "--seconds", "3" if q else "10"]),
         ("latency_2000x20", ["fanout", "--subscribers", "2000", "--rate", "20", "--seconds", "3" if q else "10"]),
         ("rate_2000x50", ["fanout", "--subscribers", "2000", "--rate", "50", "--seconds", "3" if q else "10"]),
+        ("rate_10000x10", ["fanout", "--subscribers", "10000", "--rate", "10", "--seconds", "3" if q else "10"]),
+        ("saturation_100", ["fanout", "--subscribers", "100", "--burst", "5000" if q else "50000"]),
         ("saturation_2000", ["fanout", "--subscribers", "2000", "--burst", "2000" if q else "5000"]),
         ("saturation_10000", ["fanout", "--subscribers", "10000", "--burst", "500" if q else "1000"]),
         ("idle_10000", ["idle", "--subscribers", "2000" if q else "10000", "--hold", "17"]),
@@ -343,7 +345,7 @@ def write_report(results, quick, path):
 
     section("Fan-out at a fixed rate")
     for sc, label in [("latency_100x1000", "100 subs x 1,000 ev/s"), ("latency_2000x20", "2,000 subs x 20 ev/s"),
-                      ("rate_2000x50", "2,000 subs x 50 ev/s")]:
+                      ("rate_2000x50", "2,000 subs x 50 ev/s"), ("rate_10000x10", "10,000 subs x 10 ev/s")]:
         row(f"{label}: deliveries/s", sc, ["deliveries_per_s"], False)
         row(f"{label}: p50 latency (µs)", sc, ["latency_us", "p50"], True)
         row(f"{label}: p99 latency (µs, median of 3 runs)", sc, ["latency_us", "p99"], True)
@@ -352,7 +354,8 @@ def write_report(results, quick, path):
         row(f"{label}: lost + duplicated + out of order", sc, ["lost_dup_ooo"], True)
         row(f"{label}: client CPU %", sc, ["client_cpu_pct"], True)
     section("Fan-out at saturation (publisher flat out)")
-    for sc, label in [("saturation_2000", "2,000 subs"), ("saturation_10000", "10,000 subs")]:
+    for sc, label in [("saturation_100", "100 subs"), ("saturation_2000", "2,000 subs"),
+                      ("saturation_10000", "10,000 subs")]:
         row(f"{label}: deliveries/s", sc, ["deliveries_per_s"], False)
         row(f"{label}: server CPU µs / delivery", sc, ["server_us_per_delivery"], True)
         row(f"{label}: lost + duplicated + out of order", sc, ["lost_dup_ooo"], True)
