@@ -123,7 +123,8 @@ where
         .headers()
         .get_all(http::header::CONNECTION)
         .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
     let Ok(response) = service.call(request).await;
     let (parts, mut body) = response.into_parts();
     let exact = body.size_hint().exact();

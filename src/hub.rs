@@ -244,10 +244,42 @@ impl Hub {
         options: Subscribe,
         patience: Duration,
     ) -> Result<EventStream, HubError> {
+        if self.is_shared() {
+            // Wait until the topic is loaded and, for a resume, until this
+            // node has read up to the client's id: a node behind the others
+            // must not answer `future` (and replay) for an id that exists.
+            let t = self.topic(topic)?;
+            #[cfg(feature = "redis")]
+            if let Backend::Redis(store) = &self.inner.backend {
+                store.follow(&t);
+            }
+            let wanted = options
+                .last_event_id
+                .as_deref()
+                .and_then(|id| id.parse::<EventId>().ok());
+            let caught_up = async {
+                loop {
+                    let notified = t.notify().notified();
+                    if t.is_closed() {
+                        return;
+                    }
+                    if t.is_primed() {
+                        let ring = t.lock();
+                        let behind = wanted.is_some_and(|id| {
+                            id.epoch() == ring.epoch() && id.seq() >= ring.next_seq()
+                        });
+                        if !behind {
+                            return;
+                        }
+                    }
+                    notified.await;
+                }
+            };
+            // If the storage is down, the stream starts when it is back.
+            let _ = tokio::time::timeout(patience, caught_up).await;
+        }
         let mut stream = self.subscribe(topic, options)?;
         if stream.is_deferred() {
-            // If the storage is down, the stream starts when it is back.
-            let _ = tokio::time::timeout(patience, stream.primed()).await;
             stream.start_if_primed();
         }
         Ok(stream)
@@ -795,7 +827,7 @@ impl HubBuilder {
         };
         #[cfg(not(feature = "redis"))]
         let backend = Backend::Memory;
-        Hub {
+        let hub = Hub {
             inner: Arc::new(Inner {
                 backend,
                 config: self.config,
@@ -806,7 +838,18 @@ impl HubBuilder {
                 retired: AtomicU64::new(0),
                 trimming: Mutex::new(()),
             }),
+        };
+        #[cfg(feature = "redis")]
+        if let Backend::Redis(store) = &hub.inner.backend {
+            // Events read from Redis count against the hub's byte bound.
+            let weak = Arc::downgrade(&hub.inner);
+            store.set_after_ingest(Arc::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    Hub { inner }.enforce_total_bytes();
+                }
+            }));
         }
+        hub
     }
 }
 

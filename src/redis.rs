@@ -34,27 +34,58 @@ use crate::topic::Topic;
 
 /// Appends events to a topic's stream and returns `{epoch, first seq}`.
 /// With no events it only makes sure the topic has an epoch, and returns
-/// the next sequence number.
+/// the next sequence number; keys it creates that way expire after
+/// `ARGV[4]` seconds unless something is published (a subscriber to a topic
+/// nobody publishes to leaves nothing behind). Every entry carries its
+/// epoch, so a reader never takes an entry of one history for another.
+///
+/// KEYS: epoch, seq, stream. ARGV: candidate epoch, maxlen, n, ttl, then
+/// `n` pairs of (type, data).
 const PUBLISH: &str = r#"
+local n = tonumber(ARGV[3])
 local epoch = redis.call('GET', KEYS[1])
 if (not epoch) or redis.call('EXISTS', KEYS[2]) == 0 then
   epoch = ARGV[1]
   redis.call('SET', KEYS[1], epoch)
   redis.call('SET', KEYS[2], 0)
   redis.call('DEL', KEYS[3])
+  if n == 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[4])
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+  end
 end
-local n = tonumber(ARGV[3])
+if n > 0 then
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
+end
 local first = redis.call('INCRBY', KEYS[2], n) - n + 1
 for i = 0, n - 1 do
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], string.format('0-%d', first + i),
-    't', ARGV[4 + 2 * i], 'd', ARGV[5 + 2 * i])
+    'e', epoch, 't', ARGV[5 + 2 * i], 'd', ARGV[6 + 2 * i])
 end
 return {epoch, first}
 "#;
 
-/// How long one `XREAD` blocks before the reader checks epochs and new
-/// topics.
+/// Replaces a topic's epoch if it is still `ARGV[1]`: its history went
+/// back in time (a failover to a replica that was behind, an AOF that lost
+/// its last second), so ids already sent would be reused. Returns the
+/// current epoch.
+const ROTATE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return redis.call('GET', KEYS[1])
+"#;
+
+/// How long keys created only by looking at a topic live.
+const EMPTY_TTL_SECS: u64 = 86_400;
+
+/// How long one `XREAD` blocks.
 const BLOCK: Duration = Duration::from_millis(1000);
+
+/// How often the reader checks that the histories it follows are still the
+/// ones in Redis, even while events flow.
+const VERIFY_EVERY: Duration = Duration::from_secs(1);
 
 /// A connection to Redis that a [`Hub`](crate::Hub) keeps its topics in.
 ///
@@ -81,10 +112,14 @@ struct Inner {
     client: Client,
     commands: ConnectionManager,
     script: Script,
+    rotate: Script,
     maxlen: std::sync::atomic::AtomicUsize,
     follow: Mutex<HashMap<Box<str>, Followed>>,
     /// `CLIENT ID` of the reader's connection, to interrupt its `XREAD`.
     reader_id: Mutex<Option<i64>>,
+    /// Called after the reader added events to rings (the hub enforces its
+    /// byte bound there).
+    after_ingest: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 struct Followed {
@@ -93,6 +128,8 @@ struct Followed {
     epoch: Option<Epoch>,
     /// The last sequence number read into the ring.
     last: u64,
+    /// The id of the last stream entry read: `XREAD` continues after it.
+    cursor: String,
 }
 
 /// Why Redis could not be used.
@@ -140,12 +177,22 @@ impl RedisStore {
             client,
             commands,
             script: Script::new(PUBLISH),
+            rotate: Script::new(ROTATE),
             maxlen: std::sync::atomic::AtomicUsize::new(1024),
             follow: Mutex::new(HashMap::new()),
             reader_id: Mutex::new(None),
+            after_ingest: Mutex::new(None),
         });
         tokio::spawn(reader(Arc::downgrade(&inner)));
         Ok(RedisStore { inner })
+    }
+
+    pub(crate) fn set_after_ingest(&self, hook: Arc<dyn Fn() + Send + Sync>) {
+        *self
+            .inner
+            .after_ingest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
     }
 
     pub(crate) fn set_retention(&self, events: usize) {
@@ -161,14 +208,25 @@ impl RedisStore {
         topic: &str,
         events: &[Event],
     ) -> Result<(Epoch, u64), StoreError> {
+        self.run_publish(topic, events, Epoch::generate()).await
+    }
+
+    /// The publish script; `candidate` is the epoch a new history gets.
+    async fn run_publish(
+        &self,
+        topic: &str,
+        events: &[Event],
+        candidate: Epoch,
+    ) -> Result<(Epoch, u64), StoreError> {
         let inner = &self.inner;
         let mut inv = inner.script.prepare_invoke();
         inv.key(key(topic, "epoch"))
             .key(key(topic, "seq"))
             .key(key(topic, "stream"))
-            .arg(Epoch::generate().as_str())
+            .arg(candidate.as_str())
             .arg(inner.maxlen.load(std::sync::atomic::Ordering::Relaxed))
-            .arg(events.len());
+            .arg(events.len())
+            .arg(EMPTY_TTL_SECS);
         for ev in events {
             inv.arg(ev.event_type().unwrap_or("")).arg(ev.data());
         }
@@ -189,15 +247,21 @@ impl RedisStore {
                 .follow
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if follow.contains_key(topic.name()) {
+            let weak = Arc::downgrade(topic);
+            // An entry for a retired topic of the same name is replaced.
+            if follow
+                .get(topic.name())
+                .is_some_and(|f| f.topic.ptr_eq(&weak))
+            {
                 return;
             }
             follow.insert(
                 topic.name().into(),
                 Followed {
-                    topic: Arc::downgrade(topic),
+                    topic: weak,
                     epoch: None,
                     last: 0,
+                    cursor: "0-0".into(),
                 },
             );
         }
@@ -235,61 +299,74 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// The reader: one per node, on its own connection.
+/// The reader: one per node, on its own connection. It holds the store
+/// only weakly, so dropping every handle stops it.
 async fn reader(weak: Weak<Inner>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let config = AsyncConnectionConfig::new().set_response_timeout(None);
-        let conn = inner
-            .client
+        let Some(client) = weak.upgrade().map(|i| i.client.clone()) else {
+            return;
+        };
+        // Longer than a block, so a half-open connection is noticed.
+        let config =
+            AsyncConnectionConfig::new().set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
+        let mut conn = match client
             .get_multiplexed_async_connection_with_config(&config)
-            .await;
-        let mut conn = match conn {
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "redis unreachable; retrying in {backoff:?}");
-                drop(inner);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        match redis::cmd("CLIENT")
+        // Without CLIENT ID (ACLs may forbid it) new topics wait one block.
+        let id = redis::cmd("CLIENT")
             .arg("ID")
             .query_async::<i64>(&mut conn)
             .await
-        {
-            Ok(id) => {
+            .ok();
+        match weak.upgrade() {
+            Some(inner) => {
                 *inner
                     .reader_id
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(id)
+                    .unwrap_or_else(PoisonError::into_inner) = id
             }
-            Err(_) => continue,
+            None => return,
         }
-        backoff = Duration::from_millis(100);
-        // After (re)connecting, check every history: it may be gone.
-        let result = follow_loop(&inner, &mut conn).await;
-        *inner
-            .reader_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "redis reader lost its connection");
+        let result = follow_loop(&weak, &mut conn).await;
+        if let Some(inner) = weak.upgrade() {
+            *inner
+                .reader_id
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
         }
-        drop(inner);
-        tokio::time::sleep(backoff).await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis reader lost its connection; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
+/// Follows topics until the connection fails (`Err`) or the store is gone
+/// (`Ok`).
 async fn follow_loop(
-    inner: &Arc<Inner>,
+    weak: &Weak<Inner>,
     conn: &mut MultiplexedConnection,
 ) -> Result<(), StoreError> {
-    let mut verify = true;
+    // After (re)connecting, check every history first: it may be gone.
+    let mut last_verify: Option<tokio::time::Instant> = None;
     loop {
-        // Topics to (re)load, and the ones being followed.
+        let Some(inner) = weak.upgrade() else {
+            return Ok(());
+        };
         let mut to_prime: Vec<Box<str>> = Vec::new();
         let mut known = Vec::new();
         {
@@ -302,58 +379,107 @@ async fn follow_loop(
                 }
             }
         }
-        if verify && !known.is_empty() {
-            // One round trip: is every history still the one we follow?
-            let keys: Vec<String> = known.iter().map(|(n, _, _)| key(n, "epoch")).collect();
-            let epochs: Vec<Option<String>> =
-                redis::cmd("MGET").arg(&keys).query_async(conn).await?;
-            for ((name, epoch, _), now) in known.drain(..).zip(epochs) {
-                if now.as_deref() != Some(epoch.as_str()) {
-                    to_prime.push(name);
+        if last_verify.is_none_or(|t| t.elapsed() >= VERIFY_EVERY) && !known.is_empty() {
+            last_verify = Some(tokio::time::Instant::now());
+            to_prime.extend(verify(&inner, conn, known).await?);
+        }
+        for name in to_prime {
+            // One topic's trouble (a key someone else wrote) must not stall
+            // the others: it is tried again on the next round.
+            if let Err(e) = prime(&inner, conn, &name).await {
+                if matches!(e, StoreError::Corrupt(_)) {
+                    tracing::warn!(topic = &*name, error = %e, "cannot load topic from redis");
+                } else {
+                    return Err(e);
                 }
             }
         }
-        verify = false;
-        for name in to_prime {
-            prime(inner, conn, &name).await?;
-        }
-        let reading: Vec<(Box<str>, Epoch, u64)> = {
+        let reading: Vec<(Box<str>, Epoch, String)> = {
             let follow = inner.follow.lock().unwrap_or_else(PoisonError::into_inner);
             follow
                 .iter()
-                .filter_map(|(n, f)| f.epoch.map(|e| (n.clone(), e, f.last)))
+                .filter_map(|(n, f)| f.epoch.map(|e| (n.clone(), e, f.cursor.clone())))
                 .collect()
         };
-        if !reading.is_empty() {
-            let keys: Vec<String> = reading.iter().map(|(n, _, _)| key(n, "stream")).collect();
-            let ids: Vec<String> = reading
-                .iter()
-                .map(|(_, _, last)| format!("0-{last}"))
-                .collect();
-            let reply: Option<StreamReadReply> = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(1024)
-                .arg("BLOCK")
-                .arg(BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&keys)
-                .arg(&ids)
-                .query_async(conn)
-                .await?;
-            match reply {
-                Some(reply) => ingest(inner, &reading, reply),
-                // Nothing for a while: a history may have been replaced.
-                None => verify = true,
-            }
-        } else {
+        // Do not keep the store alive while blocked.
+        drop(inner);
+        if reading.is_empty() {
             // Nothing to follow yet: wait for a topic (or a wake-up).
             let _: Value = redis::cmd("BLPOP")
                 .arg("ssehub:{}:never")
                 .arg(BLOCK.as_secs_f64())
                 .query_async(conn)
                 .await?;
+            continue;
+        }
+        let keys: Vec<String> = reading.iter().map(|(n, _, _)| key(n, "stream")).collect();
+        let ids: Vec<&str> = reading.iter().map(|(_, _, c)| c.as_str()).collect();
+        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1024)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&keys)
+            .arg(&ids)
+            .query_async(conn)
+            .await?;
+        let Some(inner) = weak.upgrade() else {
+            return Ok(());
+        };
+        match reply {
+            Some(reply) => {
+                if ingest(&inner, &reading, reply) {
+                    let hook = inner
+                        .after_ingest
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
+                    if let Some(hook) = hook {
+                        hook();
+                    }
+                }
+            }
+            // A quiet block, or a wake-up for a new topic: check histories.
+            None => last_verify = None,
         }
     }
+}
+
+/// Checks with one round trip that every followed history is still the one
+/// in Redis; returns the topics to load again. A history that went back in
+/// time within its epoch gets a new epoch first, so that no id is reused.
+async fn verify(
+    inner: &Arc<Inner>,
+    conn: &mut MultiplexedConnection,
+    known: Vec<(Box<str>, Epoch, u64)>,
+) -> Result<Vec<Box<str>>, StoreError> {
+    let mut cmd = redis::cmd("MGET");
+    for (name, _, _) in &known {
+        cmd.arg(key(name, "epoch")).arg(key(name, "seq"));
+    }
+    let values: Vec<Option<String>> = cmd.query_async(conn).await?;
+    let mut stale = Vec::new();
+    for ((name, epoch, last), pair) in known.into_iter().zip(values.chunks(2)) {
+        let (now, seq) = (
+            pair[0].as_deref(),
+            pair[1].as_deref().and_then(|s| s.parse::<u64>().ok()),
+        );
+        if now != Some(epoch.as_str()) {
+            stale.push(name);
+        } else if seq.is_some_and(|s| s < last) {
+            tracing::warn!(topic = &*name, "redis history went back in time: new epoch");
+            let _: Option<String> = inner
+                .rotate
+                .key(key(&name, "epoch"))
+                .arg(epoch.as_str())
+                .arg(Epoch::generate().as_str())
+                .invoke_async(conn)
+                .await?;
+            stale.push(name);
+        }
+    }
+    Ok(stale)
 }
 
 /// Loads a topic's history into its ring: the first time, and whenever the
@@ -363,35 +489,37 @@ async fn prime(
     conn: &mut MultiplexedConnection,
     name: &str,
 ) -> Result<(), StoreError> {
-    let Some(topic) = inner
+    let Some((topic, known)) = inner
         .follow
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(name)
-        .and_then(|f| f.topic.upgrade())
+        .and_then(|f| Some((f.topic.upgrade()?, f.epoch.map(|e| (e, f.last)))))
     else {
         return Ok(());
     };
-    // Make sure the topic has an epoch; learn the next sequence number.
+    // A topic whose ring never had an event may keep its epoch (its ids
+    // all say "before the first event"); any other history needs a new one.
+    let candidate = match known {
+        Some((epoch, 0)) => epoch,
+        _ => Epoch::generate(),
+    };
     let store = RedisStore {
         inner: inner.clone(),
     };
-    let (epoch, next) = store.publish(name, &[]).await?;
+    let (epoch, next) = store.run_publish(name, &[], candidate).await?;
     let maxlen = inner.maxlen.load(std::sync::atomic::Ordering::Relaxed);
-    let entries: Vec<(u64, Bytes)> = {
-        let reply: Value = redis::cmd("XREVRANGE")
-            .arg(key(name, "stream"))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(maxlen)
-            .query_async(conn)
-            .await?;
-        let mut entries = parse_entries(&reply, epoch)?;
-        entries.reverse();
-        entries
-    };
-    let next = entries.last().map_or(next, |e| e.0.max(next - 1) + 1);
+    let reply: Value = redis::cmd("XREVRANGE")
+        .arg(key(name, "stream"))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(maxlen)
+        .query_async(conn)
+        .await?;
+    let (mut entries, cursor) = parse_entries(&reply, epoch)?;
+    entries.reverse();
+    let next = entries.last().map_or(next, |e| (e.0 + 1).max(next));
     let last = next - 1;
     topic.prime(epoch, next, entries);
     if let Some(f) = inner
@@ -402,11 +530,19 @@ async fn prime(
     {
         f.epoch = Some(epoch);
         f.last = last;
+        f.cursor = cursor.unwrap_or_else(|| format!("0-{last}"));
     }
     Ok(())
 }
 
-fn ingest(inner: &Arc<Inner>, reading: &[(Box<str>, Epoch, u64)], reply: StreamReadReply) {
+/// Feeds an `XREAD` reply into the rings; returns whether anything was
+/// added. An entry of another epoch makes the topic load again.
+fn ingest(
+    inner: &Arc<Inner>,
+    reading: &[(Box<str>, Epoch, String)],
+    reply: StreamReadReply,
+) -> bool {
+    let mut added = false;
     for stream in reply.keys {
         let Some((name, epoch, _)) = reading
             .iter()
@@ -415,10 +551,18 @@ fn ingest(inner: &Arc<Inner>, reading: &[(Box<str>, Epoch, u64)], reply: StreamR
             continue;
         };
         let mut events = Vec::with_capacity(stream.ids.len());
+        let mut other_history = false;
+        let mut cursor = None;
         for entry in &stream.ids {
-            let Some(seq) = entry.id.strip_prefix("0-").and_then(|s| s.parse().ok()) else {
+            cursor = Some(entry.id.clone());
+            let Some(seq) = entry_seq(&entry.id) else {
                 continue;
             };
+            let e = field(&entry.map, "e");
+            if !e.is_empty() && e != epoch.as_str().as_bytes() {
+                other_history = true;
+                break;
+            }
             let ty = field(&entry.map, "t");
             let data = field(&entry.map, "d");
             events.push((
@@ -426,21 +570,40 @@ fn ingest(inner: &Arc<Inner>, reading: &[(Box<str>, Epoch, u64)], reply: StreamR
                 encode_parts(&ty, &data).finish(&EventId::new(*epoch, seq)),
             ));
         }
-        let Some(last) = events.last().map(|e| e.0) else {
-            continue;
-        };
         let topic = {
             let mut follow = inner.follow.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(f) = follow.get_mut(&**name) else {
                 continue;
             };
-            f.last = f.last.max(last);
+            if other_history {
+                f.epoch = None; // load it again
+                continue;
+            }
+            if let Some(c) = cursor {
+                f.cursor = c;
+            }
+            if let Some(last) = events.last().map(|e| e.0) {
+                f.last = f.last.max(last);
+            }
             f.topic.upgrade()
         };
-        if let Some(topic) = topic {
+        if let Some(topic) = topic
+            && !events.is_empty()
+        {
             topic.ingest(*epoch, events);
+            added = true;
         }
     }
+    added
+}
+
+/// The sequence number of an entry id `0-<seq>`; `None` for anything else
+/// (and for a sequence that leaves no room after it).
+fn entry_seq(id: &str) -> Option<u64> {
+    id.strip_prefix("0-")?
+        .parse::<u64>()
+        .ok()
+        .filter(|&s| s > 0 && s < u64::MAX)
 }
 
 fn field(map: &HashMap<String, Value>, name: &str) -> Vec<u8> {
@@ -451,12 +614,17 @@ fn field(map: &HashMap<String, Value>, name: &str) -> Vec<u8> {
     }
 }
 
-/// Entries of an `XRANGE`/`XREVRANGE` reply, encoded as frames.
-fn parse_entries(reply: &Value, epoch: Epoch) -> Result<Vec<(u64, Bytes)>, StoreError> {
+/// Encoded frames of consecutive events, with their sequence numbers.
+type Frames = Vec<(u64, Bytes)>;
+
+/// Entries of an `XREVRANGE` reply that belong to `epoch`, encoded as
+/// frames, and the id of the newest entry.
+fn parse_entries(reply: &Value, epoch: Epoch) -> Result<(Frames, Option<String>), StoreError> {
     let Value::Array(items) = reply else {
         return Err(StoreError::Corrupt("XREVRANGE reply".into()));
     };
     let mut out = Vec::with_capacity(items.len());
+    let mut newest = None;
     for item in items {
         let Value::Array(pair) = item else { continue };
         let (Some(id), Some(fields)) = (pair.first(), pair.get(1)) else {
@@ -467,9 +635,10 @@ fn parse_entries(reply: &Value, epoch: Epoch) -> Result<Vec<(u64, Bytes)>, Store
             Value::SimpleString(s) => s.clone(),
             _ => continue,
         };
-        let Some(seq) = id.strip_prefix("0-").and_then(|s| s.parse::<u64>().ok()) else {
-            continue;
-        };
+        if newest.is_none() {
+            newest = Some(id.clone());
+        }
+        let Some(seq) = entry_seq(&id) else { continue };
         let mut map = HashMap::new();
         if let Value::Array(kv) = fields {
             for pair in kv.chunks(2) {
@@ -478,9 +647,14 @@ fn parse_entries(reply: &Value, epoch: Epoch) -> Result<Vec<(u64, Bytes)>, Store
                 }
             }
         }
+        let e = field(&map, "e");
+        if !e.is_empty() && e != epoch.as_str().as_bytes() {
+            // Older than the current history (its epoch was replaced).
+            break;
+        }
         let frame =
             encode_parts(&field(&map, "t"), &field(&map, "d")).finish(&EventId::new(epoch, seq));
         out.push((seq, frame));
     }
-    Ok(out)
+    Ok((out, newest))
 }

@@ -131,7 +131,6 @@ impl Ring {
     /// Starts over at event `next` of `epoch`, dropping everything: a new
     /// history, or the same one continuing after events this ring never
     /// got. Returns the bytes freed.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn restart(&mut self, epoch: Epoch, next: u64) -> usize {
         let freed = self.bytes;
         self.frames.clear();

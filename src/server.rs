@@ -178,6 +178,9 @@ impl Server {
         // when it flips: streams end, hyper connections shut down
         // gracefully, idle ones close.
         let (stop, stopping) = tokio::sync::watch::channel(false);
+        // Every connection's task, so that shutdown can end the ones that
+        // outlive its timeout.
+        let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -213,7 +216,9 @@ impl Server {
                 fast_path: config.stream_fast_path,
             };
             let tls = config.tls.clone();
-            tokio::spawn(async move {
+            // Forget the tasks that are done.
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn(async move {
                 let _permit = permit;
                 // hyper-util's protocol detection waits for the first bytes
                 // without a timeout: bound it here (slow-loris).
@@ -247,6 +252,8 @@ impl Server {
                 config.shutdown_timeout
             );
         }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
         Ok(())
     }
 }

@@ -185,17 +185,6 @@ impl EventStream {
         self.deferred.is_some()
     }
 
-    /// Completes when the stream's topic holds its history.
-    pub(crate) async fn primed(&self) {
-        loop {
-            let notified = self.topic.notify().notified();
-            if self.topic.is_primed() || self.topic.is_closed() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     /// Fixes the start of a deferred stream now, if its topic is primed.
     pub(crate) fn start_if_primed(&mut self) {
         self.try_begin();

@@ -123,7 +123,7 @@ impl Topic {
     /// Appends events in order, all under one lock, then wakes subscribers.
     /// A closed topic hands the events back untouched.
     pub(crate) fn publish(&self, events: Vec<Encoded>) -> Result<Published, Vec<Encoded>> {
-        let (published, added, evicted) = {
+        let published = {
             let mut ring = self.lock();
             if self.is_closed() {
                 return Err(events);
@@ -137,22 +137,20 @@ impl Topic {
                 evicted += ring.push(frame);
             }
             self.bytes.store(ring.bytes(), Ordering::Relaxed);
+            // The hub-wide total moves with the ring, under its lock, so a
+            // concurrent retire or trim never subtracts what is not added.
+            self.account(added, evicted);
+            self.touch();
             let count = ring.next_seq() - first;
-            (
-                Published {
-                    epoch,
-                    first,
-                    count,
-                },
-                added,
-                evicted,
-            )
+            Published {
+                epoch,
+                first,
+                count,
+            }
         };
-        let c = &self.counters;
-        c.published.fetch_add(published.count, Ordering::Relaxed);
-        c.retained_bytes.fetch_add(added, Ordering::Relaxed);
-        c.retained_bytes.fetch_sub(evicted, Ordering::Relaxed);
-        self.touch();
+        self.counters
+            .published
+            .fetch_add(published.count, Ordering::Relaxed);
         if published.count > 0 {
             self.notify.notify_waiters();
         }
@@ -162,16 +160,21 @@ impl Topic {
     /// Drops the oldest events until at most `max_bytes` remain. Subscribers
     /// that had not read them get `resync`.
     pub(crate) fn trim_to(&self, max_bytes: usize) -> usize {
-        let freed = {
-            let mut ring = self.lock();
-            let freed = ring.trim_to_bytes(max_bytes);
-            self.bytes.store(ring.bytes(), Ordering::Relaxed);
-            freed
-        };
-        self.counters
-            .retained_bytes
-            .fetch_sub(freed, Ordering::Relaxed);
+        let mut ring = self.lock();
+        if self.is_closed() {
+            return 0;
+        }
+        let freed = ring.trim_to_bytes(max_bytes);
+        self.bytes.store(ring.bytes(), Ordering::Relaxed);
+        self.account(0, freed);
         freed
+    }
+
+    /// Moves the hub-wide byte total; call with the ring locked.
+    fn account(&self, added: usize, freed: usize) {
+        let total = &self.counters.retained_bytes;
+        total.fetch_add(added, Ordering::Relaxed);
+        total.fetch_sub(freed, Ordering::Relaxed);
     }
 
     /// Reads what is ready for a subscriber at `cursor` of `epoch`.
@@ -200,8 +203,11 @@ impl Topic {
     /// primed, and streams whose epoch it replaced.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn prime(&self, epoch: Epoch, next: u64, events: Vec<(u64, Bytes)>) {
-        let (added, freed) = {
+        {
             let mut ring = self.lock();
+            if self.is_closed() {
+                return;
+            }
             let start = events.first().map_or(next, |e| e.0);
             let mut freed = ring.restart(epoch, start);
             let mut added = 0;
@@ -216,15 +222,9 @@ impl Topic {
                 freed += ring.restart(epoch, next);
             }
             self.bytes.store(ring.bytes(), Ordering::Relaxed);
+            self.account(added, freed);
             self.primed.store(true, Ordering::Release);
-            (added, freed)
-        };
-        self.counters
-            .retained_bytes
-            .fetch_add(added, Ordering::Relaxed);
-        self.counters
-            .retained_bytes
-            .fetch_sub(freed, Ordering::Relaxed);
+        }
         self.notify.notify_waiters();
     }
 
@@ -233,8 +233,11 @@ impl Topic {
     /// epoch starts the ring over, and subscribers behind it get `resync`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn ingest(&self, epoch: Epoch, events: impl IntoIterator<Item = (u64, Bytes)>) {
-        let (added, freed, count) = {
+        let count = {
             let mut ring = self.lock();
+            if self.is_closed() {
+                return;
+            }
             let (mut added, mut freed, mut count) = (0, 0, 0u64);
             for (seq, frame) in events {
                 if ring.epoch() == epoch && seq < ring.next_seq() {
@@ -248,11 +251,9 @@ impl Topic {
                 count += 1;
             }
             self.bytes.store(ring.bytes(), Ordering::Relaxed);
-            (added, freed, count)
+            self.account(added, freed);
+            count
         };
-        let c = &self.counters;
-        c.retained_bytes.fetch_add(added, Ordering::Relaxed);
-        c.retained_bytes.fetch_sub(freed, Ordering::Relaxed);
         if count > 0 {
             self.touch();
             self.notify.notify_waiters();
@@ -284,16 +285,17 @@ impl Topic {
     /// registered before this check or finds the topic closed and looks it
     /// up again.
     pub(crate) fn retire(&self) -> Option<usize> {
-        let ring = self.lock();
+        let mut ring = self.lock();
         if self.subscriber_count() > 0 {
             return None;
         }
         self.closed.store(true, Ordering::Release);
-        let bytes = ring.bytes();
+        let epoch = ring.epoch();
+        let next = ring.next_seq();
+        let bytes = ring.restart(epoch, next);
+        self.bytes.store(0, Ordering::Relaxed);
+        self.account(0, bytes);
         drop(ring);
-        self.counters
-            .retained_bytes
-            .fetch_sub(bytes, Ordering::Relaxed);
         self.notify.notify_waiters();
         Some(bytes)
     }

@@ -410,3 +410,23 @@ mod fast_path {
         assert_eq!(bodies[0], bodies[1]);
     }
 }
+
+/// Regression: `Connection: keep-alive, close` was not taken as a request
+/// to close (only a header value of exactly `close` was).
+#[tokio::test]
+async fn connection_close_among_other_tokens_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(Hub::new()).await;
+    server.hub.publish("c", Event::new("x")).await.unwrap();
+    let e = server.hub.epoch();
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(format!("GET /events/c?lastEventId={e}-0&limit=1 HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive , CLOSE\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(support::WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("the server closes")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out).contains("connection: close"));
+}

@@ -333,3 +333,127 @@ async fn many_topics_across_two_nodes() {
         }
     }
 }
+
+/// Regression: the reader checked that a history still existed only when
+/// `XREAD` had been idle for a whole block, so while any followed topic was
+/// busy, a topic whose keys were deleted restarted at 1 unseen: its events
+/// were skipped and later ones got ids of the old epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_history_is_noticed_while_other_topics_are_busy() {
+    let redis = Redis::start(false);
+    let a = node(&redis).await;
+    let busy = tokio::spawn({
+        let addr = a.addr;
+        async move {
+            loop {
+                let _ = request(addr, "POST", "/events/busy", &[], b"x").await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let mut busy_sub = a.subscribe("/events/busy").await;
+    busy_sub.next_event().await;
+    let client = ResumingClient::spawn(a.addr, "/events/wiped".into(), "end");
+    until("connected", || {
+        !client.log.lock().unwrap().connects.is_empty()
+    })
+    .await;
+    for i in 1..=5 {
+        assert_eq!(a.post("/events/wiped", &format!("old {i}")).await.0, 201);
+    }
+    until("5 events", || client.log.lock().unwrap().events.len() == 5).await;
+
+    // Someone deletes the topic's keys.
+    let mut conn = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = ::redis::cmd("DEL")
+        .arg("ssehub:{wiped}:epoch")
+        .arg("ssehub:{wiped}:seq")
+        .arg("ssehub:{wiped}:stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        assert_eq!(a.post("/events/wiped", &format!("new {i}")).await.0, 201);
+    }
+    assert_eq!(a.post("/events/wiped", "end").await.0, 201);
+    until("the client reaches the end", || client.is_done()).await;
+    busy.abort();
+    let log = client.log.lock().unwrap();
+    assert_eq!(log.resyncs.len(), 1, "{:?}", log.resyncs);
+    let datas: Vec<_> = log.events.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(
+        datas,
+        [
+            "old 1", "old 2", "old 3", "old 4", "old 5", "new 1", "new 2", "new 3", "end"
+        ]
+    );
+    let old_epoch = log.events[0].last_event_id.rsplit_once('-').unwrap().0;
+    let new_epoch = log.events[5].last_event_id.rsplit_once('-').unwrap().0;
+    assert_ne!(old_epoch, new_epoch);
+    assert_eq!(seq(&log.events[5].last_event_id), 1);
+}
+
+/// Regression: a topic retired to make room and then used again was never
+/// followed (the reader still had an entry for the old one), so its new
+/// subscribers waited forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_used_again_after_retirement_is_followed() {
+    let redis = Redis::start(false);
+    let a = node_with(&redis, Hub::builder().max_topics(1)).await;
+    let mut first = a.subscribe("/events/one").await;
+    first.next_item().await;
+    drop(first.into_stream());
+    until("unsubscribed", || a.hub.stats().subscribers == 0).await;
+    // Retires `one` to make room for `two`.
+    let mut two = a.subscribe("/events/two").await;
+    two.next_item().await;
+    drop(two.into_stream());
+    until("unsubscribed", || a.hub.stats().subscribers == 0).await;
+    let mut again = a.subscribe("/events/one").await;
+    assert_eq!(a.post("/events/one", "hello again").await.0, 201);
+    assert_eq!(again.next_event().await.data, "hello again");
+    assert!(a.hub.stats().topics_retired >= 2);
+}
+
+/// Regression: events read back from Redis did not count against the hub's
+/// bound on retained bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_bound_holds_for_events_read_from_redis() {
+    const BOUND: usize = 64 << 10;
+    let redis = Redis::start(false);
+    let a = node(&redis).await;
+    let b = node_with(&redis, Hub::builder().max_total_bytes(BOUND)).await;
+    let mut subs = Vec::new();
+    for t in 0..20 {
+        let mut c = b.subscribe(&format!("/events/big.{t}")).await;
+        c.next_item().await;
+        subs.push(c);
+    }
+    let payload = "p".repeat(1000);
+    for round in 0..10 {
+        for t in 0..20 {
+            assert_eq!(
+                a.post(&format!("/events/big.{t}"), &payload).await.0,
+                201,
+                "round {round}"
+            );
+        }
+    }
+    for c in &mut subs {
+        for _ in 0..10 {
+            let ev = c.next_event().await;
+            if ev.event_type == "resync" {
+                continue;
+            }
+        }
+    }
+    let retained = b.hub.stats().retained_bytes;
+    assert!(
+        retained <= BOUND + 20 * 1100,
+        "node B retains {retained} bytes"
+    );
+}
