@@ -466,7 +466,11 @@ memory.
   per-subscriber queue, the shared frame handed on as is, HTTP/1.1 streams
   written by a small loop rather than hyper's dispatcher), which is where
   its lower CPU and latency come from; the rest is the same syscall for
-  everyone. p99.9 at 2,000 x 20 is within noise of the best peer.
+  everyone. Because of that, the fixed-rate p99 of all three servers sits
+  within this machine's run-to-run noise (about +-10%): across our full runs
+  ssehub's ratio to the best peer ranged from 0.84 to 1.05. Read a
+  difference smaller than that only over several runs; CPU per delivery,
+  which is less noisy, is lower for ssehub in every run.
 - **Saturation**: a lagging ssehub subscriber reads every ready event in
   one frame (up to 64 KiB) and writes it in one `writev`, so the syscalls
   per delivery fall as the load rises. The load tool's own CPU is close to
