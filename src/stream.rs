@@ -381,6 +381,9 @@ impl Body for EventStream {
                     if let Some(r) = &mut this.remaining {
                         *r -= count;
                     }
+                    // Re-arm now: the wake-up that brought us here is spent,
+                    // and the next poll then reads the ring once, not twice.
+                    wait.set(topic.notify().clone().notified_owned());
                     this.sent();
                     return Poll::Ready(Some(Ok(Frame::data(frame))));
                 }
