@@ -8,7 +8,14 @@
 //!   `EventSource`, so a token is also read from `?access_token=` and from the
 //!   cookie `ssehub_token`.
 //! - Without a publish token, clients on a loopback address may publish
-//!   without credentials.
+//!   without credentials, if the request also names a loopback host
+//!   (`Host: localhost:8080`, `127.0.0.1`, `[::1]`): a page on another site
+//!   whose name an attacker re-points at 127.0.0.1 (DNS rebinding) sends its
+//!   own name in `Host`, so it cannot publish through the browser.
+//!
+//! The publish token is read only from `Authorization`: a secret that
+//! publishes to every topic must not travel in URLs (they end up in logs)
+//! or in cookies (which browsers attach to requests other sites trigger).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -22,7 +29,8 @@ use subtle::ConstantTimeEq;
 
 use crate::hub::validate_topic;
 
-/// The clock difference tolerated when checking a token's expiry.
+/// The clock difference tolerated when checking a token's expiry (`exp`)
+/// and start (`nbf`).
 pub const JWT_LEEWAY: Duration = Duration::from_secs(2);
 
 /// The cookie a browser can carry a token in.
@@ -140,6 +148,7 @@ impl JwtKey {
     pub fn hs256(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = JWT_LEEWAY.as_secs();
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
         JwtKey {
@@ -166,18 +175,21 @@ impl JwtKey {
             .map_err(|e| AuthError::Jwt(e.to_string()))
     }
 
-    /// Checks a token's signature and expiry and returns its grants.
+    /// Checks a token's signature, expiry (`exp`) and start (`nbf`, if
+    /// present), with [`JWT_LEEWAY`] of tolerance, and returns its grants.
     ///
     /// # Errors
     ///
-    /// [`AuthError::Expired`] or [`AuthError::InvalidToken`].
+    /// [`AuthError::Expired`], [`AuthError::NotYetValid`] or
+    /// [`AuthError::InvalidToken`].
     pub fn verify(&self, token: &str) -> Result<Grants, AuthError> {
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
             Ok(data) => Ok(data.claims.ssehub),
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-                Err(AuthError::Expired)
-            }
-            Err(_) => Err(AuthError::InvalidToken),
+            Err(e) => Err(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                _ => AuthError::InvalidToken,
+            }),
         }
     }
 }
@@ -198,6 +210,8 @@ pub enum AuthError {
     InvalidToken,
     /// The token has expired.
     Expired,
+    /// The token's `nbf` (not before) is in the future.
+    NotYetValid,
     /// The JWT library failed to encode a token.
     Jwt(String),
 }
@@ -208,6 +222,7 @@ impl fmt::Display for AuthError {
             AuthError::BadPattern(p) => write!(f, "invalid topic pattern {p:?}"),
             AuthError::InvalidToken => f.write_str("invalid token"),
             AuthError::Expired => f.write_str("token expired"),
+            AuthError::NotYetValid => f.write_str("token not yet valid"),
             AuthError::Jwt(e) => write!(f, "cannot encode token: {e}"),
         }
     }
@@ -260,48 +275,95 @@ impl Access {
         match jwt.verify(token) {
             Ok(g) if g.may_subscribe(topic) => Verdict::Allow,
             Ok(_) => Verdict::Forbidden("token does not grant this topic"),
-            Err(AuthError::Expired) => Verdict::Unauthorized("token expired"),
-            Err(_) => Verdict::Unauthorized("invalid token"),
+            Err(e) => Verdict::Unauthorized(unauthorized(&e)),
         }
     }
 
+    /// Who may publish to `topic`: the holder of the publish token (from
+    /// `Authorization` only), a JWT granting the topic, or, when no publish
+    /// token is configured, a loopback client naming a loopback `host`.
     pub(crate) fn check_publish(
         &self,
         headers: &HeaderMap,
         query_token: Option<&str>,
         peer: Option<IpAddr>,
+        host: Option<&str>,
         topic: &str,
     ) -> Verdict {
-        if let Some(token) = find_token(headers, query_token) {
-            if let Some(secret) = &self.publish_token
-                && bool::from(token.as_bytes().ct_eq(secret))
-            {
-                return Verdict::Allow;
-            }
-            return match &self.jwt {
-                Some(jwt) => match jwt.verify(token) {
-                    Ok(g) if g.may_publish(topic) => Verdict::Allow,
-                    Ok(_) => Verdict::Forbidden("token does not grant publishing to this topic"),
-                    Err(AuthError::Expired) => Verdict::Unauthorized("token expired"),
-                    Err(_) => Verdict::Unauthorized("invalid token"),
-                },
-                None if self.publish_token.is_some() => Verdict::Unauthorized("invalid token"),
-                // No credentials are configured: the token is irrelevant.
-                None => self.without_token(peer),
-            };
+        let bearer = bearer_token(headers);
+        if let (Some(secret), Some(token)) = (&self.publish_token, bearer)
+            && bool::from(token.as_bytes().ct_eq(secret))
+        {
+            return Verdict::Allow;
         }
-        self.without_token(peer)
+        match (find_token(headers, query_token), &self.jwt) {
+            (Some(token), Some(jwt)) => match jwt.verify(token) {
+                Ok(g) if g.may_publish(topic) => Verdict::Allow,
+                Ok(_) => Verdict::Forbidden("token does not grant publishing to this topic"),
+                Err(e) => Verdict::Unauthorized(unauthorized(&e)),
+            },
+            // A publish token is configured and this is not it.
+            (Some(_), None) if self.publish_token.is_some() => {
+                Verdict::Unauthorized("invalid token")
+            }
+            // No credentials are configured: a token is irrelevant.
+            _ => self.without_token(peer, host),
+        }
     }
 
-    fn without_token(&self, peer: Option<IpAddr>) -> Verdict {
-        if self.publish_token.is_none() && peer.is_some_and(is_loopback) {
-            Verdict::Allow
-        } else if self.publish_token.is_some() || self.jwt.is_some() {
+    fn without_token(&self, peer: Option<IpAddr>, host: Option<&str>) -> Verdict {
+        let local = peer.is_some_and(is_loopback);
+        if self.publish_token.is_some() || (self.jwt.is_some() && !local) {
             Verdict::Unauthorized("missing token")
-        } else {
+        } else if !local {
             Verdict::Forbidden("publishing without a token is only allowed from loopback")
+        } else if !host.is_some_and(is_loopback_host) {
+            Verdict::Forbidden(
+                "publishing without a token needs a loopback Host (localhost, 127.0.0.1, [::1])",
+            )
+        } else {
+            Verdict::Allow
         }
     }
+}
+
+/// The `401` text for a token that was not accepted.
+fn unauthorized(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Expired => "token expired",
+        AuthError::NotYetValid => "token not yet valid",
+        _ => "invalid token",
+    }
+}
+
+/// Whether an HTTP authority (`Host` header or URI authority) names this
+/// machine: `localhost` or a name under it, `127.0.0.0/8`, or `[::1]`, with
+/// any port.
+fn is_loopback_host(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) if port.is_empty() || is_port(port) => v6,
+            _ => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => authority,
+        },
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.eq_ignore_ascii_case("localhost")
+        || name.len() > 10 && name[name.len() - 10..].eq_ignore_ascii_case(".localhost")
+    {
+        return true;
+    }
+    host.parse::<IpAddr>().is_ok_and(is_loopback)
+}
+
+fn is_port(s: &str) -> bool {
+    let p = s.strip_prefix(':').unwrap_or(s);
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
@@ -313,18 +375,23 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// The token of a request: `Authorization: Bearer`, else `?access_token=`,
-/// else the `ssehub_token` cookie.
-fn find_token<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a str> {
-    let bearer = headers
+/// The token of `Authorization: Bearer <token>`.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get_all(AUTHORIZATION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    bearer
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// The JWT of a request: `Authorization: Bearer`, else `?access_token=`,
+/// else the `ssehub_token` cookie.
+fn find_token<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a str> {
+    bearer_token(headers)
         .or(query_token)
         .or_else(|| {
             headers
@@ -388,15 +455,33 @@ mod tests {
         let far: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
         let none = HeaderMap::new();
 
+        let host = Some("127.0.0.1:8080");
         let open = Access::default();
-        assert_eq!(open.check_publish(&none, None, lo, "t"), Verdict::Allow);
-        assert_eq!(open.check_publish(&none, None, v6lo, "t"), Verdict::Allow);
+        assert_eq!(
+            open.check_publish(&none, None, lo, host, "t"),
+            Verdict::Allow
+        );
+        assert_eq!(
+            open.check_publish(&none, None, v6lo, host, "t"),
+            Verdict::Allow
+        );
         assert!(matches!(
-            open.check_publish(&none, None, far, "t"),
+            open.check_publish(&none, None, far, host, "t"),
             Verdict::Forbidden(_)
         ));
         assert!(matches!(
-            open.check_publish(&none, None, None, "t"),
+            open.check_publish(&none, None, None, host, "t"),
+            Verdict::Forbidden(_)
+        ));
+        // DNS rebinding: a loopback peer, but a page of another site.
+        assert_eq!(
+            open.check_publish(&none, None, lo, Some("attacker.example:8080"), "t"),
+            Verdict::Forbidden(
+                "publishing without a token needs a loopback Host (localhost, 127.0.0.1, [::1])"
+            )
+        );
+        assert!(matches!(
+            open.check_publish(&none, None, lo, None, "t"),
             Verdict::Forbidden(_)
         ));
 
@@ -406,15 +491,63 @@ mod tests {
         };
         let good = headers(&[("authorization", "Bearer s3cret")]);
         let bad = headers(&[("authorization", "Bearer s3cre")]);
-        assert_eq!(token.check_publish(&good, None, far, "t"), Verdict::Allow);
         assert_eq!(
-            token.check_publish(&bad, None, lo, "t"),
+            token.check_publish(&good, None, far, None, "t"),
+            Verdict::Allow
+        );
+        assert_eq!(
+            token.check_publish(&bad, None, lo, host, "t"),
             Verdict::Unauthorized("invalid token")
         );
         assert_eq!(
-            token.check_publish(&none, None, lo, "t"),
+            token.check_publish(&none, None, lo, host, "t"),
             Verdict::Unauthorized("missing token")
         );
+        // The publish token counts only in `Authorization`.
+        assert_eq!(
+            token.check_publish(&none, Some("s3cret"), far, None, "t"),
+            Verdict::Unauthorized("invalid token")
+        );
+        let cookie = headers(&[("cookie", "ssehub_token=s3cret")]);
+        assert_eq!(
+            token.check_publish(&cookie, None, far, None, "t"),
+            Verdict::Unauthorized("invalid token")
+        );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for yes in [
+            "localhost",
+            "LocalHost:8080",
+            "localhost.",
+            "app.localhost:3000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(is_loopback_host(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "attacker.example",
+            "attacker.example:8080",
+            "localhost.attacker.example",
+            "notlocalhost",
+            "128.0.0.1",
+            "0.0.0.0",
+            "[::2]:80",
+            "[::1",
+            "[::1]x",
+            "127.0.0.1:",
+            "127.0.0.1:http",
+            "127.0.0.1:123456",
+            "::1",
+        ] {
+            assert!(!is_loopback_host(no), "{no}");
+        }
     }
 
     #[test]
@@ -437,9 +570,12 @@ mod tests {
             access.check_subscribe(&h, None, "b"),
             Verdict::Forbidden(_)
         ));
-        assert_eq!(access.check_publish(&h, None, far, "p:1"), Verdict::Allow);
+        assert_eq!(
+            access.check_publish(&h, None, far, None, "p:1"),
+            Verdict::Allow
+        );
         assert!(matches!(
-            access.check_publish(&h, None, far, "a"),
+            access.check_publish(&h, None, far, None, "a"),
             Verdict::Forbidden(_)
         ));
         assert_eq!(

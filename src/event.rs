@@ -246,6 +246,12 @@ impl Encoded {
         Encoded { buf }
     }
 
+    /// The length of the finished frame with the longest possible id: an
+    /// upper bound of what it will retain.
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.buf.len() + ID_LINE_RESERVE
+    }
+
     /// Appends `id: <id>` and the dispatching empty line.
     pub(crate) fn finish(mut self, id: &EventId) -> Bytes {
         self.buf.put_slice(b"id: ");

@@ -99,8 +99,13 @@ impl Hub {
     /// # Errors
     ///
     /// [`HubError::InvalidTopic`], [`HubError::TooManyTopics`] if the topic
-    /// is new and the hub is full, [`HubError::Closed`] after [`Hub::close`].
+    /// is new and the hub is full, [`HubError::TooLarge`] if the event alone
+    /// is larger than [`HubConfig::max_total_bytes`], [`HubError::Closed`]
+    /// after [`Hub::close`], [`HubError::Unavailable`] if the storage cannot
+    /// be reached.
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
+        let encoded = vec![event.encode()];
+        self.check_size(&encoded)?;
         #[cfg(feature = "redis")]
         if let Backend::Redis(store) = &self.inner.backend {
             let published = self
@@ -108,8 +113,21 @@ impl Hub {
                 .await?;
             return Ok(EventId::new(published.epoch, published.first));
         }
-        let published = self.publish_encoded(topic, vec![event.encode()])?;
+        let published = self.publish_encoded(topic, encoded)?;
         Ok(EventId::new(published.epoch, published.first))
+    }
+
+    /// Refuses events that the hub could not keep until a subscriber reads
+    /// them: more bytes than [`HubConfig::max_total_bytes`] would evict
+    /// themselves, so a publisher would be told they were published while
+    /// every subscriber got `resync` instead.
+    fn check_size(&self, encoded: &[crate::event::Encoded]) -> Result<(), HubError> {
+        let bytes: usize = encoded.iter().map(|e| e.max_frame_len()).sum();
+        if bytes > self.inner.config.max_total_bytes {
+            Err(HubError::TooLarge)
+        } else {
+            Ok(())
+        }
     }
 
     #[cfg(feature = "redis")]
@@ -145,23 +163,25 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// As [`Hub::publish`]; on error nothing is published.
+    /// As [`Hub::publish`] ([`HubError::TooLarge`] counts the whole batch);
+    /// on error nothing is published.
     pub async fn publish_batch(
         &self,
         topic: &str,
         events: impl IntoIterator<Item = Event>,
     ) -> Result<Vec<EventId>, HubError> {
+        let events: Vec<Event> = events.into_iter().collect();
+        // Encode before taking the topic's lock.
+        let encoded: Vec<_> = events.iter().map(Event::encode).collect();
+        self.check_size(&encoded)?;
         #[cfg(feature = "redis")]
         if let Backend::Redis(store) = &self.inner.backend {
-            let events: Vec<Event> = events.into_iter().collect();
             return Ok(self
                 .publish_redis(store, topic, &events)
                 .await?
                 .ids()
                 .collect());
         }
-        // Encode before taking the topic's lock.
-        let encoded: Vec<_> = events.into_iter().map(|e| e.encode()).collect();
         Ok(self.publish_encoded(topic, encoded)?.ids().collect())
     }
 
@@ -596,6 +616,9 @@ pub enum HubError {
     Closed,
     /// The storage (Redis) cannot be reached.
     Unavailable,
+    /// The event (or batch) is larger than the hub retains in all
+    /// ([`HubConfig::max_total_bytes`]): it could never be delivered.
+    TooLarge,
 }
 
 impl fmt::Display for HubError {
@@ -607,6 +630,7 @@ impl fmt::Display for HubError {
             HubError::TooManyTopics => "too many topics",
             HubError::Closed => "hub is shutting down",
             HubError::Unavailable => "storage unavailable",
+            HubError::TooLarge => "event is larger than the server retains (--max-total-bytes)",
         })
     }
 }

@@ -171,20 +171,26 @@ impl SseService {
         }
     }
 
-    fn subscribe<B>(&self, topic: &str, req: &Request<B>) -> ResponseFuture {
-        let query = match StreamQuery::parse(req.uri().query()) {
-            Ok(q) => q,
-            Err(msg) => return ResponseFuture::ready(text(StatusCode::BAD_REQUEST, msg)),
-        };
-        if let Err(e) = validate_topic(topic) {
-            return ResponseFuture::ready(hub_error(e));
-        }
+    /// The checks and options of a stream request (`GET` or `HEAD`): the
+    /// query, the topic name, the subscriber's credentials, the position to
+    /// resume from.
+    // The refusal is built once and answered at once: boxing it would only
+    // add an allocation.
+    #[allow(clippy::result_large_err)]
+    fn stream_request<B>(
+        &self,
+        topic: &str,
+        req: &Request<B>,
+    ) -> Result<Subscribe, Response<ResponseBody>> {
+        let query = StreamQuery::parse(req.uri().query())
+            .map_err(|msg| text(StatusCode::BAD_REQUEST, msg))?;
+        validate_topic(topic).map_err(hub_error)?;
         let verdict =
             self.config
                 .access
                 .check_subscribe(req.headers(), query.access_token.as_deref(), topic);
         if let Some(res) = denied(verdict) {
-            return ResponseFuture::ready(res);
+            return Err(res);
         }
         let mut options = Subscribe::new();
         // The header wins over the query parameter; an empty one means none.
@@ -199,6 +205,27 @@ impl SseService {
         if let Some(n) = query.limit {
             options = options.limit(n);
         }
+        Ok(options)
+    }
+
+    /// `HEAD` of a stream: what `GET` would answer, without opening a stream.
+    fn head_stream<B>(&self, topic: &str, req: &Request<B>) -> ResponseFuture {
+        if let Err(res) = self.stream_request(topic, req) {
+            return ResponseFuture::ready(res);
+        }
+        if self.hub.is_closed() {
+            return ResponseFuture::ready(hub_error(HubError::Closed));
+        }
+        let mut res = Response::new(ResponseBody::empty());
+        stream_headers(res.headers_mut());
+        ResponseFuture::ready(res)
+    }
+
+    fn subscribe<B>(&self, topic: &str, req: &Request<B>) -> ResponseFuture {
+        let options = match self.stream_request(topic, req) {
+            Ok(options) => options,
+            Err(res) => return ResponseFuture::ready(res),
+        };
         if self.hub.is_shared() {
             // Fix the start before answering (see `Hub::subscribe_ready`).
             let hub = self.hub.clone();
@@ -264,10 +291,13 @@ impl SseService {
             .peer
             .or_else(|| req.extensions().get::<PeerAddr>().map(|p| p.0))
             .map(|a| a.ip());
-        let verdict =
-            self.config
-                .access
-                .check_publish(req.headers(), access_token.as_deref(), peer, topic);
+        let verdict = self.config.access.check_publish(
+            req.headers(),
+            access_token.as_deref(),
+            peer,
+            authority,
+            topic,
+        );
         if let Some(res) = denied(verdict) {
             return ResponseFuture::ready(res);
         }
@@ -340,14 +370,17 @@ const SUBSCRIBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2
 
 fn stream_response(stream: crate::stream::EventStream) -> Response<ResponseBody> {
     let mut res = Response::new(ResponseBody::from(stream));
-    let h = res.headers_mut();
+    stream_headers(res.headers_mut());
+    res
+}
+
+fn stream_headers(h: &mut http::HeaderMap) {
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    res
 }
 
 fn is_json_type(ct: &str) -> bool {
@@ -386,6 +419,22 @@ where
     type Future = ResponseFuture;
 
     fn call(&self, req: Request<B>) -> ResponseFuture {
+        if req.method() == Method::HEAD {
+            // The status and headers of `GET`, without the body (hyper's
+            // HTTP/2 refuses a body on a `HEAD` response).
+            return self.route_request(req).head_only();
+        }
+        self.route_request(req)
+    }
+}
+
+impl SseService {
+    fn route_request<B>(&self, req: Request<B>) -> ResponseFuture
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         let route = self.route(req.uri().path());
         let method = req.method().clone();
         match route {
@@ -394,6 +443,7 @@ where
                 let cors = self.config.clone();
                 let fut = match method {
                     Method::GET => self.subscribe(topic, &req),
+                    Method::HEAD => self.head_stream(topic, &req),
                     Method::POST if publishable => {
                         let topic = topic.to_owned();
                         self.publish(&topic, req)
@@ -401,15 +451,17 @@ where
                     Method::OPTIONS => {
                         ResponseFuture::ready(self.config.cors.preflight(origin.as_ref()))
                     }
-                    _ if publishable => ResponseFuture::ready(not_allowed("GET, POST, OPTIONS")),
-                    _ => ResponseFuture::ready(not_allowed("GET, OPTIONS")),
+                    _ if publishable => {
+                        ResponseFuture::ready(not_allowed("GET, HEAD, POST, OPTIONS"))
+                    }
+                    _ => ResponseFuture::ready(not_allowed("GET, HEAD, OPTIONS")),
                 };
                 if method == Method::OPTIONS {
                     return fut;
                 }
                 fut.with_cors(cors, origin)
             }
-            Route::Page if method == Method::GET => {
+            Route::Page if method == Method::GET || method == Method::HEAD => {
                 let mut res =
                     Response::new(ResponseBody::full(Bytes::from_static(PAGE.as_bytes())));
                 res.headers_mut().insert(
@@ -418,14 +470,14 @@ where
                 );
                 ResponseFuture::ready(res)
             }
-            Route::Health if method == Method::GET => {
+            Route::Health if method == Method::GET || method == Method::HEAD => {
                 ResponseFuture::ready(if self.hub.is_closed() {
                     text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
                 } else {
                     text(StatusCode::OK, "ok")
                 })
             }
-            Route::Metrics if method == Method::GET => {
+            Route::Metrics if method == Method::GET || method == Method::HEAD => {
                 let mut res = Response::new(ResponseBody::full(self.shared.metrics.render()));
                 res.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -436,7 +488,7 @@ where
                 ResponseFuture::ready(res)
             }
             Route::Page | Route::Health | Route::Metrics => {
-                ResponseFuture::ready(not_allowed("GET"))
+                ResponseFuture::ready(not_allowed("GET, HEAD"))
             }
             Route::NotFound => ResponseFuture::ready(text(StatusCode::NOT_FOUND, "not found")),
         }
@@ -596,6 +648,26 @@ impl ResponseFuture {
         }
     }
 
+    /// The response without its body, for `HEAD`: a complete body's
+    /// length stays in `Content-Length`.
+    fn head_only(self) -> Self {
+        fn strip(mut res: Response<ResponseBody>) -> Response<ResponseBody> {
+            if let Some(n) = res.body().size_hint().exact()
+                && n > 0
+            {
+                res.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            *res.body_mut() = ResponseBody::empty();
+            res
+        }
+        match self.inner {
+            FutureKind::Ready(Some(res)) => ResponseFuture::ready(strip(res)),
+            FutureKind::Boxed(fut) => ResponseFuture::boxed(async move { strip(fut.await) }),
+            done @ FutureKind::Ready(None) => ResponseFuture { inner: done },
+        }
+    }
+
     /// Adds the CORS headers for `origin` to the response.
     fn with_cors(self, config: Arc<ServiceConfig>, origin: Option<HeaderValue>) -> Self {
         match self.inner {
@@ -674,6 +746,7 @@ fn too_large(max: usize) -> Response<ResponseBody> {
 pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
     let status = match e {
         HubError::InvalidTopic => StatusCode::BAD_REQUEST,
+        HubError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         HubError::TooManyTopics | HubError::Closed | HubError::Unavailable => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -196,12 +196,18 @@ async fn publishing_without_a_token_is_for_loopback_only() {
         ("[::1]:5000", 201),
         ("192.0.2.7:5000", 403),
     ] {
-        let mut req = http::Request::post("/events/t").body(Empty::new()).unwrap();
+        let mut req = http::Request::post("/events/t")
+            .header("host", "localhost:8080")
+            .body(Empty::new())
+            .unwrap();
         req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
         assert_eq!(call(&service, req).await.0, want, "{peer}");
     }
     // An embedder that does not say who the peer is gets the safe answer.
-    let req = http::Request::post("/events/t").body(Empty::new()).unwrap();
+    let req = http::Request::post("/events/t")
+        .header("host", "localhost:8080")
+        .body(Empty::new())
+        .unwrap();
     assert_eq!(call(&service, req).await.0, 403);
 }
 

@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod flaky;
+pub mod jwt;
 pub mod node;
 pub mod redis;
 pub mod resume_client;
@@ -112,7 +113,7 @@ pub async fn request_full(
     body: &[u8],
 ) -> (u16, Headers, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -245,7 +246,8 @@ impl SseClient {
     }
 
     pub async fn get_on(stream: TcpStream, path: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+        let mut req =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }

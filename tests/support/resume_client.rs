@@ -104,7 +104,8 @@ async fn connect(addr: SocketAddr, path: &str, last_id: &str) -> Option<(TcpStre
         .await
         .ok()?
         .ok()?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+    let mut req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
     if !last_id.is_empty() {
         req.push_str(&format!("Last-Event-ID: {last_id}\r\n"));
     }
