@@ -9,7 +9,7 @@ use std::time::Duration;
 use ssehub::Hub;
 use support::TestServer;
 use support::chaos::{Chaos, ChaosProxy};
-use support::flaky::{check_exactly_once, publish_until};
+use support::flaky::{check_exactly_once, check_gaps_announced, publish_until};
 use support::resume_client::ResumingClient;
 use tokio::time::Instant;
 
@@ -80,6 +80,7 @@ async fn storm(jitter: f64) -> Storm {
             .iter()
             .map(|e| (e.last_event_id.clone(), e.data.clone()))
             .collect();
+        check_gaps_announced(&format!("client {i}"), &log.seen).unwrap();
         storm.events += check_exactly_once(&format!("client {i}"), &received, end).unwrap();
         assert!(log.resyncs.is_empty());
         assert_eq!(log.connects.len(), 2, "client {i}: one cut, one reconnect");

@@ -72,6 +72,8 @@ async function openPage(browser, url, options = {}) {
   const log = {
     events: [],
     resyncs: [],
+    // Both, in order: ["event", id, data] or ["resync", id, json].
+    seen: [],
     // Brings `events`/`resyncs` up to date with the page's record.
     async sync() {
       const items = await page.evaluate((from) => {
@@ -81,6 +83,7 @@ async function openPage(browser, url, options = {}) {
         return out;
       }, this.events.length + this.resyncs.length);
       for (const [kind, id, data] of items) {
+        this.seen.push([kind, id, data]);
         if (kind === "event") this.events.push([id, data]);
         else this.resyncs.push(JSON.parse(data));
       }
@@ -109,12 +112,18 @@ const done = (log, end) => log.events.some(([, data]) => data === end);
 
 // The Node `eventsource` package: same reconnect rules as a browser.
 function nodeClient(url) {
-  const log = { events: [], resyncs: [], opens: 0, errors: 0 };
+  const log = { events: [], resyncs: [], seen: [], opens: 0, errors: 0 };
   const es = new EventSource(url);
   es.onopen = () => log.opens++;
   es.onerror = () => log.errors++;
-  es.onmessage = (e) => log.events.push([e.lastEventId, e.data]);
-  es.addEventListener("resync", (e) => log.resyncs.push(JSON.parse(e.data)));
+  es.onmessage = (e) => {
+    log.events.push([e.lastEventId, e.data]);
+    log.seen.push(["event", e.lastEventId, e.data]);
+  };
+  es.addEventListener("resync", (e) => {
+    log.resyncs.push(JSON.parse(e.data));
+    log.seen.push(["resync", e.lastEventId, e.data]);
+  });
   log.close = () => es.close();
   return log;
 }
@@ -142,11 +151,14 @@ const scenarios = {
       });
       node.close();
       const ns = await state(native.page);
-      const plain = (l) => ({ events: l.events, resyncs: l.resyncs });
+      const plain = (l) => ({ events: l.events, resyncs: l.resyncs, seen: l.seen });
       return {
         native: { ...plain(native.log), opens: ns.opens, delays: delays(ns.timeline) },
         reload: { ...plain(reload.log), reloads },
-        node: { events: node.events, resyncs: node.resyncs, opens: node.opens, errors: node.errors },
+        node: {
+          events: node.events, resyncs: node.resyncs, seen: node.seen,
+          opens: node.opens, errors: node.errors,
+        },
       };
     } finally {
       await browser.close();

@@ -1,13 +1,39 @@
 //! Shared pieces of the flaky-network tests: a publisher that runs until
-//! told to stop, and the exactly-once check.
+//! told to stop, and the two checks of what a client saw.
+//!
+//! The tests size the ring for everything they can publish, so exactly-once
+//! is a property of the product, not of how fast the machine reconnects.
+//! `check_gaps_announced` runs first and separately: if a run ever lost
+//! events (a premise broken, say a ring too small for a very slow machine),
+//! it tells an announced gap (a `resync` whose `missed` matches) from a
+//! silent one (a bug).
 
 use std::time::Duration;
 
 use ssehub::{Event, Hub};
 
+/// The most events `publish_until` publishes, and what the rings of the
+/// tests that use it are sized for: at one every 3 ms, ten minutes, several
+/// times what a run takes even on a machine with its cores taken by others.
+pub const MAX_EVENTS: u64 = 200_000;
+
+/// A hub whose ring holds a whole run of `publish_until` and whose clients
+/// reconnect after `retry`.
+pub fn whole_run_hub(retry: Duration) -> Hub {
+    Hub::builder()
+        .buffer(MAX_EVENTS as usize + 1)
+        .max_topic_bytes(64 << 20)
+        .retry(Some(retry))
+        .build()
+}
+
 /// Publishes events whose data is their sequence number, one every
 /// `period`, until `stop()` is true; then publishes `"end"`. Returns the
 /// sequence number of `"end"`.
+///
+/// # Panics
+///
+/// After [`MAX_EVENTS`]: a ring of that size holds the whole run.
 pub async fn publish_until(
     hub: &Hub,
     topic: &str,
@@ -22,12 +48,73 @@ pub async fn publish_until(
             return id.seq();
         }
         let next = hub.topic_info(topic).map_or(1, |i| i.latest.seq() + 1);
+        assert!(
+            next < MAX_EVENTS,
+            "{topic}: {MAX_EVENTS} events published and the stop condition still not met"
+        );
         let id = hub
             .publish(topic, Event::new(next.to_string()))
             .await
             .unwrap();
         assert_eq!(id.seq(), next);
     }
+}
+
+/// One thing a client saw, in order.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// An event: its id and data.
+    Event(String, String),
+    /// A `resync` event's JSON.
+    Resync(serde_json::Value),
+}
+
+/// Checks that every gap in the sequence numbers a client saw follows a
+/// `resync` whose `missed` is the size of the gap, and that no event came
+/// twice (an `epoch` resync starts a new sequence).
+pub fn check_gaps_announced(who: &str, seen: &[Seen]) -> Result<(), String> {
+    let mut expect: Option<u64> = None;
+    let mut resync: Option<&serde_json::Value> = None;
+    for item in seen {
+        match item {
+            Seen::Resync(r) => {
+                if r["reason"] == "epoch" {
+                    expect = None;
+                }
+                resync = Some(r);
+            }
+            Seen::Event(id, data) => {
+                let seq: u64 = id
+                    .rsplit_once('-')
+                    .and_then(|(_, s)| s.parse().ok())
+                    .ok_or_else(|| format!("{who}: bad id {id:?}"))?;
+                if let Some(want) = expect {
+                    if seq < want {
+                        return Err(format!("{who}: duplicate: expected {want}, got {seq}"));
+                    }
+                    if seq > want {
+                        let gap = seq - want;
+                        match resync {
+                            Some(r) if r["missed"].as_u64() == Some(gap) => {}
+                            Some(r) => {
+                                return Err(format!(
+                                    "{who}: a gap of {gap} before {seq} ({data:?}) announced as {r}"
+                                ));
+                            }
+                            None => {
+                                return Err(format!(
+                                    "{who}: silent gap: expected {want}, got {seq} ({data:?})"
+                                ));
+                            }
+                        }
+                    }
+                }
+                expect = Some(seq + 1);
+                resync = None;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `received` (id, data) is every event from the first one
@@ -71,4 +158,29 @@ pub fn check_exactly_once(
         ));
     }
     Ok(received.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64) -> Seen {
+        Seen::Event(format!("e-{seq}"), seq.to_string())
+    }
+
+    #[test]
+    fn gaps_must_be_announced_with_their_size() {
+        let resync =
+            |missed: u64| Seen::Resync(serde_json::json!({"reason": "evicted", "missed": missed}));
+        assert!(check_gaps_announced("t", &[ev(1), ev(2), ev(3)]).is_ok());
+        assert!(check_gaps_announced("t", &[ev(1), resync(3), ev(5)]).is_ok());
+        let silent = check_gaps_announced("t", &[ev(1), ev(5)]).unwrap_err();
+        assert!(silent.contains("silent gap"), "{silent}");
+        let wrong = check_gaps_announced("t", &[ev(1), resync(2), ev(5)]).unwrap_err();
+        assert!(wrong.contains("announced as"), "{wrong}");
+        let twice = check_gaps_announced("t", &[ev(1), ev(2), ev(2)]).unwrap_err();
+        assert!(twice.contains("duplicate"), "{twice}");
+        let epoch = Seen::Resync(serde_json::json!({"reason": "epoch"}));
+        assert!(check_gaps_announced("t", &[ev(7), epoch, ev(1)]).is_ok());
+    }
 }

@@ -114,3 +114,21 @@ pub fn pairs(v: &serde_json::Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The `seen` array of a report: events and resyncs in arrival order
+/// (`["event", id, data]` or `["resync", null, json]`).
+pub fn seen(v: &serde_json::Value) -> Vec<super::flaky::Seen> {
+    v.as_array()
+        .expect("an array of items")
+        .iter()
+        .map(|item| match item[0].as_str() {
+            Some("event") => super::flaky::Seen::Event(
+                item[1].as_str().unwrap().to_owned(),
+                item[2].as_str().unwrap().to_owned(),
+            ),
+            _ => super::flaky::Seen::Resync(
+                serde_json::from_str(item[2].as_str().unwrap()).expect("resync JSON"),
+            ),
+        })
+        .collect()
+}

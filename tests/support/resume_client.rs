@@ -20,6 +20,8 @@ pub struct ClientLog {
     /// Events other than `resync`, in arrival order.
     pub events: Vec<SseEvent>,
     pub resyncs: Vec<SseEvent>,
+    /// Events and resyncs, in arrival order.
+    pub seen: Vec<super::flaky::Seen>,
     /// When each connection attempt started.
     pub attempts: Vec<Instant>,
     /// When each connection got its response head.
@@ -71,8 +73,14 @@ async fn run(addr: SocketAddr, path: String, until: &'static str, log: Arc<Mutex
                         let mut log = log.lock().unwrap();
                         let end = ev.data == until;
                         if ev.event_type == "resync" {
+                            let json = serde_json::from_str(&ev.data).unwrap_or_default();
+                            log.seen.push(super::flaky::Seen::Resync(json));
                             log.resyncs.push(ev);
                         } else {
+                            log.seen.push(super::flaky::Seen::Event(
+                                ev.last_event_id.clone(),
+                                ev.data.clone(),
+                            ));
                             log.events.push(ev);
                         }
                         if end {
