@@ -10,8 +10,9 @@ use crate::event::Event;
 use crate::id::{Epoch, EventId};
 use crate::resync::locate;
 use crate::ring::RingLimits;
+use crate::store::{Sink, Storage, Store, StoreError};
 use crate::stream::{EventStream, StreamParams};
-use crate::topic::{Counters, Topic};
+use crate::topic::{Counters, Published, Topic};
 
 /// The longest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 128;
@@ -42,19 +43,10 @@ pub struct Hub {
     inner: Arc<Inner>,
 }
 
-/// Where topics live.
-#[derive(Clone)]
-enum Backend {
-    /// In this process: the ring is the history.
-    Memory,
-    /// In Redis Streams: the ring is this node's cache of the stream's tail.
-    #[cfg(feature = "redis")]
-    Redis(crate::redis::RedisStore),
-}
-
 struct Inner {
     config: HubConfig,
-    backend: Backend,
+    /// Where the history lives (see [`crate::store`]).
+    storage: Storage,
     epoch: Epoch,
     topics: RwLock<HashMap<Box<str>, Arc<Topic>>>,
     counters: Arc<Counters>,
@@ -101,19 +93,15 @@ impl Hub {
     /// [`HubError::InvalidTopic`], [`HubError::TooManyTopics`] if the topic
     /// is new and the hub is full, [`HubError::TooLarge`] if the event alone
     /// is larger than [`HubConfig::max_total_bytes`], [`HubError::Closed`]
-    /// after [`Hub::close`], [`HubError::Unavailable`] if the storage cannot
-    /// be reached.
+    /// after [`Hub::close`], [`HubError::Storage`] if the storage failed.
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
-        let encoded = vec![event.encode()];
-        self.check_size(&encoded)?;
-        #[cfg(feature = "redis")]
-        if let Backend::Redis(store) = &self.inner.backend {
-            let published = self
-                .publish_redis(store, topic, std::slice::from_ref(&event))
-                .await?;
-            return Ok(EventId::new(published.epoch, published.first));
-        }
-        let published = self.publish_encoded(topic, encoded)?;
+        let published = if self.store().is_memory() {
+            let encoded = vec![event.encode()];
+            self.check_size(&encoded)?;
+            self.publish_encoded(topic, encoded)?
+        } else {
+            self.append(topic, vec![event]).await?
+        };
         Ok(EventId::new(published.epoch, published.first))
     }
 
@@ -130,33 +118,6 @@ impl Hub {
         }
     }
 
-    #[cfg(feature = "redis")]
-    async fn publish_redis(
-        &self,
-        store: &crate::redis::RedisStore,
-        topic: &str,
-        events: &[Event],
-    ) -> Result<crate::topic::Published, HubError> {
-        if self.is_closed() {
-            return Err(HubError::Closed);
-        }
-        validate_topic(topic)?;
-        let (epoch, first) = store.publish(topic, events).await.map_err(|e| {
-            tracing::warn!(error = %e, topic, "publish to redis failed");
-            HubError::Unavailable
-        })?;
-        let count = events.len() as u64;
-        self.inner
-            .counters
-            .published
-            .fetch_add(count, Ordering::Relaxed);
-        Ok(crate::topic::Published {
-            epoch,
-            first,
-            count,
-        })
-    }
-
     /// Publishes events to `topic` in order, as one batch: they get
     /// consecutive ids and subscribers never see part of the batch without
     /// the events before it.
@@ -170,26 +131,55 @@ impl Hub {
         topic: &str,
         events: impl IntoIterator<Item = Event>,
     ) -> Result<Vec<EventId>, HubError> {
-        let events: Vec<Event> = events.into_iter().collect();
-        // Encode before taking the topic's lock.
+        let published = if self.store().is_memory() {
+            // Encode before taking the topic's lock.
+            let encoded: Vec<_> = events.into_iter().map(|e| e.encode()).collect();
+            self.check_size(&encoded)?;
+            self.publish_encoded(topic, encoded)?
+        } else {
+            self.append(topic, events.into_iter().collect()).await?
+        };
+        Ok(published.ids().collect())
+    }
+
+    /// Appends through a store other than memory: the store gives the ids.
+    async fn append(&self, topic: &str, events: Vec<Event>) -> Result<Published, HubError> {
         let encoded: Vec<_> = events.iter().map(Event::encode).collect();
         self.check_size(&encoded)?;
-        #[cfg(feature = "redis")]
-        if let Backend::Redis(store) = &self.inner.backend {
-            return Ok(self
-                .publish_redis(store, topic, &events)
-                .await?
-                .ids()
-                .collect());
+        if self.is_closed() {
+            return Err(HubError::Closed);
         }
-        Ok(self.publish_encoded(topic, encoded)?.ids().collect())
+        validate_topic(topic)?;
+        let appended = self.store().append(topic, &events).await.map_err(|e| {
+            tracing::warn!(error = %e, topic, "append failed");
+            HubError::Storage(e)
+        })?;
+        let count = events.len() as u64;
+        self.inner
+            .counters
+            .published
+            .fetch_add(count, Ordering::Relaxed);
+        Ok(Published {
+            epoch: appended.epoch,
+            first: appended.first,
+            count,
+        })
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.storage.store
+    }
+
+    /// Where the hub keeps its topics' history.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
     }
 
     fn publish_encoded(
         &self,
         name: &str,
         mut encoded: Vec<crate::event::Encoded>,
-    ) -> Result<crate::topic::Published, HubError> {
+    ) -> Result<Published, HubError> {
         for _ in 0..LOOKUP_ATTEMPTS {
             let topic = self.topic(name)?;
             match topic.publish(encoded) {
@@ -226,10 +216,6 @@ impl Hub {
         };
         for _ in 0..LOOKUP_ATTEMPTS {
             let topic = self.topic(topic)?;
-            #[cfg(feature = "redis")]
-            if let Backend::Redis(store) = &self.inner.backend {
-                store.follow(&topic);
-            }
             let ring = topic.lock();
             if topic.is_closed() {
                 // Retired between the lookup and the lock: look again.
@@ -264,15 +250,11 @@ impl Hub {
         options: Subscribe,
         patience: Duration,
     ) -> Result<EventStream, HubError> {
-        if self.is_shared() {
+        if self.store().loads_topics() {
             // Wait until the topic is loaded and, for a resume, until this
             // node has read up to the client's id: a node behind the others
             // must not answer `future` (and replay) for an id that exists.
             let t = self.topic(topic)?;
-            #[cfg(feature = "redis")]
-            if let Backend::Redis(store) = &self.inner.backend {
-                store.follow(&t);
-            }
             let wanted = options
                 .last_event_id
                 .as_deref()
@@ -305,9 +287,22 @@ impl Hub {
         Ok(stream)
     }
 
-    /// Whether topics live in Redis.
-    pub(crate) fn is_shared(&self) -> bool {
-        !matches!(self.inner.backend, Backend::Memory)
+    /// Subscribes for an HTTP response: at once when the topic's start is
+    /// known (always in memory), else after [`Hub::subscribe_ready`]'s wait.
+    pub(crate) fn subscribe_for_response(
+        &self,
+        topic: &str,
+        options: Subscribe,
+        patience: Duration,
+    ) -> Subscribing {
+        if !self.store().loads_topics() {
+            return Subscribing::Ready(self.subscribe(topic, options));
+        }
+        let hub = self.clone();
+        let topic = topic.to_owned();
+        Subscribing::Waiting(Box::pin(async move {
+            hub.subscribe_ready(&topic, options, patience).await
+        }))
     }
 
     /// Ends every stream and refuses further events and subscriptions.
@@ -394,7 +389,7 @@ impl Hub {
             .inner
             .epoch
             .incarnation(self.inner.retired.load(Ordering::Relaxed));
-        let primed = matches!(self.inner.backend, Backend::Memory);
+        let primed = !self.store().loads_topics();
         let topic = Arc::new(Topic::new(
             name,
             epoch,
@@ -406,6 +401,7 @@ impl Hub {
             primed,
         ));
         topics.insert(name.into(), topic.clone());
+        self.store().follow(name);
         // A close that ran before the insert did not see this topic.
         if self.is_closed() {
             topic.close();
@@ -428,6 +424,7 @@ impl Hub {
         for (_, topic) in idle {
             if topic.retire().is_some() {
                 topics.remove(topic.name());
+                self.store().forget(topic.name());
                 self.inner.retired.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(topic = topic.name(), "retired idle topic to make room");
                 return true;
@@ -544,8 +541,8 @@ impl fmt::Debug for Hub {
 /// use ssehub::{validate_topic, HubError};
 ///
 /// assert!(validate_topic("orders.eu:42").is_ok());
-/// assert_eq!(validate_topic("a/b"), Err(HubError::InvalidTopic));
-/// assert_eq!(validate_topic(""), Err(HubError::InvalidTopic));
+/// assert!(matches!(validate_topic("a/b"), Err(HubError::InvalidTopic)));
+/// assert!(matches!(validate_topic(""), Err(HubError::InvalidTopic)));
 /// ```
 ///
 /// # Errors
@@ -604,7 +601,7 @@ impl Subscribe {
 }
 
 /// Why the hub refused an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum HubError {
     /// The topic name is not 1-128 characters of letters, digits, `-_.:`.
@@ -614,8 +611,8 @@ pub enum HubError {
     TooManyTopics,
     /// The hub was closed.
     Closed,
-    /// The storage (Redis) cannot be reached.
-    Unavailable,
+    /// The storage failed (see the source).
+    Storage(StoreError),
     /// The event (or batch) is larger than the hub retains in all
     /// ([`HubConfig::max_total_bytes`]): it could never be delivered.
     TooLarge,
@@ -629,13 +626,29 @@ impl fmt::Display for HubError {
             }
             HubError::TooManyTopics => "too many topics",
             HubError::Closed => "hub is shutting down",
-            HubError::Unavailable => "storage unavailable",
+            HubError::Storage(_) => "storage failed",
             HubError::TooLarge => "event is larger than the server retains (--max-total-bytes)",
         })
     }
 }
 
-impl std::error::Error for HubError {}
+impl std::error::Error for HubError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HubError::Storage(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A subscription being made for a response (see
+/// `Hub::subscribe_for_response`).
+pub(crate) enum Subscribing {
+    Ready(Result<EventStream, HubError>),
+    Waiting(
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<EventStream, HubError>> + Send>>,
+    ),
+}
 
 /// A snapshot of a hub's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -744,8 +757,7 @@ impl Default for HubConfig {
 pub struct HubBuilder {
     config: HubConfig,
     epoch: Option<Epoch>,
-    #[cfg(feature = "redis")]
-    redis: Option<crate::redis::RedisStore>,
+    storage: Storage,
 }
 
 impl fmt::Debug for HubBuilder {
@@ -753,7 +765,8 @@ impl fmt::Debug for HubBuilder {
         f.debug_struct("HubBuilder")
             .field("config", &self.config)
             .field("epoch", &self.epoch)
-            .finish_non_exhaustive()
+            .field("storage", &self.storage)
+            .finish()
     }
 }
 
@@ -829,31 +842,21 @@ impl HubBuilder {
         self
     }
 
-    /// Keeps topics in Redis Streams, shared by every hub (on any machine)
-    /// that uses the same Redis: see [`RedisStore`](crate::RedisStore).
-    /// The ring becomes this node's cache of each stream's tail; ids come
-    /// from Redis, so every node gives an event the same id.
-    #[cfg(feature = "redis")]
-    pub fn redis(mut self, store: crate::redis::RedisStore) -> Self {
-        self.redis = Some(store);
+    /// Where the history of topics is kept: [`Storage::memory`] (the
+    /// default), or a store such as [`RedisStore`](crate::RedisStore)
+    /// (topics shared by every hub that uses the same Redis; the ring
+    /// becomes this node's cache of each stream's tail and ids come from
+    /// Redis, so every node gives an event the same id).
+    pub fn storage(mut self, storage: impl Into<Storage>) -> Self {
+        self.storage = storage.into();
         self
     }
 
     /// Builds the hub.
     pub fn build(self) -> Hub {
-        #[cfg(feature = "redis")]
-        let backend = match self.redis {
-            Some(store) => {
-                store.set_retention(self.config.buffer);
-                Backend::Redis(store)
-            }
-            None => Backend::Memory,
-        };
-        #[cfg(not(feature = "redis"))]
-        let backend = Backend::Memory;
         let hub = Hub {
             inner: Arc::new(Inner {
-                backend,
+                storage: self.storage,
                 config: self.config,
                 epoch: self.epoch.unwrap_or_else(Epoch::generate),
                 topics: RwLock::new(HashMap::new()),
@@ -863,17 +866,46 @@ impl HubBuilder {
                 trimming: Mutex::new(()),
             }),
         };
-        #[cfg(feature = "redis")]
-        if let Backend::Redis(store) = &hub.inner.backend {
-            // Events read from Redis count against the hub's byte bound.
-            let weak = Arc::downgrade(&hub.inner);
-            store.set_after_ingest(Arc::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    Hub { inner }.enforce_total_bytes();
-                }
-            }));
-        }
+        let sink = Arc::new(HubSink(Arc::downgrade(&hub.inner)));
+        hub.store().attach(sink, hub.inner.config.buffer);
         hub
+    }
+}
+
+/// What a store reports reaches the topics through here.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+struct HubSink(std::sync::Weak<Inner>);
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl HubSink {
+    fn topic(&self, name: &str) -> Option<(Hub, Arc<Topic>)> {
+        let hub = Hub {
+            inner: self.0.upgrade()?,
+        };
+        let topic = hub.read_topics().get(name).cloned()?;
+        Some((hub, topic))
+    }
+}
+
+impl Sink for HubSink {
+    fn load(&self, topic: &str, epoch: Epoch, next: u64, events: Vec<(u64, bytes::Bytes)>) -> bool {
+        let Some((hub, topic)) = self.topic(topic) else {
+            return false;
+        };
+        if topic.is_closed() {
+            return false;
+        }
+        topic.prime(epoch, next, events);
+        // Loaded events count against the hub's byte bound.
+        hub.enforce_total_bytes();
+        true
+    }
+
+    fn append(&self, topic: &str, epoch: Epoch, events: Vec<(u64, bytes::Bytes)>) {
+        if let Some((hub, topic)) = self.topic(topic) {
+            topic.ingest(epoch, events);
+            hub.enforce_total_bytes();
+        }
     }
 }
 
@@ -964,13 +996,13 @@ mod tests {
         let hub = Hub::builder().max_topics(2).build();
         let _a = hub.subscribe("a", Subscribe::new()).unwrap();
         let _b = hub.subscribe("b", Subscribe::new()).unwrap();
-        assert_eq!(
+        assert!(matches!(
             hub.publish("c", Event::new("x")).await,
             Err(HubError::TooManyTopics)
-        );
-        assert_eq!(
-            hub.subscribe("c", Subscribe::new()).unwrap_err(),
-            HubError::TooManyTopics
-        );
+        ));
+        assert!(matches!(
+            hub.subscribe("c", Subscribe::new()),
+            Err(HubError::TooManyTopics)
+        ));
     }
 }

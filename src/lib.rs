@@ -51,12 +51,11 @@ mod hub;
 mod id;
 mod metrics;
 mod publish;
-#[cfg(feature = "redis")]
-mod redis;
 mod resync;
 mod ring;
 mod server;
 mod service;
+pub mod store;
 mod stream;
 mod tick;
 mod tls;
@@ -72,13 +71,14 @@ pub use crate::hub::{
 };
 pub use crate::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
 pub use crate::publish::BodyError;
-#[cfg(feature = "redis")]
-pub use crate::redis::{RedisStore, StoreError};
 pub use crate::resync::ResyncReason;
 pub use crate::server::{LISTEN_BACKLOG, Server, ServerConfig, shutdown_signal};
 pub use crate::service::{
     DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
 };
+#[cfg(feature = "redis")]
+pub use crate::store::RedisStore;
+pub use crate::store::{Storage, StoreError};
 pub use crate::stream::EventStream;
 pub use crate::tick::spawn_ticker;
 pub use crate::tls::{TlsConfig, TlsError};

@@ -32,7 +32,7 @@ use crate::auth::{Access, JwtKey, Verdict};
 use crate::body::ResponseBody;
 use crate::cors::CorsOrigins;
 use crate::event::Event;
-use crate::hub::{Hub, HubError, Subscribe, validate_topic};
+use crate::hub::{Hub, HubError, Subscribe, Subscribing, validate_topic};
 use crate::metrics::{ConnectionStats, Metrics};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -226,24 +226,23 @@ impl SseService {
             Ok(options) => options,
             Err(res) => return ResponseFuture::ready(res),
         };
-        if self.hub.is_shared() {
-            // Fix the start before answering (see `Hub::subscribe_ready`).
-            let hub = self.hub.clone();
-            let topic = topic.to_owned();
-            return ResponseFuture::boxed(async move {
-                match hub
-                    .subscribe_ready(&topic, options, SUBSCRIBE_PATIENCE)
-                    .await
-                {
+        // A store that loads topics fixes the start before the answer
+        // (see `Hub::subscribe_ready`); in memory it is fixed at once.
+        match self
+            .hub
+            .subscribe_for_response(topic, options, SUBSCRIBE_PATIENCE)
+        {
+            Subscribing::Ready(result) => ResponseFuture::ready(match result {
+                Ok(stream) => stream_response(stream),
+                Err(e) => hub_error(e),
+            }),
+            Subscribing::Waiting(fut) => ResponseFuture::boxed(async move {
+                match fut.await {
                     Ok(stream) => stream_response(stream),
                     Err(e) => hub_error(e),
                 }
-            });
+            }),
         }
-        ResponseFuture::ready(match self.hub.subscribe(topic, options) {
-            Ok(stream) => stream_response(stream),
-            Err(e) => hub_error(e),
-        })
     }
 
     fn publish<B>(&self, topic: &str, req: Request<B>) -> ResponseFuture
@@ -744,14 +743,17 @@ fn too_large(max: usize) -> Response<ResponseBody> {
 }
 
 pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
-    let status = match e {
-        HubError::InvalidTopic => StatusCode::BAD_REQUEST,
-        HubError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        HubError::TooManyTopics | HubError::Closed | HubError::Unavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+    let (status, msg) = match &e {
+        HubError::InvalidTopic => (StatusCode::BAD_REQUEST, e.to_string()),
+        HubError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        // The cause is logged where it happened; clients get the gist.
+        HubError::Storage(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable".to_owned(),
+        ),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let mut res = text(status, &e.to_string());
+    let mut res = text(status, &msg);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

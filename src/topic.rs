@@ -201,7 +201,6 @@ impl Topic {
     /// `events` (in order, consecutive) of `epoch`, whose next event is
     /// `next`. Wakes everyone: subscribers waiting for the topic to be
     /// primed, and streams whose epoch it replaced.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn prime(&self, epoch: Epoch, next: u64, events: Vec<(u64, Bytes)>) {
         {
             let mut ring = self.lock();
@@ -231,7 +230,6 @@ impl Topic {
     /// Appends events published elsewhere (read back from storage), in
     /// order. Events this ring already has are skipped; a gap or another
     /// epoch starts the ring over, and subscribers behind it get `resync`.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn ingest(&self, epoch: Epoch, events: impl IntoIterator<Item = (u64, Bytes)>) {
         let count = {
             let mut ring = self.lock();

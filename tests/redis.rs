@@ -23,7 +23,7 @@ async fn node_with(redis: &Redis, builder: ssehub::HubBuilder) -> TestServer {
     let hub = builder
         .retry(Some(Duration::from_millis(100)))
         .keep_alive(Some(Duration::from_millis(500)))
-        .redis(store)
+        .storage(store)
         .build();
     TestServer::start(hub).await
 }

@@ -75,7 +75,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         let store = runtime
             .block_on(RedisStore::connect(url))
             .map_err(|e| format!("--redis {url}: {e}"))?;
-        builder = builder.redis(store);
+        builder = builder.storage(store);
     }
     let hub = builder.build();
     let mut service = SseService::builder(hub.clone())

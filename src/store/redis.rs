@@ -28,9 +28,9 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client, Script, Value};
 
+use super::{Appended, ErrorKind, Sink, StoreError};
 use crate::event::{Event, encode_parts};
 use crate::id::{Epoch, EventId};
-use crate::topic::Topic;
 
 /// Appends events to a topic's stream and returns `{epoch, first seq}`.
 /// With no events it only makes sure the topic has an epoch, and returns
@@ -90,7 +90,7 @@ const VERIFY_EVERY: Duration = Duration::from_secs(1);
 /// A connection to Redis that a [`Hub`](crate::Hub) keeps its topics in.
 ///
 /// Cheap to clone. Build it once per process and give it to
-/// [`HubBuilder::redis`](crate::HubBuilder::redis); the hub's `buffer`
+/// [`HubBuilder::storage`](crate::HubBuilder::storage); the hub's `buffer`
 /// sets how many events each stream keeps (trimmed approximately).
 ///
 /// ```no_run
@@ -99,13 +99,22 @@ const VERIFY_EVERY: Duration = Duration::from_secs(1);
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
-/// let hub = Hub::builder().redis(store).build();
+/// let hub = Hub::builder().storage(store).build();
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
+}
+
+impl Inner {
+    fn sink(&self) -> Option<Arc<dyn Sink>> {
+        self.sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 struct Inner {
@@ -117,13 +126,11 @@ struct Inner {
     follow: Mutex<HashMap<Box<str>, Followed>>,
     /// `CLIENT ID` of the reader's connection, to interrupt its `XREAD`.
     reader_id: Mutex<Option<i64>>,
-    /// Called after the reader added events to rings (the hub enforces its
-    /// byte bound there).
-    after_ingest: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// The hub the reader reports to, once attached.
+    sink: Mutex<Option<Arc<dyn Sink>>>,
 }
 
 struct Followed {
-    topic: Weak<Topic>,
     /// The history the ring holds, once primed.
     epoch: Option<Epoch>,
     /// The last sequence number read into the ring.
@@ -132,31 +139,14 @@ struct Followed {
     cursor: String,
 }
 
-/// Why Redis could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// Redis could not be reached or answered with an error.
-    Redis(String),
-    /// Redis answered something ssehub did not write.
-    Corrupt(String),
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Redis(e) => write!(f, "redis: {e}"),
-            StoreError::Corrupt(e) => write!(f, "unexpected data in redis: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
-        StoreError::Redis(e.to_string())
+        StoreError::with_source(ErrorKind::Unavailable, "redis", e)
     }
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::new(ErrorKind::Corrupt, format!("redis: {what}"))
 }
 
 fn key(topic: &str, what: &str) -> String {
@@ -169,7 +159,7 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Redis`] if the URL is invalid or Redis does not answer.
+    /// A [`StoreError`] if the URL is invalid or Redis does not answer.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
         let client = Client::open(url)?;
         let commands = client.get_connection_manager().await?;
@@ -181,21 +171,19 @@ impl RedisStore {
             maxlen: std::sync::atomic::AtomicUsize::new(1024),
             follow: Mutex::new(HashMap::new()),
             reader_id: Mutex::new(None),
-            after_ingest: Mutex::new(None),
+            sink: Mutex::new(None),
         });
         tokio::spawn(reader(Arc::downgrade(&inner)));
         Ok(RedisStore { inner })
     }
 
-    pub(crate) fn set_after_ingest(&self, hook: Arc<dyn Fn() + Send + Sync>) {
+    /// Reports to `sink` from now on; streams keep about `events` events.
+    pub(crate) fn attach(&self, sink: Arc<dyn Sink>, events: usize) {
         *self
             .inner
-            .after_ingest
+            .sink
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
-    }
-
-    pub(crate) fn set_retention(&self, events: usize) {
+            .unwrap_or_else(PoisonError::into_inner) = Some(sink);
         self.inner
             .maxlen
             .store(events.max(1), std::sync::atomic::Ordering::Relaxed);
@@ -207,8 +195,9 @@ impl RedisStore {
         &self,
         topic: &str,
         events: &[Event],
-    ) -> Result<(Epoch, u64), StoreError> {
-        self.run_publish(topic, events, Epoch::generate()).await
+    ) -> Result<Appended, StoreError> {
+        let (epoch, first) = self.run_publish(topic, events, Epoch::generate()).await?;
+        Ok(Appended { epoch, first })
     }
 
     /// The publish script; `candidate` is the epoch a new history gets.
@@ -234,38 +223,37 @@ impl RedisStore {
         let (epoch, first): (String, u64) = inv.invoke_async(&mut conn).await?;
         let epoch = epoch
             .parse()
-            .map_err(|_| StoreError::Corrupt(format!("epoch {epoch:?}")))?;
+            .map_err(|_| corrupt(format!("epoch {epoch:?}")))?;
         Ok((epoch, first))
     }
 
-    /// Starts following `topic` on this node: its history is loaded into
-    /// its ring (which marks it primed), then new events are read into it.
-    pub(crate) fn follow(&self, topic: &Arc<Topic>) {
-        {
-            let mut follow = self
-                .inner
-                .follow
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let weak = Arc::downgrade(topic);
-            // An entry for a retired topic of the same name is replaced.
-            if follow
-                .get(topic.name())
-                .is_some_and(|f| f.topic.ptr_eq(&weak))
-            {
-                return;
-            }
-            follow.insert(
-                topic.name().into(),
+    /// Starts following `topic` on this node: its history is loaded and
+    /// reported to the sink, then new events as they come. A topic of the
+    /// same name followed before (retired, then created again) is loaded
+    /// again.
+    pub(crate) fn follow(&self, topic: &str) {
+        self.inner
+            .follow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                topic.into(),
                 Followed {
-                    topic: weak,
                     epoch: None,
                     last: 0,
                     cursor: "0-0".into(),
                 },
             );
-        }
         self.wake_reader();
+    }
+
+    /// Stops following `topic`.
+    pub(crate) fn unfollow(&self, topic: &str) {
+        self.inner
+            .follow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(topic);
     }
 
     /// Interrupts the reader's `XREAD` so it sees a new topic now.
@@ -370,8 +358,7 @@ async fn follow_loop(
         let mut to_prime: Vec<Box<str>> = Vec::new();
         let mut known = Vec::new();
         {
-            let mut follow = inner.follow.lock().unwrap_or_else(PoisonError::into_inner);
-            follow.retain(|_, f| f.topic.strong_count() > 0);
+            let follow = inner.follow.lock().unwrap_or_else(PoisonError::into_inner);
             for (name, f) in follow.iter() {
                 match f.epoch {
                     Some(epoch) => known.push((name.clone(), epoch, f.last)),
@@ -387,7 +374,7 @@ async fn follow_loop(
             // One topic's trouble (a key someone else wrote) must not stall
             // the others: it is tried again on the next round.
             if let Err(e) = prime(&inner, conn, &name).await {
-                if matches!(e, StoreError::Corrupt(_)) {
+                if e.kind() == ErrorKind::Corrupt {
                     tracing::warn!(topic = &*name, error = %e, "cannot load topic from redis");
                 } else {
                     return Err(e);
@@ -428,18 +415,7 @@ async fn follow_loop(
             return Ok(());
         };
         match reply {
-            Some(reply) => {
-                if ingest(&inner, &reading, reply) {
-                    let hook = inner
-                        .after_ingest
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clone();
-                    if let Some(hook) = hook {
-                        hook();
-                    }
-                }
-            }
+            Some(reply) => ingest(&inner, &reading, reply),
             // A quiet block, or a wake-up for a new topic: check histories.
             None => last_verify = None,
         }
@@ -489,13 +465,16 @@ async fn prime(
     conn: &mut MultiplexedConnection,
     name: &str,
 ) -> Result<(), StoreError> {
-    let Some((topic, known)) = inner
+    let Some(known) = inner
         .follow
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(name)
-        .and_then(|f| Some((f.topic.upgrade()?, f.epoch.map(|e| (e, f.last)))))
+        .map(|f| f.epoch.map(|e| (e, f.last)))
     else {
+        return Ok(());
+    };
+    let Some(sink) = inner.sink() else {
         return Ok(());
     };
     // A topic whose ring never had an event may keep its epoch (its ids
@@ -521,7 +500,14 @@ async fn prime(
     entries.reverse();
     let next = entries.last().map_or(next, |e| (e.0 + 1).max(next));
     let last = next - 1;
-    topic.prime(epoch, next, entries);
+    if !sink.load(name, epoch, next, entries) {
+        inner
+            .follow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        return Ok(());
+    }
     if let Some(f) = inner
         .follow
         .lock()
@@ -537,12 +523,10 @@ async fn prime(
 
 /// Feeds an `XREAD` reply into the rings; returns whether anything was
 /// added. An entry of another epoch makes the topic load again.
-fn ingest(
-    inner: &Arc<Inner>,
-    reading: &[(Box<str>, Epoch, String)],
-    reply: StreamReadReply,
-) -> bool {
-    let mut added = false;
+fn ingest(inner: &Arc<Inner>, reading: &[(Box<str>, Epoch, String)], reply: StreamReadReply) {
+    let Some(sink) = inner.sink() else {
+        return;
+    };
     for stream in reply.keys {
         let Some((name, epoch, _)) = reading
             .iter()
@@ -570,7 +554,7 @@ fn ingest(
                 encode_parts(&ty, &data).finish(&EventId::new(*epoch, seq)),
             ));
         }
-        let topic = {
+        {
             let mut follow = inner.follow.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(f) = follow.get_mut(&**name) else {
                 continue;
@@ -585,16 +569,11 @@ fn ingest(
             if let Some(last) = events.last().map(|e| e.0) {
                 f.last = f.last.max(last);
             }
-            f.topic.upgrade()
-        };
-        if let Some(topic) = topic
-            && !events.is_empty()
-        {
-            topic.ingest(*epoch, events);
-            added = true;
+        }
+        if !events.is_empty() {
+            sink.append(name, *epoch, events);
         }
     }
-    added
 }
 
 /// The sequence number of an entry id `0-<seq>`; `None` for anything else
@@ -621,7 +600,7 @@ type Frames = Vec<(u64, Bytes)>;
 /// frames, and the id of the newest entry.
 fn parse_entries(reply: &Value, epoch: Epoch) -> Result<(Frames, Option<String>), StoreError> {
     let Value::Array(items) = reply else {
-        return Err(StoreError::Corrupt("XREVRANGE reply".into()));
+        return Err(corrupt("XREVRANGE reply".into()));
     };
     let mut out = Vec::with_capacity(items.len());
     let mut newest = None;

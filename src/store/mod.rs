@@ -1,0 +1,265 @@
+//! Where history lives: the seam between the hub and its storage.
+//!
+//! A store owns each topic's **epoch**, assigns **sequence numbers** when
+//! events are appended (a batch gets consecutive ones), keeps **retention**,
+//! reads history **from a position**, and reports history it learns of
+//! from elsewhere (events appended by other nodes, a history that was
+//! replaced). The hub owns a store and keeps what is the same for all of
+//! them: the topic registry, the in-memory ring of every topic, and the
+//! fan-out. Events are encoded once; every store hands the hub the same
+//! shared frames, and a store never sits between the ring and a socket.
+//!
+//! | store | history | ids come from | the ring is |
+//! |---|---|---|---|
+//! | memory (default) | the ring itself | the ring | the history |
+//! | disk (`--data-dir`) | an embedded database | the disk writer, after the event is synced | the newest events of this run |
+//! | Redis (`--redis`) | Redis Streams | a Lua script in Redis | this node's cache of the stream's tail |
+//!
+//! # Why an enum, not a trait
+//!
+//! [`Storage`] is a closed set of three stores behind a crate-private
+//! enum. The stores differ in kind: memory does no I/O and appends under the
+//! topic's lock, synchronously (its publish must stay a direct call, with no
+//! boxed future, so the default's per-publish and per-delivery cost does not
+//! change); the disk store has a writer thread that commits groups of
+//! appends with one sync; Redis appends with a round trip and learns of
+//! everyone's events from a reader task. A trait object would force the
+//! slowest shape (a boxed future per append) on the fastest store, and would
+//! make a public contract of interfaces that are still moving. With an
+//! enum, each operation reads as one `match` in this module, and the Cargo
+//! features that bring a store in (`redis`, `disk`) are gated here only.
+//!
+//! # Reporting to the hub
+//!
+//! A store never calls into the hub's topics. What it learns by itself (a
+//! history loaded or replaced, events appended elsewhere) it reports through
+//! `Sink`, a trait of this layer that the hub implements; what the hub asks
+//! for, it asks through the methods of the crate-private `Store`.
+
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::event::Event;
+use crate::id::Epoch;
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
+
+/// Where a [`Hub`](crate::Hub) keeps the history of its topics: in memory
+/// (the default), or in one of the stores of this module.
+///
+/// # Examples
+///
+/// ```
+/// use ssehub::{Hub, Storage};
+///
+/// let hub = Hub::builder().storage(Storage::memory()).build();
+/// assert!(!hub.storage().is_shared());
+/// ```
+#[derive(Clone, Default)]
+pub struct Storage {
+    pub(crate) store: Store,
+}
+
+impl Storage {
+    /// History in the rings of this process: lost on restart.
+    pub fn memory() -> Self {
+        Storage::default()
+    }
+
+    /// Whether other nodes share this storage's topics (and ids).
+    pub fn is_shared(&self) -> bool {
+        match &self.store {
+            Store::Memory => false,
+            #[cfg(feature = "redis")]
+            Store::Redis(_) => true,
+        }
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.store {
+            Store::Memory => f.write_str("Storage::Memory"),
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => f.debug_tuple("Storage::Redis").field(r).finish(),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<RedisStore> for Storage {
+    fn from(store: RedisStore) -> Self {
+        Storage {
+            store: Store::Redis(store),
+        }
+    }
+}
+
+/// The stores. See the module documentation for why this is an enum.
+#[derive(Clone, Default)]
+pub(crate) enum Store {
+    /// The rings are the history.
+    #[default]
+    Memory,
+    /// Topics in Redis Streams, shared by every node with the same Redis.
+    #[cfg(feature = "redis")]
+    Redis(RedisStore),
+}
+
+/// Where a store reports what it learns by itself. The hub implements it.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) trait Sink: Send + Sync {
+    /// `topic`'s history is now `epoch`, whose next event will be `next`,
+    /// and these are its newest events (in order, consecutive). Returns
+    /// `false` if the hub no longer has the topic.
+    fn load(&self, topic: &str, epoch: Epoch, next: u64, events: Vec<(u64, Bytes)>) -> bool;
+
+    /// Events of `topic`'s history `epoch` appended elsewhere, in order.
+    fn append(&self, topic: &str, epoch: Epoch, events: Vec<(u64, Bytes)>);
+}
+
+/// The ids a store gave an appended batch: `first` and the ones after it.
+pub(crate) struct Appended {
+    pub(crate) epoch: Epoch,
+    pub(crate) first: u64,
+}
+
+impl Store {
+    /// Whether the rings are the history (no store behind them).
+    pub(crate) fn is_memory(&self) -> bool {
+        matches!(self, Store::Memory)
+    }
+
+    /// Whether a new topic's history must be loaded before streams can
+    /// start (its ring is not the history, and not empty either).
+    pub(crate) fn loads_topics(&self) -> bool {
+        match self {
+            Store::Memory => false,
+            #[cfg(feature = "redis")]
+            Store::Redis(_) => true,
+        }
+    }
+
+    /// Connects the store to the hub it reports to.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn attach(&self, sink: Arc<dyn Sink>, retention: usize) {
+        match self {
+            Store::Memory => {}
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.attach(sink, retention),
+        }
+    }
+
+    /// The hub created a topic: a store that loads topics starts now.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn follow(&self, topic: &str) {
+        match self {
+            Store::Memory => {}
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.follow(topic),
+        }
+    }
+
+    /// The hub retired a topic: stop following it.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn forget(&self, topic: &str) {
+        match self {
+            Store::Memory => {}
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.unfollow(topic),
+        }
+    }
+
+    /// Appends events to `topic` where other nodes see them (stores other
+    /// than memory; the memory store appends in the hub's ring).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) async fn append(
+        &self,
+        topic: &str,
+        events: &[Event],
+    ) -> Result<Appended, StoreError> {
+        match self {
+            Store::Memory => Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "the memory store appends in the ring",
+            )),
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.publish(topic, events).await,
+        }
+    }
+}
+
+/// Why a store could not do what was asked.
+///
+/// It keeps the error of the layer below (Redis, the file system) as its
+/// [`source`](std::error::Error::source).
+#[derive(Debug)]
+pub struct StoreError {
+    kind: ErrorKind,
+    context: Cow<'static, str>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// What kind of trouble a [`StoreError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The storage cannot be reached or refused the operation (Redis down,
+    /// an I/O error): it may work again later.
+    Unavailable,
+    /// The storage holds something ssehub did not write, or lost part of
+    /// what it wrote.
+    Corrupt,
+}
+
+impl StoreError {
+    pub(crate) fn new(kind: ErrorKind, context: impl Into<Cow<'static, str>>) -> Self {
+        StoreError {
+            kind,
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        context: impl Into<Cow<'static, str>>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError {
+            kind,
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What kind of trouble this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ErrorKind::Unavailable => write!(f, "storage unavailable: {}", self.context),
+            ErrorKind::Corrupt => write!(f, "unexpected data in storage: {}", self.context),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
