@@ -447,10 +447,14 @@ impl Hub {
                 .collect();
             let level = water_level(&mut sizes, total - target);
             for (size, topic) in &sizes {
-                if *size <= level {
+                // Events are whole: cutting every topic to the level can
+                // shed far more than the excess (alike topics of one event
+                // each would all be emptied), so stop once it is shed.
+                let total = c.retained_bytes.load(Ordering::Relaxed);
+                if *size <= level || total <= target {
                     break;
                 }
-                topic.trim_to(level);
+                topic.trim_to(level.max(size.saturating_sub(total - target)));
             }
         }
     }
@@ -957,7 +961,7 @@ mod tests {
         "data: ".len() + data.len() + "\nid: ".len() + id.to_string().len() + "\n\n".len()
     }
 
-    /// Checks a topic's ring and the hub's total against the frames of
+    /// Checks a topic's oldest event and ring bytes against the frames of
     /// events `oldest..=latest`, whose data is `data(seq)`.
     fn assert_retained(hub: &Hub, topic: &str, oldest: Option<u64>, data: impl Fn(u64) -> String) {
         let info = hub.topic_info(topic).unwrap();
@@ -1051,6 +1055,43 @@ mod tests {
             );
         }
         assert!(trims >= 3, "the bound was crossed {trims} times");
+    }
+
+    /// Regression: over the total bound, topics of equal size were all cut
+    /// to the common level; when that level is below one event, every
+    /// topic lost its whole history, and the total fell to nothing instead
+    /// of 15/16 of the bound.
+    #[tokio::test]
+    async fn the_total_bound_sheds_about_one_sixteenth_when_topics_are_alike() {
+        const MAX: usize = 10_000;
+        const TARGET: usize = MAX - MAX / 16;
+        let hub = Hub::builder().max_total_bytes(MAX).build();
+        let frame = frame_len("x", &EventId::new(hub.epoch(), 1));
+        let mut crossed = false;
+        for i in 0..1000 {
+            let before = hub.stats().retained_bytes;
+            hub.publish(&format!("t{i}"), Event::new("x"))
+                .await
+                .unwrap();
+            let after = hub.stats().retained_bytes;
+            if before + frame > MAX {
+                crossed = true;
+                // Trimmed back under 15/16 of the bound, by less than one
+                // more event than needed.
+                assert!(
+                    after <= TARGET && after + frame > TARGET,
+                    "{before} -> {after}"
+                );
+            } else {
+                assert_eq!(after, before + frame);
+            }
+            let held: usize = (0..=i)
+                .filter_map(|t| hub.topic_info(&format!("t{t}")))
+                .map(|t| t.retained_bytes)
+                .sum();
+            assert_eq!(after, held);
+        }
+        assert!(crossed);
     }
 
     #[tokio::test]
