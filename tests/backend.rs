@@ -929,7 +929,7 @@ async fn every_metric_in_the_readme_has_its_exact_value() {
         assert_eq!(
             got.iter().find(|(n, _)| *n == name),
             Some(&(name, value)),
-            "{text}"
+            "{name} in\n{text}"
         );
     }
     assert_eq!(got.len(), want.len());
