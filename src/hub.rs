@@ -464,10 +464,14 @@ impl Hub {
                 .collect();
             let level = water_level(&mut sizes, total - target);
             for (size, topic) in &sizes {
-                if *size <= level {
+                // Events are whole: cutting every topic to the level can
+                // shed far more than the excess (alike topics of one event
+                // each would all be emptied), so stop once it is shed.
+                let total = c.retained_bytes.load(Ordering::Relaxed);
+                if *size <= level || total <= target {
                     break;
                 }
-                topic.trim_to(level);
+                topic.trim_to(level.max(size.saturating_sub(total - target)));
             }
         }
     }
@@ -1004,5 +1008,190 @@ mod tests {
             hub.subscribe("c", Subscribe::new()),
             Err(HubError::TooManyTopics)
         ));
+    }
+
+    /// The length of the frame of an untyped one-line event, from the
+    /// encoding rules (`data: <x>\nid: <epoch>-<seq>\n\n`), not from the
+    /// encoder.
+    fn frame_len(data: &str, id: &EventId) -> usize {
+        "data: ".len() + data.len() + "\nid: ".len() + id.to_string().len() + "\n\n".len()
+    }
+
+    /// Checks a topic's oldest event and ring bytes against the frames of
+    /// events `oldest..=latest`, whose data is `data(seq)`.
+    fn assert_retained(hub: &Hub, topic: &str, oldest: Option<u64>, data: impl Fn(u64) -> String) {
+        let info = hub.topic_info(topic).unwrap();
+        let epoch = info.latest.epoch();
+        let want: usize = oldest.map_or(0, |o| {
+            (o..=info.latest.seq())
+                .map(|s| frame_len(&data(s), &EventId::new(epoch, s)))
+                .sum()
+        });
+        assert_eq!(info.oldest.map(|o| o.seq()), oldest, "{topic}: oldest");
+        assert_eq!(info.retained_bytes, want, "{topic}: ring bytes");
+    }
+
+    /// Regression guard: a publish that evicts must take the evicted
+    /// frames off the hub's total (subtracting nothing made the total grow
+    /// for ever, and the hub trimmed topics that were well under it).
+    #[tokio::test]
+    async fn retained_bytes_are_the_frames_kept_when_the_ring_evicts_by_count() {
+        let hub = Hub::builder().buffer(4).build();
+        let data = |s: u64| format!("event {s}");
+        // Past 9 the ids get a digit longer, so every frame's length counts.
+        for n in 1..=12u64 {
+            hub.publish("t", Event::new(data(n))).await.unwrap();
+            let oldest = n.saturating_sub(3).max(1);
+            assert_retained(&hub, "t", Some(oldest), data);
+            let info = hub.topic_info("t").unwrap();
+            assert_eq!(info.retained_events as u64, n - oldest + 1);
+            assert_eq!(hub.stats().retained_bytes, info.retained_bytes, "after {n}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retained_bytes_are_the_frames_kept_when_the_ring_evicts_by_bytes() {
+        const MAX: usize = 100;
+        let hub = Hub::builder().max_topic_bytes(MAX).build();
+        let e = hub.epoch();
+        // Frames of 35 to 155 bytes; the 150-byte one is kept alone.
+        let sizes = [20usize, 30, 25, 40, 150, 10, 10, 10, 10, 60];
+        let data = |s: u64| "x".repeat(sizes[s as usize - 1]);
+        for n in 1..=sizes.len() as u64 {
+            hub.publish("t", Event::new(data(n))).await.unwrap();
+            // The newest events whose frames fit in MAX, at least one.
+            let mut oldest = n;
+            let mut kept = frame_len(&data(n), &EventId::new(e, n));
+            while oldest > 1 {
+                let older = frame_len(&data(oldest - 1), &EventId::new(e, oldest - 1));
+                if kept + older > MAX {
+                    break;
+                }
+                kept += older;
+                oldest -= 1;
+            }
+            assert_retained(&hub, "t", Some(oldest), data);
+            assert_eq!(hub.stats().retained_bytes, kept, "after {n}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_total_bound_trims_the_largest_topic_and_spares_small_ones() {
+        const MAX: usize = 1000;
+        const TARGET: usize = MAX - MAX / 16;
+        let hub = Hub::builder().max_total_bytes(MAX).build();
+        let e = hub.epoch();
+        let small = |_| "s".to_owned();
+        hub.publish("small", Event::new("s")).await.unwrap();
+        let small_bytes = frame_len("s", &EventId::new(e, 1));
+        let data = |s: u64| format!("{s:>40}");
+        let mut oldest = 1;
+        let mut trims = 0;
+        for n in 1..=60u64 {
+            hub.publish("big", Event::new(data(n))).await.unwrap();
+            // Over the bound, the big topic loses its oldest events until
+            // the total is at most 15/16 of the bound.
+            let big = |from: u64| -> usize {
+                (from..=n)
+                    .map(|s| frame_len(&data(s), &EventId::new(e, s)))
+                    .sum()
+            };
+            if small_bytes + big(oldest) > MAX {
+                trims += 1;
+                while small_bytes + big(oldest) > TARGET {
+                    oldest += 1;
+                }
+            }
+            assert_retained(&hub, "big", Some(oldest), data);
+            assert_retained(&hub, "small", Some(1), small);
+            assert_eq!(
+                hub.stats().retained_bytes,
+                small_bytes + big(oldest),
+                "after {n}"
+            );
+        }
+        assert!(trims >= 3, "the bound was crossed {trims} times");
+    }
+
+    /// Regression: over the total bound, topics of equal size were all cut
+    /// to the common level; when that level is below one event, every
+    /// topic lost its whole history, and the total fell to nothing instead
+    /// of 15/16 of the bound.
+    #[tokio::test]
+    async fn the_total_bound_sheds_about_one_sixteenth_when_topics_are_alike() {
+        const MAX: usize = 10_000;
+        const TARGET: usize = MAX - MAX / 16;
+        let hub = Hub::builder().max_total_bytes(MAX).build();
+        let frame = frame_len("x", &EventId::new(hub.epoch(), 1));
+        let mut crossed = false;
+        for i in 0..1000 {
+            let before = hub.stats().retained_bytes;
+            hub.publish(&format!("t{i}"), Event::new("x"))
+                .await
+                .unwrap();
+            let after = hub.stats().retained_bytes;
+            if before + frame > MAX {
+                crossed = true;
+                // Trimmed back under 15/16 of the bound, by less than one
+                // more event than needed.
+                assert!(
+                    after <= TARGET && after + frame > TARGET,
+                    "{before} -> {after}"
+                );
+            } else {
+                assert_eq!(after, before + frame);
+            }
+            let held: usize = (0..=i)
+                .filter_map(|t| hub.topic_info(&format!("t{t}")))
+                .map(|t| t.retained_bytes)
+                .sum();
+            assert_eq!(after, held);
+        }
+        assert!(crossed);
+    }
+
+    #[tokio::test]
+    async fn retiring_a_topic_takes_its_bytes_off_the_total() {
+        let hub = Hub::builder().max_topics(2).build();
+        let data = |s: u64| format!("payload {s}");
+        for s in 1..=3 {
+            hub.publish("a", Event::new(data(s))).await.unwrap();
+        }
+        for s in 1..=2 {
+            hub.publish("b", Event::new(data(s))).await.unwrap();
+        }
+        let c = hub.publish("c", Event::new(data(1))).await.unwrap(); // retires a
+        assert!(hub.topic_info("a").is_none());
+        assert_eq!(hub.stats().topics_retired, 1);
+        assert_retained(&hub, "b", Some(1), data);
+        assert_retained(&hub, "c", Some(1), data);
+        let b: usize = (1..=2)
+            .map(|s| frame_len(&data(s), &EventId::new(hub.epoch(), s)))
+            .sum();
+        // `c` has the epoch of a re-created topic: its ids are longer.
+        assert_eq!(hub.stats().retained_bytes, b + frame_len(&data(1), &c));
+    }
+
+    #[tokio::test]
+    async fn close_keeps_the_total_equal_to_what_the_rings_hold() {
+        let hub = Hub::builder().buffer(2).build();
+        let data = |s: u64| format!("d{s}");
+        for s in 1..=3 {
+            hub.publish("a", Event::new(data(s))).await.unwrap();
+        }
+        hub.publish("b", Event::new(data(1))).await.unwrap();
+        let e = hub.epoch();
+        let want = frame_len("d2", &EventId::new(e, 2))
+            + frame_len("d3", &EventId::new(e, 3))
+            + frame_len("d1", &EventId::new(e, 1));
+        assert_eq!(hub.stats().retained_bytes, want);
+        hub.close();
+        assert!(matches!(
+            hub.publish("a", Event::new("late")).await,
+            Err(HubError::Closed)
+        ));
+        assert_retained(&hub, "a", Some(2), data);
+        assert_retained(&hub, "b", Some(1), data);
+        assert_eq!(hub.stats().retained_bytes, want);
     }
 }

@@ -442,3 +442,80 @@ impl fmt::Debug for EventStream {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+
+    use crate::event::Event;
+    use crate::hub::{Hub, Subscribe};
+
+    /// The next frame's text; fails at once if none is ready (the clock is
+    /// paused, so the timeout elapses as soon as nothing else can run).
+    async fn next_frame(stream: &mut super::EventStream) -> String {
+        let frame = tokio::time::timeout(Duration::from_secs(1), stream.frame())
+            .await
+            .expect("a frame is ready")
+            .expect("the stream goes on")
+            .unwrap();
+        String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+    }
+
+    /// Regression guard: a live subscriber whose unsent events were
+    /// overwritten must be told in-band, with the exact count, and continue
+    /// with the oldest retained event (dropping the `lagged` resync was
+    /// caught only by an RSS-measuring test).
+    #[tokio::test(start_paused = true)]
+    async fn a_lagging_subscriber_gets_the_exact_lagged_resync_then_the_ring() {
+        let hub = Hub::builder()
+            .buffer(4)
+            .retry(Some(Duration::from_millis(1000)))
+            .retry_jitter(0.0)
+            .build();
+        let e = hub.epoch();
+        let mut stream = hub.subscribe("t", Subscribe::new()).unwrap();
+        assert_eq!(
+            next_frame(&mut stream).await,
+            format!("retry: 1000\nid: {e}-0\n\n")
+        );
+        for i in 1..=2 {
+            hub.publish("t", Event::new(format!("e{i}"))).await.unwrap();
+        }
+        assert_eq!(
+            next_frame(&mut stream).await,
+            format!("data: e1\nid: {e}-1\n\ndata: e2\nid: {e}-2\n\n")
+        );
+        // Ten more while the subscriber does not read: the ring keeps 9..=12,
+        // so 3..=8 are lost to it.
+        for i in 3..=12 {
+            hub.publish("t", Event::new(format!("e{i}"))).await.unwrap();
+        }
+        assert_eq!(
+            next_frame(&mut stream).await,
+            format!(
+                "event: resync\ndata: {{\"reason\":\"lagged\",\"requested\":\"{e}-2\",\
+                 \"oldest\":\"{e}-9\",\"latest\":\"{e}-12\",\"missed\":6}}\nid: {e}-8\n\n"
+            )
+        );
+        let ring: String = (9..=12)
+            .map(|i| format!("data: e{i}\nid: {e}-{i}\n\n"))
+            .collect();
+        assert_eq!(next_frame(&mut stream).await, ring);
+        hub.publish("t", Event::new("e13")).await.unwrap();
+        assert_eq!(
+            next_frame(&mut stream).await,
+            format!("data: e13\nid: {e}-13\n\n")
+        );
+        let stats = hub.stats();
+        assert_eq!((stats.resyncs, stats.delivered, stats.replayed), (1, 7, 0));
+        // Then nothing but the keep-alive, 15 s after the last frame.
+        let start = tokio::time::Instant::now();
+        let keep_alive = stream.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(
+            (&keep_alive[..], start.elapsed()),
+            (&b": keep-alive\n\n"[..], Duration::from_secs(15))
+        );
+    }
+}

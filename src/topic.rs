@@ -330,3 +330,59 @@ impl Topic {
         self.touch();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(epoch: &str, seq: u64) -> (u64, Bytes) {
+        (
+            seq,
+            Bytes::from(format!("data: {seq}\nid: {epoch}-{seq}\n\n")),
+        )
+    }
+
+    fn len(frames: &[(u64, Bytes)]) -> usize {
+        frames.iter().map(|f| f.1.len()).sum()
+    }
+
+    /// The hub-wide total and the ring's count move together through what
+    /// storage does to a ring: loading, appending, restarting after a gap
+    /// or in another epoch, and retiring.
+    #[test]
+    fn the_hub_total_follows_prime_ingest_and_retire() {
+        let counters = Arc::new(Counters::default());
+        let total = || counters.retained_bytes.load(Ordering::Relaxed);
+        let (a, b): (Epoch, Epoch) = ("a".parse().unwrap(), "b".parse().unwrap());
+        let limits = RingLimits {
+            max_events: 3,
+            max_bytes: 1 << 20,
+        };
+        let t = Topic::new("t", a, limits, counters.clone(), false);
+        let check = |want: &[(u64, Bytes)]| {
+            assert_eq!(t.lock().bytes(), len(want));
+            assert_eq!(t.retained_bytes(), len(want));
+            assert_eq!(total(), len(want));
+        };
+
+        // Loading four events into a ring of three keeps the last three.
+        t.prime(a, 5, (1..=4).map(|s| frame("a", s)).collect());
+        check(&[frame("a", 2), frame("a", 3), frame("a", 4)]);
+        // Known events are skipped, new ones evict the oldest.
+        t.ingest(a, (4..=6).map(|s| frame("a", s)));
+        check(&[frame("a", 4), frame("a", 5), frame("a", 6)]);
+        // A gap starts the ring over.
+        t.ingest(a, [frame("a", 10)]);
+        check(&[frame("a", 10)]);
+        // So does another epoch.
+        t.ingest(b, [frame("b", 1), frame("b", 2)]);
+        check(&[frame("b", 1), frame("b", 2)]);
+        // Loading again replaces everything, here with nothing.
+        t.prime(a, 7, Vec::new());
+        check(&[]);
+        t.ingest(a, [frame("a", 7)]);
+        check(&[frame("a", 7)]);
+        assert_eq!(t.retire(), Some(frame("a", 7).1.len()));
+        check(&[]);
+    }
+}

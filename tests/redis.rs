@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ssehub::{Hub, RedisStore};
+use ssehub::{Event, EventId, Hub, RedisStore, Subscribe};
 use support::chaos::{Chaos, ChaosProxy};
 use support::flaky::check_exactly_once;
-use support::redis::Redis;
+use support::redis::{HoldingProxy, Redis};
 use support::resume_client::ResumingClient;
 use support::{Item, SseClient, TestServer, events, request, seq};
 
@@ -19,7 +19,11 @@ async fn node(redis: &Redis) -> TestServer {
 }
 
 async fn node_with(redis: &Redis, builder: ssehub::HubBuilder) -> TestServer {
-    let store = RedisStore::connect(&redis.url()).await.expect("redis");
+    node_at(&redis.url(), builder).await
+}
+
+async fn node_at(url: &str, builder: ssehub::HubBuilder) -> TestServer {
+    let store = RedisStore::connect(url).await.expect("redis");
     let hub = builder
         .retry(Some(Duration::from_millis(100)))
         .keep_alive(Some(Duration::from_millis(500)))
@@ -416,7 +420,8 @@ async fn a_topic_used_again_after_retirement_is_followed() {
     let mut again = a.subscribe("/events/one").await;
     assert_eq!(a.post("/events/one", "hello again").await.0, 201);
     assert_eq!(again.next_event().await.data, "hello again");
-    assert!(a.hub.stats().topics_retired >= 2);
+    // `one`, then `two` to make room for `one` again.
+    assert_eq!(a.hub.stats().topics_retired, 2);
 }
 
 /// Regression: events read back from Redis did not count against the hub's
@@ -456,4 +461,326 @@ async fn the_byte_bound_holds_for_events_read_from_redis() {
         retained <= BOUND + 20 * 1100,
         "node B retains {retained} bytes"
     );
+}
+
+/// A plain client of the test's Redis, to look at and change what ssehub
+/// keeps there.
+async fn redis_conn(redis: &Redis) -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn ttl(conn: &mut ::redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    ::redis::cmd("TTL")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// The resync JSON of a stream item, or a panic with what came instead.
+fn resync_of(item: Option<Item>) -> (String, String) {
+    match item {
+        Some(Item::Event(e)) if e.event_type == "resync" => (e.data, e.last_event_id),
+        other => panic!("expected a resync event, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_trimmed_to_about_the_buffer_and_older_ids_get_evicted() {
+    const BUFFER: u64 = 10;
+    const EVENTS: u64 = 500;
+    let redis = Redis::start(false);
+    let a = node_with(&redis, Hub::builder().buffer(BUFFER as usize)).await;
+    // In batches (one script run each, every event its own XADD): fewer
+    // round trips for a busy machine to delay.
+    let mut ids = Vec::new();
+    for batch in 0..EVENTS / 50 {
+        let events = (1..=50).map(|i| Event::new(format!("e{}", batch * 50 + i)));
+        ids.extend(a.hub.publish_batch("trim", events).await.unwrap());
+    }
+    assert_eq!(ids.last().unwrap().seq(), EVENTS);
+    let epoch = ids[0].epoch();
+
+    // `MAXLEN ~` trims whole nodes of (by default) 100 entries, keeping at
+    // least BUFFER: the newest, consecutive, each with its epoch.
+    let mut conn = redis_conn(&redis).await;
+    let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
+        .arg("ssehub:{trim}:stream")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let kept = entries.len() as u64;
+    assert!((BUFFER..BUFFER + 100).contains(&kept), "Redis kept {kept}");
+    let first = EVENTS - kept + 1;
+    for (i, (id, fields)) in entries.iter().enumerate() {
+        let s = first + i as u64;
+        assert_eq!(id, &format!("0-{s}"));
+        let want = [("e", epoch.as_str()), ("t", ""), ("d", &*format!("e{s}"))];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(fields, &want);
+    }
+
+    // A node that loads the topic now keeps the newest BUFFER; a client
+    // from before them is told how many it missed, then gets them all.
+    let b = node_with(&redis, Hub::builder().buffer(BUFFER as usize)).await;
+    let mut c = SseClient::get(
+        b.addr,
+        &format!("/events/trim?limit={BUFFER}"),
+        &[("Last-Event-ID", &format!("{epoch}-0"))],
+    )
+    .await;
+    assert!(matches!(c.next_item().await, Some(Item::Retry(_))));
+    let oldest = EVENTS - BUFFER + 1;
+    assert!(oldest >= first, "the node holds only what Redis kept");
+    assert_eq!(
+        resync_of(c.next_item().await),
+        (
+            format!(
+                r#"{{"reason":"evicted","requested":"{epoch}-0","oldest":"{epoch}-{oldest}","latest":"{epoch}-{EVENTS}","missed":{}}}"#,
+                oldest - 1
+            ),
+            format!("{epoch}-{}", oldest - 1)
+        )
+    );
+    let got: Vec<_> = events(&c.until_end().await)
+        .into_iter()
+        .map(|e| (e.last_event_id, e.data))
+        .collect();
+    let want: Vec<_> = (oldest..=EVENTS)
+        .map(|s| (format!("{epoch}-{s}"), format!("e{s}")))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_a_topic_only_subscribed_to_expire_until_it_is_published_to() {
+    const DAY: i64 = 86_400;
+    let redis = Redis::start(false);
+    let a = node(&redis).await;
+    let mut sub = a.subscribe("/events/quiet").await;
+    assert!(matches!(sub.next_item().await, Some(Item::Retry(_))));
+    let Some(Item::IdOnly(checkpoint)) = sub.next_item().await else {
+        panic!("a checkpoint")
+    };
+    let epoch = checkpoint.strip_suffix("-0").unwrap();
+
+    let mut conn = redis_conn(&redis).await;
+    let (e, s): (String, u64) = ::redis::cmd("MGET")
+        .arg("ssehub:{quiet}:epoch")
+        .arg("ssehub:{quiet}:seq")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((e.as_str(), s), (epoch, 0));
+    for key in ["ssehub:{quiet}:epoch", "ssehub:{quiet}:seq"] {
+        let t = ttl(&mut conn, key).await;
+        assert!((DAY - 60..=DAY).contains(&t), "{key} expires in {t} s");
+    }
+    assert_eq!(
+        ttl(&mut conn, "ssehub:{quiet}:stream").await,
+        -2,
+        "no stream"
+    );
+
+    let (status, body) = a.post("/events/quiet", "at last").await;
+    assert_eq!((status, id_of(&body)), (201, format!("{epoch}-1")));
+    for key in [
+        "ssehub:{quiet}:epoch",
+        "ssehub:{quiet}:seq",
+        "ssehub:{quiet}:stream",
+    ] {
+        assert_eq!(ttl(&mut conn, key).await, -1, "{key} is permanent");
+    }
+    assert_eq!(sub.next_event().await.data, "at last");
+}
+
+/// A failover to a replica that was behind: Redis's history of a topic
+/// goes back in time within its epoch. The ids after it must not be ids
+/// already sent with other data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_that_goes_back_in_time_gets_a_new_epoch() {
+    let redis = Redis::start(false);
+    let a = node(&redis).await;
+    let mut sub = a.subscribe("/events/rb").await;
+    sub.next_item().await;
+    for i in 1..=10 {
+        assert_eq!(a.post("/events/rb", &format!("old {i}")).await.0, 201);
+    }
+    let mut old = Vec::new();
+    for _ in 1..=10 {
+        old.push(sub.next_event().await);
+    }
+    let e1 = old[0].last_event_id.rsplit_once('-').unwrap().0.to_owned();
+
+    // What the replica holds: events 1-6, sequence 6.
+    let mut conn = redis_conn(&redis).await;
+    let _: () = ::redis::Script::new(
+        r#"
+        local kept = redis.call('XRANGE', KEYS[1], '-', '0-6')
+        redis.call('DEL', KEYS[1])
+        for _, entry in ipairs(kept) do
+          redis.call('XADD', KEYS[1], entry[1], unpack(entry[2]))
+        end
+        redis.call('SET', KEYS[2], 6)
+        "#,
+    )
+    .key("ssehub:{rb}:stream")
+    .key("ssehub:{rb}:seq")
+    .invoke_async(&mut conn)
+    .await
+    .unwrap();
+
+    // Within a second or two the node notices and starts a new epoch.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let item = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match sub.next_item_within(left).await {
+            // Keep-alives: a comment, then an empty dispatch.
+            Some(Item::Comment(_) | Item::IdOnly(_)) => continue,
+            other => break other,
+        }
+    };
+    let (json, id) = resync_of(item);
+    let e2: String = ::redis::cmd("GET")
+        .arg("ssehub:{rb}:epoch")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_ne!(e2, e1);
+    assert_eq!(
+        (json, id),
+        (
+            format!(
+                r#"{{"reason":"epoch","requested":"{e1}-10","oldest":null,"latest":"{e2}-6"}}"#
+            ),
+            format!("{e2}-6")
+        )
+    );
+    let (status, body) = a.post("/events/rb", "new 7").await;
+    assert_eq!((status, id_of(&body)), (201, format!("{e2}-7")));
+    let ev = sub.next_event().await;
+    assert_eq!(
+        (ev.data.as_str(), ev.last_event_id),
+        ("new 7", format!("{e2}-7"))
+    );
+
+    // Clients holding old ids, even ones the replica has, are told.
+    for last in [format!("{e1}-10"), format!("{e1}-6")] {
+        let mut c = SseClient::get(a.addr, "/events/rb?limit=1", &[("Last-Event-ID", &last)]).await;
+        c.next_item().await;
+        let (json, _) = resync_of(c.next_item().await);
+        assert!(json.starts_with(r#"{"reason":"epoch""#), "{json}");
+        let ev = c.next_event().await;
+        assert_eq!(
+            (ev.data.as_str(), ev.last_event_id),
+            ("new 7", format!("{e2}-7"))
+        );
+    }
+}
+
+/// Polls a future once.
+async fn poll_once<F: std::future::Future>(
+    mut f: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_behind_waits_up_to_two_seconds_for_the_id_it_is_asked_for() {
+    let redis = Redis::start(false);
+    let proxy = HoldingProxy::start(&redis).await;
+    let a = node(&redis).await;
+    let b = node_at(&proxy.url(), Hub::builder().retry_jitter(0.0)).await;
+    let patience = Duration::from_secs(2);
+    // B follows the topic.
+    b.hub
+        .subscribe_ready("lag", Subscribe::new(), patience)
+        .await
+        .unwrap();
+    assert!(b.hub.topic_info("lag").is_some());
+
+    // B stops hearing from Redis while A publishes.
+    proxy.hold(true);
+    let mut ids: Vec<EventId> = Vec::new();
+    for i in 1..=5 {
+        ids.push(
+            a.hub
+                .publish("lag", Event::new(format!("e{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let e = ids[0].epoch();
+    assert_eq!(
+        b.hub.topic_info("lag").unwrap().latest.seq(),
+        0,
+        "B is behind"
+    );
+    let ready = b.hub.subscribe_ready(
+        "lag",
+        Subscribe::new().last_event_id(ids[2].to_string()),
+        patience,
+    );
+    let mut ready = std::pin::pin!(ready);
+    assert!(
+        poll_once(ready.as_mut()).await.is_pending(),
+        "B waits: it has not read {} yet",
+        ids[2]
+    );
+    proxy.hold(false);
+    let mut stream = tokio::time::timeout(support::WAIT, ready)
+        .await
+        .expect("B catches up")
+        .unwrap();
+    // Exactly what follows the client's id: no `future` resync.
+    let mut text = String::new();
+    let want = format!("retry: 100\ndata: e4\nid: {e}-4\n\ndata: e5\nid: {e}-5\n\n");
+    while text.len() < want.len() {
+        text.push_str(&next_text(&mut stream).await);
+    }
+    assert_eq!(text, want);
+    a.hub.publish("lag", Event::new("e6")).await.unwrap();
+    assert_eq!(
+        next_text(&mut stream).await,
+        format!("data: e6\nid: {e}-6\n\n")
+    );
+
+    // If B does not catch up within 2 s, the client is answered anyway.
+    proxy.hold(true);
+    let seventh = a.hub.publish("lag", Event::new("e7")).await.unwrap();
+    let start = tokio::time::Instant::now();
+    let mut c = SseClient::get(
+        b.addr,
+        "/events/lag",
+        &[("Last-Event-ID", &seventh.to_string())],
+    )
+    .await;
+    let waited = start.elapsed();
+    assert!(
+        (patience..patience + Duration::from_secs(3)).contains(&waited),
+        "answered after {waited:?}"
+    );
+    assert_eq!(c.next_item().await, Some(Item::Retry(100)));
+    let (json, _) = resync_of(c.next_item().await);
+    assert!(json.starts_with(r#"{"reason":"future""#), "{json}");
+    proxy.hold(false);
+}
+
+async fn next_text(stream: &mut ssehub::EventStream) -> String {
+    use http_body_util::BodyExt;
+    let frame = tokio::time::timeout(support::WAIT, stream.frame())
+        .await
+        .expect("a frame in time")
+        .unwrap()
+        .unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
 }

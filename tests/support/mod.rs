@@ -112,7 +112,18 @@ pub async fn request_full(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Headers, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    request_on(stream, method, path, headers, body).await
+}
+
+/// Like [`request_full`], on a connection the caller opened.
+pub async fn request_on(
+    mut stream: TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Headers, String) {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));

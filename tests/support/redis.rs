@@ -100,3 +100,78 @@ impl Drop for Redis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TCP proxy in front of Redis that can hold back what Redis sends, so
+/// that a node connected through it falls behind the others, for as long
+/// as the test wants and no longer.
+pub struct HoldingProxy {
+    pub addr: SocketAddr,
+    hold: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldingProxy {
+    pub async fn start(redis: &Redis) -> HoldingProxy {
+        let upstream: SocketAddr = ([127, 0, 0, 1], redis.port).into();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hold, held) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            // Dropped with the accept loop: every connection ends with it.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                conns.spawn(forward(client, server, held.clone()));
+            }
+        });
+        HoldingProxy { addr, hold, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// From now on, bytes from Redis wait (`true`) or flow again (`false`).
+    pub fn hold(&self, on: bool) {
+        self.hold.send_replace(on);
+    }
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    mut held: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut server_rx, mut server_tx) = server.into_split();
+    let up = async move {
+        let _ = tokio::io::copy(&mut client_rx, &mut server_tx).await;
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match server_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Checked after the read: what Redis sent after `hold(true)`
+            // is held.
+            if held.wait_for(|h| !*h).await.is_err() {
+                return;
+            }
+            if client_tx.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(up, down);
+}

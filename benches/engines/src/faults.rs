@@ -31,9 +31,11 @@ fn one_line(e: impl std::fmt::Display) -> String {
 }
 
 /// Read every event of every topic in 256-event chunks and compare with the expected payloads.
-/// Returns (events, bad payloads, gaps/out-of-range, first error).
-fn scan(s: &dyn Store, ranges: &BTreeMap<u64, (u64, u64)>) -> (u64, u64, u64, Option<String>) {
-    let (mut n, mut bad, mut gaps) = (0u64, 0u64, 0u64);
+/// A read error skips the rest of that topic. Returns (events, bad payloads, gaps/out-of-range,
+/// topics with a read error, first error).
+fn scan(s: &dyn Store, ranges: &BTreeMap<u64, (u64, u64)>) -> (u64, u64, u64, u64, Option<String>) {
+    let (mut n, mut bad, mut gaps, mut errs) = (0u64, 0u64, 0u64, 0u64);
+    let mut first_err = None;
     let mut out = Vec::new();
     for (&t, &(first, next)) in ranges {
         let mut want = first;
@@ -42,7 +44,10 @@ fn scan(s: &dyn Store, ranges: &BTreeMap<u64, (u64, u64)>) -> (u64, u64, u64, Op
         loop {
             out.clear();
             if let Err(e) = s.read_chunk(t, from, 256, &mut out) {
-                return (n, bad, gaps, Some(format!("topic {t} seq>={from}: {}", one_line(e))));
+                errs += 1;
+                first_err.get_or_insert_with(|| format!("topic {t} seq>={from}: {}", one_line(e)));
+                want = next;
+                break;
             }
             if out.is_empty() {
                 break;
@@ -63,7 +68,7 @@ fn scan(s: &dyn Store, ranges: &BTreeMap<u64, (u64, u64)>) -> (u64, u64, u64, Op
             gaps += 1;
         }
     }
-    (n, bad, gaps, None)
+    (n, bad, gaps, errs, first_err)
 }
 
 // ================================================================== crash
@@ -135,7 +140,7 @@ pub fn child_verify(args: &[String]) -> R<()> {
     for (&t, m) in &metas {
         ranges.insert(t, (m.first_seq, m.next_seq));
     }
-    let (n, bad, gaps, err) = scan(s.as_ref(), &ranges);
+    let (n, bad, gaps, _errs, err) = scan(s.as_ref(), &ranges);
     let unacked_extra: u64 = metas.iter().map(|(t, m)| m.next_seq.saturating_sub(*acked.get(t).unwrap_or(&1))).sum();
     println!(
         "RESULT open_ok=1 open_ms={open_ms} events={n} lost_acked={lost} meta_behind={behind} bad={bad} gaps={gaps} read_errors={} unacked_but_present={unacked_extra}",
@@ -195,6 +200,7 @@ pub fn crash(o: &Opts) -> R<()> {
                     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
                 })
                 .collect();
+            let this_run: u64 = acked.iter().map(|(t, n)| n.saturating_sub(*all.get(t).unwrap_or(&1))).sum();
             for (t, n) in &acked {
                 let v = all.entry(*t).or_insert(0);
                 *v = (*v).max(*n);
@@ -205,7 +211,7 @@ pub fn crash(o: &Opts) -> R<()> {
             for l in out.lines().filter(|l| l.starts_with("ERROR") || l.starts_with("PANIC") || l.starts_with("EXIT")) {
                 errors.entry(e.name()).or_default().push(l.to_string());
             }
-            eprintln!("  kill {it} {:<8} after {delay} ms ({status}), acked this run {:?}: {r:?}", e.name(), acked.values().sum::<u64>());
+            eprintln!("  kill {it} {:<8} after {delay} ms ({status}), {this_run} events acknowledged in this run: {r:?}", e.name());
             agg.entry(e.name()).or_default().push(r);
         }
     }
@@ -323,8 +329,8 @@ pub fn child_check(args: &[String]) -> R<()> {
     let meta_ok = metas.len() as u64 == TOPICS && metas.iter().all(|(t, m)| expected.get(t) == Some(&(m.first_seq, m.next_seq)));
     println!("META {} topics, matches expected: {meta_ok}", metas.len());
     match catch_unwind(AssertUnwindSafe(|| scan(s.as_ref(), &expected))) {
-        Ok((n, bad, gaps, err)) => {
-            println!("SCAN read {n}/{want} events, corrupt payloads returned: {bad}, gaps: {gaps}, error: {}", err.unwrap_or_else(|| "none".into()));
+        Ok((n, bad, gaps, errs, err)) => {
+            println!("SCAN read {n}/{want} events, corrupt payloads returned: {bad}, gaps: {gaps}, topics with read errors: {errs}, first error: {}", err.unwrap_or_else(|| "none".into()));
         }
         Err(_) => println!("SCAN panicked"),
     }
@@ -531,7 +537,7 @@ pub fn child_fulldisk(args: &[String]) -> R<()> {
     let ranges: BTreeMap<u64, (u64, u64)> = acked.metas.iter().map(|(t, m)| (*t, (m.first_seq, m.next_seq))).collect();
     let stored: BTreeMap<u64, store::Meta> = s.all_meta()?.into_iter().collect();
     let behind = ranges.iter().filter(|(t, (_, next))| stored.get(t).map(|m| m.next_seq < *next).unwrap_or(true)).count();
-    let (nread, bad, _gaps, err) = scan(s.as_ref(), &ranges);
+    let (nread, bad, _gaps, _errs, err) = scan(s.as_ref(), &ranges);
     let acked_n: u64 = ranges.values().map(|(a, b)| b - a).sum();
     println!("VERIFY acked events {acked_n}, read back {nread} (incl. later commits), corrupt {bad}, topics with meta behind ack {behind}, read error: {}", err.unwrap_or_else(|| "none".into()));
     let _ = s.close();

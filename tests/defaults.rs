@@ -1,0 +1,224 @@
+//! The defaults the README promises are the ones the library and the binary
+//! use: its "Limits and defaults" and "Flags" tables are parsed and compared
+//! with `HubConfig::default()`, `ServiceConfig::default()`,
+//! `ServerConfig::default()` and `ssehub --help`, so a default changed in
+//! one place and not the other fails here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ssehub::{HubConfig, ServerConfig, ServiceConfig};
+
+const README: &str = include_str!("../README.md");
+
+/// The body rows of the first table after `heading`, as trimmed cells.
+fn table(heading: &str) -> Vec<Vec<String>> {
+    let section = README
+        .split(&format!("\n{heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("README has no {heading:?}"));
+    let rows: Vec<Vec<String>> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // the header and the separator
+        .map(|row| {
+            let row = row.trim().trim_start_matches('|').trim_end_matches('|');
+            row.split('|').map(|c| c.trim().to_owned()).collect()
+        })
+        .collect();
+    assert!(!rows.is_empty(), "{heading}: no table");
+    rows
+}
+
+/// The text between the first pair of backticks.
+fn code(cell: &str) -> Option<&str> {
+    let start = cell.find('`')? + 1;
+    let len = cell[start..].find('`')?;
+    Some(&cell[start..start + len])
+}
+
+/// A quantity as the README writes it: `1024`, `10,000`, `16 MiB`,
+/// `64 KiB`, `10 s` (in seconds), followed by anything.
+fn quantity(cell: &str) -> u64 {
+    let mut words = cell.split_whitespace();
+    let number: u64 = words
+        .next()
+        .unwrap()
+        .trim_matches('`')
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a quantity: {cell:?}"));
+    match words.next().map(|w| w.trim_end_matches(',')) {
+        Some("KiB") => number << 10,
+        Some("MiB") => number << 20,
+        _ => number,
+    }
+}
+
+/// One flag of the README's table.
+#[derive(Debug, PartialEq)]
+struct Flag {
+    env: String,
+    /// `None` where the README says "none".
+    default: Option<String>,
+}
+
+/// `--flag` -> its variable and default, from the README's Flags table.
+fn readme_flags() -> BTreeMap<String, Flag> {
+    table("## Flags")
+        .into_iter()
+        .map(|row| {
+            let name = code(&row[0]).unwrap().split(' ').next().unwrap().to_owned();
+            let env = row[0].split('`').nth(3).unwrap().to_owned();
+            let default = (row[1] != "none").then(|| code(&row[1]).unwrap().to_owned());
+            (name, Flag { env, default })
+        })
+        .collect()
+}
+
+/// `--flag` -> its variable and default, from `ssehub --help`.
+fn help_flags() -> BTreeMap<String, Flag> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .arg("--help")
+        // `[env: X=value]` shows the variables that are set.
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let mut flags = BTreeMap::new();
+    let mut current: Option<(String, Flag)> = None;
+    for line in help.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("--") {
+            flags.extend(current.take());
+            let name = format!("--{}", rest.split(' ').next().unwrap());
+            let flag = Flag {
+                env: String::new(),
+                default: None,
+            };
+            current = Some((name, flag));
+        } else if line.starts_with("-h, --help") || line.starts_with("-V, --version") {
+            flags.extend(current.take());
+        } else if let Some((_, flag)) = &mut current {
+            if let Some(env) = line.strip_prefix("[env: ") {
+                flag.env = env.trim_end_matches(']').trim_end_matches('=').to_owned();
+            } else if let Some(default) = line.strip_prefix("[default: ") {
+                flag.default = Some(default.trim_end_matches(']').to_owned());
+            }
+        }
+    }
+    flags.extend(current.take());
+    flags
+}
+
+#[test]
+fn the_binary_has_the_readme_flags_with_their_defaults() {
+    let readme = readme_flags();
+    let help = help_flags();
+    assert_eq!(
+        readme.keys().collect::<Vec<_>>(),
+        help.keys().collect::<Vec<_>>(),
+        "the README's flags and --help's"
+    );
+    for (name, flag) in &readme {
+        assert_eq!(Some(flag), help.get(name), "{name}");
+    }
+}
+
+/// The README's default of `flag`, as a number.
+fn flag_default(flag: &str) -> u64 {
+    let flags = readme_flags();
+    let d = flags[flag].default.as_deref().unwrap();
+    d.parse()
+        .unwrap_or_else(|_| panic!("{flag}: not a number: {d:?}"))
+}
+
+#[test]
+fn the_library_defaults_are_the_readme_flags_defaults() {
+    let hub = HubConfig::default();
+    let service = ServiceConfig::default();
+    let server = ServerConfig::default();
+    let size = |n: usize| n as u64;
+    assert_eq!(size(hub.buffer), flag_default("--buffer"));
+    assert_eq!(size(hub.max_topic_bytes), flag_default("--max-topic-bytes"));
+    assert_eq!(size(hub.max_total_bytes), flag_default("--max-total-bytes"));
+    assert_eq!(size(hub.max_topics), flag_default("--max-topics"));
+    assert_eq!(
+        hub.retry,
+        Some(Duration::from_millis(flag_default("--retry")))
+    );
+    assert_eq!(
+        Some(hub.retry_jitter.to_string()),
+        readme_flags()["--retry-jitter"].default
+    );
+    assert_eq!(
+        hub.keep_alive,
+        Some(Duration::from_secs(flag_default("--keep-alive")))
+    );
+    assert_eq!(
+        size(service.max_body_bytes),
+        flag_default("--max-body-bytes")
+    );
+    assert_eq!(
+        size(server.max_connections),
+        flag_default("--max-connections")
+    );
+    // `0` (off) is no limit.
+    assert_eq!(flag_default("--max-connections-per-ip"), 0);
+    assert_eq!(server.max_connections_per_ip, None);
+    assert_eq!(
+        server.shutdown_timeout,
+        Duration::from_secs(flag_default("--shutdown-timeout"))
+    );
+    // What `Hub::new()` and `SseService::new` use.
+    assert_eq!(ssehub::Hub::new().config(), &hub);
+    assert_eq!(
+        ssehub::SseService::new(ssehub::Hub::new())
+            .config()
+            .max_body_bytes,
+        service.max_body_bytes
+    );
+}
+
+#[test]
+fn the_library_defaults_are_the_readme_limits() {
+    let hub = HubConfig::default();
+    let service = ServiceConfig::default();
+    let server = ServerConfig::default();
+    let flags = readme_flags();
+    let rows = table("## Limits and defaults");
+    for row in &rows {
+        let (what, default, flag) = (row[0].as_str(), row[1].as_str(), row[2].as_str());
+        let secs = |d: Duration| d.as_secs();
+        let size = |n: usize| n as u64;
+        let want = match what {
+            "events retained per topic" => size(hub.buffer),
+            w if w.starts_with("bytes retained per topic") => size(hub.max_topic_bytes),
+            "bytes retained by all topics" => size(hub.max_total_bytes),
+            "topics" => size(hub.max_topics),
+            "open connections" => size(server.max_connections),
+            "open connections per IP address" => {
+                assert!(default.starts_with("no limit"), "{default}");
+                assert_eq!(server.max_connections_per_ip, None);
+                assert_eq!(flags[code(flag).unwrap()].default.as_deref(), Some("0"));
+                continue;
+            }
+            "publish body" => size(service.max_body_bytes),
+            "request head" => size(server.max_header_bytes),
+            w if w.starts_with("time to send the first bytes") => secs(server.header_read_timeout),
+            "frame built from several ready events" => size(hub.max_frame_bytes),
+            // Not a number; tests/slow_client.rs holds it to its word.
+            "memory per slow subscriber" => continue,
+            "shutdown wait for connections" => secs(server.shutdown_timeout),
+            other => panic!("a README limit this test does not know: {other:?}"),
+        };
+        assert_eq!(quantity(default), want, "{what}: {default}");
+        // The same default in the Flags table.
+        if let Some(flag) = code(flag) {
+            let d = flags[flag].default.as_deref().unwrap();
+            assert_eq!(d.parse::<u64>().unwrap(), want, "{what}: {flag} {d}");
+        }
+    }
+    assert_eq!(rows.len(), 12);
+}
