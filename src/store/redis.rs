@@ -80,6 +80,9 @@ return redis.call('GET', KEYS[1])
 /// How long keys created only by looking at a topic live.
 const EMPTY_TTL_SECS: u64 = 86_400;
 
+/// How long a command (a publish) waits for Redis's answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long one `XREAD` blocks.
 const BLOCK: Duration = Duration::from_millis(1000);
 
@@ -162,7 +165,13 @@ impl RedisStore {
     /// A [`StoreError`] if the URL is invalid or Redis does not answer.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
         let client = Client::open(url)?;
-        let commands = client.get_connection_manager().await?;
+        // The redis crate gives up on a reply after 500 ms by default: under
+        // load, a publish that Redis performed would then be answered `503`
+        // (and retried into a duplicate). Wait longer for the outcome.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_connection_timeout(Some(COMMAND_TIMEOUT));
+        let commands = client.get_connection_manager_with_config(config).await?;
         let inner = Arc::new(Inner {
             client,
             commands,
