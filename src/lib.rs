@@ -45,6 +45,7 @@
 mod auth;
 mod body;
 mod cors;
+mod deadline;
 mod event;
 mod h1;
 mod hub;
@@ -65,6 +66,7 @@ mod topic;
 pub use crate::auth::{AuthError, Grants, JWT_LEEWAY, JwtKey, TOKEN_COOKIE};
 pub use crate::body::ResponseBody;
 pub use crate::cors::CorsOrigins;
+pub use crate::deadline::BodyTimeout;
 pub use crate::event::{Event, EventError, MAX_EVENT_TYPE_LEN, RESYNC_EVENT_TYPE};
 pub use crate::hub::{
     Hub, HubBuilder, HubConfig, HubError, HubStats, MAX_TOPIC_LEN, Subscribe, TopicInfo,
@@ -75,7 +77,7 @@ pub use crate::publish::BodyError;
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisStore, StoreError};
 pub use crate::resync::ResyncReason;
-pub use crate::server::{LISTEN_BACKLOG, Server, ServerConfig, shutdown_signal};
+pub use crate::server::{IDLE_GRACE, LISTEN_BACKLOG, Server, ServerConfig, shutdown_signal};
 pub use crate::service::{
     DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
 };
@@ -96,6 +98,7 @@ mod tests {
         clone_send_sync::<SseService>();
         send_sync::<EventStream>();
         send_sync::<ResponseBody>();
+        send_sync::<BodyTimeout<hyper::body::Incoming>>();
         send_sync::<Server>();
         fn send<T: Send>() {}
         send::<ResponseFuture>();
