@@ -1,5 +1,40 @@
 //! The server loop: accept, limit, serve HTTP/1.1 and HTTP/2 (h2c, or TLS
 //! with ALPN) on one port, shut down gracefully.
+//!
+//! # Deadlines
+//!
+//! Every state of a connection has a deadline except a response in progress
+//! (the table is in [`ServerConfig`]'s docs). Where each one lives:
+//!
+//! - *Before a protocol is known* (first bytes, TLS handshake):
+//!   `first_bytes_within` and `serve_tls`, `header_read_timeout` each.
+//! - *HTTP/1.1 heads*: the fast path's head loop in `Conn::serve` re-arms
+//!   `header_read_timeout` for each request; hyper's own
+//!   `header_read_timeout` does the same for the connections it serves, and
+//!   its timer also runs while a kept-alive connection waits for the next
+//!   request. So for HTTP/1.1, idle and head are one deadline.
+//! - *Everything else before a request*, on any connection hyper serves:
+//!   hyper-util's version detection and hyper's HTTP/2 server have no
+//!   deadline of their own (a partial preface, a preface without SETTINGS,
+//!   an HTTP/2 connection without streams, or whose client only PINGs). A
+//!   timer per protocol state would need hooks hyper does not have, and
+//!   would miss the next state nobody thought of; instead `Conn::hyper`
+//!   counts the requests in progress ([`Activity`]) and shuts the
+//!   connection down after `idle_timeout` with none, whatever hyper is
+//!   doing. The graceful shutdown sends `GOAWAY` on HTTP/2 (and abandons an
+//!   unfinished preface at once); a client that does not let the connection
+//!   close, for instance by never answering the PING that follows `GOAWAY`,
+//!   is dropped after [`IDLE_GRACE`]. A request that raced the `GOAWAY` in
+//!   is answered first: the grace only counts while nothing is in progress.
+//! - *Request bodies*: every request served through hyper gets a
+//!   [`BodyTimeout`](crate::BodyTimeout) body (silence, then a minimum
+//!   average rate); the fast path only takes requests without a body.
+//! - *Refusals* (`reject`) run under their own total timeout, and shutdown
+//!   aborts whatever outlives `shutdown_timeout`.
+//!
+//! An event stream is a response in progress for as long as it lasts, so it
+//! is never idle: its keep-alive comments show the client is there, and a
+//! client that stops reading costs bounded memory.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -33,7 +68,9 @@ use crate::tls::TlsConfig;
 /// HTTP/1.1 and HTTP/2 share the port: with prior knowledge (h2c) in
 /// cleartext, through ALPN with TLS. `TCP_NODELAY` is set on every
 /// connection. Connections beyond the limits get `503` with `Retry-After`
-/// and are closed; existing ones are untouched. On shutdown the server stops
+/// and are closed; existing ones are untouched. Every state of a connection
+/// but a response in progress has a deadline (see [`ServerConfig`]). On
+/// shutdown the server stops
 /// accepting, closes the hub (which ends every event stream, so clients
 /// reconnect elsewhere with their last id), and waits for connections to
 /// finish their responses, at most [`ServerConfig::shutdown_timeout`].
