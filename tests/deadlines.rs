@@ -223,12 +223,30 @@ async fn every_stage_of_an_h2_preface_is_bounded() {
 }
 
 /// Regression: an HTTP/2 connection that had made one request then stayed
-/// open, idle, for minutes.
+/// open, idle, for minutes. The idle clock starts when the last request
+/// ends: a stream that lasted longer than the deadline is not cut, and its
+/// end starts a whole deadline.
 #[tokio::test]
 async fn an_idle_h2_connection_gets_goaway_then_closes() {
     let server = start(config()).await;
     let mut h2 = H2::connect(server.addr).await;
     assert_eq!(h2.get("/healthz").await, (200, b"ok\n".to_vec()));
+    let (res, _) = h2.start("GET", "/events/idle?limit=1", true).await;
+    let res = tokio::time::timeout(BOUND, res).await.unwrap().unwrap();
+    assert_eq!(res.status(), 200);
+    // Longer than the deadline, in progress all along.
+    tokio::time::sleep(2 * D).await;
+    assert!(!h2.conn.is_finished(), "a stream in progress is not idle");
+    server
+        .hub
+        .publish("idle", Event::new("last"))
+        .await
+        .unwrap();
+    let body = read_all(res.into_body()).await;
+    assert!(String::from_utf8_lossy(&body).contains("data: last\n"));
+    // No GOAWAY came while the stream ran: new requests are still served.
+    assert_eq!(h2.get("/healthz").await.0, 200);
+
     let t0 = Instant::now();
     let send = h2.send.clone();
     let (after, done) = h2.closed(t0).await;
@@ -354,13 +372,15 @@ async fn event_streams_outlive_the_deadlines() {
         }
     };
     assert_eq!(ev.data, "still here");
-    assert!(!h2.conn.is_finished());
+    // Nor did the h2 connection get GOAWAY: it takes new requests.
+    assert_eq!(h2.get("/healthz").await.0, 200);
 }
 
-/// Sends a request head announcing a 100-byte body and `body`.
-async fn post_head(addr: SocketAddr, body: &[u8]) -> TcpStream {
+/// Sends a request head announcing a `declared`-byte body, then `body`.
+async fn post_head(addr: SocketAddr, declared: usize, body: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let head = "POST /events/slow HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n";
+    let head =
+        format!("POST /events/slow HTTP/1.1\r\nHost: test\r\nContent-Length: {declared}\r\n\r\n");
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(body).await.unwrap();
     s
@@ -380,17 +400,26 @@ fn status_and_headers(raw: &[u8]) -> (u16, support::Headers) {
 }
 
 /// Regression: `POST` with `Content-Length: 100`, two bytes of body, then
-/// silence held the connection for minutes.
+/// silence held the connection for minutes. A body that starts fast (100
+/// KB, which earns 97 s at the minimum rate) and then stops is ended by
+/// the silence rule alone.
 #[tokio::test]
 async fn a_stalled_body_gets_408_and_the_connection_closes() {
     let server = start(config()).await;
-    let t0 = Instant::now();
-    let mut s = post_head(server.addr, b"ab").await;
-    let (after, got) = until_closed(&mut s, t0).await;
-    let (status, headers) = status_and_headers(&got);
-    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&got));
-    assert_eq!(header(&headers, "connection"), Some("close"));
-    assert!(after >= D, "answered after {after:?}");
+    for (declared, sent) in [(100, 2), (200_000, 100_000)] {
+        let t0 = Instant::now();
+        let mut s = post_head(server.addr, declared, &vec![b'x'; sent]).await;
+        let (after, got) = until_closed(&mut s, t0).await;
+        let (status, headers) = status_and_headers(&got);
+        assert_eq!(
+            status,
+            408,
+            "{sent} bytes: {}",
+            String::from_utf8_lossy(&got)
+        );
+        assert_eq!(header(&headers, "connection"), Some("close"));
+        assert!(after >= D, "{sent} bytes: answered after {after:?}");
+    }
     assert_eq!(server.hub.stats().published, 0);
 }
 
@@ -400,7 +429,7 @@ async fn a_stalled_body_gets_408_and_the_connection_closes() {
 async fn a_trickled_body_gets_408() {
     let server = start(config()).await;
     let t0 = Instant::now();
-    let s = post_head(server.addr, b"a").await;
+    let s = post_head(server.addr, 100, b"a").await;
     let (mut rx, mut tx) = s.into_split();
     let trickle = tokio::spawn(async move {
         let mut tick = tokio::time::interval(D / 3);
