@@ -13,8 +13,10 @@
 //!   tower stack.
 //! - [`SseService`]: a hyper service with the HTTP endpoints (`GET /stream`,
 //!   `GET|POST /events/{topic}`), mountable under a path prefix.
-//! - [`Server`]: the accept loop with HTTP/1.1 and h2c on one port and
-//!   graceful shutdown.
+//! - [`Server`]: the accept loop with HTTP/1.1 and h2c on one port, a
+//!   deadline for every connection state, and graceful shutdown.
+//! - [`BodyTimeout`]: a request body that fails when its client stalls or
+//!   trickles, for services run by other servers.
 //!
 //! # Example
 //!

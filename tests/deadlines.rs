@@ -120,8 +120,7 @@ impl H2 {
         (status, read_all(res.into_body()).await)
     }
 
-    /// Waits for the connection to end; `Ok` if the server closed it
-    /// gracefully (`GOAWAY` first).
+    /// Waits for the server to end the connection; its result and when.
     async fn closed(self, since: Instant) -> (Duration, Result<(), h2::Error>) {
         let done = tokio::time::timeout(BOUND, self.conn)
             .await
@@ -251,11 +250,13 @@ async fn an_idle_h2_connection_gets_goaway_then_closes() {
     let send = h2.send.clone();
     let (after, done) = h2.closed(t0).await;
     assert!(after >= D, "closed after {after:?}");
-    assert!(done.is_ok(), "closed gracefully: {done:?}");
+    assert!(done.is_ok(), "closed cleanly: {done:?}");
+    // The server said GOAWAY, not just closed the socket.
     let Err(refused) = send.ready().await else {
         panic!("new requests are refused after GOAWAY");
     };
-    assert!(refused.is_go_away() || refused.is_io(), "{refused:?}");
+    assert!(refused.is_go_away(), "{refused:?}");
+    assert_eq!(refused.reason(), Some(h2::Reason::NO_ERROR));
 }
 
 /// PINGs are answered but are not requests: a client that only pings is
@@ -276,7 +277,7 @@ async fn pings_do_not_keep_an_h2_connection_open() {
     });
     let (after, done) = h2.closed(t0).await;
     assert!(after >= D, "closed after {after:?}");
-    assert!(done.is_ok(), "closed gracefully: {done:?}");
+    assert!(done.is_ok(), "closed cleanly: {done:?}");
     let pongs = tokio::time::timeout(BOUND, pinger).await.unwrap().unwrap();
     assert!(pongs >= 3, "the server answered the pings: {pongs}");
 }
@@ -483,14 +484,18 @@ async fn slow_h2_bodies_get_408_on_their_stream() {
     assert_eq!(server.hub.stats().published, 0);
 }
 
-/// A slow but steady body is not cut: 64 KiB at twice the minimum rate,
-/// in small pieces, publishes.
+/// A slow but steady body is not cut: 64 KiB at 2.5 times the minimum
+/// rate, in small pieces, outlasting the grace, publishes.
 #[tokio::test]
 async fn a_slow_steady_body_publishes() {
     const SIZE: usize = 64 << 10;
     const PIECE: usize = 2 << 10;
+    // A longer grace than the other tests': a loaded machine may stall the
+    // writer for a while, and this test must not flake.
+    const GRACE: Duration = Duration::from_secs(1);
     let mut config = config();
-    config.min_body_rate = 20 << 10;
+    config.body_read_timeout = GRACE;
+    config.min_body_rate = 16 << 10;
     let server = start(config).await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
@@ -512,7 +517,7 @@ async fn a_slow_steady_body_publishes() {
         "{}",
         String::from_utf8_lossy(&got)
     );
-    assert!(sent > D * 2, "the body took several deadlines: {sent:?}");
+    assert!(sent > GRACE, "the rate rule applied: {sent:?}");
     assert_eq!(server.hub.topic_info("steady").unwrap().latest.seq(), 1);
 }
 
