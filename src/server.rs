@@ -70,10 +70,10 @@ use crate::tls::TlsConfig;
 /// connection. Connections beyond the limits get `503` with `Retry-After`
 /// and are closed; existing ones are untouched. Every state of a connection
 /// but a response in progress has a deadline (see [`ServerConfig`]). On
-/// shutdown the server stops
-/// accepting, closes the hub (which ends every event stream, so clients
-/// reconnect elsewhere with their last id), and waits for connections to
-/// finish their responses, at most [`ServerConfig::shutdown_timeout`].
+/// shutdown the server stops accepting, closes the hub (which ends every
+/// event stream, so clients reconnect elsewhere with their last id), and
+/// waits for connections to finish their responses, at most
+/// [`ServerConfig::shutdown_timeout`].
 ///
 /// # Examples
 ///

@@ -51,7 +51,10 @@ pub struct PeerAddr(pub SocketAddr);
 ///
 /// Clone it into every connection: clones share the hub. It can be mounted
 /// under a path prefix of a larger server (see [`SseServiceBuilder::prefix`]
-/// and `examples/embed.rs`), and works with any request body type.
+/// and `examples/embed.rs`), and works with any request body type. A
+/// publish body that fails with an [`io::Error`] of kind `TimedOut`
+/// anywhere in its error's source chain (as [`BodyTimeout`](crate::BodyTimeout)'s
+/// do) is answered `408 Request Timeout`; other body errors `400`.
 ///
 /// # Examples
 ///
