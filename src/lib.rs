@@ -13,8 +13,10 @@
 //!   tower stack.
 //! - [`SseService`]: a hyper service with the HTTP endpoints (`GET /stream`,
 //!   `GET|POST /events/{topic}`), mountable under a path prefix.
-//! - [`Server`]: the accept loop with HTTP/1.1 and h2c on one port and
-//!   graceful shutdown.
+//! - [`Server`]: the accept loop with HTTP/1.1 and h2c on one port, a
+//!   deadline for every connection state, and graceful shutdown.
+//! - [`BodyTimeout`]: a request body that fails when its client stalls or
+//!   trickles, for services run by other servers.
 //!
 //! # Example
 //!
@@ -45,6 +47,7 @@
 mod auth;
 mod body;
 mod cors;
+mod deadline;
 mod event;
 mod h1;
 mod hub;
@@ -64,6 +67,7 @@ mod topic;
 pub use crate::auth::{AuthError, Grants, JWT_LEEWAY, JwtKey, TOKEN_COOKIE};
 pub use crate::body::ResponseBody;
 pub use crate::cors::CorsOrigins;
+pub use crate::deadline::BodyTimeout;
 pub use crate::event::{Event, EventError, MAX_EVENT_TYPE_LEN, RESYNC_EVENT_TYPE};
 pub use crate::hub::{
     Hub, HubBuilder, HubConfig, HubError, HubStats, MAX_TOPIC_LEN, Subscribe, TopicInfo,
@@ -72,7 +76,7 @@ pub use crate::hub::{
 pub use crate::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
 pub use crate::publish::BodyError;
 pub use crate::resync::ResyncReason;
-pub use crate::server::{LISTEN_BACKLOG, Server, ServerConfig, shutdown_signal};
+pub use crate::server::{IDLE_GRACE, LISTEN_BACKLOG, Server, ServerConfig, shutdown_signal};
 pub use crate::service::{
     DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
 };
@@ -96,6 +100,7 @@ mod tests {
         clone_send_sync::<SseService>();
         send_sync::<EventStream>();
         send_sync::<ResponseBody>();
+        send_sync::<BodyTimeout<hyper::body::Incoming>>();
         send_sync::<Server>();
         fn send<T: Send>() {}
         send::<ResponseFuture>();

@@ -1,5 +1,40 @@
 //! The server loop: accept, limit, serve HTTP/1.1 and HTTP/2 (h2c, or TLS
 //! with ALPN) on one port, shut down gracefully.
+//!
+//! # Deadlines
+//!
+//! Every state of a connection has a deadline except a response in progress
+//! (the table is in [`ServerConfig`]'s docs). Where each one lives:
+//!
+//! - *Before a protocol is known* (first bytes, TLS handshake):
+//!   `first_bytes_within` and `serve_tls`, `header_read_timeout` each.
+//! - *HTTP/1.1 heads*: the fast path's head loop in `Conn::serve` re-arms
+//!   `header_read_timeout` for each request; hyper's own
+//!   `header_read_timeout` does the same for the connections it serves, and
+//!   its timer also runs while a kept-alive connection waits for the next
+//!   request. So for HTTP/1.1, idle and head are one deadline.
+//! - *Everything else before a request*, on any connection hyper serves:
+//!   hyper-util's version detection and hyper's HTTP/2 server have no
+//!   deadline of their own (a partial preface, a preface without SETTINGS,
+//!   an HTTP/2 connection without streams, or whose client only PINGs). A
+//!   timer per protocol state would need hooks hyper does not have, and
+//!   would miss the next state nobody thought of; instead `Conn::hyper`
+//!   counts the requests in progress ([`Activity`]) and shuts the
+//!   connection down after `idle_timeout` with none, whatever hyper is
+//!   doing. The graceful shutdown sends `GOAWAY` on HTTP/2 (and abandons an
+//!   unfinished preface at once); a client that does not let the connection
+//!   close, for instance by never answering the PING that follows `GOAWAY`,
+//!   is dropped after [`IDLE_GRACE`]. A request that raced the `GOAWAY` in
+//!   is answered first: the grace only counts while nothing is in progress.
+//! - *Request bodies*: every request served through hyper gets a
+//!   [`BodyTimeout`](crate::BodyTimeout) body (silence, then a minimum
+//!   average rate); the fast path only takes requests without a body.
+//! - *Refusals* (`reject`) run under their own total timeout, and shutdown
+//!   aborts whatever outlives `shutdown_timeout`.
+//!
+//! An event stream is a response in progress for as long as it lasts, so it
+//! is never idle: its keep-alive comments show the client is there, and a
+//! client that stops reading costs bounded memory.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,6 +57,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
 use crate::body::ResponseBody;
+use crate::deadline::{Activity, BodyLimits, Deadlines};
 use crate::h1::{self, Head, Outcome, Prefixed};
 use crate::metrics::ConnectionStats;
 use crate::service::{SseService, text};
@@ -32,10 +68,12 @@ use crate::tls::TlsConfig;
 /// HTTP/1.1 and HTTP/2 share the port: with prior knowledge (h2c) in
 /// cleartext, through ALPN with TLS. `TCP_NODELAY` is set on every
 /// connection. Connections beyond the limits get `503` with `Retry-After`
-/// and are closed; existing ones are untouched. On shutdown the server stops
-/// accepting, closes the hub (which ends every event stream, so clients
-/// reconnect elsewhere with their last id), and waits for connections to
-/// finish their responses, at most [`ServerConfig::shutdown_timeout`].
+/// and are closed; existing ones are untouched. Every state of a connection
+/// but a response in progress has a deadline (see [`ServerConfig`]). On
+/// shutdown the server stops accepting, closes the hub (which ends every
+/// event stream, so clients reconnect elsewhere with their last id), and
+/// waits for connections to finish their responses, at most
+/// [`ServerConfig::shutdown_timeout`].
 ///
 /// # Examples
 ///
@@ -55,15 +93,61 @@ pub struct Server {
 }
 
 /// The settings of a [`Server`].
+///
+/// # Deadlines
+///
+/// Every state of a connection has a deadline, on every protocol (HTTP/1.1,
+/// h2c, and both over TLS), except one: a response in progress. An event
+/// stream lasts as long as its client wants, and its keep-alive comments
+/// show that the client still reads (a client that stops reading costs
+/// bounded memory, see the README).
+///
+/// | state | deadline | then |
+/// |---|---|---|
+/// | accepted, nothing received | [`header_read_timeout`](Self::header_read_timeout) | closed |
+/// | TLS handshake | [`header_read_timeout`](Self::header_read_timeout) | closed |
+/// | HTTP/1.1 request head, including the wait for the next request on a kept-alive connection | [`header_read_timeout`](Self::header_read_timeout) | closed |
+/// | no request in progress on a connection served by hyper: the HTTP/2 preface and SETTINGS, an HTTP/2 connection without a stream (PINGs do not count), a head in HTTP/2 frames | [`idle_timeout`](Self::idle_timeout) | shut down gracefully (HTTP/2: `GOAWAY`), closed [`IDLE_GRACE`] later if still open and idle |
+/// | request body: silence between bytes | [`body_read_timeout`](Self::body_read_timeout) | `408` |
+/// | request body: average rate once `body_read_timeout` has passed | [`min_body_rate`](Self::min_body_rate) | `408` |
+/// | answering `503` to a connection over the limits | twice the shorter of `header_read_timeout` and 5 s | closed |
+/// | shutdown | [`shutdown_timeout`](Self::shutdown_timeout) | closed |
+///
+/// A request is in progress from the moment its head is complete until its
+/// response has been sent (or its stream reset). HTTP/1.1 connections that
+/// hyper serves (every request but event streams) are watched by both the
+/// head deadline and the idle rule; the shorter wins. The `408` of a body
+/// that is too slow closes an HTTP/1.1 connection (`Connection: close`) and
+/// ends only the stream on HTTP/2.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// How long shutdown waits for connections to finish.
+    /// How long shutdown waits for connections to finish (default 5 s).
     pub shutdown_timeout: Duration,
-    /// How long a client may take to send its first bytes, the TLS
-    /// handshake, and a request's headers (slow-loris defence); the
-    /// connection is closed after it.
+    /// How long a client may take to send its first bytes, to finish the
+    /// TLS handshake, and to send each HTTP/1.1 request head, counted from
+    /// the end of the previous response on a kept-alive connection
+    /// (slow-loris defence); the connection is closed after it (default
+    /// 10 s). Must not be zero.
     pub header_read_timeout: Duration,
+    /// Longest silence between two bytes of a request body; also the grace
+    /// before [`min_body_rate`](Self::min_body_rate) applies. A body that
+    /// breaks either rule fails with an [`io::Error`] of kind
+    /// [`TimedOut`](io::ErrorKind::TimedOut), which the service answers
+    /// with `408` (default 10 s; see [`BodyTimeout`](crate::BodyTimeout)).
+    /// Must not be zero.
+    pub body_read_timeout: Duration,
+    /// Slowest average rate of a request body, in bytes per second, once
+    /// [`body_read_timeout`](Self::body_read_timeout) has passed since the
+    /// body started (default 1024; `0` turns the rule off).
+    pub min_body_rate: u64,
+    /// How long a connection may have no request in progress before it is
+    /// shut down: `GOAWAY` on HTTP/2, then closed at most [`IDLE_GRACE`]
+    /// later (sooner if this timeout is shorter) unless a request came in
+    /// meanwhile (default 10 s). Applies to every connection served through
+    /// hyper, whatever it is doing, so it also bounds the HTTP/2 preface and
+    /// an HTTP/2 request head. Must not be zero.
+    pub idle_timeout: Duration,
     /// Largest request head (request line and headers); larger ones get
     /// `431`.
     pub max_header_bytes: usize,
@@ -84,6 +168,9 @@ impl Default for ServerConfig {
         ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            min_body_rate: 1024,
+            idle_timeout: Duration::from_secs(10),
             max_header_bytes: 16 << 10,
             max_connections: 10_000,
             max_connections_per_ip: None,
@@ -92,6 +179,12 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// How long an idle connection may take to close after it was asked to
+/// (HTTP/2: after `GOAWAY`, the time for the client's answer to the PING that
+/// follows it) before it is dropped; at most
+/// [`ServerConfig::idle_timeout`].
+pub const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// The listen backlog [`Server::bind`] asks for.
 pub const LISTEN_BACKLOG: u32 = 4096;
@@ -212,6 +305,11 @@ impl Server {
                 builder: builder.clone(),
                 stopping: stopping.clone(),
                 timeout: config.header_read_timeout,
+                idle_timeout: config.idle_timeout,
+                body: BodyLimits {
+                    silence: config.body_read_timeout,
+                    min_rate: config.min_body_rate,
+                },
                 max_head: config.max_header_bytes,
                 fast_path: config.stream_fast_path,
             };
@@ -280,7 +378,10 @@ struct Conn {
     service: SseService,
     builder: Arc<auto::Builder<TokioExecutor>>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// First bytes, TLS handshake, HTTP/1.1 head.
     timeout: Duration,
+    idle_timeout: Duration,
+    body: BodyLimits,
     max_head: usize,
     fast_path: bool,
 }
@@ -364,23 +465,43 @@ impl Conn {
         }
     }
 
+    /// Serves the connection with hyper, HTTP/1.1 or HTTP/2 by its first
+    /// bytes, and shuts it down once it has been idle for `idle_timeout`
+    /// (see [`ServerConfig`]'s deadlines).
     async fn hyper<I>(self, io: I) -> Result<(), BoxError>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let conn = self
-            .builder
-            .serve_connection(TokioIo::new(io), self.service);
+        let activity = Arc::new(Activity::default());
+        let service = Deadlines::new(self.service, activity.clone(), self.body);
+        let conn = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let mut stopping = self.stopping;
-        tokio::select! {
+        let idle = tokio::select! {
             done = conn.as_mut() => return done,
-            _ = stopping.wait_for(|stop| *stop) => {}
+            _ = stopping.wait_for(|stop| *stop) => false,
+            () = activity.idle_for(self.idle_timeout) => true,
+        };
+        if !idle {
+            // Finish the response in progress (streams end with the hub),
+            // then close.
+            conn.as_mut().graceful_shutdown();
+            return conn.await;
         }
-        // Finish the response in progress (streams end with the hub), then
-        // close.
+        // Idle: refuse new requests (HTTP/2 `GOAWAY`; an unfinished
+        // preface or head is abandoned) and close. A request that raced the
+        // `GOAWAY` in is answered; a client that does not let the
+        // connection close is dropped.
         conn.as_mut().graceful_shutdown();
-        conn.await
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::trace!(error = %e, "idle connection closed with an error");
+                }
+            }
+            () = activity.idle_for(IDLE_GRACE.min(self.idle_timeout)) => {}
+        }
+        Ok(())
     }
 }
 

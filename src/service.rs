@@ -16,6 +16,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::service::Service;
@@ -50,7 +51,10 @@ pub struct PeerAddr(pub SocketAddr);
 ///
 /// Clone it into every connection: clones share the hub. It can be mounted
 /// under a path prefix of a larger server (see [`SseServiceBuilder::prefix`]
-/// and `examples/embed.rs`), and works with any request body type.
+/// and `examples/embed.rs`), and works with any request body type. A
+/// publish body that fails with an [`io::Error`] of kind `TimedOut`
+/// anywhere in its error's source chain (as [`BodyTimeout`](crate::BodyTimeout)'s
+/// do) is answered `408 Request Timeout`; other body errors `400`.
 ///
 /// # Examples
 ///
@@ -316,12 +320,14 @@ impl SseService {
             .is_some_and(is_json_type);
         let hub = self.hub.clone();
         let topic = topic.to_owned();
+        let version = req.version();
         ResponseFuture::boxed(async move {
             let bytes = match Limited::new(req.into_body(), max).collect().await {
                 Ok(c) => c.to_bytes(),
                 Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
                     return too_large(max);
                 }
+                Err(e) if is_timeout(&*e) => return body_timeout(version),
                 Err(_) => return text(StatusCode::BAD_REQUEST, "could not read request body"),
             };
             if is_json {
@@ -742,6 +748,30 @@ fn too_large(max: usize) -> Response<ResponseBody> {
     )
 }
 
+/// Whether `e` or one of its sources is an [`io::Error`] of kind
+/// `TimedOut` (as [`BodyTimeout`](crate::BodyTimeout)'s are).
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+    })
+}
+
+/// `408` for a request body that stopped or slowed down: the rest of it may
+/// still be on its way, so an HTTP/1.1 connection cannot serve another
+/// request (HTTP/2 ends only the stream, and forbids `Connection`).
+fn body_timeout(version: Version) -> Response<ResponseBody> {
+    let mut res = text(
+        StatusCode::REQUEST_TIMEOUT,
+        "request body not received in time",
+    );
+    if version < Version::HTTP_2 {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
 pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
     let (status, msg) = match &e {
         HubError::InvalidTopic => (StatusCode::BAD_REQUEST, e.to_string()),
@@ -783,5 +813,38 @@ mod tests {
         assert_eq!(q.last_event_id.as_deref(), Some("a-b-3"));
         assert!(StreamQuery::parse(Some("limit=0")).is_err());
         assert!(StreamQuery::parse(None).unwrap().last_event_id.is_none());
+    }
+
+    #[test]
+    fn timeouts_are_found_in_the_source_chain() {
+        #[derive(Debug)]
+        struct Wrapper(io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrapper")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "slow");
+        let direct: BoxError = Box::new(timed_out());
+        assert!(is_timeout(&*direct));
+        let nested: BoxError = Box::new(Wrapper(timed_out()));
+        assert!(is_timeout(&*nested));
+        let other: BoxError = Box::new(Wrapper(io::Error::other("reset")));
+        assert!(!is_timeout(&*other));
+    }
+
+    #[test]
+    fn body_timeout_closes_http1_only() {
+        let h1 = body_timeout(Version::HTTP_11);
+        assert_eq!(h1.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(h1.headers()[header::CONNECTION], "close");
+        let h2 = body_timeout(Version::HTTP_2);
+        assert_eq!(h2.status(), StatusCode::REQUEST_TIMEOUT);
+        assert!(h2.headers().get(header::CONNECTION).is_none());
     }
 }

@@ -4,22 +4,19 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ssehub::{
-    CorsOrigins, Event, Grants, Hub, JwtKey, PeerAddr, ServerConfig, SseService, TlsConfig,
-};
+use ssehub::{CorsOrigins, Event, Grants, Hub, JwtKey, PeerAddr, ServerConfig, SseService};
+use support::tls::{test_tls, tls_connect};
 use support::{
     Parser, SseClient, TestServer, events, header, request, request_full, request_on, seq,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls;
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
@@ -540,36 +537,6 @@ async fn cors_listed_origins_get_credentials_others_nothing() {
     );
     let (status, _) = request(addr, "POST", "/events/t", &[evil], b"x").await;
     assert_eq!(status, 403);
-}
-
-fn test_tls() -> (TlsConfig, rustls::RootCertStore) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let tls = TlsConfig::from_pem(
-        ck.cert.pem().as_bytes(),
-        ck.signing_key.serialize_pem().as_bytes(),
-    )
-    .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).unwrap();
-    (tls, roots)
-}
-
-async fn tls_connect(
-    addr: std::net::SocketAddr,
-    roots: rustls::RootCertStore,
-    alpn: &[&[u8]],
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    connector.connect(name, tcp).await.expect("TLS handshake")
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! The `ssehub` binary as a user runs it: the demo ticker on `/stream`, and
-//! SIGTERM with thousands of open streams ends them all and exits 0 quickly.
+//! The `ssehub` binary as a user runs it: the demo ticker on `/stream`,
+//! SIGTERM with thousands of open streams ends them all and exits 0 quickly,
+//! and the flags (environment variables, tokens, TLS, deadlines) take effect.
 
 mod support;
 
@@ -215,4 +216,59 @@ async fn tls_flags_serve_https() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     sigterm(&child);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn deadline_flags_and_their_variables_set_the_deadlines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Far shorter than the 10 s defaults: a silent socket and a stalled
+    // body are ended within this.
+    const BOUND: Duration = Duration::from_secs(5);
+    let (child, addr) = start_env(
+        &[
+            "--tick",
+            "0",
+            "--header-timeout",
+            "0.3",
+            "--idle-timeout",
+            "0.3",
+        ],
+        &[("SSEHUB_BODY_TIMEOUT", "0.3")],
+    )
+    .await;
+    let t0 = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut h2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    for s in [&mut silent, &mut h2] {
+        let mut rest = Vec::new();
+        tokio::time::timeout(BOUND, s.read_to_end(&mut rest))
+            .await
+            .expect("closed by the deadline")
+            .unwrap();
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+
+    let mut post = tokio::net::TcpStream::connect(addr).await.unwrap();
+    post.write_all(b"POST /events/t HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(BOUND, post.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed by the deadline")
+        .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    sigterm(&child);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args(["--listen", "127.0.0.1:0", "--idle-timeout", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --idle-timeout"));
 }

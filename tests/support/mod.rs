@@ -11,6 +11,7 @@ pub mod node;
 pub mod redis;
 pub mod resume_client;
 pub mod sse;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;

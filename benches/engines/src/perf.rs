@@ -18,7 +18,7 @@ pub fn commit(o: &Opts) -> R<()> {
     let sizes = [1usize, 16, 64];
     let n = if o.quick { 60 } else { 400 };
     let prefill = if o.quick { 5_000 } else { 50_000 };
-    println!("## commit: synced group commits of B x 1 KB events ({n} commits per cell, store prefilled with {prefill} events)\n");
+    println!("## commit: synced group commits of B x 1 KB events spread over {TOPICS} topics + their metadata ({n} commits per engine and size, engines interleaved commit by commit, stores prefilled with {prefill} events)\n");
     // (size, engine) -> per rep [p50, p99, max, events/s]
     let mut res: BTreeMap<(usize, &str), Vec<[f64; 4]>> = BTreeMap::new();
     for rep in 0..o.reps {
@@ -34,17 +34,22 @@ pub fn commit(o: &Opts) -> R<()> {
         }
         settle();
         for &b in &sizes {
-            for i in rotated(&(0..open.len()).collect::<Vec<_>>(), rep) {
-                let (e, s, tp, _) = &mut open[i];
-                for _ in 0..10 {
+            // Interleaved commit by commit (engine order rotated each round), so every engine
+            // sees the same disk/neighbour conditions: fsync latency on this shared VM is bimodal.
+            let idx: Vec<usize> = (0..open.len()).collect();
+            let mut lat: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); open.len()];
+            for round in 0..n + 10 {
+                for i in rotated(&idx, round + rep) {
+                    let (_, s, tp, _) = &mut open[i];
                     let spec = tp.spread(b);
-                    tp.commit(s.as_mut(), &spec, None, true)?;
+                    let d = tp.commit(s.as_mut(), &spec, None, true)?.0;
+                    if round >= 10 {
+                        lat[i].push(d); // first 10 rounds are warm-up
+                    }
                 }
-                let mut lat = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let spec = tp.spread(b);
-                    lat.push(tp.commit(s.as_mut(), &spec, None, true)?.0);
-                }
+            }
+            for (i, mut lat) in lat.into_iter().enumerate() {
+                let e = open[i].0;
                 let total: Duration = lat.iter().sum();
                 lat.sort();
                 let r = [ms(pct(&lat, 0.5)), ms(pct(&lat, 0.99)), ms(*lat.last().unwrap()), (b * n) as f64 / total.as_secs_f64()];
@@ -176,43 +181,65 @@ fn free_port() -> u16 {
 
 /// `redis-server --appendonly yes --appendfsync <mode>` + `redis-benchmark` XADD of the same
 /// payload from `conc` connections.
-pub fn run_redis(base: &Path, mode: &str, conc: usize, n: usize) -> R<PubResult> {
-    let dir = base.join(format!("redis-{mode}"));
-    rm_rf(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let port = free_port();
-    let mut srv = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", mode])
-        .arg("--dir")
-        .arg(&dir)
-        .args(["--save", "", "--logfile", "", "--loglevel", "warning"])
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if t0.elapsed() > Duration::from_secs(10) {
-            let _ = srv.kill();
-            return Err("redis-server did not start".into());
+pub struct Redis {
+    srv: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    /// `redis-server --appendonly yes --appendfsync <mode>` with its files in `base`.
+    pub fn start(base: &Path, mode: &str) -> R<Redis> {
+        let dir = base.join(format!("redis-{mode}"));
+        rm_rf(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let port = free_port();
+        let mut srv = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", mode])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--save", "", "--logfile", "", "--loglevel", "warning"])
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = srv.kill();
+                return Err("redis-server did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(Redis { srv, port, dir })
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let p = payload(0, 1);
-    let data = String::from_utf8_lossy(&p[1 + EVENT_TYPE.len()..]).to_string();
-    let out = std::process::Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", &conc.to_string(), "-n", &n.to_string(), "-P", "1", "--csv"])
-        .args(["XADD", "s", "*", "t", EVENT_TYPE, "d", &data])
-        .output();
-    let _ = srv.kill();
-    let _ = srv.wait();
-    rm_rf(&dir);
-    let out = out?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-    let line = text.lines().filter(|l| l.starts_with('"') && !l.starts_with("\"test\"")).last().ok_or_else(|| format!("no csv from redis-benchmark: {text} {}", String::from_utf8_lossy(&out.stderr)))?;
-    let f: Vec<f64> = line.rsplitn(8, ',').map(|x| x.trim_matches('"').parse::<f64>().unwrap_or(f64::NAN)).collect();
-    // rsplitn yields from the end: max, p99, p95, p50, min, avg, rps, test...
-    Ok(PubResult { evps: f[6], p50: f[3], p99: f[1], avg_batch: f64::NAN })
+
+    /// `redis-benchmark` XADD of the same 1 KB payload from `conc` connections.
+    pub fn bench(&self, conc: usize, n: usize) -> R<PubResult> {
+        let p = payload(0, 1);
+        let data = String::from_utf8_lossy(&p[1 + EVENT_TYPE.len()..]).to_string();
+        let out = std::process::Command::new("redis-benchmark")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-c", &conc.to_string(), "-n", &n.to_string(), "-P", "1", "--csv"])
+            .args(["XADD", "s", "*", "t", EVENT_TYPE, "d", &data])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+        let line = text
+            .lines()
+            .filter(|l| l.starts_with('"') && !l.starts_with("\"test\""))
+            .last()
+            .ok_or_else(|| format!("no csv from redis-benchmark: {text} {}", String::from_utf8_lossy(&out.stderr)))?;
+        let f: Vec<f64> = line.rsplitn(8, ',').map(|x| x.trim_matches('"').parse::<f64>().unwrap_or(f64::NAN)).collect();
+        // rsplitn yields from the end: max, p99, p95, p50, min, avg, rps, test
+        Ok(PubResult { evps: f[6], p50: f[3], p99: f[1], avg_batch: f64::NAN })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.srv.kill();
+        let _ = self.srv.wait();
+        rm_rf(&self.dir);
+    }
 }
 
 pub fn publish(o: &Opts) -> R<()> {
@@ -222,13 +249,14 @@ pub fn publish(o: &Opts) -> R<()> {
     let redis = o.redis && which("redis-server") && which("redis-benchmark");
     // one publisher is fsync-bound (~1 commit per event): fewer events there
     let n_for = |c: usize| if c == 1 { n / 10 } else { n };
-    println!("## publish: C concurrent publishers, each waits until its 1 KB event is durable; one group-committing writer ({n} events per cell, {} with 1 publisher)\n", n / 10);
+    println!("## publish: C concurrent publishers, each waits until its 1 KB event is durable; one group-committing writer ({n} events per cell, {} with 1 publisher; each cell run as 4 slices, stores interleaved slice by slice; Redis servers started once per repetition)\n", n / 10);
     let mut names: Vec<String> = o.engines.iter().map(|e| e.name().to_string()).collect();
     if redis {
         names.push("redis-always".into());
         names.push("redis-everysec".into());
     }
     let mut res: BTreeMap<(usize, String), Vec<PubResult>> = BTreeMap::new();
+    const SLICES: usize = 4;
     for rep in 0..o.reps {
         let mut open: Vec<(Engine, Box<dyn Store>, Topics, PathBuf)> = Vec::new();
         for &e in &o.engines {
@@ -241,18 +269,42 @@ pub fn publish(o: &Opts) -> R<()> {
             open.push((e, s, tp, dir));
         }
         settle();
+        let servers: Vec<(String, Redis)> = if redis {
+            vec![("redis-always".into(), Redis::start(&o.base, "always")?), ("redis-everysec".into(), Redis::start(&o.base, "everysec")?)]
+        } else {
+            Vec::new()
+        };
         for &c in &concs {
-            for name in rotated(&names.iter().map(|s| s.as_str()).collect::<Vec<_>>(), rep) {
-                let r = if let Some(mode) = name.strip_prefix("redis-") {
-                    run_redis(&o.base, mode, c, n_for(c))?
-                } else {
-                    let (_, s, tp, _) = open.iter_mut().find(|x| x.0.name() == name).unwrap();
-                    run_publish(s.as_mut(), tp, c, n_for(c))?
-                };
-                eprintln!("  rep {rep} C={c:<3} {name:<15} {:>8.0} ev/s  p50 {:.2} ms  p99 {:.2} ms  batch {:.1}", r.evps, r.p50, r.p99, r.avg_batch);
-                res.entry((c, name.to_string())).or_default().push(r);
+            // each cell in SLICES slices, stores interleaved slice by slice
+            let mut acc: BTreeMap<String, (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, f64)> = BTreeMap::new();
+            for slice in 0..SLICES {
+                for name in rotated(&names.iter().map(|s| s.as_str()).collect::<Vec<_>>(), rep + slice) {
+                    let m = n_for(c) / SLICES;
+                    let t0 = Instant::now();
+                    let r = if let Some((_, srv)) = servers.iter().find(|(n, _)| n == name) {
+                        srv.bench(c, m)?
+                    } else {
+                        let (_, s, tp, _) = open.iter_mut().find(|x| x.0.name() == name).unwrap();
+                        run_publish(s.as_mut(), tp, c, m)?
+                    };
+                    let el = t0.elapsed().as_secs_f64();
+                    let a = acc.entry(name.to_string()).or_default();
+                    a.0.push(r.evps);
+                    a.1.push(r.p50);
+                    a.2.push(r.p99);
+                    a.3.push(r.avg_batch);
+                    a.4 += m as f64 / r.evps.max(1e-9);
+                    let _ = el;
+                }
+            }
+            for (name, (evps, p50, p99, batch, secs)) in acc {
+                // throughput over the whole cell; latency percentiles: median of the slices'
+                let r = PubResult { evps: (n_for(c) / SLICES * SLICES) as f64 / secs, p50: median(&p50), p99: median(&p99), avg_batch: median(&batch) };
+                eprintln!("  rep {rep} C={c:<3} {name:<15} {:>8.0} ev/s  p50 {:.2} ms  p99 {:.2} ms  batch {:.1}  (slices: {:?})", r.evps, r.p50, r.p99, r.avg_batch, evps.iter().map(|x| x.round()).collect::<Vec<_>>());
+                res.entry((c, name)).or_default().push(r);
             }
         }
+        drop(servers);
         for (_, s, _, dir) in open {
             s.close()?;
             rm_rf(&dir);

@@ -129,4 +129,35 @@ pub(crate) struct ServeArgs {
     /// Seconds shutdown waits for connections to finish.
     #[arg(long, env = "SSEHUB_SHUTDOWN_TIMEOUT", default_value_t = 5)]
     pub(crate) shutdown_timeout: u64,
+
+    /// Seconds a client may take to send its first bytes, to finish the TLS
+    /// handshake, and to send each HTTP/1.1 request head (also the longest
+    /// wait for the next request on a kept-alive HTTP/1.1 connection).
+    #[arg(
+        long,
+        env = "SSEHUB_HEADER_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECS"
+    )]
+    pub(crate) header_timeout: f64,
+
+    /// Longest silence, in seconds, between bytes of a request body (then
+    /// `408`); after that long, a body must also average 1 KiB/s.
+    #[arg(
+        long,
+        env = "SSEHUB_BODY_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECS"
+    )]
+    pub(crate) body_timeout: f64,
+
+    /// Seconds a connection may have no request in progress before it is
+    /// closed (HTTP/2: `GOAWAY`). Event streams are requests in progress.
+    #[arg(
+        long,
+        env = "SSEHUB_IDLE_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECS"
+    )]
+    pub(crate) idle_timeout: f64,
 }

@@ -91,6 +91,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
 
     let mut config = ServerConfig::default();
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
+    config.header_read_timeout = deadline("--header-timeout", args.header_timeout)?;
+    config.body_read_timeout = deadline("--body-timeout", args.body_timeout)?;
+    config.idle_timeout = deadline("--idle-timeout", args.idle_timeout)?;
     config.max_connections = args.max_connections;
     config.max_connections_per_ip =
         (args.max_connections_per_ip > 0).then_some(args.max_connections_per_ip);
@@ -117,4 +120,15 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         Ok::<_, Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A deadline flag in seconds: fractions allowed, zero not (it would close
+/// every connection at once), nor more than a year (far beyond any use, and
+/// it keeps deadline arithmetic away from overflow).
+fn deadline(flag: &str, secs: f64) -> Result<Duration, Error> {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() && d <= YEAR => Ok(d),
+        _ => Err(format!("invalid {flag} {secs}: expected seconds above 0, at most a year").into()),
+    }
 }
