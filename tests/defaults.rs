@@ -206,7 +206,36 @@ fn the_library_defaults_are_the_readme_limits() {
             }
             "publish body" => size(service.max_body_bytes),
             "request head" => size(server.max_header_bytes),
-            w if w.starts_with("time to send the first bytes") => secs(server.header_read_timeout),
+            w if w.starts_with("time to send the first bytes")
+                || w == "time to finish the TLS handshake"
+                || w == "time to send an HTTP/1.1 request head"
+                || w.starts_with("idle HTTP/1.1 connection") =>
+            {
+                secs(server.header_read_timeout)
+            }
+            w if w.starts_with("connection with no request in progress") => {
+                assert!(
+                    default.contains(&format!("dropped {} s later", ssehub::IDLE_GRACE.as_secs())),
+                    "{default}"
+                );
+                secs(server.idle_timeout)
+            }
+            "silence between bytes of a request body" => secs(server.body_read_timeout),
+            w if w.starts_with("average rate of a request body") => {
+                assert_eq!(
+                    default,
+                    format!("at least {} KiB/s, else `408`", server.min_body_rate / 1024)
+                );
+                continue;
+            }
+            "answering `503` to a connection over a limit" => {
+                // Twice the shorter of the head deadline and 5 s.
+                let bound = 2 * secs(server.header_read_timeout).min(5);
+                assert_eq!(quantity(default.trim_start_matches("at most ")), bound);
+                continue;
+            }
+            // Not a number: tests/deadlines.rs holds it to its word.
+            w if w.starts_with("an event stream, or any response") => continue,
             "frame built from several ready events" => size(hub.max_frame_bytes),
             // Not a number; tests/slow_client.rs holds it to its word.
             "memory per slow subscriber" => continue,
@@ -220,5 +249,5 @@ fn the_library_defaults_are_the_readme_limits() {
             assert_eq!(d.parse::<u64>().unwrap(), want, "{what}: {flag} {d}");
         }
     }
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 20);
 }
