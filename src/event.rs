@@ -246,6 +246,12 @@ impl Encoded {
         Encoded { buf }
     }
 
+    /// The event's lines (`event:` and `data:`), without the id.
+    #[cfg_attr(not(feature = "disk"), allow(dead_code))]
+    pub(crate) fn lines(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// The length of the finished frame with the longest possible id: an
     /// upper bound of what it will retain.
     pub(crate) fn max_frame_len(&self) -> usize {

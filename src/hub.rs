@@ -143,17 +143,34 @@ impl Hub {
     }
 
     /// Appends through a store other than memory: the store gives the ids.
-    async fn append(&self, topic: &str, events: Vec<Event>) -> Result<Published, HubError> {
+    async fn append(&self, name: &str, events: Vec<Event>) -> Result<Published, HubError> {
         let encoded: Vec<_> = events.iter().map(Event::encode).collect();
         self.check_size(&encoded)?;
         if self.is_closed() {
             return Err(HubError::Closed);
         }
-        validate_topic(topic)?;
-        let appended = self.store().append(topic, &events).await.map_err(|e| {
-            tracing::warn!(error = %e, topic, "append failed");
-            HubError::Storage(e)
-        })?;
+        validate_topic(name)?;
+        // A store that keeps history on this machine hands the durable
+        // frames back, in order, for the topic's ring; Redis delivers what
+        // its reader reads, on every node alike.
+        let deliver: crate::store::Deliver = if self.store().loads_topics() {
+            Box::new(|_, _, _| {})
+        } else {
+            let topic = self.topic(name)?;
+            let hub = self.clone();
+            Box::new(move |epoch, first, frames| {
+                topic.ingest(epoch, (first..).zip(frames));
+                hub.enforce_total_bytes();
+            })
+        };
+        let appended = self
+            .store()
+            .append(name, &events, encoded, deliver)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, topic = name, "append failed");
+                HubError::Storage(e)
+            })?;
         let count = events.len() as u64;
         self.inner
             .counters
@@ -227,7 +244,11 @@ impl Hub {
                 drop(ring);
                 return Ok(EventStream::deferred(topic, options.last_event_id, params));
             }
-            let start = locate(&ring, options.last_event_id.as_deref());
+            let start = locate(
+                &ring,
+                options.last_event_id.as_deref(),
+                topic.durable_first(),
+            );
             let replay_end = ring.next_seq();
             drop(ring);
             return Ok(EventStream::new(topic, start, replay_end, params));
@@ -385,21 +406,25 @@ impl Hub {
         if topics.len() >= config.max_topics && !self.retire_one(&mut topics) {
             return Err(HubError::TooManyTopics);
         }
-        let epoch = self
-            .inner
-            .epoch
-            .incarnation(self.inner.retired.load(Ordering::Relaxed));
-        let primed = !self.store().loads_topics();
-        let topic = Arc::new(Topic::new(
-            name,
-            epoch,
-            RingLimits {
-                max_events: config.buffer,
-                max_bytes: config.max_topic_bytes,
-            },
-            self.inner.counters.clone(),
-            primed,
-        ));
+        let limits = RingLimits {
+            max_events: config.buffer,
+            max_bytes: config.max_topic_bytes,
+        };
+        let counters = self.inner.counters.clone();
+        let topic = Arc::new(match self.store().open_topic(name) {
+            // The store keeps the history: it says where it stands.
+            Some((epoch, next, history)) => {
+                Topic::new(name, epoch, limits, counters, true).with_history(next, history)
+            }
+            None => {
+                let epoch = self
+                    .inner
+                    .epoch
+                    .incarnation(self.inner.retired.load(Ordering::Relaxed));
+                let primed = !self.store().loads_topics();
+                Topic::new(name, epoch, limits, counters, primed)
+            }
+        });
         topics.insert(name.into(), topic.clone());
         self.store().follow(name);
         // A close that ran before the insert did not see this topic.
@@ -872,15 +897,22 @@ impl HubBuilder {
         };
         let sink = Arc::new(HubSink(Arc::downgrade(&hub.inner)));
         hub.store().attach(sink, hub.inner.config.buffer);
+        // Topics the store already has exist from the start: they count
+        // against the topic bound, and their ids resume.
+        for name in hub.store().topics() {
+            if let Err(e) = hub.topic(&name) {
+                tracing::warn!(topic = &*name, error = %e, "cannot open a stored topic");
+            }
+        }
         hub
     }
 }
 
 /// What a store reports reaches the topics through here.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
 struct HubSink(std::sync::Weak<Inner>);
 
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
 impl HubSink {
     fn topic(&self, name: &str) -> Option<(Hub, Arc<Topic>)> {
         let hub = Hub {

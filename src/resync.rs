@@ -98,12 +98,13 @@ impl Resync {
 
     /// The signal for a live subscriber whose unsent events were overwritten:
     /// it had been sent everything before `cursor`.
-    pub(crate) fn lagged(ring: &Ring, cursor: u64) -> Resync {
-        let oldest = ring.oldest().unwrap_or(ring.next_seq());
+    pub(crate) fn lagged(ring: &Ring, cursor: u64, durable: Option<u64>) -> Resync {
+        let retained = oldest_retained(ring, durable);
+        let oldest = retained.unwrap_or(ring.next_seq());
         Resync {
             reason: ResyncReason::Lagged,
             requested: EventId::new(ring.epoch(), cursor.saturating_sub(1)).to_string(),
-            oldest: ring.oldest().map(|s| EventId::new(ring.epoch(), s)),
+            oldest: retained.map(|s| EventId::new(ring.epoch(), s)),
             latest: EventId::new(ring.epoch(), ring.latest()),
             missed: Some(oldest.saturating_sub(cursor)),
         }
@@ -132,9 +133,21 @@ pub(crate) enum Greeting {
     Resync(Resync),
 }
 
+/// The oldest event a topic still has: in its ring, or in the history its
+/// store keeps beyond the ring (`durable`: that history's first event).
+pub(crate) fn oldest_retained(ring: &Ring, durable: Option<u64>) -> Option<u64> {
+    let next = ring.next_seq();
+    let oldest = ring
+        .oldest()
+        .unwrap_or(next)
+        .min(durable.unwrap_or(u64::MAX));
+    (oldest < next).then_some(oldest)
+}
+
 /// Finds where a subscription starts, given the client's last event id
-/// (`None` for a fresh subscription).
-pub(crate) fn locate(ring: &Ring, last_event_id: Option<&str>) -> Start {
+/// (`None` for a fresh subscription) and the first event of the history
+/// kept beyond the ring, if any.
+pub(crate) fn locate(ring: &Ring, last_event_id: Option<&str>, durable: Option<u64>) -> Start {
     let epoch = ring.epoch();
     let next = ring.next_seq();
     let Some(raw) = last_event_id else {
@@ -144,7 +157,8 @@ pub(crate) fn locate(ring: &Ring, last_event_id: Option<&str>) -> Start {
             greeting: Greeting::Checkpoint,
         };
     };
-    let oldest = ring.oldest().unwrap_or(next);
+    let retained = oldest_retained(ring, durable);
+    let oldest = retained.unwrap_or(next);
     let resync = |reason, missed| {
         let mut requested = raw.to_owned();
         if requested.len() > MAX_ECHO {
@@ -160,7 +174,7 @@ pub(crate) fn locate(ring: &Ring, last_event_id: Option<&str>) -> Start {
             greeting: Greeting::Resync(Resync {
                 reason,
                 requested,
-                oldest: ring.oldest().map(|s| EventId::new(epoch, s)),
+                oldest: retained.map(|s| EventId::new(epoch, s)),
                 latest: EventId::new(epoch, ring.latest()),
                 missed,
             }),
@@ -217,26 +231,26 @@ mod tests {
     #[test]
     fn fresh_starts_at_next_with_checkpoint() {
         let r = ring_with(5, 10);
-        let s = locate(&r, None);
+        let s = locate(&r, None, None);
         assert_eq!((s.cursor, &s.greeting), (6, &Greeting::Checkpoint));
     }
 
     #[test]
     fn resume_starts_strictly_after_the_id() {
         let r = ring_with(100, 1000);
-        let s = locate(&r, Some("ep-40"));
+        let s = locate(&r, Some("ep-40"), None);
         assert_eq!((s.cursor, &s.greeting), (41, &Greeting::Resume));
         // Up to date: nothing to replay, no resync.
-        assert_eq!(locate(&r, Some("ep-100")).greeting, Greeting::Resume);
+        assert_eq!(locate(&r, Some("ep-100"), None).greeting, Greeting::Resume);
         // Before the first event.
-        assert_eq!(locate(&r, Some("ep-0")).cursor, 1);
+        assert_eq!(locate(&r, Some("ep-0"), None).cursor, 1);
     }
 
     #[test]
     fn resume_at_the_edge_of_the_ring_is_exact() {
         let r = ring_with(100, 10); // retains 91..=100
-        assert_eq!(locate(&r, Some("ep-90")).greeting, Greeting::Resume);
-        let s = locate(&r, Some("ep-89"));
+        assert_eq!(locate(&r, Some("ep-90"), None).greeting, Greeting::Resume);
+        let s = locate(&r, Some("ep-89"), None);
         assert_eq!((reason(&s), s.cursor), (Some(ResyncReason::Evicted), 91));
         match s.greeting {
             Greeting::Resync(r) => assert_eq!(r.missed, Some(1)),
@@ -254,7 +268,7 @@ mod tests {
             ("garbage", ResyncReason::Malformed),
             ("", ResyncReason::Malformed),
         ] {
-            let s = locate(&r, Some(id));
+            let s = locate(&r, Some(id), None);
             assert_eq!(reason(&s), Some(want), "{id}");
             assert_eq!(s.cursor, 91, "continues with everything retained");
         }
@@ -263,14 +277,14 @@ mod tests {
     #[test]
     fn json_payload() {
         let r = ring_with(100, 10);
-        let Greeting::Resync(rs) = locate(&r, Some("ep-3")).greeting else {
+        let Greeting::Resync(rs) = locate(&r, Some("ep-3"), None).greeting else {
             unreachable!()
         };
         assert_eq!(
             rs.to_json(),
             r#"{"reason":"evicted","requested":"ep-3","oldest":"ep-91","latest":"ep-100","missed":87}"#
         );
-        let Greeting::Resync(rs) = locate(&r, Some("a\"b\nc")).greeting else {
+        let Greeting::Resync(rs) = locate(&r, Some("a\"b\nc"), None).greeting else {
             unreachable!()
         };
         assert_eq!(
@@ -283,7 +297,7 @@ mod tests {
     fn echo_is_truncated_on_a_char_boundary() {
         let r = ring_with(1, 10);
         let long = "é".repeat(300);
-        let Greeting::Resync(rs) = locate(&r, Some(&long)).greeting else {
+        let Greeting::Resync(rs) = locate(&r, Some(&long), None).greeting else {
             unreachable!()
         };
         assert!(rs.requested.len() <= MAX_ECHO);
@@ -293,7 +307,7 @@ mod tests {
     #[test]
     fn empty_topic() {
         let r = ring_with(0, 10);
-        let Greeting::Resync(rs) = locate(&r, Some("ep-5")).greeting else {
+        let Greeting::Resync(rs) = locate(&r, Some("ep-5"), None).greeting else {
             unreachable!()
         };
         assert_eq!(rs.reason, ResyncReason::Future);

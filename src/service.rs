@@ -777,6 +777,10 @@ pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
         HubError::InvalidTopic => (StatusCode::BAD_REQUEST, e.to_string()),
         HubError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         // The cause is logged where it happened; clients get the gist.
+        HubError::Storage(e) if e.kind() == crate::store::ErrorKind::Full => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage full: nothing was published".to_owned(),
+        ),
         HubError::Storage(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "storage unavailable".to_owned(),

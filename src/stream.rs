@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::event::{KEEP_ALIVE_FRAME, checkpoint_frame, resync_frame};
 use crate::id::{Epoch, EventId};
-use crate::resync::{Greeting, Resync, ResyncReason, Start, locate};
+use crate::resync::{Greeting, Resync, ResyncReason, Start, locate, oldest_retained};
 use crate::ring::Read;
 use crate::topic::Topic;
 
@@ -39,7 +39,10 @@ use crate::topic::Topic;
 ///
 /// A subscriber that does not read holds only its position: when it reads
 /// again after the ring overwrote events it had not been sent, it gets a
-/// `resync` event and continues with the oldest retained one.
+/// `resync` event and continues with the oldest retained one. With a store
+/// that keeps history beyond the ring (disk), a stream whose position is
+/// older than the ring reads the events from the store first, a frame at a
+/// time, then joins the ring with no gap and no duplicate.
 ///
 /// Get one from [`Hub::subscribe`](crate::Hub::subscribe).
 ///
@@ -67,23 +70,37 @@ use crate::topic::Topic;
 /// ```
 pub struct EventStream {
     topic: Arc<Topic>,
+    state: State,
+    /// The history `cursor` belongs to.
     epoch: Epoch,
     /// The next event to send.
     cursor: u64,
     /// Events before this one were published before the subscription.
     replay_end: u64,
-    /// A control frame to send before any event.
+    /// A control frame (the greeting, a `resync`) to send before any event.
     pending: Option<Bytes>,
     /// Events left to send before the stream ends, `None` for no limit.
     remaining: Option<u64>,
     max_frame_bytes: usize,
-    /// Until the topic is primed (storage loaded its history), where the
-    /// client asked to resume; the start is computed then.
-    deferred: Option<Deferred>,
     /// Armed before each look at the ring, so no publish goes unnoticed.
     wait: Option<Pin<Box<OwnedNotified>>>,
     keep_alive: Option<KeepAlive>,
-    done: bool,
+}
+
+/// Where a stream is in its life.
+enum State {
+    /// The store is loading the topic's history: the start, and the rest of
+    /// the greeting, are computed once it is loaded.
+    Loading {
+        last_event_id: Option<Box<str>>,
+        retry_ms: Option<u64>,
+    },
+    /// Sending from the ring, and waiting on it once caught up.
+    Live,
+    /// Reading events older than the ring from the store.
+    CatchingUp(tokio::task::JoinHandle<Read>),
+    /// Ended (its limit reached, or the hub closed): nothing more to send.
+    Done,
 }
 
 struct KeepAlive {
@@ -92,11 +109,6 @@ struct KeepAlive {
     /// Created on the first idle poll and reset only when it fires, so a busy
     /// stream costs no timer operations.
     sleep: Option<Pin<Box<Sleep>>>,
-}
-
-struct Deferred {
-    last_event_id: Option<Box<str>>,
-    retry_ms: Option<u64>,
 }
 
 /// How a stream is set up; built by the hub.
@@ -117,7 +129,7 @@ impl EventStream {
         params: StreamParams,
     ) -> Self {
         let retry_ms = params.retry_ms;
-        let mut stream = EventStream::unstarted(topic, params);
+        let mut stream = EventStream::unstarted(topic, params, State::Live);
         stream.begin(start, replay_end, retry_ms);
         stream
     }
@@ -129,35 +141,34 @@ impl EventStream {
         last_event_id: Option<String>,
         params: StreamParams,
     ) -> Self {
-        // The retry hint goes out at once; the rest of the greeting once the
-        // start is known.
         let retry_ms = params.retry_ms;
-        let mut stream = EventStream::unstarted(topic, params);
-        stream.pending = retry_ms.map(retry_line);
-        stream.deferred = Some(Deferred {
+        let state = State::Loading {
             last_event_id: last_event_id.map(String::into_boxed_str),
             retry_ms,
-        });
+        };
+        let mut stream = EventStream::unstarted(topic, params, state);
+        // The retry hint goes out at once; the rest of the greeting once the
+        // start is known.
+        stream.pending = retry_ms.map(retry_line);
         stream
     }
 
-    fn unstarted(topic: Arc<Topic>, params: StreamParams) -> Self {
+    fn unstarted(topic: Arc<Topic>, params: StreamParams, state: State) -> Self {
         EventStream {
             topic,
+            state,
             epoch: Epoch::placeholder(),
             cursor: 1,
             replay_end: 0,
             pending: None,
             remaining: params.limit,
             max_frame_bytes: params.max_frame_bytes,
-            deferred: None,
             wait: None,
             keep_alive: params.keep_alive.map(|period| KeepAlive {
                 period,
                 last_sent: Instant::now(),
                 sleep: None,
             }),
-            done: false,
         }
     }
 
@@ -179,10 +190,11 @@ impl EventStream {
         self.epoch = start.epoch;
         self.cursor = start.cursor;
         self.replay_end = replay_end;
+        self.state = State::Live;
     }
 
     pub(crate) fn is_deferred(&self) -> bool {
-        self.deferred.is_some()
+        matches!(self.state, State::Loading { .. })
     }
 
     /// Fixes the start of a deferred stream now, if its topic is primed.
@@ -195,17 +207,25 @@ impl EventStream {
         if !self.topic.is_primed() {
             return false;
         }
-        let Some(d) = self.deferred.take() else {
+        let State::Loading {
+            last_event_id,
+            retry_ms,
+        } = std::mem::replace(&mut self.state, State::Live)
+        else {
             return true;
         };
         let (start, replay_end) = {
             let ring = self.topic.lock();
-            (locate(&ring, d.last_event_id.as_deref()), ring.next_seq())
+            let durable = self.topic.durable_first();
+            (
+                locate(&ring, last_event_id.as_deref(), durable),
+                ring.next_seq(),
+            )
         };
         // The retry hint is still queued if nothing was sent yet: the
         // greeting replaces it, so it must carry it.
         let retry_ms = if self.pending.is_some() {
-            d.retry_ms
+            retry_ms
         } else {
             None
         };
@@ -231,7 +251,7 @@ impl EventStream {
     }
 
     fn finish(&mut self) {
-        self.done = true;
+        self.state = State::Done;
         self.pending = None;
         self.wait = None;
         self.keep_alive = None;
@@ -240,15 +260,17 @@ impl EventStream {
     /// The `resync` for a subscriber whose topic got another history.
     fn reset(&mut self) -> Bytes {
         let ring = self.topic.lock();
+        let durable = self.topic.durable_first();
+        let retained = oldest_retained(&ring, durable);
         let resync = Resync {
             reason: ResyncReason::Epoch,
             requested: self.position().to_string(),
-            oldest: ring.oldest().map(|s| EventId::new(ring.epoch(), s)),
+            oldest: retained.map(|s| EventId::new(ring.epoch(), s)),
             latest: EventId::new(ring.epoch(), ring.latest()),
             missed: None,
         };
         self.epoch = ring.epoch();
-        self.cursor = ring.oldest().unwrap_or(ring.next_seq());
+        self.cursor = retained.unwrap_or(ring.next_seq());
         drop(ring);
         self.topic
             .counters()
@@ -260,14 +282,34 @@ impl EventStream {
     /// The `resync` for a subscriber whose unsent events were overwritten.
     fn lagged(&mut self) -> Bytes {
         let ring = self.topic.lock();
-        let resync = Resync::lagged(&ring, self.cursor);
-        self.cursor = ring.oldest().unwrap_or(ring.next_seq());
+        let durable = self.topic.durable_first();
+        let resync = Resync::lagged(&ring, self.cursor, durable);
+        self.cursor = oldest_retained(&ring, durable).unwrap_or(ring.next_seq());
         drop(ring);
         self.topic
             .counters()
             .resyncs
             .fetch_add(1, Ordering::Relaxed);
         resync_frame(None, &resync.to_json(), &self.position())
+    }
+
+    /// Hands on `count` events read at the cursor.
+    fn deliver(&mut self, frame: Bytes, count: u64) -> Bytes {
+        let replayed = self
+            .replay_end
+            .min(self.cursor + count)
+            .saturating_sub(self.cursor);
+        let c = self.topic.counters();
+        c.delivered.fetch_add(count, Ordering::Relaxed);
+        if replayed > 0 {
+            c.replayed.fetch_add(replayed, Ordering::Relaxed);
+        }
+        self.cursor += count;
+        if let Some(r) = &mut self.remaining {
+            *r -= count.min(*r);
+        }
+        self.sent();
+        frame
     }
 
     fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
@@ -292,6 +334,95 @@ impl EventStream {
             sleep.as_mut().reset(due);
         }
     }
+
+    /// The next frame, if one is ready now; registers the wake-ups
+    /// otherwise (the ring's, or the store's read).
+    fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            if self.topic.is_closed() {
+                self.finish();
+                return Poll::Ready(None);
+            }
+            if self.wait.is_none() {
+                self.wait = Some(Box::pin(self.topic.notify().clone().notified_owned()));
+            }
+            let read = match &mut self.state {
+                State::Done => return Poll::Ready(None),
+                State::Loading { .. } => {
+                    if self.try_begin() {
+                        if let Some(frame) = self.pending.take() {
+                            self.sent();
+                            return Poll::Ready(Some(frame));
+                        }
+                        continue;
+                    }
+                    None
+                }
+                State::CatchingUp(read) => match Pin::new(read).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => {
+                        self.state = State::Live;
+                        // A read that failed finds nothing: what it was
+                        // after is announced as gone (the store gives the
+                        // topic a new epoch if its history is damaged).
+                        Some(match result.unwrap_or(Read::Empty) {
+                            Read::Empty => Read::Lagged { oldest: 0 },
+                            read => read,
+                        })
+                    }
+                },
+                State::Live => {
+                    let max_events = self.remaining.unwrap_or(u64::MAX);
+                    let read =
+                        self.topic
+                            .read(self.epoch, self.cursor, max_events, self.max_frame_bytes);
+                    if let Read::Lagged { .. } = read
+                        && let Some(history) = self.topic.history()
+                        && history.first() <= self.cursor
+                    {
+                        // Older than the ring, but the store has it.
+                        self.state = State::CatchingUp(history.read(
+                            self.epoch,
+                            self.cursor,
+                            max_events,
+                            self.max_frame_bytes,
+                        ));
+                        continue;
+                    }
+                    Some(read)
+                }
+            };
+            match read {
+                Some(Read::Ready { frame, count }) => {
+                    // Re-arm now: the wake-up that brought us here is spent,
+                    // and the next poll then reads the ring once, not twice.
+                    if let Some(wait) = self.wait.as_mut() {
+                        wait.set(self.topic.notify().clone().notified_owned());
+                    }
+                    return Poll::Ready(Some(self.deliver(frame, count)));
+                }
+                Some(Read::Lagged { .. }) => {
+                    let frame = self.lagged();
+                    self.sent();
+                    return Poll::Ready(Some(frame));
+                }
+                Some(Read::Reset) => {
+                    let frame = self.reset();
+                    self.sent();
+                    return Poll::Ready(Some(frame));
+                }
+                Some(Read::Empty) | None => {}
+            }
+            let topic = &self.topic;
+            let Some(wait) = self.wait.as_mut() else {
+                return Poll::Pending;
+            };
+            match wait.as_mut().poll(cx) {
+                Poll::Ready(()) => wait.set(topic.notify().clone().notified_owned()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 fn retry_line(ms: u64) -> Bytes {
@@ -300,20 +431,6 @@ fn retry_line(ms: u64) -> Bytes {
     s.push_str(&ms.to_string());
     s.push('\n');
     Bytes::from(s)
-}
-
-impl EventStream {
-    /// After a deferred start: the greeting, if any, goes out first.
-    fn poll_pending_or_continue(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(frame) = self.pending.take() {
-            self.sent();
-            return Poll::Ready(Some(Ok(Frame::data(frame))));
-        }
-        Pin::new(self).poll_frame(cx)
-    }
 }
 
 impl Body for EventStream {
@@ -325,7 +442,7 @@ impl Body for EventStream {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        if this.done {
+        if let State::Done = this.state {
             return Poll::Ready(None);
         }
         if let Some(frame) = this.pending.take() {
@@ -336,76 +453,10 @@ impl Body for EventStream {
             this.finish();
             return Poll::Ready(None);
         }
-        loop {
-            if this.topic.is_closed() {
-                this.finish();
-                return Poll::Ready(None);
-            }
-            if this.wait.is_none() {
-                this.wait = Some(Box::pin(this.topic.notify().clone().notified_owned()));
-            }
-            if this.deferred.is_some() {
-                if this.try_begin() {
-                    return this.poll_pending_or_continue(cx);
-                }
-                let topic = &this.topic;
-                let Some(wait) = this.wait.as_mut() else {
-                    break;
-                };
-                match wait.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        let fresh = topic.notify().clone().notified_owned();
-                        wait.set(fresh);
-                        continue;
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            let topic = &this.topic;
-            let Some(wait) = this.wait.as_mut() else {
-                break;
-            };
-            let max_events = this.remaining.unwrap_or(u64::MAX);
-            match topic.read(this.epoch, this.cursor, max_events, this.max_frame_bytes) {
-                Read::Ready { frame, count } => {
-                    let replayed = this
-                        .replay_end
-                        .min(this.cursor + count)
-                        .saturating_sub(this.cursor);
-                    let c = topic.counters();
-                    c.delivered.fetch_add(count, Ordering::Relaxed);
-                    if replayed > 0 {
-                        c.replayed.fetch_add(replayed, Ordering::Relaxed);
-                    }
-                    this.cursor += count;
-                    if let Some(r) = &mut this.remaining {
-                        *r -= count;
-                    }
-                    // Re-arm now: the wake-up that brought us here is spent,
-                    // and the next poll then reads the ring once, not twice.
-                    wait.set(topic.notify().clone().notified_owned());
-                    this.sent();
-                    return Poll::Ready(Some(Ok(Frame::data(frame))));
-                }
-                Read::Lagged { .. } => {
-                    let frame = this.lagged();
-                    this.sent();
-                    return Poll::Ready(Some(Ok(Frame::data(frame))));
-                }
-                Read::Reset => {
-                    let frame = this.reset();
-                    this.sent();
-                    return Poll::Ready(Some(Ok(Frame::data(frame))));
-                }
-                Read::Empty => {}
-            }
-            match wait.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    let fresh = topic.notify().clone().notified_owned();
-                    wait.set(fresh);
-                }
-                Poll::Pending => break,
-            }
+        match this.poll_events(cx) {
+            Poll::Ready(Some(frame)) => return Poll::Ready(Some(Ok(Frame::data(frame)))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
         }
         match this.poll_keep_alive(cx) {
             Poll::Ready(Some(frame)) => Poll::Ready(Some(Ok(Frame::data(frame)))),
@@ -414,7 +465,7 @@ impl Body for EventStream {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || (self.pending.is_none() && self.remaining == Some(0))
+        matches!(self.state, State::Done) || (self.pending.is_none() && self.remaining == Some(0))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -434,11 +485,17 @@ impl Drop for EventStream {
 
 impl fmt::Debug for EventStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Loading { .. } => "loading",
+            State::Live => "live",
+            State::CatchingUp(_) => "catching up",
+            State::Done => "done",
+        };
         f.debug_struct("EventStream")
             .field("topic", &self.topic.name())
+            .field("state", &state)
             .field("position", &self.position())
             .field("remaining", &self.remaining)
-            .field("done", &self.done)
             .finish_non_exhaustive()
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::event::Encoded;
 use crate::id::{Epoch, EventId};
 use crate::ring::{Read, Ring, RingLimits};
+use crate::store::History;
 
 /// State shared by every topic of a hub: counters and the byte total.
 #[derive(Debug)]
@@ -66,6 +67,8 @@ pub(crate) struct Topic {
     /// Last publish or subscription change, on the hub's logical clock.
     last_active: AtomicU64,
     counters: Arc<Counters>,
+    /// The history its store keeps beyond the ring, if any (disk).
+    history: Option<History>,
 }
 
 /// Ids given to a batch of published events: consecutive in one epoch.
@@ -102,7 +105,28 @@ impl Topic {
             bytes: AtomicUsize::new(0),
             last_active: AtomicU64::new(now),
             counters,
+            history: None,
         }
+    }
+
+    /// A topic whose store keeps its history beyond the ring: the ring
+    /// starts empty at `next`, and older events are read from `history`.
+    pub(crate) fn with_history(mut self, next: u64, history: History) -> Self {
+        let ring = self.ring.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let epoch = ring.epoch();
+        ring.restart(epoch, next);
+        self.history = Some(history);
+        self
+    }
+
+    /// The history its store keeps beyond the ring, if any.
+    pub(crate) fn history(&self) -> Option<&History> {
+        self.history.as_ref()
+    }
+
+    /// The first event of the history kept beyond the ring, if any.
+    pub(crate) fn durable_first(&self) -> Option<u64> {
+        self.history.as_ref().map(History::first)
     }
 
     pub(crate) fn name(&self) -> &str {

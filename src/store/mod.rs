@@ -36,6 +36,8 @@
 //! `Sink`, a trait of this layer that the hub implements; what the hub asks
 //! for, it asks through the methods of the crate-private `Store`.
 
+#[cfg(feature = "disk")]
+pub(crate) mod disk;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
@@ -45,11 +47,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::event::Event;
+use crate::event::{Encoded, Event};
 use crate::id::Epoch;
+use crate::ring::Read;
 
+#[cfg(feature = "disk")]
+pub use self::disk::{DiskStore, Retention};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+
+/// Puts a committed batch's frames (ids `first..` of `epoch`) where
+/// subscribers read: the hub's ring.
+pub(crate) type Deliver = Box<dyn FnOnce(Epoch, u64, Vec<Bytes>) + Send>;
 
 /// Where a [`Hub`](crate::Hub) keeps the history of its topics: in memory
 /// (the default), or in one of the stores of this module.
@@ -77,9 +86,16 @@ impl Storage {
     pub fn is_shared(&self) -> bool {
         match &self.store {
             Store::Memory => false,
+            #[cfg(feature = "disk")]
+            Store::Disk(_) => false,
             #[cfg(feature = "redis")]
             Store::Redis(_) => true,
         }
+    }
+
+    /// Whether history survives a restart of this process.
+    pub fn is_durable(&self) -> bool {
+        !matches!(self.store, Store::Memory)
     }
 }
 
@@ -87,8 +103,19 @@ impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.store {
             Store::Memory => f.write_str("Storage::Memory"),
+            #[cfg(feature = "disk")]
+            Store::Disk(d) => f.debug_tuple("Storage::Disk").field(d).finish(),
             #[cfg(feature = "redis")]
             Store::Redis(r) => f.debug_tuple("Storage::Redis").field(r).finish(),
+        }
+    }
+}
+
+#[cfg(feature = "disk")]
+impl From<DiskStore> for Storage {
+    fn from(store: DiskStore) -> Self {
+        Storage {
+            store: Store::Disk(store),
         }
     }
 }
@@ -108,12 +135,16 @@ pub(crate) enum Store {
     /// The rings are the history.
     #[default]
     Memory,
+    /// Topics in a directory on disk.
+    #[cfg(feature = "disk")]
+    Disk(DiskStore),
     /// Topics in Redis Streams, shared by every node with the same Redis.
     #[cfg(feature = "redis")]
     Redis(RedisStore),
 }
 
 /// Where a store reports what it learns by itself. The hub implements it.
+// Only Redis learns of events appended elsewhere.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) trait Sink: Send + Sync {
     /// `topic`'s history is now `epoch`, whose next event will be `next`,
@@ -142,18 +173,48 @@ impl Store {
     pub(crate) fn loads_topics(&self) -> bool {
         match self {
             Store::Memory => false,
+            #[cfg(feature = "disk")]
+            Store::Disk(_) => false,
             #[cfg(feature = "redis")]
             Store::Redis(_) => true,
         }
     }
 
     /// Connects the store to the hub it reports to.
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    // Each store uses what it needs.
+    #[allow(unused_variables)]
     pub(crate) fn attach(&self, sink: Arc<dyn Sink>, retention: usize) {
         match self {
             Store::Memory => {}
+            #[cfg(feature = "disk")]
+            Store::Disk(d) => d.attach(sink),
             #[cfg(feature = "redis")]
             Store::Redis(r) => r.attach(sink, retention),
+        }
+    }
+
+    /// The topics the store has before the hub asked for any.
+    pub(crate) fn topics(&self) -> Vec<Box<str>> {
+        match self {
+            #[cfg(feature = "disk")]
+            Store::Disk(d) => d.topics(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Where a topic the hub creates starts, for a store that keeps its
+    /// history on this machine: its epoch, its next sequence number, and
+    /// the history older than the ring. `None`: the hub decides (memory),
+    /// or the store loads it (Redis).
+    #[cfg_attr(not(feature = "disk"), allow(unused_variables))]
+    pub(crate) fn open_topic(&self, topic: &str) -> Option<(Epoch, u64, History)> {
+        match self {
+            #[cfg(feature = "disk")]
+            Store::Disk(d) => {
+                let (epoch, next, history) = d.open_topic(topic);
+                Some((epoch, next, History::Disk(history)))
+            }
+            _ => None,
         }
     }
 
@@ -161,37 +222,80 @@ impl Store {
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub(crate) fn follow(&self, topic: &str) {
         match self {
-            Store::Memory => {}
             #[cfg(feature = "redis")]
             Store::Redis(r) => r.follow(topic),
+            _ => {}
         }
     }
 
-    /// The hub retired a topic: stop following it.
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    /// The hub retired a topic: its history goes.
+    #[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(unused_variables))]
     pub(crate) fn forget(&self, topic: &str) {
         match self {
             Store::Memory => {}
+            #[cfg(feature = "disk")]
+            Store::Disk(d) => d.forget(topic),
             #[cfg(feature = "redis")]
             Store::Redis(r) => r.unfollow(topic),
         }
     }
 
-    /// Appends events to `topic` where other nodes see them (stores other
-    /// than memory; the memory store appends in the hub's ring).
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    /// Appends events to `topic` (stores other than memory; the memory
+    /// store appends in the hub's ring). A store that learns of its own
+    /// appends by reading them back (Redis) ignores `deliver`; the others
+    /// call it with the frames, in order, once they are durable.
+    // Each store uses what it needs.
+    #[allow(unused_variables)]
     pub(crate) async fn append(
         &self,
         topic: &str,
         events: &[Event],
+        encoded: Vec<Encoded>,
+        deliver: Deliver,
     ) -> Result<Appended, StoreError> {
         match self {
             Store::Memory => Err(StoreError::new(
                 ErrorKind::Unavailable,
                 "the memory store appends in the ring",
             )),
+            #[cfg(feature = "disk")]
+            Store::Disk(d) => d.append(topic, encoded, deliver).await,
             #[cfg(feature = "redis")]
             Store::Redis(r) => r.publish(topic, events).await,
+        }
+    }
+}
+
+/// A topic's history beyond its ring, kept on this machine: what a stream
+/// reads when a client resumes from further back than the ring.
+#[derive(Clone, Debug)]
+pub(crate) enum History {
+    #[cfg(feature = "disk")]
+    Disk(disk::History),
+}
+
+impl History {
+    /// The oldest event the store has.
+    pub(crate) fn first(&self) -> u64 {
+        match *self {
+            #[cfg(feature = "disk")]
+            History::Disk(ref d) => d.first(),
+        }
+    }
+
+    /// Reads events `from` on of history `epoch` into one frame, as the
+    /// ring does (see [`Read`]), without blocking the caller.
+    #[cfg_attr(not(feature = "disk"), allow(unused_variables))]
+    pub(crate) fn read(
+        &self,
+        epoch: Epoch,
+        from: u64,
+        max_events: u64,
+        max_bytes: usize,
+    ) -> tokio::task::JoinHandle<Read> {
+        match *self {
+            #[cfg(feature = "disk")]
+            History::Disk(ref d) => d.read(epoch, from, max_events, max_bytes),
         }
     }
 }
@@ -217,6 +321,8 @@ pub enum ErrorKind {
     /// The storage holds something ssehub did not write, or lost part of
     /// what it wrote.
     Corrupt,
+    /// The disk is full: appends fail until there is space again.
+    Full,
 }
 
 impl StoreError {
@@ -228,7 +334,7 @@ impl StoreError {
         }
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
     pub(crate) fn with_source(
         kind: ErrorKind,
         context: impl Into<Cow<'static, str>>,
@@ -252,6 +358,7 @@ impl fmt::Display for StoreError {
         match self.kind {
             ErrorKind::Unavailable => write!(f, "storage unavailable: {}", self.context),
             ErrorKind::Corrupt => write!(f, "unexpected data in storage: {}", self.context),
+            ErrorKind::Full => write!(f, "storage full: {}", self.context),
         }
     }
 }

@@ -1,0 +1,652 @@
+//! Topics on disk (`--data-dir`): history that survives restarts and is
+//! deeper than memory, in the embedded LSM engine [fjall].
+//!
+//! # What a `201` promises
+//!
+//! An event is appended by one writer thread that commits groups of appends
+//! with one sync to disk (group commit: concurrent publishers share a sync,
+//! so durability costs latency, not throughput). Only after the sync does
+//! the event get its place in the topic's ring, reach subscribers, and its
+//! publisher get an answer. So every acknowledged or delivered event
+//! survives a crash (`kill -9`, power loss on a disk that honours syncs),
+//! and an id never names two different events: an append that fails (a
+//! full disk) publishes nothing, and its sequence numbers are given again.
+//!
+//! # Memory
+//!
+//! The ring of each topic holds only the newest events of this run (the
+//! hub's `buffer`); everything else is read from disk, in chunks of at most
+//! the hub's frame size, when a client resumes from further back. Startup
+//! reads only each topic's metadata (its epoch, first and next sequence
+//! numbers), never its events.
+//!
+//! # Retention
+//!
+//! Per topic by count, bytes and age, and for all topics together by bytes
+//! (the largest topics give up their oldest events first, as in memory);
+//! see [`Retention`]. The writer trims a bounded number of events per
+//! commit, so trimming never pauses publishing.
+//!
+//! # Bad states
+//!
+//! - The directory is locked by another process: [`DiskStore::open`] fails
+//!   with a message naming it.
+//! - A damaged journal or table that the engine cannot recover: `open`
+//!   fails with the engine's error and the directory's name (startup
+//!   stops; the operator moves the directory aside). A torn last write (a
+//!   crash in the middle of a commit) is not damage: it was never
+//!   acknowledged, and the engine drops it.
+//! - Damage found while reading a topic's events (a checksum that does not
+//!   match): that topic's history can no longer be served, so the topic
+//!   gets a new epoch: clients get `resync` (`epoch`), never wrong data
+//!   under an id they hold.
+//! - A full disk: appends fail (`507` over HTTP), streams go on, nothing
+//!   acknowledged is lost, and appends work again once there is space.
+//!
+//! [fjall]: https://docs.rs/fjall
+
+mod layout;
+mod writer;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak, mpsc};
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use self::layout::Meta;
+use self::writer::Job;
+use super::{Appended, ErrorKind, Sink, StoreError};
+use crate::event::Encoded;
+use crate::id::{Epoch, EventId};
+use crate::ring::Read;
+
+/// How much history a [`DiskStore`] keeps.
+///
+/// | setting | default | flag |
+/// |---|---|---|
+/// | [`events`](Retention::events) per topic | 100,000 | `--retain-events` |
+/// | [`bytes`](Retention::bytes) per topic | 256 MiB | `--retain-bytes` |
+/// | [`age`](Retention::age) | none | `--retain-age` |
+/// | [`total_bytes`](Retention::total_bytes) of all topics | 4 GiB | `--max-disk-bytes` |
+///
+/// Bytes are the events' own bytes; the directory takes more (the engine's
+/// journal, and space it reclaims by compacting in the background).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ssehub::store::Retention;
+///
+/// let r = Retention::default().events(10_000).age(Some(Duration::from_secs(86_400)));
+/// assert_eq!(r.events, 10_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub struct Retention {
+    /// Most events kept per topic.
+    pub events: u64,
+    /// Most bytes kept per topic (the newest event is kept even if larger).
+    pub bytes: u64,
+    /// Events older than this are dropped (`None`: no age limit).
+    pub age: Option<Duration>,
+    /// Most bytes kept by all topics together.
+    pub total_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            events: 100_000,
+            bytes: 256 << 20,
+            age: None,
+            total_bytes: 4 << 30,
+        }
+    }
+}
+
+impl Retention {
+    /// Most events kept per topic (at least 1).
+    pub fn events(mut self, events: u64) -> Self {
+        self.events = events.max(1);
+        self
+    }
+
+    /// Most bytes kept per topic.
+    pub fn bytes(mut self, bytes: u64) -> Self {
+        self.bytes = bytes;
+        self
+    }
+
+    /// Drop events older than `age`.
+    pub fn age(mut self, age: Option<Duration>) -> Self {
+        self.age = age.filter(|a| !a.is_zero());
+        self
+    }
+
+    /// Most bytes kept by all topics together.
+    pub fn total_bytes(mut self, bytes: u64) -> Self {
+        self.total_bytes = bytes;
+        self
+    }
+}
+
+/// Topics kept in a directory on disk: see the [module documentation](self).
+///
+/// Cheap to clone. Open it once per process and give it to
+/// [`HubBuilder::storage`](crate::HubBuilder::storage). Dropping the last
+/// handle (with the hub that holds it) finishes the writes in flight,
+/// flushes the engine, and releases the directory.
+///
+/// # Examples
+///
+/// ```no_run
+/// use ssehub::store::{DiskStore, Retention};
+/// use ssehub::{Event, Hub};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = DiskStore::open("/var/lib/ssehub", Retention::default())?;
+/// let hub = Hub::builder().storage(store).build();
+/// // Answered once the event is on disk.
+/// let id = hub.publish("news", Event::new("hello")).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct DiskStore {
+    handle: Arc<Handle>,
+}
+
+/// The writer's side: dropped with the last [`DiskStore`], which ends the
+/// writer thread.
+struct Handle {
+    state: Arc<State>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What the writer thread, the store's handles and readers share.
+struct State {
+    dir: PathBuf,
+    retention: Retention,
+    /// `None` while the engine is being reopened after a failed write.
+    engine: RwLock<Option<Engine>>,
+    /// Every topic's history as committed (plus new topics not yet
+    /// written): the writer assigns sequence numbers from here.
+    index: Mutex<HashMap<Box<str>, Entry>>,
+    /// Bytes of the events of all topics.
+    total_bytes: AtomicU64,
+    sink: Mutex<Option<Arc<dyn Sink>>>,
+    /// Held for the life of the store: another process cannot open the
+    /// directory meanwhile.
+    _lock: File,
+}
+
+struct Entry {
+    meta: Meta,
+    /// The first retained sequence number, shared with readers.
+    first: Arc<AtomicU64>,
+}
+
+/// The engine's handles.
+#[derive(Clone)]
+struct Engine {
+    db: fjall::Database,
+    events: fjall::Keyspace,
+    meta: fjall::Keyspace,
+}
+
+/// The journal is rotated (and old journals dropped once flushed) at this
+/// size: it bounds both the journal's share of the directory and the work
+/// of replaying it at startup.
+const MAX_JOURNAL_BYTES: u64 = 64 << 20;
+
+/// The engine's block cache.
+const CACHE_BYTES: u64 = 64 << 20;
+
+/// The lock file, written with the holder's process id.
+const LOCK_FILE: &str = "ssehub.lock";
+
+impl Engine {
+    fn open(dir: &Path) -> Result<Engine, fjall::Error> {
+        let db = fjall::Database::builder(dir.join("db"))
+            .cache_size(CACHE_BYTES)
+            .max_journaling_size(MAX_JOURNAL_BYTES)
+            .open()?;
+        let events = db.keyspace("events", fjall::KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("meta", fjall::KeyspaceCreateOptions::default)?;
+        Ok(Engine { db, events, meta })
+    }
+}
+
+impl DiskStore {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created or read, another process holds it,
+    /// or the engine finds damage it cannot recover. The message names the
+    /// directory.
+    pub fn open(dir: impl AsRef<Path>, retention: Retention) -> Result<DiskStore, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let named = |what: &str| format!("{what} {}", dir.display());
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            StoreError::with_source(
+                ErrorKind::Unavailable,
+                named("cannot create data directory"),
+                e,
+            )
+        })?;
+        let lock = lock(&dir)?;
+        let engine = Engine::open(&dir).map_err(|e| {
+            StoreError::with_source(
+                kind_of(&e),
+                named("cannot open the store in data directory"),
+                e,
+            )
+        })?;
+        let mut index = HashMap::new();
+        let mut total = 0;
+        for kv in engine.meta.iter() {
+            let (key, value) = kv.into_inner().map_err(|e| {
+                StoreError::with_source(
+                    kind_of(&e),
+                    named("cannot read topics in data directory"),
+                    e,
+                )
+            })?;
+            let (Ok(name), Some(meta)) = (std::str::from_utf8(&key), Meta::decode(&value)) else {
+                return Err(StoreError::new(
+                    ErrorKind::Corrupt,
+                    named("a topic record that ssehub did not write in data directory"),
+                ));
+            };
+            total += meta.bytes;
+            index.insert(
+                name.into(),
+                Entry {
+                    meta,
+                    first: Arc::new(AtomicU64::new(meta.first)),
+                },
+            );
+        }
+        let state = Arc::new(State {
+            dir,
+            retention,
+            engine: RwLock::new(Some(engine)),
+            index: Mutex::new(index),
+            total_bytes: AtomicU64::new(total),
+            sink: Mutex::new(None),
+            _lock: lock,
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let state = state.clone();
+            std::thread::Builder::new()
+                .name("ssehub-disk".into())
+                .spawn(move || writer::run(state, rx))
+                .map_err(|e| {
+                    StoreError::with_source(ErrorKind::Unavailable, "cannot start the writer", e)
+                })?
+        };
+        Ok(DiskStore {
+            handle: Arc::new(Handle {
+                state,
+                jobs: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.handle.state.dir
+    }
+
+    /// What the store keeps.
+    pub fn retention(&self) -> &Retention {
+        &self.handle.state.retention
+    }
+
+    /// Bytes of the events of all topics (the directory takes more).
+    pub fn retained_bytes(&self) -> u64 {
+        self.handle.state.total_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn attach(&self, sink: Arc<dyn Sink>) {
+        *self
+            .handle
+            .state
+            .sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sink);
+    }
+
+    /// The topics on disk.
+    pub(crate) fn topics(&self) -> Vec<Box<str>> {
+        self.handle.state.index().keys().cloned().collect()
+    }
+
+    /// Where `topic`'s history stands, creating an empty one (with a new
+    /// epoch) for a topic the store does not have.
+    pub(crate) fn open_topic(&self, topic: &str) -> (Epoch, u64, History) {
+        let state = &self.handle.state;
+        let mut index = state.index();
+        let entry = index.entry(topic.into()).or_insert_with(|| {
+            let meta = Meta::new(Epoch::generate());
+            // Written with the next commit, so that subscribers of a topic
+            // nothing was published to yet keep their epoch over a restart.
+            self.handle.send(Job::Create {
+                topic: topic.into(),
+            });
+            Entry {
+                meta,
+                first: Arc::new(AtomicU64::new(meta.first)),
+            }
+        });
+        let history = History {
+            topic: topic.into(),
+            first: entry.first.clone(),
+            state: state.clone(),
+            handle: Arc::downgrade(&self.handle),
+        };
+        (entry.meta.epoch, entry.meta.next, history)
+    }
+
+    /// Drops `topic` and its history (the hub retired it).
+    pub(crate) fn forget(&self, topic: &str) {
+        let removed = self.handle.state.index().remove(topic);
+        if let Some(entry) = removed {
+            self.handle.send(Job::Retire {
+                topic: topic.into(),
+                meta: entry.meta,
+            });
+        }
+    }
+
+    /// Appends encoded events to `topic`: they get the next sequence
+    /// numbers, are synced to disk, then handed to `deliver` (in the order
+    /// of appends, so the ring gets them in order) before the answer.
+    pub(crate) async fn append(
+        &self,
+        topic: &str,
+        events: Vec<Encoded>,
+        deliver: super::Deliver,
+    ) -> Result<Appended, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job::Append {
+            topic: topic.into(),
+            events,
+            published_ms: now_ms(),
+            deliver,
+            reply,
+        };
+        if !self.handle.send(job) {
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "the store is closed",
+            ));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "the writer stopped",
+            ))
+        })
+    }
+}
+
+impl Handle {
+    /// Queues a job for the writer; `false` if it has stopped.
+    fn send(&self, job: Job) -> bool {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|tx| tx.send(job).is_ok())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has done what is queued.
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl State {
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn engine(&self) -> Option<Engine> {
+        self.engine
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn sink(&self) -> Option<Arc<dyn Sink>> {
+        self.sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskStore")
+            .field("dir", &self.handle.state.dir)
+            .field("retention", &self.handle.state.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One topic's history on disk, as its readers see it.
+#[derive(Clone)]
+pub(crate) struct History {
+    topic: Box<str>,
+    first: Arc<AtomicU64>,
+    state: Arc<State>,
+    handle: Weak<Handle>,
+}
+
+impl History {
+    /// The oldest event the store still has.
+    pub(crate) fn first(&self) -> u64 {
+        self.first.load(Ordering::Acquire)
+    }
+
+    /// Reads events `from` on of history `epoch`, into one frame of at
+    /// most `max_events` events and (unless the first alone is larger)
+    /// `max_bytes`, on a blocking thread.
+    pub(crate) fn read(
+        &self,
+        epoch: Epoch,
+        from: u64,
+        max_events: u64,
+        max_bytes: usize,
+    ) -> tokio::task::JoinHandle<Read> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            match this.read_now(epoch, from, max_events, max_bytes) {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::error!(topic = &*this.topic, error = %e, source = ?std::error::Error::source(&e), "cannot read history: new epoch");
+                    if let Some(handle) = this.handle.upgrade() {
+                        handle.send(Job::Rotate {
+                            topic: this.topic.clone(),
+                            epoch,
+                        });
+                    }
+                    // The stream waits for the new epoch and resyncs on it.
+                    Read::Empty
+                }
+            }
+        })
+    }
+
+    fn read_now(
+        &self,
+        epoch: Epoch,
+        from: u64,
+        max_events: u64,
+        max_bytes: usize,
+    ) -> Result<Read, StoreError> {
+        let first = self.first();
+        if from < first {
+            return Ok(Read::Lagged { oldest: first });
+        }
+        let Some(engine) = self.state.engine() else {
+            return Ok(Read::Empty);
+        };
+        let start = layout::event_key(&self.topic, epoch, from);
+        let end = layout::event_key(&self.topic, epoch, u64::MAX);
+        let mut frame = BytesMut::new();
+        let mut count = 0u64;
+        for (expect, kv) in (from..).zip(engine.events.range(start..=end)) {
+            let (key, value) = kv
+                .into_inner()
+                .map_err(|e| StoreError::with_source(kind_of(&e), "reading events", e))?;
+            let seq = layout::key_seq(&key).unwrap_or(0);
+            let Some((_, lines)) = layout::parse_event_value(&value) else {
+                return Err(StoreError::new(ErrorKind::Corrupt, "an event record"));
+            };
+            if seq != expect {
+                if count == 0 {
+                    // Trimmed while we looked: continue where the store does.
+                    return Ok(Read::Lagged {
+                        oldest: self.first().max(seq),
+                    });
+                }
+                break;
+            }
+            let id_line = 4 + epoch.as_str().len() + 1 + 20 + 2;
+            if count > 0 && frame.len() + lines.len() + id_line > max_bytes {
+                break;
+            }
+            frame.extend_from_slice(lines);
+            frame.extend_from_slice(b"id: ");
+            EventId::new(epoch, seq).write_to(&mut frame);
+            frame.extend_from_slice(b"\n\n");
+            count += 1;
+            if count >= max_events.max(1) {
+                break;
+            }
+        }
+        if count == 0 {
+            // Nothing at `from`: either it was trimmed since we looked at
+            // `first`, or it is not written yet (the ring has it, or will).
+            let first = self.first();
+            return Ok(if from < first {
+                Read::Lagged { oldest: first }
+            } else {
+                Read::Empty
+            });
+        }
+        Ok(Read::Ready {
+            frame: frame.freeze(),
+            count,
+        })
+    }
+}
+
+impl fmt::Debug for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("History")
+            .field("topic", &self.topic)
+            .field("first", &self.first())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes the directory's lock file, or says who holds it.
+fn lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| {
+            StoreError::with_source(
+                ErrorKind::Unavailable,
+                format!("cannot open {}", path.display()),
+                e,
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "data directory {} is in use by another ssehub{who}",
+                    dir.display()
+                ),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(StoreError::with_source(
+                ErrorKind::Unavailable,
+                format!("cannot lock {}", path.display()),
+                e,
+            ));
+        }
+    }
+    // Best effort: the pid helps the message above; the lock is what counts.
+    let _ = file.set_len(0);
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(file)
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What kind of trouble an engine error is.
+fn kind_of(e: &fjall::Error) -> ErrorKind {
+    fn is_full(e: &std::io::Error) -> bool {
+        e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
+    }
+    match e {
+        fjall::Error::Io(io) if is_full(io) => ErrorKind::Full,
+        fjall::Error::Storage(fjall::LsmError::Io(io)) if is_full(io) => ErrorKind::Full,
+        fjall::Error::Io(_) | fjall::Error::Poisoned | fjall::Error::Locked => {
+            ErrorKind::Unavailable
+        }
+        fjall::Error::Storage(fjall::LsmError::Io(_)) => ErrorKind::Unavailable,
+        _ => ErrorKind::Corrupt,
+    }
+}

@@ -1,0 +1,575 @@
+//! The disk store's writer: one thread that commits groups of appends with
+//! one sync, then delivers them in order.
+//!
+//! Each round takes every job queued since the last one (up to a bound),
+//! gives appended events their sequence numbers from the index, writes the
+//! events and the metadata they change, trims what retention no longer
+//! allows (a bounded number of events per round, so no commit is long), and
+//! commits with a sync. Only then does it hand each batch's frames to its
+//! `Deliver` (the hub puts them in the topic's ring) and answer its
+//! publisher. If the commit fails, the index is rolled back: no sequence
+//! number is used, nothing is delivered, and every publisher of the round
+//! gets the error. A failed write leaves the engine unusable (it refuses
+//! further writes), so the writer reopens it before the next round and
+//! removes what the failed commit may have left on disk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, mpsc};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::layout::{self, Meta};
+use super::{Engine, Entry, State, kind_of, now_ms};
+use crate::event::Encoded;
+use crate::id::{Epoch, EventId};
+use crate::store::{Appended, ErrorKind, StoreError};
+
+use crate::store::Deliver;
+
+pub(super) enum Job {
+    /// Events to append to a topic.
+    Append {
+        topic: Box<str>,
+        events: Vec<Encoded>,
+        published_ms: u64,
+        deliver: Deliver,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    /// A topic was created: write its metadata (its epoch).
+    Create { topic: Box<str> },
+    /// A topic was retired: delete its history `meta`.
+    Retire { topic: Box<str>, meta: Meta },
+    /// A topic's history `epoch` cannot be read: start a new one.
+    Rotate { topic: Box<str>, epoch: Epoch },
+}
+
+/// Most jobs in one round.
+const MAX_JOBS: usize = 1024;
+
+/// Most events retention trims per round.
+const TRIM_PER_ROUND: usize = 2048;
+
+/// How often retention is checked while nothing is published (age).
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// How long the writer waits between attempts to reopen the engine.
+const REOPEN_BACKOFF: Duration = Duration::from_millis(200);
+
+pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
+    let mut writer = Writer {
+        state,
+        retry: Vec::new(),
+        reopen: false,
+        oldest_ms: HashMap::new(),
+        backlog: HashSet::new(),
+        last_age_scan: std::time::Instant::now(),
+    };
+    loop {
+        let mut jobs = std::mem::take(&mut writer.retry);
+        match rx.recv_timeout(if jobs.is_empty() {
+            IDLE_TICK
+        } else {
+            REOPEN_BACKOFF
+        }) {
+            Ok(job) => jobs.push(job),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if jobs.is_empty() {
+                    break;
+                }
+            }
+        }
+        while jobs.len() < MAX_JOBS {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        writer.round(jobs);
+    }
+    writer.close();
+}
+
+struct Writer {
+    state: Arc<State>,
+    /// Jobs other than appends that a failed round must do again.
+    retry: Vec<Job>,
+    /// The engine refused a write: reopen it before the next round.
+    reopen: bool,
+    /// The publish time of each topic's oldest event, once looked up (for
+    /// retention by age).
+    oldest_ms: HashMap<Box<str>, u64>,
+    /// Topics still over a retention rule when a round's budget ran out.
+    backlog: HashSet<Box<str>>,
+    /// When every topic was last checked against the age rule.
+    last_age_scan: std::time::Instant,
+}
+
+/// An append waiting for its commit.
+struct Pending {
+    topic: Box<str>,
+    epoch: Epoch,
+    first: u64,
+    events: Vec<Encoded>,
+    deliver: Deliver,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+impl Writer {
+    fn round(&mut self, jobs: Vec<Job>) {
+        let Some(engine) = self.engine() else {
+            // Still cannot write: answer appends, keep the rest.
+            for job in jobs {
+                match job {
+                    Job::Append { reply, .. } => {
+                        let _ = reply.send(Err(StoreError::new(
+                            ErrorKind::Unavailable,
+                            "the store is recovering from a failed write",
+                        )));
+                    }
+                    other => self.retry.push(other),
+                }
+            }
+            return;
+        };
+        let mut batch = engine
+            .db
+            .batch()
+            .durability(Some(fjall::PersistMode::SyncAll));
+        // The index as it was before this round, per topic it changed.
+        let mut undo: HashMap<Box<str>, Option<Meta>> = HashMap::new();
+        let mut pending = Vec::new();
+        let mut rotated = Vec::new();
+        let mut retired = Vec::new();
+        let mut kept = Vec::new();
+        let state = self.state.clone();
+        let mut index = state.index();
+        let remember = |undo: &mut HashMap<Box<str>, Option<Meta>>,
+                        index: &HashMap<Box<str>, Entry>,
+                        t: &str| {
+            if !undo.contains_key(t) {
+                undo.insert(t.into(), index.get(t).map(|e| e.meta));
+            }
+        };
+        for job in jobs {
+            match job {
+                Job::Append {
+                    topic,
+                    events,
+                    published_ms,
+                    deliver,
+                    reply,
+                } => {
+                    remember(&mut undo, &index, &topic);
+                    // A topic retired while this was queued starts again.
+                    let entry = index.entry(topic.clone()).or_insert_with(|| {
+                        let meta = Meta::new(Epoch::generate());
+                        Entry {
+                            meta,
+                            first: Arc::new(AtomicU64::new(meta.first)),
+                        }
+                    });
+                    let meta = &mut entry.meta;
+                    let first = meta.next;
+                    if meta.first == meta.next {
+                        self.oldest_ms.insert(topic.clone(), published_ms);
+                    }
+                    for enc in &events {
+                        let value = layout::event_value(published_ms, enc.lines());
+                        meta.bytes += value.len() as u64;
+                        batch.insert(
+                            &engine.events,
+                            layout::event_key(&topic, meta.epoch, meta.next),
+                            value,
+                        );
+                        meta.next += 1;
+                    }
+                    pending.push(Pending {
+                        topic,
+                        epoch: meta.epoch,
+                        first,
+                        events,
+                        deliver,
+                        reply,
+                    });
+                }
+                Job::Create { topic } => {
+                    remember(&mut undo, &index, &topic);
+                    kept.push(Job::Create { topic });
+                }
+                Job::Retire { topic, meta } => {
+                    for seq in meta.first..meta.next {
+                        batch.remove(&engine.events, layout::event_key(&topic, meta.epoch, seq));
+                    }
+                    remember(&mut undo, &index, &topic);
+                    retired.push((topic.clone(), meta));
+                    kept.push(Job::Retire { topic, meta });
+                }
+                Job::Rotate { topic, epoch } => {
+                    remember(&mut undo, &index, &topic);
+                    if let Some(entry) = index.get_mut(&topic)
+                        && entry.meta.epoch == epoch
+                    {
+                        let old = entry.meta;
+                        for seq in old.first..old.next {
+                            batch.remove(&engine.events, layout::event_key(&topic, epoch, seq));
+                        }
+                        entry.meta = Meta::new(Epoch::generate());
+                        rotated.push((topic.clone(), old));
+                    }
+                    kept.push(Job::Rotate { topic, epoch });
+                }
+            }
+        }
+        let appended: Vec<Box<str>> = pending.iter().map(|p: &Pending| p.topic.clone()).collect();
+        let trimmed = self.trim(
+            &engine,
+            &mut index,
+            &mut batch,
+            &mut undo,
+            appended.into_iter(),
+        );
+        for topic in undo.keys() {
+            match index.get(topic) {
+                Some(entry) => batch.insert(&engine.meta, topic.as_bytes(), entry.meta.encode()),
+                None => batch.remove(&engine.meta, topic.as_bytes()),
+            }
+        }
+        drop(index);
+        if undo.is_empty() {
+            return;
+        }
+
+        match batch.commit() {
+            Ok(()) => {
+                self.committed(&trimmed, &retired, &rotated, &undo);
+                for p in pending {
+                    let frames: Vec<Bytes> = p
+                        .events
+                        .into_iter()
+                        .zip(p.first..)
+                        .map(|(enc, seq)| enc.finish(&EventId::new(p.epoch, seq)))
+                        .collect();
+                    (p.deliver)(p.epoch, p.first, frames);
+                    let _ = p.reply.send(Ok(Appended {
+                        epoch: p.epoch,
+                        first: p.first,
+                    }));
+                }
+            }
+            Err(e) => {
+                let kind = kind_of(&e);
+                tracing::error!(error = %e, dir = %self.state.dir.display(), "commit failed");
+                let mut index = self.state.index();
+                for (topic, before) in undo {
+                    match before {
+                        Some(meta) => {
+                            if let Some(entry) = index.get_mut(&topic) {
+                                entry.meta = meta;
+                            }
+                        }
+                        None => {
+                            index.remove(&topic);
+                        }
+                    }
+                }
+                drop(index);
+                self.oldest_ms.clear();
+                let why = match kind {
+                    ErrorKind::Full => "the disk is full",
+                    _ => "cannot write to the data directory",
+                };
+                for p in pending {
+                    let _ = p.reply.send(Err(StoreError::new(kind, why)));
+                }
+                self.retry.extend(kept);
+                self.reopen = true;
+            }
+        }
+    }
+
+    /// Publishes what a successful commit changed to readers and the hub.
+    fn committed(
+        &mut self,
+        trimmed: &HashSet<Box<str>>,
+        retired: &[(Box<str>, Meta)],
+        rotated: &[(Box<str>, Meta)],
+        changed: &HashMap<Box<str>, Option<Meta>>,
+    ) {
+        let state = &self.state;
+        let index = state.index();
+        let mut total: i64 = 0;
+        for (topic, before) in changed {
+            let now = index.get(topic).map_or(0, |e| e.meta.bytes as i64);
+            total += now - before.map_or(0, |m| m.bytes as i64);
+        }
+        for (_, meta) in retired {
+            total -= meta.bytes as i64;
+        }
+        for topic in trimmed.iter().chain(rotated.iter().map(|(t, _)| t)) {
+            if let Some(entry) = index.get(topic) {
+                entry.first.store(entry.meta.first, Ordering::Release);
+            }
+        }
+        let rotations: Vec<_> = rotated
+            .iter()
+            .filter_map(|(t, _)| Some((t.clone(), index.get(t)?.meta)))
+            .collect();
+        drop(index);
+        if total >= 0 {
+            state.total_bytes.fetch_add(total as u64, Ordering::Relaxed);
+        } else {
+            state
+                .total_bytes
+                .fetch_sub(total.unsigned_abs(), Ordering::Relaxed);
+        }
+        for (topic, _) in retired {
+            self.oldest_ms.remove(topic);
+        }
+        if let Some(sink) = state.sink() {
+            for (topic, meta) in rotations {
+                self.oldest_ms.remove(&topic);
+                sink.load(&topic, meta.epoch, meta.next, Vec::new());
+            }
+        }
+    }
+
+    /// Removes the oldest events that retention no longer allows, at most
+    /// [`TRIM_PER_ROUND`] of them. Looks at the topics appended to in this
+    /// round and those left over from earlier rounds; at all topics when
+    /// the store is over its total bound, and once a second for the age
+    /// rule. Returns the topics it trimmed.
+    fn trim(
+        &mut self,
+        engine: &Engine,
+        index: &mut HashMap<Box<str>, Entry>,
+        batch: &mut fjall::OwnedWriteBatch,
+        undo: &mut HashMap<Box<str>, Option<Meta>>,
+        appended: impl Iterator<Item = Box<str>>,
+    ) -> HashSet<Box<str>> {
+        let retention = self.state.retention.clone();
+        let mut trimmed = HashSet::new();
+        let total = self.state.total_bytes.load(Ordering::Relaxed) as i64 + self.delta(index, undo);
+        let mut total = total.max(0) as u64;
+        let target = retention.total_bytes - retention.total_bytes / 16;
+        // Over the total bound, the largest topics are cut to a common
+        // level (as the hub does in memory): small topics keep everything.
+        let level = (total > retention.total_bytes).then(|| {
+            let mut sizes: Vec<u64> = index.values().map(|e| e.meta.bytes).collect();
+            water_level(&mut sizes, total - target)
+        });
+        let age_due = retention.age.is_some() && self.last_age_scan.elapsed() >= IDLE_TICK;
+        let mut candidates: Vec<Box<str>> = if level.is_some() || age_due {
+            if age_due {
+                self.last_age_scan = std::time::Instant::now();
+            }
+            index.keys().cloned().collect()
+        } else {
+            let mut c: Vec<Box<str>> = self.backlog.drain().collect();
+            c.extend(appended);
+            c.sort_unstable();
+            c.dedup();
+            c
+        };
+        if level.is_some() {
+            candidates.sort_by_key(|t| std::cmp::Reverse(index.get(t).map_or(0, |e| e.meta.bytes)));
+        }
+        let too_old = retention
+            .age
+            .map(|age| now_ms().saturating_sub(age.as_millis() as u64));
+        let mut budget = TRIM_PER_ROUND;
+        for topic in candidates {
+            let Some(entry) = index.get_mut(&topic) else {
+                continue;
+            };
+            let meta = &mut entry.meta;
+            let count = |m: &Meta| m.next - m.first;
+            // The rules that do not need the oldest event's time.
+            let over = |m: &Meta, total: u64| {
+                count(m) > retention.events
+                    || (m.bytes > retention.bytes && count(m) > 1)
+                    || level.is_some_and(|l| total > target && m.bytes > l && count(m) > 0)
+            };
+            let aged =
+                |at: Option<u64>| matches!((too_old, at), (Some(limit), Some(at)) if at < limit);
+            if too_old.is_some()
+                && count(meta) > 0
+                && !self.oldest_ms.contains_key(&topic)
+                && let Some(at) = oldest_published(engine, &topic, meta)
+            {
+                self.oldest_ms.insert(topic.clone(), at);
+            }
+            if !over(meta, total) && !aged(self.oldest_ms.get(&topic).copied()) {
+                continue;
+            }
+            if budget == 0 {
+                self.backlog.insert(topic);
+                continue;
+            }
+            if !undo.contains_key(&topic) {
+                undo.insert(topic.clone(), Some(*meta));
+            }
+            let start = layout::event_key(&topic, meta.epoch, meta.first);
+            let end = layout::event_key(&topic, meta.epoch, u64::MAX);
+            for kv in engine.events.range(start..=end) {
+                let Ok((key, value)) = kv.into_inner() else {
+                    break;
+                };
+                if layout::key_seq(&key) != Some(meta.first) {
+                    break;
+                }
+                let at = layout::parse_event_value(&value).map(|(at, _)| at);
+                if !(over(meta, total) || aged(at) && count(meta) > 0) {
+                    // This one stays: it is now the oldest.
+                    if let Some(at) = at {
+                        self.oldest_ms.insert(topic.clone(), at);
+                    }
+                    break;
+                }
+                if budget == 0 {
+                    self.backlog.insert(topic.clone());
+                    break;
+                }
+                batch.remove(&engine.events, key);
+                let len = value.len() as u64;
+                meta.bytes = meta.bytes.saturating_sub(len);
+                meta.first += 1;
+                total = total.saturating_sub(len);
+                budget -= 1;
+                trimmed.insert(topic.clone());
+                self.oldest_ms.remove(&topic);
+            }
+        }
+        trimmed
+    }
+
+    /// How much this round's changes so far move the total of bytes.
+    fn delta(
+        &self,
+        index: &HashMap<Box<str>, Entry>,
+        undo: &HashMap<Box<str>, Option<Meta>>,
+    ) -> i64 {
+        undo.iter()
+            .map(|(t, before)| {
+                index.get(t).map_or(0, |e| e.meta.bytes as i64)
+                    - before.map_or(0, |m| m.bytes as i64)
+            })
+            .sum()
+    }
+
+    /// The engine, reopening it first if a write failed.
+    fn engine(&mut self) -> Option<Engine> {
+        if !self.reopen {
+            return self.state.engine();
+        }
+        // Every handle must be gone before the directory can be opened
+        // again; readers give theirs back when their chunk is read.
+        self.state
+            .engine
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match Engine::open(&self.state.dir) {
+            Ok(engine) => {
+                if let Err(e) = self.reconcile(&engine) {
+                    tracing::warn!(error = %e, "cannot check the store after a failed write; retrying");
+                    return None;
+                }
+                *self
+                    .state
+                    .engine
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(engine.clone());
+                self.reopen = false;
+                tracing::info!(dir = %self.state.dir.display(), "store reopened after a failed write");
+                Some(engine)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot reopen the store yet");
+                None
+            }
+        }
+    }
+
+    /// After a failed commit, makes the disk agree with the index: what the
+    /// failed commit wrote (it may have reached the journal) was never
+    /// acknowledged nor delivered, so it must not come back.
+    fn reconcile(&self, engine: &Engine) -> Result<(), fjall::Error> {
+        let index = self.state.index();
+        let mut batch = engine
+            .db
+            .batch()
+            .durability(Some(fjall::PersistMode::SyncAll));
+        for (topic, entry) in index.iter() {
+            let on_disk = engine
+                .meta
+                .get(topic.as_bytes())?
+                .and_then(|v| Meta::decode(&v));
+            if on_disk == Some(entry.meta) {
+                continue;
+            }
+            if let Some(disk) = on_disk
+                && disk.epoch == entry.meta.epoch
+            {
+                for seq in entry.meta.next..disk.next {
+                    batch.remove(&engine.events, layout::event_key(topic, disk.epoch, seq));
+                }
+            }
+            batch.insert(&engine.meta, topic.as_bytes(), entry.meta.encode());
+        }
+        drop(index);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.commit()
+    }
+
+    /// Flushes the engine so that the next start replays no journal, and
+    /// lets the directory go.
+    fn close(self) {
+        let engine = self
+            .state
+            .engine
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(engine) = engine {
+            let flushed = engine
+                .db
+                .persist(fjall::PersistMode::SyncAll)
+                .and_then(|()| engine.events.rotate_memtable_and_wait())
+                .and_then(|()| engine.meta.rotate_memtable_and_wait());
+            if let Err(e) = flushed {
+                tracing::warn!(error = %e, "cannot flush the store on close");
+            }
+        }
+    }
+}
+
+/// The level to which the largest of `sizes` must be cut so that together
+/// they shed at least `excess` (as `Hub`'s bound in memory).
+fn water_level(sizes: &mut [u64], excess: u64) -> u64 {
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let mut above = 0u64;
+    for k in 0..sizes.len() {
+        above += sizes[k];
+        let next = sizes.get(k + 1).copied().unwrap_or(0);
+        if above - (k as u64 + 1) * next >= excess {
+            return (above - excess) / (k as u64 + 1);
+        }
+    }
+    0
+}
+
+/// The publish time of a topic's oldest retained event.
+fn oldest_published(engine: &Engine, topic: &str, meta: &Meta) -> Option<u64> {
+    let value = engine
+        .events
+        .get(layout::event_key(topic, meta.epoch, meta.first))
+        .ok()??;
+    layout::parse_event_value(&value).map(|(at, _)| at)
+}
