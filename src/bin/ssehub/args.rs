@@ -121,6 +121,29 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SSEHUB_TLS_KEY", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
 
+    /// Keep topics in this directory: history survives restarts (graceful or
+    /// not) and can be deeper than memory; `201` means the event is synced
+    /// to disk. Created if missing; one ssehub per directory.
+    #[arg(long, env = "SSEHUB_DATA_DIR", conflicts_with = "redis")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// With --data-dir: most events kept on disk per topic.
+    #[arg(long, env = "SSEHUB_RETAIN_EVENTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) retain_events: u64,
+
+    /// With --data-dir: most bytes kept on disk per topic.
+    #[arg(long, env = "SSEHUB_RETAIN_BYTES", default_value_t = 256 << 20)]
+    pub(crate) retain_bytes: u64,
+
+    /// With --data-dir: events older than this many seconds are dropped
+    /// (0: no age limit).
+    #[arg(long, env = "SSEHUB_RETAIN_AGE", default_value_t = 0.0)]
+    pub(crate) retain_age: f64,
+
+    /// With --data-dir: most bytes kept on disk by all topics together.
+    #[arg(long, env = "SSEHUB_MAX_DISK_BYTES", default_value_t = 4 << 30)]
+    pub(crate) max_disk_bytes: u64,
+
     /// Keep topics in Redis Streams (e.g. redis://127.0.0.1:6379/), shared by
     /// every ssehub started with the same URL: same ids, same history.
     #[arg(long, env = "SSEHUB_REDIS", hide_env_values = true)]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use ssehub::store::{DiskStore, Retention};
 use ssehub::{
     CorsOrigins, Grants, Hub, JwtKey, RedisStore, Server, ServerConfig, SseService, TlsConfig,
 };
@@ -74,7 +75,23 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     if let Some(url) = args.redis.as_deref().filter(|u| !u.is_empty()) {
         let store = runtime
             .block_on(RedisStore::connect(url))
-            .map_err(|e| format!("--redis {url}: {e}"))?;
+            .map_err(|e| format!("--redis {url}: {}", chain(&e)))?;
+        builder = builder.storage(store);
+    }
+    if let Some(dir) = args
+        .data_dir
+        .as_deref()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        let age = Duration::try_from_secs_f64(args.retain_age)
+            .map_err(|_| format!("invalid --retain-age {}", args.retain_age))?;
+        let retention = Retention::default()
+            .events(args.retain_events)
+            .bytes(args.retain_bytes)
+            .age(Some(age))
+            .total_bytes(args.max_disk_bytes);
+        let store =
+            DiskStore::open(dir, retention).map_err(|e| format!("--data-dir: {}", chain(&e)))?;
         builder = builder.storage(store);
     }
     let hub = builder.build();
@@ -120,6 +137,18 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         Ok::<_, Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An error and its causes, one after the other.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// A deadline flag in seconds: fractions allowed, zero not (it would close
