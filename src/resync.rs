@@ -305,6 +305,35 @@ mod tests {
     }
 
     #[test]
+    fn history_beyond_the_ring_counts_as_retained() {
+        // The ring holds 91..=100; the store beyond it has everything from 20.
+        let r = ring_with(100, 10);
+        let s = locate(&r, Some("ep-30"), Some(20));
+        assert_eq!((s.cursor, &s.greeting), (31, &Greeting::Resume));
+        assert_eq!(locate(&r, Some("ep-19"), Some(20)).greeting, Greeting::Resume);
+        let s = locate(&r, Some("ep-3"), Some(20));
+        let Greeting::Resync(rs) = s.greeting else {
+            unreachable!()
+        };
+        assert_eq!(s.cursor, 20);
+        assert_eq!(
+            rs.to_json(),
+            r#"{"reason":"evicted","requested":"ep-3","oldest":"ep-20","latest":"ep-100","missed":16}"#
+        );
+        // A fresh subscription still starts at the end.
+        assert_eq!(locate(&r, None, Some(20)).cursor, 101);
+        // An empty ring after a restart: everything is in the store.
+        let mut restarted = ring_with(0, 10);
+        restarted.restart("ep".parse().unwrap(), 101);
+        assert_eq!(locate(&restarted, Some("ep-50"), Some(1)).cursor, 51);
+        assert_eq!(oldest_retained(&restarted, Some(1)), Some(1));
+        assert_eq!(oldest_retained(&restarted, None), None);
+        assert_eq!(oldest_retained(&restarted, Some(101)), None);
+        let lag = Resync::lagged(&r, 5, Some(20));
+        assert_eq!((lag.missed, lag.oldest.map(|i| i.seq())), (Some(15), Some(20)));
+    }
+
+    #[test]
     fn empty_topic() {
         let r = ring_with(0, 10);
         let Greeting::Resync(rs) = locate(&r, Some("ep-5"), None).greeting else {
