@@ -510,21 +510,7 @@ fn jittered_ms(retry: Duration, jitter: f64) -> u64 {
     if jitter <= 0.0 || ms == 0 {
         return ms;
     }
-    // splitmix64 over a counter seeded once per process: uniform enough,
-    // cheap, and no RNG crate.
-    static STATE: std::sync::LazyLock<AtomicU64> = std::sync::LazyLock::new(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::hash::RandomState::new().build_hasher();
-        h.write_u64(0x5eed);
-        AtomicU64::new(h.finish())
-    });
-    let mut z = STATE
-        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-        .wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    let unit = (z >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+    let unit = fastrand::f64(); // [0, 1)
     let factor = 1.0 - jitter + 2.0 * jitter * unit;
     (ms as f64 * factor).round() as u64
 }

@@ -10,7 +10,6 @@
 //! event", so `<epoch>-0` is a valid position to resume from.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 
 use bytes::{BufMut, BytesMut};
@@ -20,6 +19,9 @@ pub const MAX_EPOCH_LEN: usize = 16;
 
 /// The longest id: an epoch, `-`, and 20 digits.
 pub(crate) const MAX_ID_LEN: usize = MAX_EPOCH_LEN + 1 + 20;
+
+/// The characters of epochs, in base-36 order.
+const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// The length of generated epochs: 8 base-36 characters, about 41 bits, so
 /// two runs picking the same epoch is a one-in-trillions event.
@@ -45,22 +47,22 @@ pub struct Epoch {
 }
 
 impl Epoch {
-    /// A fresh, random epoch.
+    /// A fresh, random epoch (from the operating system's randomness).
     pub fn generate() -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-        // `RandomState` is seeded from the operating system's randomness;
-        // the time and a counter make every call differ within a process.
-        let mut h = std::hash::RandomState::new().build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            h.write_u128(d.as_nanos());
-        }
-        h.write_u32(std::process::id());
-        let mut n = h.finish();
-
-        const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut n = match getrandom::u64() {
+            Ok(n) => n,
+            // No OS randomness (a sandbox without getrandom(2) or
+            // /dev/urandom): the time and a counter still make every epoch of
+            // a process differ, and runs rarely start in the same nanosecond.
+            Err(_) => {
+                use std::sync::atomic::{AtomicU64, Ordering};
+                static COUNTER: AtomicU64 = AtomicU64::new(0);
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                nanos ^ COUNTER.fetch_add(1, Ordering::Relaxed).rotate_left(48)
+            }
+        };
         let mut bytes = [0u8; MAX_EPOCH_LEN];
         for b in bytes.iter_mut().take(GENERATED_EPOCH_LEN) {
             *b = DIGITS[(n % 36) as usize];
@@ -92,7 +94,6 @@ impl Epoch {
         if n == 0 {
             return self;
         }
-        const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
         let mut suffix = [0u8; 13];
         let mut i = suffix.len();
         let mut n = n;

@@ -310,7 +310,10 @@ mod tests {
         let r = ring_with(100, 10);
         let s = locate(&r, Some("ep-30"), Some(20));
         assert_eq!((s.cursor, &s.greeting), (31, &Greeting::Resume));
-        assert_eq!(locate(&r, Some("ep-19"), Some(20)).greeting, Greeting::Resume);
+        assert_eq!(
+            locate(&r, Some("ep-19"), Some(20)).greeting,
+            Greeting::Resume
+        );
         let s = locate(&r, Some("ep-3"), Some(20));
         let Greeting::Resync(rs) = s.greeting else {
             unreachable!()
@@ -330,7 +333,10 @@ mod tests {
         assert_eq!(oldest_retained(&restarted, None), None);
         assert_eq!(oldest_retained(&restarted, Some(101)), None);
         let lag = Resync::lagged(&r, 5, Some(20));
-        assert_eq!((lag.missed, lag.oldest.map(|i| i.seq())), (Some(15), Some(20)));
+        assert_eq!(
+            (lag.missed, lag.oldest.map(|i| i.seq())),
+            (Some(15), Some(20))
+        );
     }
 
     #[test]
