@@ -172,7 +172,7 @@ impl JwtKey {
             ssehub: grants.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| AuthError::Jwt(e.to_string()))
+            .map_err(AuthError::Jwt)
     }
 
     /// Checks a token's signature, expiry (`exp`) and start (`nbf`, if
@@ -212,8 +212,8 @@ pub enum AuthError {
     Expired,
     /// The token's `nbf` (not before) is in the future.
     NotYetValid,
-    /// The JWT library failed to encode a token.
-    Jwt(String),
+    /// The JWT library failed to encode a token (the cause is the source).
+    Jwt(jsonwebtoken::errors::Error),
 }
 
 impl fmt::Display for AuthError {
@@ -223,12 +223,19 @@ impl fmt::Display for AuthError {
             AuthError::InvalidToken => f.write_str("invalid token"),
             AuthError::Expired => f.write_str("token expired"),
             AuthError::NotYetValid => f.write_str("token not yet valid"),
-            AuthError::Jwt(e) => write!(f, "cannot encode token: {e}"),
+            AuthError::Jwt(_) => f.write_str("cannot encode token"),
         }
     }
 }
 
-impl std::error::Error for AuthError {}
+impl std::error::Error for AuthError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AuthError::Jwt(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// The access policy of a service.
 #[derive(Clone, Default)]

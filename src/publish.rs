@@ -25,11 +25,11 @@ pub(crate) struct Batch {
 }
 
 /// Why a JSON publish body was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum BodyError {
-    /// Not JSON.
-    Syntax(String),
+    /// Not JSON (the parser's error is the source).
+    Syntax(serde_json::Error),
     /// Neither an object nor an array of objects.
     Shape,
     /// An empty array.
@@ -47,6 +47,7 @@ pub enum BodyError {
 impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // serde_json's messages are one line and say where.
             BodyError::Syntax(e) => write!(f, "invalid JSON: {e}"),
             BodyError::Shape => f.write_str("expected an event object or an array of them"),
             BodyError::Empty => f.write_str("empty batch"),
@@ -63,14 +64,19 @@ impl fmt::Display for BodyError {
     }
 }
 
-impl std::error::Error for BodyError {}
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Syntax(e) => Some(e),
+            BodyError::Event(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Parses a JSON publish body.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Batch, BodyError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        // serde_json's messages are one line.
-        BodyError::Syntax(e.to_string())
-    })?;
+    let value: Value = serde_json::from_slice(bytes).map_err(BodyError::Syntax)?;
     match value {
         Value::Object(obj) => Ok(Batch {
             events: vec![event(0, obj)?],
@@ -136,27 +142,27 @@ mod tests {
     #[test]
     fn errors() {
         use BodyError::*;
-        assert!(matches!(parse_json(b"{"), Err(Syntax(_))));
-        assert_eq!(parse_json(b"3").unwrap_err(), Shape);
-        assert_eq!(parse_json(b"[1]").unwrap_err(), Shape);
-        assert_eq!(parse_json(b"[]").unwrap_err(), Empty);
-        assert_eq!(
-            parse_json(br#"[{"data":"a"},{}]"#).unwrap_err(),
-            MissingData(1)
+        let err = |body: &[u8]| parse_json(body).err().expect("refused");
+        let syntax = err(b"{");
+        assert!(matches!(syntax, Syntax(_)));
+        assert!(
+            std::error::Error::source(&syntax).is_some(),
+            "keeps the cause"
         );
-        assert_eq!(
-            parse_json(br#"{"data":"a","id":"x"}"#).unwrap_err(),
-            UnknownField(0, "id".into())
-        );
-        assert_eq!(
-            parse_json(br#"{"data":"a","event":1}"#).unwrap_err(),
+        assert!(matches!(err(b"3"), Shape));
+        assert!(matches!(err(b"[1]"), Shape));
+        assert!(matches!(err(b"[]"), Empty));
+        assert!(matches!(err(br#"[{"data":"a"},{}]"#), MissingData(1)));
+        assert!(matches!(err(br#"{"data":"a","id":"x"}"#), UnknownField(0, k) if k == "id"));
+        assert!(matches!(
+            err(br#"{"data":"a","event":1}"#),
             TypeNotString(0)
-        );
-        assert_eq!(
-            parse_json(br#"[{"data":"a"},{"data":"b","event":"x\ny"}]"#).unwrap_err(),
+        ));
+        assert!(matches!(
+            err(br#"[{"data":"a"},{"data":"b","event":"x\ny"}]"#),
             Event(1, EventError::LineBreakInType)
-        );
-        for e in [Syntax("x".into()), Shape, Empty, MissingData(0)] {
+        ));
+        for e in [err(b"{"), Shape, Empty, MissingData(0)] {
             assert!(!e.to_string().contains('\n'));
         }
     }

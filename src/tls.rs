@@ -35,18 +35,18 @@ impl TlsConfig {
     pub fn from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Self, TlsError> {
         let certs = CertificateDer::pem_slice_iter(cert_chain)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TlsError::Pem(e.to_string()))?;
+            .map_err(TlsError::Pem)?;
         if certs.is_empty() {
             return Err(TlsError::NoCertificate);
         }
-        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::Pem(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(TlsError::Pem)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .map_err(TlsError::Rustls)?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            .map_err(TlsError::Rustls)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsConfig {
             acceptor: TlsAcceptor::from(Arc::new(config)),
@@ -63,8 +63,7 @@ impl TlsConfig {
         cert_chain: impl AsRef<Path>,
         key: impl AsRef<Path>,
     ) -> Result<Self, TlsError> {
-        let read =
-            |p: &Path| std::fs::read(p).map_err(|e| TlsError::Read(p.to_owned(), e.to_string()));
+        let read = |p: &Path| std::fs::read(p).map_err(|e| TlsError::Read(p.to_owned(), e));
         TlsConfig::from_pem(&read(cert_chain.as_ref())?, &read(key.as_ref())?)
     }
 
@@ -79,29 +78,39 @@ impl fmt::Debug for TlsConfig {
     }
 }
 
-/// Why a TLS configuration could not be built.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a TLS configuration could not be built. The cause, if any, is its
+/// [`source`](std::error::Error::source).
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum TlsError {
     /// A file could not be read.
-    Read(PathBuf, String),
+    Read(PathBuf, std::io::Error),
     /// The PEM text is malformed or holds no private key.
-    Pem(String),
+    Pem(rustls_pki_types::pem::Error),
     /// The certificate file holds no certificate.
     NoCertificate,
     /// rustls refused the certificate or key.
-    Rustls(String),
+    Rustls(rustls::Error),
 }
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TlsError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
-            TlsError::Pem(e) => write!(f, "invalid PEM: {e}"),
+            TlsError::Read(p, _) => write!(f, "cannot read {}", p.display()),
+            TlsError::Pem(_) => f.write_str("invalid PEM"),
             TlsError::NoCertificate => f.write_str("no certificate in the certificate file"),
-            TlsError::Rustls(e) => write!(f, "unusable certificate or key: {e}"),
+            TlsError::Rustls(_) => f.write_str("unusable certificate or key"),
         }
     }
 }
 
-impl std::error::Error for TlsError {}
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsError::Read(_, e) => Some(e),
+            TlsError::Pem(e) => Some(e),
+            TlsError::NoCertificate => None,
+            TlsError::Rustls(e) => Some(e),
+        }
+    }
+}

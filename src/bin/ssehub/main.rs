@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ssehub: {e}");
+            eprintln!("ssehub: {}", chain(&*e));
             ExitCode::FAILURE
         }
     }
