@@ -52,6 +52,13 @@ impl CorsOrigins {
 
     /// Adds the CORS headers of a response to a request from `origin`.
     pub(crate) fn decorate(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        // A page of another origin may read the position a `HEAD` answers.
+        if headers.contains_key("last-event-id") {
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("Last-Event-ID"),
+            );
+        }
         match self {
             CorsOrigins::StreamsOnly | CorsOrigins::Any => {
                 headers.insert(

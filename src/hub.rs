@@ -242,11 +242,17 @@ impl Hub {
             if !topic.is_primed() {
                 // The storage is still loading the topic's history.
                 drop(ring);
-                return Ok(EventStream::deferred(topic, options.last_event_id, params));
+                return Ok(EventStream::deferred(
+                    topic,
+                    options.last_event_id,
+                    options.rewind,
+                    params,
+                ));
             }
             let start = locate(
                 &ring,
                 options.last_event_id.as_deref(),
+                options.rewind,
                 topic.durable_first(),
             );
             let replay_end = ring.next_seq();
@@ -324,6 +330,58 @@ impl Hub {
         Subscribing::Waiting(Box::pin(async move {
             hub.subscribe_ready(&topic, options, patience).await
         }))
+    }
+
+    /// The id of `topic`'s newest event (sequence 0 when it has none): where
+    /// a stream that starts right after a snapshot must resume from. A
+    /// server-rendered page reads it with the data it renders, then opens
+    /// its stream with `?lastEventId=` set to it, and misses nothing in
+    /// between. Creates the topic if it does not exist (so its epoch is
+    /// fixed); with Redis, waits (at most `patience`) for this node to load
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::subscribe`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ssehub::{Event, Hub, Subscribe};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = Hub::new();
+    /// hub.publish("prices", Event::new("41")).await?;
+    /// let seen = hub.position("prices", Duration::from_secs(2)).await?;
+    /// hub.publish("prices", Event::new("42")).await?; // after the snapshot
+    /// let stream = hub.subscribe("prices", Subscribe::new().last_event_id(seen.to_string()))?;
+    /// assert_eq!(stream.position(), seen, "42 comes first");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn position(&self, topic: &str, patience: Duration) -> Result<EventId, HubError> {
+        let t = self.topic(topic)?;
+        if !t.is_primed() {
+            let primed = async {
+                loop {
+                    let notified = t.notify().notified();
+                    if t.is_primed() || t.is_closed() {
+                        return;
+                    }
+                    notified.await;
+                }
+            };
+            if tokio::time::timeout(patience, primed).await.is_err() || t.is_closed() {
+                return Err(HubError::Storage(StoreError::new(
+                    crate::store::ErrorKind::Unavailable,
+                    "the topic's history is not loaded yet",
+                )));
+            }
+        }
+        let ring = t.lock();
+        Ok(EventId::new(ring.epoch(), ring.latest()))
     }
 
     /// Ends every stream and refuses further events and subscriptions.
@@ -591,6 +649,7 @@ pub fn validate_topic(name: &str) -> Result<(), HubError> {
 pub struct Subscribe {
     last_event_id: Option<String>,
     limit: Option<u64>,
+    rewind: u64,
 }
 
 impl Subscribe {
@@ -611,6 +670,30 @@ impl Subscribe {
     /// does not).
     pub fn limit(mut self, n: u64) -> Self {
         self.limit = Some(n);
+        self
+    }
+
+    /// A fresh subscription (without [`last_event_id`](Self::last_event_id))
+    /// starts with the last `n` retained events, then goes live: a page
+    /// shows recent history without a snapshot of its own. Fewer are sent
+    /// if fewer are retained; a resume ignores it.
+    ///
+    /// ```
+    /// use ssehub::{Event, Hub, Subscribe};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = Hub::new();
+    /// for i in 1..=5 {
+    ///     hub.publish("feed", Event::new(i.to_string())).await?;
+    /// }
+    /// let stream = hub.subscribe("feed", Subscribe::new().rewind(2))?;
+    /// assert_eq!(stream.position().seq(), 3, "starts after event 3: 4 and 5 come first");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rewind(mut self, n: u64) -> Self {
+        self.rewind = n;
         self
     }
 }

@@ -145,14 +145,21 @@ pub(crate) fn oldest_retained(ring: &Ring, durable: Option<u64>) -> Option<u64> 
 }
 
 /// Finds where a subscription starts, given the client's last event id
-/// (`None` for a fresh subscription) and the first event of the history
-/// kept beyond the ring, if any.
-pub(crate) fn locate(ring: &Ring, last_event_id: Option<&str>, durable: Option<u64>) -> Start {
+/// (`None` for a fresh subscription, which starts `rewind` events back, as
+/// far as they are retained) and the first event of the history kept
+/// beyond the ring, if any.
+pub(crate) fn locate(
+    ring: &Ring,
+    last_event_id: Option<&str>,
+    rewind: u64,
+    durable: Option<u64>,
+) -> Start {
     let epoch = ring.epoch();
     let next = ring.next_seq();
     let Some(raw) = last_event_id else {
+        let oldest = oldest_retained(ring, durable).unwrap_or(next);
         return Start {
-            cursor: next,
+            cursor: next.saturating_sub(rewind).max(oldest),
             epoch,
             greeting: Greeting::Checkpoint,
         };
@@ -231,26 +238,32 @@ mod tests {
     #[test]
     fn fresh_starts_at_next_with_checkpoint() {
         let r = ring_with(5, 10);
-        let s = locate(&r, None, None);
+        let s = locate(&r, None, 0, None);
         assert_eq!((s.cursor, &s.greeting), (6, &Greeting::Checkpoint));
     }
 
     #[test]
     fn resume_starts_strictly_after_the_id() {
         let r = ring_with(100, 1000);
-        let s = locate(&r, Some("ep-40"), None);
+        let s = locate(&r, Some("ep-40"), 0, None);
         assert_eq!((s.cursor, &s.greeting), (41, &Greeting::Resume));
         // Up to date: nothing to replay, no resync.
-        assert_eq!(locate(&r, Some("ep-100"), None).greeting, Greeting::Resume);
+        assert_eq!(
+            locate(&r, Some("ep-100"), 0, None).greeting,
+            Greeting::Resume
+        );
         // Before the first event.
-        assert_eq!(locate(&r, Some("ep-0"), None).cursor, 1);
+        assert_eq!(locate(&r, Some("ep-0"), 0, None).cursor, 1);
     }
 
     #[test]
     fn resume_at_the_edge_of_the_ring_is_exact() {
         let r = ring_with(100, 10); // retains 91..=100
-        assert_eq!(locate(&r, Some("ep-90"), None).greeting, Greeting::Resume);
-        let s = locate(&r, Some("ep-89"), None);
+        assert_eq!(
+            locate(&r, Some("ep-90"), 0, None).greeting,
+            Greeting::Resume
+        );
+        let s = locate(&r, Some("ep-89"), 0, None);
         assert_eq!((reason(&s), s.cursor), (Some(ResyncReason::Evicted), 91));
         match s.greeting {
             Greeting::Resync(r) => assert_eq!(r.missed, Some(1)),
@@ -268,7 +281,7 @@ mod tests {
             ("garbage", ResyncReason::Malformed),
             ("", ResyncReason::Malformed),
         ] {
-            let s = locate(&r, Some(id), None);
+            let s = locate(&r, Some(id), 0, None);
             assert_eq!(reason(&s), Some(want), "{id}");
             assert_eq!(s.cursor, 91, "continues with everything retained");
         }
@@ -277,14 +290,14 @@ mod tests {
     #[test]
     fn json_payload() {
         let r = ring_with(100, 10);
-        let Greeting::Resync(rs) = locate(&r, Some("ep-3"), None).greeting else {
+        let Greeting::Resync(rs) = locate(&r, Some("ep-3"), 0, None).greeting else {
             unreachable!()
         };
         assert_eq!(
             rs.to_json(),
             r#"{"reason":"evicted","requested":"ep-3","oldest":"ep-91","latest":"ep-100","missed":87}"#
         );
-        let Greeting::Resync(rs) = locate(&r, Some("a\"b\nc"), None).greeting else {
+        let Greeting::Resync(rs) = locate(&r, Some("a\"b\nc"), 0, None).greeting else {
             unreachable!()
         };
         assert_eq!(
@@ -297,7 +310,7 @@ mod tests {
     fn echo_is_truncated_on_a_char_boundary() {
         let r = ring_with(1, 10);
         let long = "é".repeat(300);
-        let Greeting::Resync(rs) = locate(&r, Some(&long), None).greeting else {
+        let Greeting::Resync(rs) = locate(&r, Some(&long), 0, None).greeting else {
             unreachable!()
         };
         assert!(rs.requested.len() <= MAX_ECHO);
@@ -305,16 +318,30 @@ mod tests {
     }
 
     #[test]
+    fn rewind_starts_a_fresh_subscription_that_far_back() {
+        let r = ring_with(100, 10); // retains 91..=100
+        let s = locate(&r, None, 3, None);
+        assert_eq!((s.cursor, &s.greeting), (98, &Greeting::Checkpoint));
+        // No further back than what is retained, in the ring or beyond.
+        assert_eq!(locate(&r, None, 50, None).cursor, 91);
+        assert_eq!(locate(&r, None, 50, Some(20)).cursor, 51);
+        assert_eq!(locate(&r, None, 500, Some(20)).cursor, 20);
+        // A resume ignores it.
+        assert_eq!(locate(&r, Some("ep-95"), 3, None).cursor, 96);
+        assert_eq!(locate(&ring_with(0, 10), None, 5, None).cursor, 1);
+    }
+
+    #[test]
     fn history_beyond_the_ring_counts_as_retained() {
         // The ring holds 91..=100; the store beyond it has everything from 20.
         let r = ring_with(100, 10);
-        let s = locate(&r, Some("ep-30"), Some(20));
+        let s = locate(&r, Some("ep-30"), 0, Some(20));
         assert_eq!((s.cursor, &s.greeting), (31, &Greeting::Resume));
         assert_eq!(
-            locate(&r, Some("ep-19"), Some(20)).greeting,
+            locate(&r, Some("ep-19"), 0, Some(20)).greeting,
             Greeting::Resume
         );
-        let s = locate(&r, Some("ep-3"), Some(20));
+        let s = locate(&r, Some("ep-3"), 0, Some(20));
         let Greeting::Resync(rs) = s.greeting else {
             unreachable!()
         };
@@ -324,11 +351,11 @@ mod tests {
             r#"{"reason":"evicted","requested":"ep-3","oldest":"ep-20","latest":"ep-100","missed":16}"#
         );
         // A fresh subscription still starts at the end.
-        assert_eq!(locate(&r, None, Some(20)).cursor, 101);
+        assert_eq!(locate(&r, None, 0, Some(20)).cursor, 101);
         // An empty ring after a restart: everything is in the store.
         let mut restarted = ring_with(0, 10);
         restarted.restart("ep".parse().unwrap(), 101);
-        assert_eq!(locate(&restarted, Some("ep-50"), Some(1)).cursor, 51);
+        assert_eq!(locate(&restarted, Some("ep-50"), 0, Some(1)).cursor, 51);
         assert_eq!(oldest_retained(&restarted, Some(1)), Some(1));
         assert_eq!(oldest_retained(&restarted, None), None);
         assert_eq!(oldest_retained(&restarted, Some(101)), None);
@@ -342,7 +369,7 @@ mod tests {
     #[test]
     fn empty_topic() {
         let r = ring_with(0, 10);
-        let Greeting::Resync(rs) = locate(&r, Some("ep-5"), None).greeting else {
+        let Greeting::Resync(rs) = locate(&r, Some("ep-5"), 0, None).greeting else {
             unreachable!()
         };
         assert_eq!(rs.reason, ResyncReason::Future);

@@ -209,20 +209,34 @@ impl SseService {
         if let Some(n) = query.limit {
             options = options.limit(n);
         }
+        if let Some(n) = query.rewind {
+            options = options.rewind(n);
+        }
         Ok(options)
     }
 
-    /// `HEAD` of a stream: what `GET` would answer, without opening a stream.
+    /// `HEAD` of a stream: what `GET` would answer, without opening a
+    /// stream, and the topic's position in `Last-Event-ID` (see
+    /// [`Hub::position`]).
     fn head_stream<B>(&self, topic: &str, req: &Request<B>) -> ResponseFuture {
         if let Err(res) = self.stream_request(topic, req) {
             return ResponseFuture::ready(res);
         }
-        if self.hub.is_closed() {
-            return ResponseFuture::ready(hub_error(HubError::Closed));
-        }
-        let mut res = Response::new(ResponseBody::empty());
-        stream_headers(res.headers_mut());
-        ResponseFuture::ready(res)
+        let hub = self.hub.clone();
+        let topic = topic.to_owned();
+        ResponseFuture::boxed(async move {
+            match hub.position(&topic, SUBSCRIBE_PATIENCE).await {
+                Ok(id) => {
+                    let mut res = Response::new(ResponseBody::empty());
+                    stream_headers(res.headers_mut());
+                    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+                        res.headers_mut().insert("last-event-id", v);
+                    }
+                    res
+                }
+                Err(e) => hub_error(e),
+            }
+        })
     }
 
     fn subscribe<B>(&self, topic: &str, req: &Request<B>) -> ResponseFuture {
@@ -597,6 +611,7 @@ enum Route<'a> {
 struct StreamQuery {
     last_event_id: Option<String>,
     limit: Option<u64>,
+    rewind: Option<u64>,
     access_token: Option<String>,
 }
 
@@ -613,6 +628,10 @@ impl StreamQuery {
                     q.limit =
                         Some(parse_limit(&v).ok_or("invalid limit: expected an integer from 1")?)
                 }
+                "rewind" => {
+                    q.rewind =
+                        Some(parse_count(&v).ok_or("invalid rewind: expected an integer from 0")?)
+                }
                 _ => {}
             }
         }
@@ -621,10 +640,15 @@ impl StreamQuery {
 }
 
 fn parse_limit(v: &str) -> Option<u64> {
+    parse_count(v).filter(|&n| n > 0)
+}
+
+/// A decimal count: digits only (no sign, no spaces), fits in a `u64`.
+fn parse_count(v: &str) -> Option<u64> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    v.parse().ok().filter(|&n| n > 0)
+    v.parse().ok()
 }
 
 /// The future of [`SseService`]'s responses.

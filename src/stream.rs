@@ -93,6 +93,7 @@ enum State {
     /// the greeting, are computed once it is loaded.
     Loading {
         last_event_id: Option<Box<str>>,
+        rewind: u64,
         retry_ms: Option<u64>,
     },
     /// Sending from the ring, and waiting on it once caught up.
@@ -139,11 +140,13 @@ impl EventStream {
     pub(crate) fn deferred(
         topic: Arc<Topic>,
         last_event_id: Option<String>,
+        rewind: u64,
         params: StreamParams,
     ) -> Self {
         let retry_ms = params.retry_ms;
         let state = State::Loading {
             last_event_id: last_event_id.map(String::into_boxed_str),
+            rewind,
             retry_ms,
         };
         let mut stream = EventStream::unstarted(topic, params, state);
@@ -209,6 +212,7 @@ impl EventStream {
         }
         let State::Loading {
             last_event_id,
+            rewind,
             retry_ms,
         } = std::mem::replace(&mut self.state, State::Live)
         else {
@@ -218,7 +222,7 @@ impl EventStream {
             let ring = self.topic.lock();
             let durable = self.topic.durable_first();
             (
-                locate(&ring, last_event_id.as_deref(), durable),
+                locate(&ring, last_event_id.as_deref(), rewind, durable),
                 ring.next_seq(),
             )
         };
