@@ -183,8 +183,16 @@ impl JwtKey {
     /// [`AuthError::Expired`], [`AuthError::NotYetValid`] or
     /// [`AuthError::InvalidToken`].
     pub fn verify(&self, token: &str) -> Result<Grants, AuthError> {
+        self.verify_until(token).map(|(grants, _)| grants)
+    }
+
+    /// As [`JwtKey::verify`], with the token's expiry.
+    fn verify_until(&self, token: &str) -> Result<(Grants, SystemTime), AuthError> {
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(data.claims.ssehub),
+            Ok(data) => Ok((
+                data.claims.ssehub,
+                UNIX_EPOCH + Duration::from_secs(data.claims.exp),
+            )),
             Err(e) => Err(match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -260,6 +268,8 @@ impl fmt::Debug for Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Allow,
+    /// Allowed by credentials that expire: a stream ends then.
+    AllowUntil(SystemTime),
     /// `401`: credentials missing or not valid.
     Unauthorized(&'static str),
     /// `403`: valid credentials (or none needed) but not for this.
@@ -279,8 +289,8 @@ impl Access {
         let Some(token) = find_token(headers, query_token) else {
             return Verdict::Unauthorized("missing token");
         };
-        match jwt.verify(token) {
-            Ok(g) if g.may_subscribe(topic) => Verdict::Allow,
+        match jwt.verify_until(token) {
+            Ok((g, exp)) if g.may_subscribe(topic) => Verdict::AllowUntil(exp),
             Ok(_) => Verdict::Forbidden("token does not grant this topic"),
             Err(e) => Verdict::Unauthorized(unauthorized(&e)),
         }
@@ -572,7 +582,10 @@ mod tests {
             .unwrap();
         let t = key.issue(&grants, Duration::from_secs(60)).unwrap();
         let h = headers(&[("authorization", &format!("Bearer {t}"))]);
-        assert_eq!(access.check_subscribe(&h, None, "a"), Verdict::Allow);
+        assert!(matches!(
+            access.check_subscribe(&h, None, "a"),
+            Verdict::AllowUntil(_)
+        ));
         assert!(matches!(
             access.check_subscribe(&h, None, "b"),
             Verdict::Forbidden(_)

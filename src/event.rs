@@ -29,6 +29,12 @@ pub const MAX_EVENT_TYPE_LEN: usize = 128;
 /// Publishers may not use it, so a client can trust every `resync` it sees.
 pub const RESYNC_EVENT_TYPE: &str = "resync";
 
+/// The event type ssehub uses to end a stream whose credentials expired:
+/// the client should get new ones and reconnect from the event's id.
+///
+/// Publishers may not use it either.
+pub const REAUTH_EVENT_TYPE: &str = "reauth";
+
 /// One event to publish: UTF-8 data and an optional event type.
 ///
 /// The id is not part of the event: the [`Hub`](crate::Hub) assigns it when
@@ -100,7 +106,8 @@ impl Event {
     ///
     /// The type may not contain CR or LF ([`EventError::LineBreakInType`]), be
     /// longer than [`MAX_EVENT_TYPE_LEN`] bytes ([`EventError::TypeTooLong`]),
-    /// or be the reserved [`RESYNC_EVENT_TYPE`] ([`EventError::ReservedType`]).
+    /// or be one of the reserved [`RESYNC_EVENT_TYPE`] and [`REAUTH_EVENT_TYPE`]
+    /// ([`EventError::ReservedType`]).
     pub fn with_type(mut self, event_type: impl AsRef<str>) -> Result<Self, EventError> {
         let ty = event_type.as_ref();
         validate_type(ty)?;
@@ -164,7 +171,7 @@ pub(crate) fn validate_type(ty: &str) -> Result<(), EventError> {
     if memchr::memchr2(b'\r', b'\n', ty.as_bytes()).is_some() {
         return Err(EventError::LineBreakInType);
     }
-    if ty == RESYNC_EVENT_TYPE {
+    if ty == RESYNC_EVENT_TYPE || ty == REAUTH_EVENT_TYPE {
         return Err(EventError::ReservedType);
     }
     Ok(())
@@ -190,7 +197,7 @@ impl fmt::Display for EventError {
             EventError::InvalidUtf8 => "event data is not valid utf-8",
             EventError::LineBreakInType => "event type contains a line break",
             EventError::TypeTooLong => "event type is longer than 128 bytes",
-            EventError::ReservedType => "event type `resync` is reserved",
+            EventError::ReservedType => "event types `resync` and `reauth` are reserved",
         })
     }
 }
@@ -279,6 +286,18 @@ pub(crate) fn checkpoint_frame(retry_ms: Option<u64>, id: &EventId) -> Bytes {
     let mut buf = BytesMut::with_capacity(32 + ID_LINE_RESERVE);
     put_retry(&mut buf, retry_ms);
     buf.put_slice(b"id: ");
+    id.write_to(&mut buf);
+    buf.put_slice(b"\n\n");
+    buf.freeze()
+}
+
+/// A `reauth` event: the stream's credentials expired at its position `id`
+/// (also its `id:`, so the client's last event id is exactly it).
+pub(crate) fn reauth_frame(id: &EventId) -> Bytes {
+    let mut buf = BytesMut::with_capacity(96 + 2 * ID_LINE_RESERVE);
+    buf.put_slice(b"event: reauth\ndata: {\"reason\":\"expired\",\"lastEventId\":\"");
+    id.write_to(&mut buf);
+    buf.put_slice(b"\"}\nid: ");
     id.write_to(&mut buf);
     buf.put_slice(b"\n\n");
     buf.freeze()
@@ -420,9 +439,20 @@ mod tests {
             Err(EventError::TypeTooLong)
         );
         assert!(Event::new("").with_type("x".repeat(128)).is_ok());
+        for reserved in ["resync", "reauth"] {
+            assert_eq!(
+                Event::new("").with_type(reserved),
+                Err(EventError::ReservedType)
+            );
+        }
+    }
+
+    #[test]
+    fn reauth_frame_carries_the_position_twice() {
+        let id: EventId = "k3f9-41".parse().unwrap();
         assert_eq!(
-            Event::new("").with_type("resync"),
-            Err(EventError::ReservedType)
+            reauth_frame(&id),
+            "event: reauth\ndata: {\"reason\":\"expired\",\"lastEventId\":\"k3f9-41\"}\nid: k3f9-41\n\n"
         );
     }
 

@@ -230,6 +230,7 @@ impl Hub {
             keep_alive: config.keep_alive,
             max_frame_bytes: config.max_frame_bytes,
             limit: options.limit,
+            expires_at: options.expires_at,
         };
         for _ in 0..LOOKUP_ATTEMPTS {
             let topic = self.topic(topic)?;
@@ -650,6 +651,7 @@ pub struct Subscribe {
     last_event_id: Option<String>,
     limit: Option<u64>,
     rewind: u64,
+    expires_at: Option<std::time::SystemTime>,
 }
 
 impl Subscribe {
@@ -694,6 +696,16 @@ impl Subscribe {
     /// ```
     pub fn rewind(mut self, n: u64) -> Self {
         self.rewind = n;
+        self
+    }
+
+    /// Ends the stream at `at` (when the credentials it was opened with
+    /// expire): it sends an event of type `reauth` (see
+    /// [`REAUTH_EVENT_TYPE`](crate::REAUTH_EVENT_TYPE)) whose data is
+    /// `{"reason":"expired","lastEventId":"<its position>"}`, then ends. The
+    /// client gets new credentials and resumes from that id.
+    pub fn expires_at(mut self, at: std::time::SystemTime) -> Self {
+        self.expires_at = Some(at);
         self
     }
 }

@@ -68,7 +68,9 @@ pub use crate::auth::{AuthError, Grants, JWT_LEEWAY, JwtKey, TOKEN_COOKIE};
 pub use crate::body::ResponseBody;
 pub use crate::cors::CorsOrigins;
 pub use crate::deadline::BodyTimeout;
-pub use crate::event::{Event, EventError, MAX_EVENT_TYPE_LEN, RESYNC_EVENT_TYPE};
+pub use crate::event::{
+    Event, EventError, MAX_EVENT_TYPE_LEN, REAUTH_EVENT_TYPE, RESYNC_EVENT_TYPE,
+};
 pub use crate::hub::{
     Hub, HubBuilder, HubConfig, HubError, HubStats, MAX_TOPIC_LEN, Subscribe, TopicInfo,
     validate_topic,

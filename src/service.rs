@@ -193,10 +193,17 @@ impl SseService {
             self.config
                 .access
                 .check_subscribe(req.headers(), query.access_token.as_deref(), topic);
+        let expires = match verdict {
+            Verdict::AllowUntil(at) => Some(at),
+            _ => None,
+        };
         if let Some(res) = denied(verdict) {
             return Err(res);
         }
         let mut options = Subscribe::new();
+        if let Some(at) = expires {
+            options = options.expires_at(at);
+        }
         // The header wins over the query parameter; an empty one means none.
         let header_id = req
             .headers()
@@ -411,7 +418,7 @@ fn is_json_type(ct: &str) -> bool {
 /// The response for a refused request, `None` if allowed.
 fn denied(verdict: Verdict) -> Option<Response<ResponseBody>> {
     match verdict {
-        Verdict::Allow => None,
+        Verdict::Allow | Verdict::AllowUntil(_) => None,
         Verdict::Unauthorized(why) => {
             let mut res = text(StatusCode::UNAUTHORIZED, why);
             let challenge = if why == "missing token" {

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
-use crate::event::{KEEP_ALIVE_FRAME, checkpoint_frame, resync_frame};
+use crate::event::{KEEP_ALIVE_FRAME, checkpoint_frame, reauth_frame, resync_frame};
 use crate::id::{Epoch, EventId};
 use crate::resync::{Greeting, Resync, ResyncReason, Start, locate, oldest_retained};
 use crate::ring::Read;
@@ -85,6 +85,9 @@ pub struct EventStream {
     /// Armed before each look at the ring, so no publish goes unnoticed.
     wait: Option<Pin<Box<OwnedNotified>>>,
     keep_alive: Option<KeepAlive>,
+    /// When the credentials the stream was opened with expire: it then
+    /// sends `reauth` and ends.
+    expiry: Option<Pin<Box<Sleep>>>,
 }
 
 /// Where a stream is in its life.
@@ -118,6 +121,7 @@ pub(crate) struct StreamParams {
     pub(crate) keep_alive: Option<Duration>,
     pub(crate) max_frame_bytes: usize,
     pub(crate) limit: Option<u64>,
+    pub(crate) expires_at: Option<std::time::SystemTime>,
 }
 
 impl EventStream {
@@ -171,6 +175,12 @@ impl EventStream {
                 period,
                 last_sent: Instant::now(),
                 sleep: None,
+            }),
+            expiry: params.expires_at.map(|at| {
+                let left = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or(Duration::ZERO);
+                Box::pin(tokio::time::sleep(left))
             }),
         }
     }
@@ -259,6 +269,19 @@ impl EventStream {
         self.pending = None;
         self.wait = None;
         self.keep_alive = None;
+        self.expiry = None;
+    }
+
+    /// `reauth`, once the stream's credentials expired; the stream then
+    /// ends. Only between frames: never in the middle of a batch.
+    fn poll_expiry(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
+        let expiry = self.expiry.as_mut()?;
+        if expiry.as_mut().poll(cx).is_pending() || self.is_deferred() {
+            return None;
+        }
+        let frame = reauth_frame(&self.position());
+        self.finish();
+        Some(frame)
     }
 
     /// The `resync` for a subscriber whose topic got another history.
@@ -456,6 +479,9 @@ impl Body for EventStream {
         if this.remaining == Some(0) {
             this.finish();
             return Poll::Ready(None);
+        }
+        if let Some(frame) = this.poll_expiry(cx) {
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
         }
         match this.poll_events(cx) {
             Poll::Ready(Some(frame)) => return Poll::Ready(Some(Ok(Frame::data(frame)))),
