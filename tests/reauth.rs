@@ -76,7 +76,7 @@ async fn a_stream_ends_with_reauth_when_its_token_expires_and_resumes_exactly() 
 
     // The expired token itself is refused: a browser without `reauth`
     // handling would stop here.
-    let mut c = server
+    let c = server
         .subscribe(&format!("/events/t?access_token={}", token(-10)))
         .await;
     assert_eq!(c.status, 401);
