@@ -33,8 +33,9 @@ use crate::service::SseService;
 /// Most headers in a request head.
 const MAX_HEADERS: usize = 100;
 
-/// Client bytes kept while a stream runs (a pipelined next request).
-const MAX_PIPELINED: usize = 16 << 10;
+/// Most client bytes read while a response is written: one read of the
+/// start of a pipelined next request (see [`Pump`]).
+const MAX_PIPELINED: usize = 256;
 
 /// What reading a request head found.
 // Built once per request and matched at once: boxing would only add an
@@ -110,11 +111,14 @@ pub(crate) enum Outcome {
     Close,
 }
 
-/// Answers one event stream request on `io`.
+/// Answers one event stream request on `io`. `read_ahead`: nothing of the
+/// client's next request is buffered yet, so its side may be read
+/// meanwhile (to notice a close).
 pub(crate) async fn respond<I>(
     io: &mut I,
     service: &SseService,
     request: Request<Empty<Bytes>>,
+    read_ahead: bool,
 ) -> io::Result<Outcome>
 where
     I: AsyncRead + AsyncWrite + Unpin,
@@ -137,6 +141,7 @@ where
         chunked: exact.is_none(),
         out: Gather::default(),
         pipelined: BytesMut::new(),
+        read_ahead,
         state: State::Streaming,
     };
     pump.out.push(Piece::plain(head));
@@ -367,9 +372,10 @@ enum State {
     Ended,
 }
 
-/// Moves frames from the body to the socket and watches the socket for the
-/// client going away. Frames that are ready together leave in one write;
-/// nothing is buffered while the stream is idle.
+/// Moves frames from the body to the socket and, until the client sends
+/// more, watches the socket for it going away. Frames that are ready
+/// together leave in one write; nothing is buffered while the stream is
+/// idle, and of a pipelined next request at most one small read.
 struct Pump<'a, I> {
     io: &'a mut I,
     body: &'a mut ResponseBody,
@@ -377,6 +383,8 @@ struct Pump<'a, I> {
     out: Gather,
     /// Bytes the client sent meanwhile (the next pipelined request).
     pipelined: BytesMut,
+    /// The client's side may be read while `pipelined` is empty.
+    read_ahead: bool,
     state: State,
 }
 
@@ -386,20 +394,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Pump<'_, I> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         let this = self.get_mut();
-        // The client's side: EOF means it is gone; bytes are its next request.
-        loop {
-            let mut scratch = [0u8; 256];
+        // The client's side, while nothing of its next request is buffered
+        // (hyper's rule too): EOF means it is gone; bytes are its next
+        // request, answered after this response. Once some are buffered,
+        // nothing more is read (nor a close noticed) until the response is
+        // complete: the client is pushed back by TCP, not cut off.
+        if this.read_ahead && this.pipelined.is_empty() {
+            let mut scratch = [0u8; MAX_PIPELINED];
             let mut buf = ReadBuf::new(&mut scratch);
             match Pin::new(&mut *this.io).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(false)),
-                Poll::Ready(Ok(())) => {
-                    if this.pipelined.len() + buf.filled().len() > MAX_PIPELINED {
-                        return Poll::Ready(Ok(false));
-                    }
-                    this.pipelined.extend_from_slice(buf.filled());
-                }
+                Poll::Ready(Ok(())) => this.pipelined.extend_from_slice(buf.filled()),
                 Poll::Ready(Err(_)) => return Poll::Ready(Ok(false)),
-                Poll::Pending => break,
+                Poll::Pending => {}
             }
         }
         loop {

@@ -327,7 +327,7 @@ impl Conn {
             let rest = Bytes::copy_from_slice(&buf[len..]);
             buf = BytesMut::new();
             // Shutdown closes the hub, which ends the stream cleanly.
-            match h1::respond(&mut io, &self.service, request).await? {
+            match h1::respond(&mut io, &self.service, request, rest.is_empty()).await? {
                 Outcome::KeepAlive { pipelined } => {
                     buf.extend_from_slice(&rest);
                     buf.extend_from_slice(&pipelined);
