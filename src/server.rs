@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
@@ -267,12 +267,18 @@ fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         // hyper answers 431 when the head outgrows the read buffer.
-        .max_buf_size(config.max_header_bytes.max(8192));
+        .max_buf_size(head_limit(config.max_header_bytes));
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// The largest request head on HTTP/1.1: `max_header_bytes`, but at least
+/// the smallest read buffer hyper accepts.
+fn head_limit(max_header_bytes: usize) -> usize {
+    max_header_bytes.max(8192)
 }
 
 /// One accepted connection and what serving it needs.
@@ -308,14 +314,18 @@ impl Conn {
                         Head::Partial => {}
                     }
                 }
-                if buf.len() >= self.max_head {
-                    // hyper answers 431.
+                // The client's bytes not yet answered never exceed the
+                // head limit, so a head found in them is never longer; one
+                // not complete within it goes to hyper, which answers 431.
+                let room = head_limit(self.max_head).saturating_sub(buf.len());
+                if room == 0 {
                     return Box::pin(self.hyper(Prefixed::new(buf.freeze(), io))).await;
                 }
-                buf.reserve(1024);
+                buf.reserve(room.min(1024));
+                let mut window = (&mut buf).limit(room);
                 let mut stopping = self.stopping.clone();
                 tokio::select! {
-                    read = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => match read {
+                    read = tokio::time::timeout_at(deadline, io.read_buf(&mut window)) => match read {
                         Ok(Ok(n)) if n > 0 => {}
                         // Closed, failed, or too slow to send a request.
                         _ => return Ok(()),

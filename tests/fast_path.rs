@@ -1,5 +1,6 @@
 //! The HTTP/1.1 fast path over real sockets: pipelining behind event
-//! streams and the chunked terminator of its own responses.
+//! streams, the request head limit, and the chunked terminator of its own
+//! responses.
 
 mod support;
 
@@ -42,6 +43,39 @@ async fn three_hundred_pipelined_stream_gets_are_all_answered() {
         assert_eq!(rest, want.split_once('\n').unwrap().1, "response {i}");
     }
     assert_eq!(header(&got[299].headers, "connection"), Some("close"));
+}
+
+/// Regression (issue 12, finding 4): the head limit was checked before each
+/// read instead of across reads, and a read could take up to 16 KiB more, so
+/// a 30,000-byte head that arrived as 16,383 + 13,617 bytes was served. The
+/// limit is 16 KiB, as on hyper's path: `431`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_head_over_the_limit_that_arrives_in_two_parts_gets_431() {
+    let server = TestServer::start(Hub::new()).await;
+    server.hub.publish("t", Event::new("x")).await.unwrap();
+    let e = server.hub.epoch().to_string();
+    let start = format!("GET /events/t?limit=1&lastEventId={e}-0 HTTP/1.1\r\nHost: x\r\nX-Pad: ");
+    let end = "\r\nConnection: close\r\n\r\n";
+    let pad = "p".repeat(30_000 - start.len() - end.len());
+    let head = format!("{start}{pad}{end}").into_bytes();
+    assert_eq!(head.len(), 30_000);
+
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(&head[..16_383]).await.unwrap();
+    // Let the server (on this same thread) accept and read the first part:
+    // each yield lets the runtime poll the socket driver once.
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    // The server may answer and close before it reads the rest.
+    let _ = s.write_all(&head[16_383..]).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("the server answers and closes");
+    let got = answers(&out);
+    assert_eq!(got.len(), 1, "{:?}", String::from_utf8_lossy(&out));
+    assert_eq!(got[0].status, 431);
 }
 
 /// The fast path's own chunked terminator: two pipelined stream requests,
