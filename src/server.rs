@@ -27,6 +27,9 @@ use crate::metrics::ConnectionStats;
 use crate::service::{SseService, text};
 use crate::tls::TlsConfig;
 
+#[cfg(any(test, fuzzing))]
+pub(crate) mod differential;
+
 /// Serves an [`SseService`] on a TCP listener.
 ///
 /// HTTP/1.1 and HTTP/2 share the port: with prior knowledge (h2c) in
