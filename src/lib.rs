@@ -46,6 +46,10 @@ mod auth;
 mod body;
 mod cors;
 mod event;
+// Built for `cargo fuzz` (`--cfg fuzzing`), and in tests to run the seeds.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 mod hub;
 mod id;

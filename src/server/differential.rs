@@ -145,6 +145,7 @@ pub(crate) struct Transcript {
     /// It ended the connection (rather than waiting for more).
     pub(crate) closed: bool,
     /// How many of the client's bytes it read.
+    #[cfg(test)]
     pub(crate) consumed: usize,
 }
 
@@ -192,6 +193,7 @@ pub(crate) async fn run(
     Transcript {
         out: w.out.clone(),
         closed,
+        #[cfg(test)]
         consumed: w.consumed,
     }
 }
@@ -229,6 +231,7 @@ impl std::fmt::Debug for Answer {
 
 impl Answer {
     /// The status code.
+    #[cfg(test)]
     pub(crate) fn status(&self) -> u16 {
         self.status_line
             .get(9..12)
