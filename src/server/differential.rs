@@ -474,6 +474,15 @@ mod tests {
         (answers, fast.closed)
     }
 
+    /// How many stream responses in `out` the fast path wrote itself: the
+    /// one difference in bytes is that its chunk sizes are lowercase hex,
+    /// hyper's uppercase, and each stream here starts with the 12-byte
+    /// (`c`) retry hint.
+    fn fast_path_streams(out: &[u8]) -> usize {
+        let mark = b"\r\n\r\nc\r\nretry: 3000\n\r\n";
+        out.windows(mark.len()).filter(|w| w == mark).count()
+    }
+
     fn replay(topic: &str, limit: u32, extra: &str) -> String {
         format!(
             "GET /events/{topic}?lastEventId={EPOCH}-0&limit={limit} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"
@@ -683,6 +692,12 @@ mod tests {
         assert_eq!(answers.len(), 300);
         assert!(answers.iter().all(|a| a.status() == 200 && a.complete));
         assert!(!closed);
+        let fast = ServerConfig {
+            stream_fast_path: true,
+            ..ServerConfig::default()
+        };
+        let t = run(service().await, &fast, &[&input], Delivery::default()).await;
+        assert_eq!(fast_path_streams(&t.out), 300, "all on the fast path");
         let parts: Vec<&[u8]> = input.chunks(one.len()).collect();
         same("300 replays, one per read", &parts, Delivery::default()).await;
         let parts: Vec<&[u8]> = input.chunks(4096).collect();
@@ -722,6 +737,15 @@ mod tests {
                 }
                 let (a, _) = same("the limit", &[&head], Delivery::default()).await;
                 assert_eq!(a[0].status(), status, "{start:?}: {len} bytes in one read");
+                if start == stream && status == 200 {
+                    // Served by the fast path itself, not handed to hyper.
+                    let fast = ServerConfig {
+                        stream_fast_path: true,
+                        ..ServerConfig::default()
+                    };
+                    let t = run(service().await, &fast, &[&head], Delivery::default()).await;
+                    assert_eq!(fast_path_streams(&t.out), 1, "{len} bytes");
+                }
             }
         }
     }
