@@ -23,10 +23,12 @@ const WRITES: [usize; 8] = [0, 1, 2, 3, 7, 64, 300, 0];
 /// HTTP/1.1, and that both answer the same (statuses, headers but `date`,
 /// bodies, closing).
 ///
-/// Input layout: byte 0 picks the size of the server's writes (bits 0–2)
-/// and whether the client closes after its last byte (bit 3); byte 1 is
-/// the size of the client's reads (`0`: all at once); the rest is what the
-/// client sends. Each read is delivered once the server is idle.
+/// Input layout: byte 0 picks the size of the server's writes (bits 0–2),
+/// whether the client closes after its last byte (bit 3), whether all its
+/// reads are there at once (bit 4; otherwise each arrives once the server
+/// is idle), and whether the topic `live` gets an event after the first
+/// read (bit 5); byte 1 is the size of the client's reads (`0`: all at
+/// once); the rest is what the client sends.
 ///
 /// # Panics
 ///
@@ -38,6 +40,9 @@ pub fn h1_fast_path(data: &[u8]) {
     let delivery = Delivery {
         max_write: WRITES[usize::from(mode & 7)],
         eof: mode & 8 != 0,
+        eager: mode & 16 != 0,
+        // `live` gets an event after the first read (or the only one).
+        publish_after: (mode & 32 != 0).then_some(1),
     };
     let chunks: Vec<&[u8]> = match *size {
         0 => vec![input],
@@ -104,8 +109,8 @@ mod tests {
         let mut seeds = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let seed = std::fs::read(entry.unwrap().path()).unwrap();
-            for mode in 0..16 {
-                for size in [0, 1, 5, 64] {
+            for mode in 0..64 {
+                for size in [0, 1, 7, 64] {
                     let mut input = vec![mode, size];
                     input.extend_from_slice(&seed[2..]);
                     h1_fast_path(&input);

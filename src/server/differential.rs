@@ -24,6 +24,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Conn, ServerConfig, http_builder};
+use crate::event::Event;
 use crate::service::SseService;
 
 /// How long an exchange may stay idle before it is taken as over (less than
@@ -135,6 +136,13 @@ pub(crate) struct Delivery {
     pub(crate) max_write: usize,
     /// The client closes its side after the last chunk.
     pub(crate) eof: bool,
+    /// All chunks are there from the start (reads still never cross two),
+    /// instead of each arriving once the server is idle.
+    pub(crate) eager: bool,
+    /// After this many chunks have arrived and the server is idle, the
+    /// event `live` is published to the topic `live` (which ends a
+    /// `?limit=1` stream there).
+    pub(crate) publish_after: Option<usize>,
 }
 
 /// What the server did with one scripted connection.
@@ -170,21 +178,30 @@ pub(crate) async fn run(
         max_head: config.max_header_bytes,
         fast_path: config.stream_fast_path,
     };
+    let hub = conn.service.hub().clone();
     let mut task = tokio::spawn(conn.serve(ScriptedIo(wire.clone())));
     for (i, chunk) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
         let waker = {
             let mut w = lock(&wire);
             if !chunk.is_empty() {
                 w.inbound.push_back(Bytes::copy_from_slice(chunk));
             }
-            w.eof = delivery.eof && i + 1 == chunks.len();
+            w.eof = delivery.eof && last;
             w.reader.take()
         };
+        if delivery.eager && !last {
+            continue;
+        }
         if let Some(waker) = waker {
             waker.wake();
         }
         // Returns once the server has nothing left to do.
         tokio::time::sleep(Duration::from_millis(1)).await;
+        if delivery.publish_after == Some(i + 1) {
+            let _ = hub.publish("live", Event::new("live")).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     let closed = tokio::time::timeout(SETTLE, &mut task).await.is_ok();
     task.abort();
@@ -436,7 +453,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
     use crate::hub::Hub;
 
     const EPOCH: &str = "fixedepoch";
@@ -648,11 +664,17 @@ mod tests {
             );
             let statuses: Vec<u16> = whole.iter().map(Answer::status).collect();
             for i in 1..input.len() {
-                let (split, _) = same(name, &[&input[..i], &input[i..]], Delivery::default()).await;
-                // Headers may differ: hyper closes after answering a request
-                // whose body has not all arrived yet.
-                let got: Vec<u16> = split.iter().map(Answer::status).collect();
-                assert_eq!(got, statuses, "{name}: split at {i}");
+                for eager in [false, true] {
+                    let delivery = Delivery {
+                        eager,
+                        ..Delivery::default()
+                    };
+                    let (split, _) = same(name, &[&input[..i], &input[i..]], delivery).await;
+                    // Headers may differ: hyper closes after answering a
+                    // request whose body has not all arrived yet.
+                    let got: Vec<u16> = split.iter().map(Answer::status).collect();
+                    assert_eq!(got, statuses, "{name}: split at {i}, eager {eager}");
+                }
             }
         }
     }
@@ -660,8 +682,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn small_inputs_answer_the_same_when_the_client_closes_after_sending() {
         let delivery = Delivery {
-            max_write: 0,
             eof: true,
+            ..Delivery::default()
         };
         for (name, input) in small_cases() {
             same(name, &[&input], delivery).await;
@@ -672,7 +694,7 @@ mod tests {
     async fn small_inputs_answer_the_same_over_a_trickling_socket() {
         let delivery = Delivery {
             max_write: 7,
-            eof: false,
+            ..Delivery::default()
         };
         for (name, input) in small_cases() {
             // One byte per read, seven per write.
@@ -700,8 +722,51 @@ mod tests {
         assert_eq!(fast_path_streams(&t.out), 300, "all on the fast path");
         let parts: Vec<&[u8]> = input.chunks(one.len()).collect();
         same("300 replays, one per read", &parts, Delivery::default()).await;
+        // All there at once, one per read: each next request is read while
+        // the previous response is written.
+        let eager = Delivery {
+            eager: true,
+            ..Delivery::default()
+        };
+        same("300 replays, one per read, eager", &parts, eager).await;
         let parts: Vec<&[u8]> = input.chunks(4096).collect();
         same("300 replays, 4 KiB reads", &parts, Delivery::default()).await;
+    }
+
+    /// Requests that arrive while a stream waits for a live event are
+    /// answered after it ends, in order, however they are split.
+    #[tokio::test(start_paused = true)]
+    async fn requests_pipelined_behind_a_live_stream_follow_it() {
+        let first = b"GET /events/live?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let more = format!(
+            "GET /healthz HTTP/1.1\r\n\r\n{}GET /events/live?lastEventId={EPOCH}-0&limit=1 HTTP/1.1\r\n\r\n",
+            replay("t", 1, ""),
+        );
+        let more = more.as_bytes();
+        let delivery = Delivery {
+            publish_after: Some(3),
+            ..Delivery::default()
+        };
+        for i in 0..more.len() {
+            let chunks = [&first[..], &more[..i], &more[i..]];
+            let (a, _) = same("behind a live stream", &chunks, delivery).await;
+            let statuses: Vec<u16> = a.iter().map(Answer::status).collect();
+            assert_eq!(statuses, [200, 200, 200, 200], "split at {i}");
+            assert!(a.iter().all(|a| a.complete));
+            assert!(String::from_utf8_lossy(&a[3].body).contains("data: live\n"));
+        }
+        // A request longer than the one read taken while streaming.
+        let big = head_of(3000, "GET /healthz HTTP/1.1\r\n");
+        let (a, _) = same(
+            "a big one behind a live stream",
+            &[first, &big],
+            Delivery {
+                publish_after: Some(2),
+                ..Delivery::default()
+            },
+        )
+        .await;
+        assert_eq!(a.len(), 2);
     }
 
     /// Finding 4 and the limit itself: a head of exactly the limit is
