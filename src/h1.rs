@@ -12,6 +12,19 @@
 //! anything unusual) goes to hyper with the bytes already read replayed, so
 //! hyper stays the HTTP implementation and this file only frames one kind of
 //! response.
+//!
+//! ## Limits and pipelining
+//!
+//! The limits are hyper's: at most 100 headers, and a head no longer than
+//! hyper's read buffer (`max_header_bytes`, at least 8 KiB). The bytes read
+//! and not yet answered never exceed that limit, so a head found in them
+//! is never longer; one not complete within it goes to hyper, which answers
+//! `431`. While a response is written, the client's side is read only until
+//! something of a next request arrives (one read, at most
+//! `MAX_PIPELINED` bytes), as hyper does: a close is noticed meanwhile,
+//! and a client that pipelines more is pushed back by TCP, its requests
+//! answered in order once the response is complete. `server::differential`
+//! checks all of this against hyper alone.
 
 use std::cell::RefCell;
 use std::future::Future;
