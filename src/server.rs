@@ -307,8 +307,11 @@ impl Conn {
         let mut buf = BytesMut::new();
         loop {
             let deadline = tokio::time::Instant::now() + self.timeout;
+            // Look for a head in what is buffered, then, as hyper does, only
+            // when a read may have brought the end of one.
+            let mut look = true;
             let (request, len) = loop {
-                if !buf.is_empty() {
+                if look && !buf.is_empty() {
                     match h1::parse_head(&buf, &self.service) {
                         Head::Stream(request, len) => break (request, len),
                         Head::Other => {
@@ -317,24 +320,25 @@ impl Conn {
                         Head::Partial => {}
                     }
                 }
-                // The client's bytes not yet answered never exceed the
-                // head limit, so a head found in them is never longer; one
-                // not complete within it goes to hyper, which answers 431.
+                // The client's bytes not yet answered never exceed the head
+                // limit, so a head found in them is never longer; one not
+                // complete within it goes to hyper, which answers 431.
                 let room = head_limit(self.max_head).saturating_sub(buf.len());
                 if room == 0 {
                     return Box::pin(self.hyper(Prefixed::new(buf.freeze(), io))).await;
                 }
-                buf.reserve(room.min(1024));
+                buf.reserve(room.min(h1::HEAD_READ));
                 let mut window = (&mut buf).limit(room);
                 let mut stopping = self.stopping.clone();
-                tokio::select! {
+                let n = tokio::select! {
                     read = tokio::time::timeout_at(deadline, io.read_buf(&mut window)) => match read {
-                        Ok(Ok(n)) if n > 0 => {}
+                        Ok(Ok(n)) if n > 0 => n,
                         // Closed, failed, or too slow to send a request.
                         _ => return Ok(()),
                     },
                     _ = stopping.wait_for(|stop| *stop) => return Ok(()),
-                }
+                };
+                look = buf.len() == n || h1::may_end_head(&buf, buf.len() - n);
             };
             // Keep only what follows the head; free the rest while streaming.
             let rest = Bytes::copy_from_slice(&buf[len..]);

@@ -626,6 +626,13 @@ mod tests {
                 "get /events/t?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n".into(),
             ),
             ("garbage", "GARBAGE\r\n\r\n".into()),
+            // Found by the fuzz target: hyper parses a head on its first
+            // read, then only once an end of head may have arrived; byte by
+            // byte, this one never ends, and neither path answers.
+            (
+                "a bad head that never ends",
+                "Gion: k\0\0\0eep-alyve, close\r\n".into(),
+            ),
             (
                 "bad topic, then bad limit",
                 "GET /events/bad$topic HTTP/1.1\r\n\r\nGET /events/t?limit=0 HTTP/1.1\r\n\r\n"
@@ -671,9 +678,13 @@ mod tests {
                     };
                     let (split, _) = same(name, &[&input[..i], &input[i..]], delivery).await;
                     // Headers may differ: hyper closes after answering a
-                    // request whose body has not all arrived yet.
+                    // request whose body has not all arrived yet. And a head
+                    // that never ends is refused only if its error is in the
+                    // first read.
                     let got: Vec<u16> = split.iter().map(Answer::status).collect();
-                    assert_eq!(got, statuses, "{name}: split at {i}, eager {eager}");
+                    if !name.ends_with("never ends") {
+                        assert_eq!(got, statuses, "{name}: split at {i}, eager {eager}");
+                    }
                 }
             }
         }
