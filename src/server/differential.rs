@@ -450,6 +450,53 @@ where
     (fast, hyper)
 }
 
+/// Whether the two paths agree on one input, or why not.
+///
+/// They agree if they answered the same, or in one case where hyper alone
+/// is not consistent either: a malformed head that has not ended yet. hyper
+/// parses a head on its first read (after hyper-util's 24-byte look for
+/// the HTTP/2 preface) and then only when an end of head may have arrived,
+/// so whether it refuses such a head at once or waits for its end depends
+/// on how the bytes were split. The fast path looks at the same moments,
+/// but a head it hands to hyper is looked at again after a new 24-byte
+/// sniff. So one side may answer `400` (or `431`) and close while the
+/// other still waits; that is accepted when hyper alone, given all the
+/// bytes in one read, refuses that request with the same status
+/// (`hyper_at_once`).
+pub(crate) fn agree(
+    fast: &Outcome,
+    hyper: &Outcome,
+    hyper_at_once: &Outcome,
+) -> Result<(), String> {
+    if fast == hyper {
+        return Ok(());
+    }
+    let differ = || format!("the fast path and hyper differ:\n fast: {fast:?}\nhyper: {hyper:?}");
+    let (Ok(f), Ok(h)) = (&fast.answers, &hyper.answers) else {
+        return Err(differ());
+    };
+    let (longer, shorter, shorter_closed) = if f.len() > h.len() {
+        (f, h, hyper.closed)
+    } else {
+        (h, f, fast.closed)
+    };
+    let extra = &longer[longer.len() - 1];
+    let early_refusal = longer.len() == shorter.len() + 1
+        && longer[..shorter.len()] == shorter[..]
+        && !shorter_closed
+        && fast.closed != hyper.closed
+        && matches!(extra.status_line.get(9..12), Some("400" | "431"));
+    let confirmed = hyper_at_once.answers.as_ref().is_ok_and(|a| {
+        a.get(shorter.len())
+            .is_some_and(|a| a.status_line == extra.status_line)
+    });
+    if early_refusal && confirmed {
+        Ok(())
+    } else {
+        Err(differ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -886,6 +933,56 @@ mod tests {
         // hyper's SETTINGS frame, the same every time.
         assert!(!outs[0].is_empty());
         assert!(outs.iter().all(|o| *o == outs[0]));
+    }
+
+    /// The fuzz target's findings: a malformed head that never ends,
+    /// refused by one side and awaited by the other, depending on how
+    /// hyper would have split its looks. Accepted because hyper alone
+    /// refuses the same bytes read at once; the answers before it must
+    /// still be the same.
+    #[tokio::test(start_paused = true)]
+    async fn an_unended_bad_head_may_be_refused_early_by_either() {
+        let cases: [&[u8]; 2] = [
+            b"Gion: k\0\0\0\0\0\0U\0\0\0\0eep-alyve, close\r\n",
+            b"P/1.1\r\nConnection: keep-alive, close\r\nContent-Lee, close\r\nC",
+        ];
+        let config = ServerConfig::default();
+        for input in cases {
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            let (fast, hyper) = both(service, &config, &bytes, Delivery::default()).await;
+            let (at_once, _) = both(service, &config, &[input], Delivery::default()).await;
+            agree(&fast, &hyper, &at_once).unwrap();
+            // Behind a stream, the answer to it must match.
+            let input = [replay("t", 1, "").as_bytes(), input].concat();
+            let (fast, hyper) = both(service, &config, &[&input], Delivery::default()).await;
+            let (at_once, _) = both(service, &config, &[&input], Delivery::default()).await;
+            agree(&fast, &hyper, &at_once).unwrap();
+        }
+        // A different status is never accepted.
+        let ok = Outcome {
+            answers: Ok(vec![]),
+            closed: false,
+        };
+        let mut refused = hyper_answer(400);
+        assert!(agree(&ok, &refused, &refused).is_ok());
+        assert!(agree(&refused, &ok, &refused).is_ok());
+        let served = hyper_answer(200);
+        assert!(agree(&served, &ok, &served).is_err());
+        refused.closed = false;
+        assert!(agree(&refused, &ok, &refused).is_err());
+        assert!(agree(&hyper_answer(400), &ok, &hyper_answer(431)).is_err());
+    }
+
+    fn hyper_answer(status: u16) -> Outcome {
+        Outcome {
+            answers: Ok(vec![Answer {
+                status_line: format!("HTTP/1.1 {status} X"),
+                headers: vec![],
+                body: vec![],
+                complete: true,
+            }]),
+            closed: true,
+        }
     }
 
     #[tokio::test(start_paused = true)]
