@@ -79,7 +79,7 @@ pub fn h1_fast_path(data: &[u8]) {
     // refuses them.
     if let Some(at_once) = at_once
         && input.len() < config.max_header_bytes
-        && let Err(e) = differential::agree(&fast, &hyper, &at_once)
+        && let Err(e) = differential::agree(&fast, &hyper, &at_once, delivery.eof)
     {
         panic!("{e}");
     }

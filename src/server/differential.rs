@@ -460,13 +460,15 @@ where
 /// on how the bytes were split. The fast path looks at the same moments,
 /// but a head it hands to hyper is looked at again after a new 24-byte
 /// sniff. So one side may answer `400` (or `431`) and close while the
-/// other still waits; that is accepted when hyper alone, given all the
-/// bytes in one read, refuses that request with the same status
+/// other still waits (or, if the client closed its side, `client_closed`,
+/// closes without that answer); that is accepted when hyper alone, given
+/// all the bytes in one read, refuses that request with the same status
 /// (`hyper_at_once`).
 pub(crate) fn agree(
     fast: &Outcome,
     hyper: &Outcome,
     hyper_at_once: &Outcome,
+    client_closed: bool,
 ) -> Result<(), String> {
     if fast == hyper {
         return Ok(());
@@ -475,16 +477,16 @@ pub(crate) fn agree(
     let (Ok(f), Ok(h)) = (&fast.answers, &hyper.answers) else {
         return Err(differ());
     };
-    let (longer, shorter, shorter_closed) = if f.len() > h.len() {
-        (f, h, hyper.closed)
+    let ((longer, longer_closed), (shorter, shorter_closed)) = if f.len() > h.len() {
+        ((f, fast.closed), (h, hyper.closed))
     } else {
-        (h, f, fast.closed)
+        ((h, hyper.closed), (f, fast.closed))
     };
     let extra = &longer[longer.len() - 1];
     let early_refusal = longer.len() == shorter.len() + 1
         && longer[..shorter.len()] == shorter[..]
-        && !shorter_closed
-        && fast.closed != hyper.closed
+        && longer_closed
+        && (!shorter_closed || client_closed)
         && matches!(extra.status_line.get(9..12), Some("400" | "431"));
     let confirmed = hyper_at_once.answers.as_ref().is_ok_and(|a| {
         a.get(shorter.len())
@@ -951,26 +953,39 @@ mod tests {
             let bytes: Vec<&[u8]> = input.chunks(1).collect();
             let (fast, hyper) = both(service, &config, &bytes, Delivery::default()).await;
             let (at_once, _) = both(service, &config, &[input], Delivery::default()).await;
-            agree(&fast, &hyper, &at_once).unwrap();
+            agree(&fast, &hyper, &at_once, false).unwrap();
             // Behind a stream, the answer to it must match.
             let input = [replay("t", 1, "").as_bytes(), input].concat();
             let (fast, hyper) = both(service, &config, &[&input], Delivery::default()).await;
             let (at_once, _) = both(service, &config, &[&input], Delivery::default()).await;
-            agree(&fast, &hyper, &at_once).unwrap();
+            agree(&fast, &hyper, &at_once, false).unwrap();
         }
+        // The third: within hyper-util's sniff for the HTTP/2 preface, and
+        // the client closes after it.
+        let input = b"PRI * -*typbn: keeLLLL\0\x06Lp-a0GET";
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        let closing = Delivery {
+            eof: true,
+            ..Delivery::default()
+        };
+        let (fast, hyper) = both(service, &config, &bytes, closing).await;
+        let (at_once, _) = both(service, &config, &[input], closing).await;
+        assert_ne!(fast, hyper);
+        agree(&fast, &hyper, &at_once, true).unwrap();
+        assert!(agree(&fast, &hyper, &at_once, false).is_err());
         // A different status is never accepted.
         let ok = Outcome {
             answers: Ok(vec![]),
             closed: false,
         };
         let mut refused = hyper_answer(400);
-        assert!(agree(&ok, &refused, &refused).is_ok());
-        assert!(agree(&refused, &ok, &refused).is_ok());
+        assert!(agree(&ok, &refused, &refused, false).is_ok());
+        assert!(agree(&refused, &ok, &refused, false).is_ok());
         let served = hyper_answer(200);
-        assert!(agree(&served, &ok, &served).is_err());
+        assert!(agree(&served, &ok, &served, false).is_err());
         refused.closed = false;
-        assert!(agree(&refused, &ok, &refused).is_err());
-        assert!(agree(&hyper_answer(400), &ok, &hyper_answer(431)).is_err());
+        assert!(agree(&refused, &ok, &refused, false).is_err());
+        assert!(agree(&hyper_answer(400), &ok, &hyper_answer(431), false).is_err());
     }
 
     fn hyper_answer(status: u16) -> Outcome {
