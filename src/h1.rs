@@ -164,12 +164,15 @@ pub(crate) async fn respond<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    // As hyper reads it: a `close` token in any `Connection` line, and a
+    // line that is not all visible ASCII says nothing.
     let close_requested = request
         .headers()
         .get_all(http::header::CONNECTION)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"));
     let Ok(response) = service.call(request).await;
     let (parts, mut body) = response.into_parts();
     let exact = body.size_hint().exact();

@@ -621,6 +621,16 @@ mod tests {
                     "GET /events/t?lastEventId={EPOCH}-0&limit=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
                 ),
             ),
+            (
+                "two Connection lines",
+                replay("t", 1, "Connection: close\r\nConnection: keep-alive\r\n"),
+            ),
+            // Found by the fuzz target: hyper ignores a `Connection` value
+            // that is not all visible ASCII.
+            (
+                "close in a value with obs-text",
+                replay("t", 1, "Connection: keep-a\u{93}ve, close\r\n"),
+            ),
             ("content-length 0", replay("t", 1, "Content-Length: 0\r\n")),
             (
                 "a GET with a body",
