@@ -305,6 +305,8 @@ impl Conn {
             return Box::pin(self.hyper(io)).await;
         }
         let mut buf = BytesMut::new();
+        // A response was written here: what follows is HTTP/1.1 only.
+        let mut answered = false;
         loop {
             let deadline = tokio::time::Instant::now() + self.timeout;
             // Look for a head in what is buffered, then, as hyper does, only
@@ -315,7 +317,7 @@ impl Conn {
                     match h1::parse_head(&buf, &self.service) {
                         Head::Stream(request, len) => break (request, len),
                         Head::Other => {
-                            return Box::pin(self.hyper(Prefixed::new(buf.freeze(), io))).await;
+                            return Box::pin(self.hand_off(answered, buf, io)).await;
                         }
                         Head::Partial => {}
                     }
@@ -325,7 +327,7 @@ impl Conn {
                 // complete within it goes to hyper, which answers 431.
                 let room = head_limit(self.max_head).saturating_sub(buf.len());
                 if room == 0 {
-                    return Box::pin(self.hyper(Prefixed::new(buf.freeze(), io))).await;
+                    return Box::pin(self.hand_off(answered, buf, io)).await;
                 }
                 buf.reserve(room.min(h1::HEAD_READ));
                 let mut window = (&mut buf).limit(room);
@@ -346,12 +348,26 @@ impl Conn {
             // Shutdown closes the hub, which ends the stream cleanly.
             match h1::respond(&mut io, &self.service, request, rest.is_empty()).await? {
                 Outcome::KeepAlive { pipelined } => {
+                    answered = true;
                     buf.extend_from_slice(&rest);
                     buf.extend_from_slice(&pipelined);
                 }
                 Outcome::Close => return Ok(()),
             }
         }
+    }
+
+    /// Gives the connection to hyper with the bytes already read. After a
+    /// response of the fast path, only as HTTP/1.1: hyper alone would not
+    /// look for the HTTP/2 preface in the middle of a connection either.
+    async fn hand_off<I>(mut self, answered: bool, buf: BytesMut, io: I) -> Result<(), BoxError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if answered {
+            self.builder = Arc::new((*self.builder).clone().http1_only());
+        }
+        self.hyper(Prefixed::new(buf.freeze(), io)).await
     }
 
     async fn serve_tls(
