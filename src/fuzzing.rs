@@ -54,20 +54,14 @@ pub fn h1_fast_path(data: &[u8]) {
             // On a paused clock: this only fires if the server spins
             // without ever being idle, which libFuzzer's own timeout
             // reports as a hang first.
-            tokio::time::timeout(Duration::from_secs(3600), async {
-                let (fast, hyper) = differential::both(service, &config, &chunks, delivery).await;
-                if fast == hyper {
-                    return (fast, hyper, None);
-                }
-                // What hyper alone says to all the bytes at once (see
-                // `differential::agree`).
-                let (_, at_once) = differential::both(service, &config, &[input], delivery).await;
-                (fast, hyper, Some(at_once))
-            })
+            tokio::time::timeout(
+                Duration::from_secs(3600),
+                differential::both(service, &config, &chunks, delivery),
+            )
             .await
         })
     });
-    let Ok((fast, hyper, at_once)) = outcomes else {
+    let Ok((fast, hyper)) = outcomes else {
         panic!("the exchange did not settle");
     };
     if let Err(e) = &fast.answers {
@@ -77,9 +71,8 @@ pub fn h1_fast_path(data: &[u8]) {
     // Past the head limit, hyper alone is known to serve heads somewhat
     // over it behind another request (see `differential`); the fast path
     // refuses them.
-    if let Some(at_once) = at_once
-        && input.len() < config.max_header_bytes
-        && let Err(e) = differential::agree(&fast, &hyper, &at_once, delivery.eof)
+    if input.len() < config.max_header_bytes
+        && let Err(e) = differential::agree(&fast, &hyper, input, delivery.eof)
     {
         panic!("{e}");
     }
