@@ -19,14 +19,14 @@
 //! hyper's read buffer (`max_header_bytes`, at least 8 KiB). The bytes read
 //! and not yet answered never exceed that limit, so a head found in them
 //! is never longer; one not complete within it goes to hyper, which answers
-//! `431`. A head is parsed when hyper would parse it: on its first read
-//! (of up to 8 KiB), then only once its end may have arrived. While a
-//! response is written, the client's side is read only until something of
-//! a next request arrives (as much as one read of hyper's: up to 8 KiB),
-//! as hyper does: a close is noticed meanwhile, and a client that
-//! pipelines more is pushed back by TCP, its requests answered in order
-//! once the response is complete. `server::differential` checks all of
-//! this against hyper alone.
+//! `431`. A head is parsed when hyper would parse it: on its first read,
+//! then only once its end may have arrived. While a response is written,
+//! the client's side is read only until something of a next request
+//! arrives (one read of at most `MAX_PIPELINED` bytes), as hyper does: a
+//! close is noticed meanwhile, and a client that pipelines more is pushed
+//! back by TCP, its requests answered in order once the response is
+//! complete. `server::differential` checks all of this against hyper
+//! alone.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -48,17 +48,15 @@ use crate::service::SseService;
 /// Most headers in a request head.
 const MAX_HEADERS: usize = 100;
 
-/// Most client bytes read while a response is written: the start of a
-/// pipelined next request, as much as one read of hyper's takes (its
-/// initial buffer; see [`Pump`]).
-const MAX_PIPELINED: usize = 8 << 10;
+/// Most client bytes read while a response is written: one read of the
+/// start of a pipelined next request (see [`Pump`]).
+const MAX_PIPELINED: usize = 256;
 
-/// The first read of a pipelined request; a client that sends more than
-/// this is read further, up to [`MAX_PIPELINED`].
-const PROBE: usize = 256;
-
-/// How much one read of a request head takes, as hyper's first read.
-pub(crate) const HEAD_READ: usize = 8 << 10;
+/// How much one read of a request head takes: a typical head in one read.
+/// (hyper's reads are larger; that moves only the moment at which a
+/// malformed head that has not ended is refused.) 8 KiB made the reconnect
+/// storm test measurably slower.
+pub(crate) const HEAD_READ: usize = 1 << 10;
 
 /// Whether bytes read since `prev_len` (the length at the last look) may
 /// end a request head: hyper's `is_complete_fast`, so that the fast path
@@ -444,16 +442,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Pump<'_, I> {
         // nothing more is read (nor a close noticed) until the response is
         // complete: the client is pushed back by TCP, not cut off.
         if this.read_ahead && this.pipelined.is_empty() {
-            let mut scratch = [0u8; PROBE];
+            let mut scratch = [0u8; MAX_PIPELINED];
             let mut buf = ReadBuf::new(&mut scratch);
             match Pin::new(&mut *this.io).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(false)),
-                Poll::Ready(Ok(())) => {
-                    this.pipelined.extend_from_slice(buf.filled());
-                    if buf.filled().len() == PROBE {
-                        this.read_more(cx);
-                    }
-                }
+                Poll::Ready(Ok(())) => this.pipelined.extend_from_slice(buf.filled()),
                 Poll::Ready(Err(_)) => return Poll::Ready(Ok(false)),
                 Poll::Pending => {}
             }
@@ -492,28 +485,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Pump<'_, I> {
             }
             ready!(this.out.poll_write(this.io, cx))?;
             ready!(Pin::new(&mut *this.io).poll_flush(cx))?;
-        }
-    }
-}
-
-impl<I: AsyncRead + Unpin> Pump<'_, I> {
-    /// After a full probe, reads on while the socket fills each read, up to
-    /// [`MAX_PIPELINED`]: what one read of hyper's would have taken. An end
-    /// or an error is left for after the response.
-    fn read_more(&mut self, cx: &mut Context<'_>) {
-        while self.pipelined.len() < MAX_PIPELINED {
-            let start = self.pipelined.len();
-            let want = MAX_PIPELINED - start;
-            self.pipelined.resize(MAX_PIPELINED, 0);
-            let mut buf = ReadBuf::new(&mut self.pipelined[start..]);
-            let n = match Pin::new(&mut *self.io).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => buf.filled().len(),
-                Poll::Ready(Err(_)) | Poll::Pending => 0,
-            };
-            self.pipelined.truncate(start + n);
-            if n < want {
-                return;
-            }
         }
     }
 }
