@@ -12,6 +12,21 @@
 //! anything unusual) goes to hyper with the bytes already read replayed, so
 //! hyper stays the HTTP implementation and this file only frames one kind of
 //! response.
+//!
+//! ## Limits and pipelining
+//!
+//! The limits are hyper's: at most 100 headers, and a head no longer than
+//! hyper's read buffer (`max_header_bytes`, at least 8 KiB). The bytes read
+//! and not yet answered never exceed that limit, so a head found in them
+//! is never longer; one not complete within it goes to hyper, which answers
+//! `431`. A head is parsed when hyper would parse it: on its first read,
+//! then only once its end may have arrived. While a response is written,
+//! the client's side is read only until something of a next request
+//! arrives (one read of at most `MAX_PIPELINED` bytes), as hyper does: a
+//! close is noticed meanwhile, and a client that pipelines more is pushed
+//! back by TCP, its requests answered in order once the response is
+//! complete. `server::differential` checks all of this against hyper
+//! alone.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -33,8 +48,33 @@ use crate::service::SseService;
 /// Most headers in a request head.
 const MAX_HEADERS: usize = 100;
 
-/// Client bytes kept while a stream runs (a pipelined next request).
-const MAX_PIPELINED: usize = 16 << 10;
+/// Most client bytes read while a response is written: one read of the
+/// start of a pipelined next request (see [`Pump`]).
+const MAX_PIPELINED: usize = 256;
+
+/// How much one read of a request head takes: a typical head in one read.
+/// (hyper's reads are larger; that moves only the moment at which a
+/// malformed head that has not ended is refused.) 8 KiB made the reconnect
+/// storm test measurably slower.
+pub(crate) const HEAD_READ: usize = 1 << 10;
+
+/// Whether bytes read since `prev_len` (the length at the last look) may
+/// end a request head: hyper's `is_complete_fast`, so that the fast path
+/// parses a head at the same moments as hyper (on the first read, then
+/// only once an end of head may have arrived), and a head sent a byte at
+/// a time is not parsed again at every byte.
+pub(crate) fn may_end_head(buf: &[u8], prev_len: usize) -> bool {
+    let bytes = &buf[prev_len.saturating_sub(3).min(buf.len())..];
+    for (i, &b) in bytes.iter().enumerate() {
+        let after = &bytes[i + 1..];
+        if (b == b'\r' && after.starts_with(b"\n\r\n"))
+            || (b == b'\n' && (after.starts_with(b"\n") || after.starts_with(b"\r\n")))
+        {
+            return true;
+        }
+    }
+    false
+}
 
 /// What reading a request head found.
 // Built once per request and matched at once: boxing would only add an
@@ -110,21 +150,27 @@ pub(crate) enum Outcome {
     Close,
 }
 
-/// Answers one event stream request on `io`.
+/// Answers one event stream request on `io`. `read_ahead`: nothing of the
+/// client's next request is buffered yet, so its side may be read
+/// meanwhile (to notice a close).
 pub(crate) async fn respond<I>(
     io: &mut I,
     service: &SseService,
     request: Request<Empty<Bytes>>,
+    read_ahead: bool,
 ) -> io::Result<Outcome>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    // As hyper reads it: a `close` token in any `Connection` line, and a
+    // line that is not all visible ASCII says nothing.
     let close_requested = request
         .headers()
         .get_all(http::header::CONNECTION)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"));
     let Ok(response) = service.call(request).await;
     let (parts, mut body) = response.into_parts();
     let exact = body.size_hint().exact();
@@ -137,6 +183,7 @@ where
         chunked: exact.is_none(),
         out: Gather::default(),
         pipelined: BytesMut::new(),
+        read_ahead,
         state: State::Streaming,
     };
     pump.out.push(Piece::plain(head));
@@ -367,9 +414,10 @@ enum State {
     Ended,
 }
 
-/// Moves frames from the body to the socket and watches the socket for the
-/// client going away. Frames that are ready together leave in one write;
-/// nothing is buffered while the stream is idle.
+/// Moves frames from the body to the socket and, until the client sends
+/// more, watches the socket for it going away. Frames that are ready
+/// together leave in one write; nothing is buffered while the stream is
+/// idle, and of a pipelined next request at most one small read.
 struct Pump<'a, I> {
     io: &'a mut I,
     body: &'a mut ResponseBody,
@@ -377,6 +425,8 @@ struct Pump<'a, I> {
     out: Gather,
     /// Bytes the client sent meanwhile (the next pipelined request).
     pipelined: BytesMut,
+    /// The client's side may be read while `pipelined` is empty.
+    read_ahead: bool,
     state: State,
 }
 
@@ -386,20 +436,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Pump<'_, I> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         let this = self.get_mut();
-        // The client's side: EOF means it is gone; bytes are its next request.
-        loop {
-            let mut scratch = [0u8; 256];
+        // The client's side, while nothing of its next request is buffered
+        // (hyper's rule too): EOF means it is gone; bytes are its next
+        // request, answered after this response. Once some are buffered,
+        // nothing more is read (nor a close noticed) until the response is
+        // complete: the client is pushed back by TCP, not cut off.
+        if this.read_ahead && this.pipelined.is_empty() {
+            let mut scratch = [0u8; MAX_PIPELINED];
             let mut buf = ReadBuf::new(&mut scratch);
             match Pin::new(&mut *this.io).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(false)),
-                Poll::Ready(Ok(())) => {
-                    if this.pipelined.len() + buf.filled().len() > MAX_PIPELINED {
-                        return Poll::Ready(Ok(false));
-                    }
-                    this.pipelined.extend_from_slice(buf.filled());
-                }
+                Poll::Ready(Ok(())) => this.pipelined.extend_from_slice(buf.filled()),
                 Poll::Ready(Err(_)) => return Poll::Ready(Ok(false)),
-                Poll::Pending => break,
+                Poll::Pending => {}
             }
         }
         loop {
@@ -621,6 +670,20 @@ mod tests {
             assert_eq!(io.out, want, "max {max}");
             assert!(g.is_empty());
         }
+    }
+
+    #[test]
+    fn an_end_of_head_is_seen_in_the_new_bytes_only() {
+        assert!(may_end_head(b"GET / HTTP/1.1\r\n\r\n", 0));
+        assert!(may_end_head(b"GET / HTTP/1.1\n\n", 0));
+        assert!(may_end_head(b"GET / HTTP/1.1\n\r\n", 0));
+        assert!(!may_end_head(b"GET / HTTP/1.1\r\nHost: x\r\n", 0));
+        // An end that straddles the last look is found.
+        assert!(may_end_head(b"GET / HTTP/1.1\r\n\r\n", 15));
+        assert!(may_end_head(b"GET / HTTP/1.1\r\n\r\n", 17));
+        // One entirely before it is not looked at again.
+        assert!(!may_end_head(b"a\r\n\r\nbcdefgh", 10));
+        assert!(!may_end_head(b"abc", 3));
     }
 
     #[test]

@@ -49,6 +49,10 @@ mod body;
 mod cors;
 mod deadline;
 mod event;
+// Built for `cargo fuzz` (`--cfg fuzzing`), and in tests to run the seeds.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 mod hub;
 mod id;

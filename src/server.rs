@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
@@ -62,6 +62,9 @@ use crate::h1::{self, Head, Outcome, Prefixed};
 use crate::metrics::ConnectionStats;
 use crate::service::{SseService, text};
 use crate::tls::TlsConfig;
+
+#[cfg(any(test, fuzzing))]
+pub(crate) mod differential;
 
 /// Serves an [`SseService`] on a TCP listener.
 ///
@@ -365,12 +368,18 @@ fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         // hyper answers 431 when the head outgrows the read buffer.
-        .max_buf_size(config.max_header_bytes.max(8192));
+        .max_buf_size(head_limit(config.max_header_bytes));
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// The largest request head on HTTP/1.1: `max_header_bytes`, but at least
+/// the smallest read buffer hyper accepts.
+fn head_limit(max_header_bytes: usize) -> usize {
+    max_header_bytes.max(8192)
 }
 
 /// One accepted connection and what serving it needs.
@@ -397,45 +406,69 @@ impl Conn {
             return Box::pin(self.hyper(io)).await;
         }
         let mut buf = BytesMut::new();
+        // A response was written here: what follows is HTTP/1.1 only.
+        let mut answered = false;
         loop {
             let deadline = tokio::time::Instant::now() + self.timeout;
+            // Look for a head in what is buffered, then, as hyper does, only
+            // when a read may have brought the end of one.
+            let mut look = true;
             let (request, len) = loop {
-                if !buf.is_empty() {
+                if look && !buf.is_empty() {
                     match h1::parse_head(&buf, &self.service) {
                         Head::Stream(request, len) => break (request, len),
                         Head::Other => {
-                            return Box::pin(self.hyper(Prefixed::new(buf.freeze(), io))).await;
+                            return Box::pin(self.hand_off(answered, buf, io)).await;
                         }
                         Head::Partial => {}
                     }
                 }
-                if buf.len() >= self.max_head {
-                    // hyper answers 431.
-                    return Box::pin(self.hyper(Prefixed::new(buf.freeze(), io))).await;
+                // The client's bytes not yet answered never exceed the head
+                // limit, so a head found in them is never longer; one not
+                // complete within it goes to hyper, which answers 431.
+                let room = head_limit(self.max_head).saturating_sub(buf.len());
+                if room == 0 {
+                    return Box::pin(self.hand_off(answered, buf, io)).await;
                 }
-                buf.reserve(1024);
+                buf.reserve(room.min(h1::HEAD_READ));
+                let mut window = (&mut buf).limit(room);
                 let mut stopping = self.stopping.clone();
-                tokio::select! {
-                    read = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => match read {
-                        Ok(Ok(n)) if n > 0 => {}
+                let n = tokio::select! {
+                    read = tokio::time::timeout_at(deadline, io.read_buf(&mut window)) => match read {
+                        Ok(Ok(n)) if n > 0 => n,
                         // Closed, failed, or too slow to send a request.
                         _ => return Ok(()),
                     },
                     _ = stopping.wait_for(|stop| *stop) => return Ok(()),
-                }
+                };
+                look = buf.len() == n || h1::may_end_head(&buf, buf.len() - n);
             };
             // Keep only what follows the head; free the rest while streaming.
             let rest = Bytes::copy_from_slice(&buf[len..]);
             buf = BytesMut::new();
             // Shutdown closes the hub, which ends the stream cleanly.
-            match h1::respond(&mut io, &self.service, request).await? {
+            match h1::respond(&mut io, &self.service, request, rest.is_empty()).await? {
                 Outcome::KeepAlive { pipelined } => {
+                    answered = true;
                     buf.extend_from_slice(&rest);
                     buf.extend_from_slice(&pipelined);
                 }
                 Outcome::Close => return Ok(()),
             }
         }
+    }
+
+    /// Gives the connection to hyper with the bytes already read. After a
+    /// response of the fast path, only as HTTP/1.1: hyper alone would not
+    /// look for the HTTP/2 preface in the middle of a connection either.
+    async fn hand_off<I>(mut self, answered: bool, buf: BytesMut, io: I) -> Result<(), BoxError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if answered {
+            self.builder = Arc::new((*self.builder).clone().http1_only());
+        }
+        self.hyper(Prefixed::new(buf.freeze(), io)).await
     }
 
     async fn serve_tls(

@@ -404,3 +404,79 @@ pub fn events(items: &[Item]) -> Vec<SseEvent> {
 pub fn seq(id: &str) -> u64 {
     id.rsplit_once('-').unwrap().1.parse().unwrap()
 }
+
+/// One response out of a pipelined exchange.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Headers,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// The response exactly as received.
+    pub raw: Vec<u8>,
+    /// A chunked body ended with its last chunk (`0\r\n\r\n`).
+    pub terminated: bool,
+}
+
+/// Splits what a connection sent into responses (none of them to `HEAD`),
+/// in order. A response without `Content-Length` or chunked encoding takes
+/// everything up to the close.
+pub fn answers(mut raw: &[u8]) -> Vec<Answer> {
+    let mut out = Vec::new();
+    while let Some((status, headers, rest)) = parse_head(raw) {
+        let head_len = raw.len() - rest.len();
+        let (body, used, terminated) = if header(&headers, "transfer-encoding") == Some("chunked") {
+            let mut d = Dechunker::default();
+            // Feed byte by byte so the decoder stops exactly at the end.
+            let mut body = Vec::new();
+            let mut used = 0;
+            for b in rest {
+                if d.done {
+                    break;
+                }
+                body.extend(d.feed(std::slice::from_ref(b)));
+                used += 1;
+            }
+            // The decoder stops after the `0` size line; no trailers follow.
+            let terminated = d.done && rest[used..].starts_with(b"\r\n");
+            if terminated {
+                used += 2;
+            }
+            (body, used, terminated)
+        } else if let Some(n) = header(&headers, "content-length") {
+            let n: usize = n.parse().expect("content-length");
+            let n = n.min(rest.len());
+            (rest[..n].to_vec(), n, false)
+        } else {
+            (rest.to_vec(), rest.len(), false)
+        };
+        out.push(Answer {
+            status,
+            headers,
+            body,
+            raw: raw[..head_len + used].to_vec(),
+            terminated,
+        });
+        raw = &rest[used..];
+    }
+    out
+}
+
+/// Writes `request` (from another task, so that a server pushing back does
+/// not block the test) and reads until the server closes.
+pub async fn exchange(addr: SocketAddr, request: Vec<u8>) -> Vec<u8> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        // The server may close before taking everything (an error answer).
+        let _ = wr.write_all(&request).await;
+        wr
+    });
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, rd.read_to_end(&mut out))
+        .await
+        .expect("the server closes the connection in time")
+        .expect("read until the close");
+    writer.abort();
+    out
+}
