@@ -303,19 +303,12 @@ impl Server {
                 continue;
             };
             stats.accepted.fetch_add(1, Ordering::Relaxed);
-            let conn = Conn {
-                service: service.for_peer(peer),
-                builder: builder.clone(),
-                stopping: stopping.clone(),
-                timeout: config.header_read_timeout,
-                idle_timeout: config.idle_timeout,
-                body: BodyLimits {
-                    silence: config.body_read_timeout,
-                    min_rate: config.min_body_rate,
-                },
-                max_head: config.max_header_bytes,
-                fast_path: config.stream_fast_path,
-            };
+            let conn = Conn::new(
+                service.for_peer(peer),
+                builder.clone(),
+                stopping.clone(),
+                &config,
+            );
             let tls = config.tls.clone();
             // Forget the tasks that are done.
             while tasks.try_join_next().is_some() {}
@@ -396,6 +389,27 @@ struct Conn {
 }
 
 impl Conn {
+    fn new(
+        service: SseService,
+        builder: Arc<auto::Builder<TokioExecutor>>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+        config: &ServerConfig,
+    ) -> Self {
+        Conn {
+            service,
+            builder,
+            stopping,
+            timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            body: BodyLimits {
+                silence: config.body_read_timeout,
+                min_rate: config.min_body_rate,
+            },
+            max_head: config.max_header_bytes,
+            fast_path: config.stream_fast_path,
+        }
+    }
+
     /// Serves HTTP/1.1 event streams on the fast path (see `h1.rs`) and
     /// hands the connection to hyper at the first other request.
     async fn serve<I>(self, mut io: I) -> Result<(), BoxError>

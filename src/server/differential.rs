@@ -170,14 +170,7 @@ pub(crate) async fn run(
         ..Wire::default()
     }));
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let conn = Conn {
-        service,
-        builder: Arc::new(http_builder(config)),
-        stopping,
-        timeout: config.header_read_timeout,
-        max_head: config.max_header_bytes,
-        fast_path: config.stream_fast_path,
-    };
+    let conn = Conn::new(service, Arc::new(http_builder(config)), stopping, config);
     let hub = conn.service.hub().clone();
     let mut task = tokio::spawn(conn.serve(ScriptedIo(wire.clone())));
     for (i, chunk) in chunks.iter().enumerate() {
@@ -368,8 +361,10 @@ pub(crate) fn parse(mut out: &[u8], closed: bool, heads: &[bool]) -> Result<Vec<
             .iter()
             .any(|(n, _)| n == "content-length" || n == "transfer-encoding")
         {
-            // hyper and the fast path always frame their bodies.
-            if !(100..200).contains(&code) && code != 204 && code != 304 && version == 1 {
+            // hyper and the fast path always frame their bodies (a `HEAD`'s
+            // answer may leave the length of the body it omits unsaid).
+            let head = heads.get(request).copied().unwrap_or(false);
+            if !(100..200).contains(&code) && code != 204 && code != 304 && version == 1 && !head {
                 return Err("an HTTP/1.1 response without framing".into());
             }
         }
@@ -614,7 +609,7 @@ mod tests {
             (
                 "replay, then POST",
                 format!(
-                    "{}POST /events/t HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+                    "{}POST /events/t HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello",
                     replay("t", 1, "")
                 ),
             ),
@@ -636,7 +631,7 @@ mod tests {
             (
                 "replay, then POST, HEAD, healthz",
                 format!(
-                    "{}POST /events/t HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiHEAD /events/t HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+                    "{}POST /events/t HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhiHEAD /events/t HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
                     replay("t", 2, "")
                 ),
             ),
