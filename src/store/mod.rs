@@ -37,7 +37,7 @@
 //! for, it asks through the methods of the crate-private `Store`.
 
 #[cfg(feature = "disk")]
-pub(crate) mod disk;
+pub mod disk;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
