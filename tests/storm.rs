@@ -19,6 +19,8 @@ const RETRY_MS: u64 = 1000;
 struct Storm {
     /// When each client started reconnecting, in ms after the cut.
     attempts: Vec<f64>,
+    /// The `retry:` hint each client had been given, in ms.
+    hints: Vec<f64>,
     /// When each client had its stream back.
     resumed: Vec<f64>,
     events: u64,
@@ -70,6 +72,7 @@ async fn storm(jitter: f64) -> Storm {
     let ms = |t: Instant| t.saturating_duration_since(cut).as_secs_f64() * 1000.0;
     let mut storm = Storm {
         attempts: Vec::new(),
+        hints: Vec::new(),
         resumed: Vec::new(),
         events: 0,
     };
@@ -85,9 +88,18 @@ async fn storm(jitter: f64) -> Storm {
         assert!(log.resyncs.is_empty());
         assert_eq!(log.connects.len(), 2, "client {i}: one cut, one reconnect");
         storm.attempts.push(ms(log.attempts[1]));
+        let hint = log.hints[0] as f64;
+        // The client waits its hint: what spreads the herd is the server's
+        // jitter, however slowly a loaded machine runs the clients.
+        assert!(
+            ms(log.attempts[1]) >= hint - 5.0,
+            "client {i} came back early"
+        );
+        storm.hints.push(hint);
         storm.resumed.push(ms(log.connects[1]));
     }
     storm.attempts.sort_by(f64::total_cmp);
+    storm.hints.sort_by(f64::total_cmp);
     storm.resumed.sort_by(f64::total_cmp);
     storm
 }
@@ -128,15 +140,36 @@ async fn thousands_cut_at_once_resume_with_nothing_lost_and_jitter_spreads_them(
             s.resumed[s.resumed.len() - 1],
         );
     }
-    // Without jitter everyone waits the same hint; with it, the returns
-    // spread over about [0.5, 1.5] x the hint.
-    let spread = |s: &Storm| pct(&s.attempts, 0.99) - pct(&s.attempts, 0.01);
-    assert!(pct(&plain.attempts, 0.01) >= RETRY_MS as f64 - 5.0);
+    // Without jitter every client is told the same hint; with it, the
+    // hints are spread uniformly over [0.5, 1.5] x the hint. That is the
+    // product's part, and what is asserted exactly. When the clients come
+    // back also depends on how fast this machine runs 2,000 of them, so
+    // their arrival is only compared loosely (and printed).
+    let r = RETRY_MS as f64;
     assert!(
-        spread(&jittered) > 0.8 * RETRY_MS as f64,
-        "jittered spread {:.0}",
-        spread(&jittered)
+        plain.hints.iter().all(|&h| h == r),
+        "{:?}",
+        &plain.hints[..5]
     );
-    assert!(spread(&jittered) > 3.0 * spread(&plain));
-    assert!(peak(&jittered.attempts) * 4 < peak(&plain.attempts));
+    let hints = &jittered.hints;
+    assert!(hints[0] >= 0.5 * r && hints[hints.len() - 1] <= 1.5 * r);
+    assert!(
+        pct(hints, 0.99) - pct(hints, 0.01) > 0.9 * r,
+        "jittered hints spread {:.0}..{:.0}",
+        pct(hints, 0.01),
+        pct(hints, 0.99)
+    );
+    let below_median = hints.iter().filter(|&&h| h < r).count();
+    assert!(
+        (800..1200).contains(&below_median),
+        "{below_median} of 2000 below the hint"
+    );
+    assert!(pct(&plain.attempts, 0.01) >= r - 5.0);
+    let spread = |s: &Storm| pct(&s.attempts, 0.99) - pct(&s.attempts, 0.01);
+    assert!(
+        spread(&jittered) > spread(&plain),
+        "jittered arrivals spread {:.0} ms, plain {:.0} ms",
+        spread(&jittered),
+        spread(&plain)
+    );
 }

@@ -28,6 +28,8 @@ pub struct ClientLog {
     pub connects: Vec<Instant>,
     /// When each connection was lost.
     pub drops: Vec<Instant>,
+    /// The `retry:` hint in force when each connection was lost (ms).
+    pub hints: Vec<u64>,
     pub done: bool,
 }
 
@@ -97,7 +99,9 @@ async fn run(addr: SocketAddr, path: String, until: &'static str, log: Arc<Mutex
                     Ok(n) => pending = buf[..n].to_vec(),
                 }
             }
-            log.lock().unwrap().drops.push(Instant::now());
+            let mut log = log.lock().unwrap();
+            log.drops.push(Instant::now());
+            log.hints.push(parser.retry.unwrap_or(3000));
         }
         // What the connection taught us survives it.
         last_id = parser.last_event_id.clone();
