@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
 
-    let shutdown = ssehub::shutdown_signal();
+    let shutdown = ssehub::server::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let (tcp, _) = tokio::select! {

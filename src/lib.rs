@@ -6,17 +6,22 @@
 //! reconnect with exactly the events the client missed, in order, once; when
 //! that is impossible it says so in-band with a `resync` event.
 //!
-//! The parts, each usable on its own:
-//! - [`Hub`]: topics, publishing and subscribing; a cheap cloneable handle.
-//! - [`EventStream`]: one subscriber's response body, a plain
-//!   [`http_body::Body`] with `Data = Bytes`, so it fits any hyper, axum or
-//!   tower stack.
-//! - [`SseService`]: a hyper service with the HTTP endpoints (`GET /stream`,
-//!   `GET|POST /events/{topic}`), mountable under a path prefix.
-//! - [`Server`]: the accept loop with HTTP/1.1 and h2c on one port, a
-//!   deadline for every connection state, and graceful shutdown.
-//! - [`BodyTimeout`]: a request body that fails when its client stalls or
-//!   trickles, for services run by other servers.
+//! # The map
+//!
+//! Each layer only uses the ones above it in this list.
+//!
+//! | module | what lives there |
+//! |---|---|
+//! | [`core`] | the model, no I/O: [`EventId`]s and epochs, [`Event`]s and their wire encoding, topic names, the ring, where a subscription starts (`resync`) |
+//! | [`store`] | where history lives: memory (the default), disk (`--data-dir`), Redis; the seam they share |
+//! | [`hub`] | the fan-out: [`Hub`] (topics by name, publish, subscribe) and [`EventStream`], one subscriber's response body |
+//! | [`http`] | HTTP meaning: [`SseService`] (the endpoints, for hyper or tower), publish bodies, who may publish and subscribe, CORS, metrics |
+//! | [`server`] | sockets: [`Server`] (the accept loop, limits and deadlines, TLS, HTTP/2, graceful shutdown, the HTTP/1.1 fast path) |
+//!
+//! The root re-exports the handful of types most programs need. An
+//! [`EventStream`] is a plain [`http_body::Body`] with `Data = Bytes`, so it
+//! fits any hyper, axum or tower stack; [`SseService`] serves the endpoints
+//! from any of them; [`Server`] runs them on its own.
 //!
 //! # Example
 //!
@@ -44,58 +49,28 @@
 //!
 //! [Server-Sent Events]: https://html.spec.whatwg.org/multipage/server-sent-events.html
 
-mod auth;
-mod body;
-mod cors;
-mod deadline;
-mod event;
+pub mod core;
+pub mod http;
+pub mod hub;
+pub mod server;
+pub mod store;
+
 // Built for `cargo fuzz` (`--cfg fuzzing`), and in tests to run the seeds.
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
-pub mod fuzzing;
-mod h1;
-mod hub;
-mod id;
-mod metrics;
-mod publish;
-mod resync;
-mod ring;
-mod server;
-mod service;
-pub mod store;
-mod stream;
-mod tick;
-mod tls;
-mod topic;
+pub use crate::server::fuzzing;
 
-pub use crate::auth::{AuthError, Grants, JWT_LEEWAY, JwtKey, TOKEN_COOKIE};
-pub use crate::body::ResponseBody;
-pub use crate::cors::CorsOrigins;
-pub use crate::deadline::BodyTimeout;
-pub use crate::event::{
-    Event, EventError, MAX_EVENT_TYPE_LEN, REAUTH_EVENT_TYPE, RESYNC_EVENT_TYPE,
-};
-pub use crate::hub::{
-    Hub, HubBuilder, HubConfig, HubError, HubStats, MAX_TOPIC_LEN, Subscribe, TopicInfo,
-    validate_topic,
-};
-pub use crate::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
-pub use crate::publish::BodyError;
-pub use crate::resync::ResyncReason;
-pub use crate::server::{IDLE_GRACE, LISTEN_BACKLOG, Server, ServerConfig, shutdown_signal};
-pub use crate::service::{
-    DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
-};
-#[cfg(feature = "redis")]
-pub use crate::store::RedisStore;
-pub use crate::store::{Storage, StoreError};
-pub use crate::stream::EventStream;
-pub use crate::tick::spawn_ticker;
-pub use crate::tls::{TlsConfig, TlsError};
+pub use crate::core::{Event, EventId};
+pub use crate::http::SseService;
+pub use crate::hub::{EventStream, Hub, HubError, Subscribe};
+pub use crate::server::Server;
+pub use crate::store::Storage;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::{ResponseBody, ResponseFuture};
+    use crate::server::BodyTimeout;
 
     fn send_sync<T: Send + Sync>() {}
     fn clone_send_sync<T: Clone + Send + Sync>() {}

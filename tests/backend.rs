@@ -10,7 +10,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ssehub::{CorsOrigins, Event, Grants, Hub, JwtKey, PeerAddr, ServerConfig, SseService};
+use ssehub::http::{CorsOrigins, Grants, JwtKey, PeerAddr};
+use ssehub::server::ServerConfig;
+use ssehub::{Event, Hub, SseService};
 use support::tls::{test_tls, tls_connect};
 use support::{
     Parser, SseClient, TestServer, events, header, request, request_full, request_on, seq,

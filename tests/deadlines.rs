@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ssehub::{Event, Hub, ServerConfig, SseService};
+use ssehub::server::ServerConfig;
+use ssehub::{Event, Hub, SseService};
 use support::tls::{test_tls, tls_connect};
 use support::{Item, SseClient, TestServer, header, request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};

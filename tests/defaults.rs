@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ssehub::{HubConfig, ServerConfig, ServiceConfig};
+use ssehub::http::ServiceConfig;
+use ssehub::hub::HubConfig;
+use ssehub::server::ServerConfig;
 
 const README: &str = include_str!("../README.md");
 
@@ -215,7 +217,10 @@ fn the_library_defaults_are_the_readme_limits() {
             }
             w if w.starts_with("connection with no request in progress") => {
                 assert!(
-                    default.contains(&format!("dropped {} s later", ssehub::IDLE_GRACE.as_secs())),
+                    default.contains(&format!(
+                        "dropped {} s later",
+                        ssehub::server::IDLE_GRACE.as_secs()
+                    )),
                     "{default}"
                 );
                 secs(server.idle_timeout)

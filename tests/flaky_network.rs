@@ -275,12 +275,12 @@ async fn the_browser_honours_the_retry_hint() {
 async fn twenty_streams_in_one_page_need_http2() {
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let tls = ssehub::TlsConfig::from_pem(
+    let tls = ssehub::server::TlsConfig::from_pem(
         ck.cert.pem().as_bytes(),
         ck.signing_key.serialize_pem().as_bytes(),
     )
     .unwrap();
-    let mut config = ssehub::ServerConfig::default();
+    let mut config = ssehub::server::ServerConfig::default();
     config.tls = Some(tls);
     let https = TestServer::start_with(ssehub::SseService::new(Hub::new()), config).await;
     let http = TestServer::start(Hub::new()).await;

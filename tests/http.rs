@@ -257,7 +257,7 @@ async fn shutdown_ends_open_streams_and_stops() {
 /// gives every other request to hyper; these check the seams.
 mod fast_path {
     use super::*;
-    use ssehub::ServerConfig;
+    use ssehub::server::ServerConfig;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {

@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use ssehub::{Event, Hub, JwtKey, SseService};
+use ssehub::http::JwtKey;
+use ssehub::{Event, Hub, SseService};
 use support::jwt::{mint_hs256, now};
 use support::{Item, TestServer, events, seq};
 

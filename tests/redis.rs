@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ssehub::{Event, EventId, Hub, RedisStore, Subscribe};
+use ssehub::store::RedisStore;
+use ssehub::{Event, EventId, Hub, Subscribe};
 use support::chaos::{Chaos, ChaosProxy};
 use support::flaky::check_exactly_once;
 use support::redis::{HoldingProxy, Redis};
@@ -18,11 +19,11 @@ async fn node(redis: &Redis) -> TestServer {
     node_with(redis, Hub::builder()).await
 }
 
-async fn node_with(redis: &Redis, builder: ssehub::HubBuilder) -> TestServer {
+async fn node_with(redis: &Redis, builder: ssehub::hub::HubBuilder) -> TestServer {
     node_at(&redis.url(), builder).await
 }
 
-async fn node_at(url: &str, builder: ssehub::HubBuilder) -> TestServer {
+async fn node_at(url: &str, builder: ssehub::hub::HubBuilder) -> TestServer {
     let store = RedisStore::connect(url).await.expect("redis");
     let hub = builder
         .retry(Some(Duration::from_millis(100)))

@@ -19,7 +19,8 @@ use http_body_util::Full;
 use hyper::body::Body;
 use hyper::service::Service;
 use libfuzzer_sys::fuzz_target;
-use ssehub::{CorsOrigins, Event, Grants, Hub, JwtKey, SseService};
+use ssehub::{Event, Hub, SseService};
+use ssehub::http::{CorsOrigins, Grants, JwtKey};
 
 struct World {
     rt: tokio::runtime::Runtime,

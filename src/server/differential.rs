@@ -6,7 +6,7 @@
 //! de-chunked bodies, how many responses, and whether the server closed the
 //! connection. The unit tests below run the findings of issue 12 and every
 //! split of small inputs through it; the fuzz target `h1_fast_path` runs
-//! arbitrary bytes (see `crate::fuzzing`).
+//! arbitrary bytes (see `crate::server::fuzzing`).
 //!
 //! It runs on a current-thread runtime with a paused clock, which makes it
 //! deterministic: each chunk of input is released only once the server is
@@ -24,8 +24,8 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Conn, ServerConfig, http_builder};
-use crate::event::Event;
-use crate::service::SseService;
+use crate::core::event::Event;
+use crate::http::service::SseService;
 
 /// How long an exchange may stay idle before it is taken as over (less than
 /// the header read timeout and the hub's keep-alive period).

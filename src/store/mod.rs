@@ -47,9 +47,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::event::{Encoded, Event};
-use crate::id::Epoch;
-use crate::ring::Read;
+use crate::core::event::{Encoded, Event};
+use crate::core::id::Epoch;
+use crate::core::ring::Read;
 
 #[cfg(feature = "disk")]
 pub use self::disk::{DiskStore, Retention};

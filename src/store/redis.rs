@@ -29,8 +29,8 @@ use redis::streams::StreamReadReply;
 use redis::{AsyncConnectionConfig, Client, Script, Value};
 
 use super::{Appended, ErrorKind, Sink, StoreError};
-use crate::event::{Event, encode_parts};
-use crate::id::{Epoch, EventId};
+use crate::core::event::{Event, encode_parts};
+use crate::core::id::{Epoch, EventId};
 
 /// Appends events to a topic's stream and returns `{epoch, first seq}`.
 /// With no events it only makes sure the topic has an epoch, and returns
@@ -93,11 +93,12 @@ const VERIFY_EVERY: Duration = Duration::from_secs(1);
 /// A connection to Redis that a [`Hub`](crate::Hub) keeps its topics in.
 ///
 /// Cheap to clone. Build it once per process and give it to
-/// [`HubBuilder::storage`](crate::HubBuilder::storage); the hub's `buffer`
+/// [`HubBuilder::storage`](crate::hub::HubBuilder::storage); the hub's `buffer`
 /// sets how many events each stream keeps (trimmed approximately).
 ///
 /// ```no_run
-/// use ssehub::{Hub, RedisStore};
+/// use ssehub::Hub;
+/// use ssehub::store::RedisStore;
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

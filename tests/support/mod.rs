@@ -16,7 +16,8 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ssehub::{Hub, Server, ServerConfig, SseService};
+use ssehub::server::ServerConfig;
+use ssehub::{Hub, Server, SseService};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ssehub::TlsConfig;
+use ssehub::server::TlsConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 

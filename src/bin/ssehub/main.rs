@@ -1,15 +1,16 @@
 //! The `ssehub` binary: parses flags, then runs the library's server.
 
 mod args;
+mod ticker;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ssehub::store::{DiskStore, Retention};
-use ssehub::{
-    CorsOrigins, Grants, Hub, JwtKey, RedisStore, Server, ServerConfig, SseService, TlsConfig,
-};
+use ssehub::http::{CorsOrigins, DEFAULT_STREAM_TOPIC, Grants, JwtKey};
+use ssehub::server::{ServerConfig, TlsConfig, shutdown_signal};
+use ssehub::store::{DiskStore, RedisStore, Retention};
+use ssehub::{Hub, Server, SseService};
 
 use crate::args::{Args, Command, ServeArgs, TokenArgs};
 
@@ -130,9 +131,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         println!("ssehub listening on {scheme}://{addr}");
         tracing::info!(%addr, epoch = %hub.epoch(), "listening");
         if !tick.is_zero() {
-            ssehub::spawn_ticker(hub.clone(), ssehub::DEFAULT_STREAM_TOPIC, tick);
+            ticker::spawn_ticker(hub.clone(), DEFAULT_STREAM_TOPIC, tick);
         }
-        server.run_until(ssehub::shutdown_signal()).await?;
+        server.run_until(shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok::<_, Error>(())
     })?;

@@ -12,7 +12,7 @@
 //!
 //! Topic names and epochs never contain `0x00` (they are validated ASCII).
 
-use crate::id::Epoch;
+use crate::core::id::Epoch;
 
 /// The version of the `meta` records this code writes.
 const META_VERSION: u8 = 1;

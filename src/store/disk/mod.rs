@@ -62,9 +62,9 @@ use bytes::BytesMut;
 use self::layout::Meta;
 use self::writer::Job;
 use super::{Appended, ErrorKind, Sink, StoreError};
-use crate::event::Encoded;
-use crate::id::{Epoch, EventId};
-use crate::ring::Read;
+use crate::core::event::Encoded;
+use crate::core::id::{Epoch, EventId};
+use crate::core::ring::Read;
 
 /// How much history a [`DiskStore`] keeps.
 ///
@@ -141,7 +141,7 @@ impl Retention {
 /// Topics kept in a directory on disk: see the [module documentation](self).
 ///
 /// Cheap to clone. Open it once per process and give it to
-/// [`HubBuilder::storage`](crate::HubBuilder::storage). Dropping the last
+/// [`HubBuilder::storage`](crate::hub::HubBuilder::storage). Dropping the last
 /// handle (with the hub that holds it) finishes the writes in flight,
 /// flushes the engine, and releases the directory.
 ///

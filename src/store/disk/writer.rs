@@ -24,8 +24,8 @@ use tokio::sync::oneshot;
 
 use super::layout::{self, Meta};
 use super::{Engine, Entry, State, kind_of, now_ms};
-use crate::event::Encoded;
-use crate::id::{Epoch, EventId};
+use crate::core::event::Encoded;
+use crate::core::id::{Epoch, EventId};
 use crate::store::{Appended, ErrorKind, StoreError};
 
 use crate::store::Deliver;

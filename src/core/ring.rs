@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::id::Epoch;
+use crate::core::id::Epoch;
 
 /// Bounds of one ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

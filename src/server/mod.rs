@@ -19,7 +19,7 @@
 //!   an HTTP/2 connection without streams, or whose client only PINGs). A
 //!   timer per protocol state would need hooks hyper does not have, and
 //!   would miss the next state nobody thought of; instead `Conn::hyper`
-//!   counts the requests in progress ([`Activity`]) and shuts the
+//!   counts the requests in progress and shuts the
 //!   connection down after `idle_timeout` with none, whatever hyper is
 //!   doing. The graceful shutdown sends `GOAWAY` on HTTP/2 (and abandons an
 //!   unfinished preface at once); a client that does not let the connection
@@ -27,7 +27,7 @@
 //!   is dropped after [`IDLE_GRACE`]. A request that raced the `GOAWAY` in
 //!   is answered first: the grace only counts while nothing is in progress.
 //! - *Request bodies*: every request served through hyper gets a
-//!   [`BodyTimeout`](crate::BodyTimeout) body (silence, then a minimum
+//!   [`BodyTimeout`] body (silence, then a minimum
 //!   average rate); the fast path only takes requests without a body.
 //! - *Refusals* (`reject`) run under their own total timeout, and shutdown
 //!   aborts whatever outlives `shutdown_timeout`.
@@ -56,15 +56,24 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::body::ResponseBody;
-use crate::deadline::{Activity, BodyLimits, Deadlines};
-use crate::h1::{self, Head, Outcome, Prefixed};
-use crate::metrics::ConnectionStats;
-use crate::service::{SseService, text};
-use crate::tls::TlsConfig;
+use self::h1::{Head, Outcome, Prefixed};
+use crate::http::body::ResponseBody;
+use crate::http::metrics::ConnectionStats;
+use crate::http::service::{SseService, text};
+use crate::server::deadline::{Activity, BodyLimits, Deadlines};
 
+pub(crate) mod deadline;
 #[cfg(any(test, fuzzing))]
 pub(crate) mod differential;
+// Built for `cargo fuzz` (`--cfg fuzzing`), and in tests to run the seeds.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
+pub(crate) mod h1;
+pub(crate) mod tls;
+
+pub use self::deadline::BodyTimeout;
+pub use self::tls::{TlsConfig, TlsError};
 
 /// Serves an [`SseService`] on a TCP listener.
 ///
@@ -86,7 +95,7 @@ pub(crate) mod differential;
 /// # #[tokio::main]
 /// # async fn main() -> std::io::Result<()> {
 /// let server = Server::bind("127.0.0.1:8080", SseService::new(Hub::new())).await?;
-/// server.run_until(ssehub::shutdown_signal()).await
+/// server.run_until(ssehub::server::shutdown_signal()).await
 /// # }
 /// ```
 pub struct Server {
@@ -137,7 +146,7 @@ pub struct ServerConfig {
     /// before [`min_body_rate`](Self::min_body_rate) applies. A body that
     /// breaks either rule fails with an [`io::Error`] of kind
     /// [`TimedOut`](io::ErrorKind::TimedOut), which the service answers
-    /// with `408` (default 10 s; see [`BodyTimeout`](crate::BodyTimeout)).
+    /// with `408` (default 10 s; see [`BodyTimeout`]).
     /// Must not be zero.
     pub body_read_timeout: Duration,
     /// Slowest average rate of a request body, in bytes per second, once

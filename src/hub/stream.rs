@@ -14,11 +14,11 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
-use crate::event::{KEEP_ALIVE_FRAME, checkpoint_frame, reauth_frame, resync_frame};
-use crate::id::{Epoch, EventId};
-use crate::resync::{Greeting, Resync, ResyncReason, Start, locate, oldest_retained};
-use crate::ring::Read;
-use crate::topic::Topic;
+use crate::core::event::{KEEP_ALIVE_FRAME, checkpoint_frame, reauth_frame, resync_frame};
+use crate::core::id::{Epoch, EventId};
+use crate::core::resync::{Greeting, Resync, ResyncReason, Start, locate, oldest_retained};
+use crate::core::ring::Read;
+use crate::hub::topic::Topic;
 
 /// One subscriber's stream of events: an [`http_body::Body`] that writes
 /// `text/event-stream` frames.
@@ -536,7 +536,7 @@ mod tests {
 
     use http_body_util::BodyExt;
 
-    use crate::event::Event;
+    use crate::core::event::Event;
     use crate::hub::{Hub, Subscribe};
 
     /// The next frame's text; fails at once if none is ready (the clock is

@@ -29,12 +29,13 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::service::Service;
 
-use crate::auth::{Access, JwtKey, Verdict};
-use crate::body::ResponseBody;
-use crate::cors::CorsOrigins;
-use crate::event::Event;
-use crate::hub::{Hub, HubError, Subscribe, Subscribing, validate_topic};
-use crate::metrics::{ConnectionStats, Metrics};
+use crate::core::TopicName;
+use crate::core::event::Event;
+use crate::http::auth::{Access, JwtKey, Verdict};
+use crate::http::body::ResponseBody;
+use crate::http::cors::CorsOrigins;
+use crate::http::metrics::{ConnectionStats, Metrics};
+use crate::hub::{Hub, HubError, Subscribe, Subscribing};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,7 +54,7 @@ pub struct PeerAddr(pub SocketAddr);
 /// under a path prefix of a larger server (see [`SseServiceBuilder::prefix`]
 /// and `examples/embed.rs`), and works with any request body type. A
 /// publish body that fails with an [`io::Error`] of kind `TimedOut`
-/// anywhere in its error's source chain (as [`BodyTimeout`](crate::BodyTimeout)'s
+/// anywhere in its error's source chain (as [`BodyTimeout`](crate::server::BodyTimeout)'s
 /// do) is answered `408 Request Timeout`; other body errors `400`.
 ///
 /// # Examples
@@ -185,14 +186,15 @@ impl SseService {
         &self,
         topic: &str,
         req: &Request<B>,
-    ) -> Result<Subscribe, Response<ResponseBody>> {
+    ) -> Result<(TopicName, Subscribe), Response<ResponseBody>> {
         let query = StreamQuery::parse(req.uri().query())
             .map_err(|msg| text(StatusCode::BAD_REQUEST, msg))?;
-        validate_topic(topic).map_err(hub_error)?;
-        let verdict =
-            self.config
-                .access
-                .check_subscribe(req.headers(), query.access_token.as_deref(), topic);
+        let topic = TopicName::new(topic).map_err(|e| hub_error(e.into()))?;
+        let verdict = self.config.access.check_subscribe(
+            req.headers(),
+            query.access_token.as_deref(),
+            &topic,
+        );
         let expires = match verdict {
             Verdict::AllowUntil(at) => Some(at),
             _ => None,
@@ -219,18 +221,18 @@ impl SseService {
         if let Some(n) = query.rewind {
             options = options.rewind(n);
         }
-        Ok(options)
+        Ok((topic, options))
     }
 
     /// `HEAD` of a stream: what `GET` would answer, without opening a
     /// stream, and the topic's position in `Last-Event-ID` (see
     /// [`Hub::position`]).
     fn head_stream<B>(&self, topic: &str, req: &Request<B>) -> ResponseFuture {
-        if let Err(res) = self.stream_request(topic, req) {
-            return ResponseFuture::ready(res);
-        }
+        let topic = match self.stream_request(topic, req) {
+            Ok((topic, _)) => topic,
+            Err(res) => return ResponseFuture::ready(res),
+        };
         let hub = self.hub.clone();
-        let topic = topic.to_owned();
         ResponseFuture::boxed(async move {
             match hub.position(&topic, SUBSCRIBE_PATIENCE).await {
                 Ok(id) => {
@@ -247,15 +249,15 @@ impl SseService {
     }
 
     fn subscribe<B>(&self, topic: &str, req: &Request<B>) -> ResponseFuture {
-        let options = match self.stream_request(topic, req) {
-            Ok(options) => options,
+        let (topic, options) = match self.stream_request(topic, req) {
+            Ok(checked) => checked,
             Err(res) => return ResponseFuture::ready(res),
         };
         // A store that loads topics fixes the start before the answer
         // (see `Hub::subscribe_ready`); in memory it is fixed at once.
         match self
             .hub
-            .subscribe_for_response(topic, options, SUBSCRIBE_PATIENCE)
+            .subscribe_for_response(&topic, options, SUBSCRIBE_PATIENCE)
         {
             Subscribing::Ready(result) => ResponseFuture::ready(match result {
                 Ok(stream) => stream_response(stream),
@@ -276,9 +278,10 @@ impl SseService {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        if let Err(e) = validate_topic(topic) {
-            return ResponseFuture::ready(hub_error(e));
-        }
+        let topic = match TopicName::new(topic) {
+            Ok(topic) => topic,
+            Err(e) => return ResponseFuture::ready(hub_error(e.into())),
+        };
         let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
             req.headers()
                 .get(header::HOST)
@@ -299,7 +302,7 @@ impl SseService {
         for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
             match &*k {
                 "event" => {
-                    if let Err(e) = crate::event::validate_type(&v) {
+                    if let Err(e) = crate::core::event::validate_type(&v) {
                         return ResponseFuture::ready(text(
                             StatusCode::BAD_REQUEST,
                             &e.to_string(),
@@ -320,7 +323,7 @@ impl SseService {
             access_token.as_deref(),
             peer,
             authority,
-            topic,
+            &topic,
         );
         if let Some(res) = denied(verdict) {
             return ResponseFuture::ready(res);
@@ -340,7 +343,6 @@ impl SseService {
             .and_then(|v| v.to_str().ok())
             .is_some_and(is_json_type);
         let hub = self.hub.clone();
-        let topic = topic.to_owned();
         let version = req.version();
         ResponseFuture::boxed(async move {
             let bytes = match Limited::new(req.into_body(), max).collect().await {
@@ -352,7 +354,7 @@ impl SseService {
                 Err(_) => return text(StatusCode::BAD_REQUEST, "could not read request body"),
             };
             if is_json {
-                let batch = match crate::publish::parse_json(&bytes) {
+                let batch = match crate::http::publish::parse_json(&bytes) {
                     Ok(batch) => batch,
                     Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
                 };
@@ -394,7 +396,7 @@ impl SseService {
 /// Redis is back).
 const SUBSCRIBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn stream_response(stream: crate::stream::EventStream) -> Response<ResponseBody> {
+fn stream_response(stream: crate::hub::stream::EventStream) -> Response<ResponseBody> {
     let mut res = Response::new(ResponseBody::from(stream));
     stream_headers(res.headers_mut());
     res
@@ -556,7 +558,7 @@ impl SseServiceBuilder {
     pub fn stream_topic(mut self, topic: impl Into<String>) -> Self {
         let topic = topic.into();
         assert!(
-            validate_topic(&topic).is_ok(),
+            TopicName::new(&topic).is_ok(),
             "invalid topic name {topic:?}"
         );
         self.config.stream_topic = topic;
@@ -780,7 +782,7 @@ fn too_large(max: usize) -> Response<ResponseBody> {
 }
 
 /// Whether `e` or one of its sources is an [`io::Error`] of kind
-/// `TimedOut` (as [`BodyTimeout`](crate::BodyTimeout)'s are).
+/// `TimedOut` (as [`BodyTimeout`](crate::server::BodyTimeout)'s are).
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     std::iter::successors(Some(e), |e| e.source()).any(|e| {
         e.downcast_ref::<io::Error>()

@@ -14,8 +14,8 @@
 
 use std::fmt;
 
-use crate::id::{Epoch, EventId};
-use crate::ring::Ring;
+use crate::core::id::{Epoch, EventId};
+use crate::core::ring::Ring;
 
 /// Why a stream sent `resync`: events the client asked for cannot be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,7 +211,7 @@ pub(crate) fn locate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::RingLimits;
+    use crate::core::ring::RingLimits;
     use bytes::Bytes;
 
     fn ring_with(n: u64, keep: usize) -> Ring {

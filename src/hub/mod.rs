@@ -1,4 +1,10 @@
-//! The hub: topics by name, publishing and subscribing.
+//! The fan-out: topics by name, each with a ring of encoded events, and the
+//! streams that read them ([`EventStream`]).
+
+pub(crate) mod stream;
+pub(crate) mod topic;
+
+pub use self::stream::EventStream;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -6,16 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::event::Event;
-use crate::id::{Epoch, EventId};
-use crate::resync::locate;
-use crate::ring::RingLimits;
+use self::stream::StreamParams;
+use crate::core::event::Event;
+use crate::core::id::{Epoch, EventId};
+use crate::core::resync::locate;
+use crate::core::ring::RingLimits;
+use crate::core::{IntoTopic, InvalidTopic, TopicName};
+use crate::hub::topic::{Counters, Published, Topic};
 use crate::store::{Sink, Storage, Store, StoreError};
-use crate::stream::{EventStream, StreamParams};
-use crate::topic::{Counters, Published, Topic};
-
-/// The longest topic name, in bytes.
-pub const MAX_TOPIC_LEN: usize = 128;
 
 /// A handle to a set of topics: cheap to clone, shared across tasks.
 ///
@@ -48,7 +52,7 @@ struct Inner {
     /// Where the history lives (see [`crate::store`]).
     storage: Storage,
     epoch: Epoch,
-    topics: RwLock<HashMap<Box<str>, Arc<Topic>>>,
+    topics: RwLock<HashMap<TopicName, Arc<Topic>>>,
     counters: Arc<Counters>,
     closed: AtomicBool,
     /// Topics retired so far; also numbers the epochs of re-created topics.
@@ -94,7 +98,8 @@ impl Hub {
     /// is new and the hub is full, [`HubError::TooLarge`] if the event alone
     /// is larger than [`HubConfig::max_total_bytes`], [`HubError::Closed`]
     /// after [`Hub::close`], [`HubError::Storage`] if the storage failed.
-    pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
+    pub async fn publish(&self, topic: impl IntoTopic, event: Event) -> Result<EventId, HubError> {
+        let topic = &topic.into_topic()?;
         let published = if self.store().is_memory() {
             let encoded = vec![event.encode()];
             self.check_size(&encoded)?;
@@ -109,7 +114,7 @@ impl Hub {
     /// them: more bytes than [`HubConfig::max_total_bytes`] would evict
     /// themselves, so a publisher would be told they were published while
     /// every subscriber got `resync` instead.
-    fn check_size(&self, encoded: &[crate::event::Encoded]) -> Result<(), HubError> {
+    fn check_size(&self, encoded: &[crate::core::event::Encoded]) -> Result<(), HubError> {
         let bytes: usize = encoded.iter().map(|e| e.max_frame_len()).sum();
         if bytes > self.inner.config.max_total_bytes {
             Err(HubError::TooLarge)
@@ -128,9 +133,10 @@ impl Hub {
     /// on error nothing is published.
     pub async fn publish_batch(
         &self,
-        topic: &str,
+        topic: impl IntoTopic,
         events: impl IntoIterator<Item = Event>,
     ) -> Result<Vec<EventId>, HubError> {
+        let topic = &topic.into_topic()?;
         let published = if self.store().is_memory() {
             // Encode before taking the topic's lock.
             let encoded: Vec<_> = events.into_iter().map(|e| e.encode()).collect();
@@ -143,13 +149,12 @@ impl Hub {
     }
 
     /// Appends through a store other than memory: the store gives the ids.
-    async fn append(&self, name: &str, events: Vec<Event>) -> Result<Published, HubError> {
+    async fn append(&self, name: &TopicName, events: Vec<Event>) -> Result<Published, HubError> {
         let encoded: Vec<_> = events.iter().map(Event::encode).collect();
         self.check_size(&encoded)?;
         if self.is_closed() {
             return Err(HubError::Closed);
         }
-        validate_topic(name)?;
         // A store that keeps history on this machine hands the durable
         // frames back, in order, for the topic's ring; Redis delivers what
         // its reader reads, on every node alike.
@@ -168,7 +173,7 @@ impl Hub {
             .append(name, &events, encoded, deliver)
             .await
             .map_err(|e| {
-                tracing::warn!(error = %e, topic = name, "append failed");
+                tracing::warn!(error = %e, topic = name.as_str(), "append failed");
                 HubError::Storage(e)
             })?;
         let count = events.len() as u64;
@@ -194,8 +199,8 @@ impl Hub {
 
     fn publish_encoded(
         &self,
-        name: &str,
-        mut encoded: Vec<crate::event::Encoded>,
+        name: &TopicName,
+        mut encoded: Vec<crate::core::event::Encoded>,
     ) -> Result<Published, HubError> {
         for _ in 0..LOOKUP_ATTEMPTS {
             let topic = self.topic(name)?;
@@ -223,7 +228,12 @@ impl Hub {
     ///
     /// [`HubError::InvalidTopic`], [`HubError::TooManyTopics`],
     /// [`HubError::Closed`].
-    pub fn subscribe(&self, topic: &str, options: Subscribe) -> Result<EventStream, HubError> {
+    pub fn subscribe(
+        &self,
+        topic: impl IntoTopic,
+        options: Subscribe,
+    ) -> Result<EventStream, HubError> {
+        let topic = &topic.into_topic()?;
         let config = &self.inner.config;
         let params = StreamParams {
             retry_ms: config.retry.map(|d| jittered_ms(d, config.retry_jitter)),
@@ -274,10 +284,11 @@ impl Hub {
     /// As [`Hub::subscribe`].
     pub async fn subscribe_ready(
         &self,
-        topic: &str,
+        topic: impl IntoTopic,
         options: Subscribe,
         patience: Duration,
     ) -> Result<EventStream, HubError> {
+        let topic = &topic.into_topic()?;
         if self.store().loads_topics() {
             // Wait until the topic is loaded and, for a resume, until this
             // node has read up to the client's id: a node behind the others
@@ -319,7 +330,7 @@ impl Hub {
     /// known (always in memory), else after [`Hub::subscribe_ready`]'s wait.
     pub(crate) fn subscribe_for_response(
         &self,
-        topic: &str,
+        topic: &TopicName,
         options: Subscribe,
         patience: Duration,
     ) -> Subscribing {
@@ -327,9 +338,9 @@ impl Hub {
             return Subscribing::Ready(self.subscribe(topic, options));
         }
         let hub = self.clone();
-        let topic = topic.to_owned();
+        let topic = topic.clone();
         Subscribing::Waiting(Box::pin(async move {
-            hub.subscribe_ready(&topic, options, patience).await
+            hub.subscribe_ready(topic, options, patience).await
         }))
     }
 
@@ -362,8 +373,12 @@ impl Hub {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn position(&self, topic: &str, patience: Duration) -> Result<EventId, HubError> {
-        let t = self.topic(topic)?;
+    pub async fn position(
+        &self,
+        topic: impl IntoTopic,
+        patience: Duration,
+    ) -> Result<EventId, HubError> {
+        let t = self.topic(&topic.into_topic()?)?;
         if !t.is_primed() {
             let primed = async {
                 loop {
@@ -432,7 +447,7 @@ impl Hub {
         })
     }
 
-    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, Arc<Topic>>> {
+    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
         self.inner
             .topics
             .read()
@@ -440,7 +455,7 @@ impl Hub {
     }
 
     /// Finds or creates a topic.
-    fn topic(&self, name: &str) -> Result<Arc<Topic>, HubError> {
+    fn topic(&self, name: &TopicName) -> Result<Arc<Topic>, HubError> {
         if self.is_closed() {
             return Err(HubError::Closed);
         }
@@ -449,7 +464,6 @@ impl Hub {
         {
             return Ok(t.clone());
         }
-        validate_topic(name)?;
         let mut topics = self
             .inner
             .topics
@@ -484,7 +498,7 @@ impl Hub {
                 Topic::new(name, epoch, limits, counters, primed)
             }
         });
-        topics.insert(name.into(), topic.clone());
+        topics.insert(name.clone(), topic.clone());
         self.store().follow(name);
         // A close that ran before the insert did not see this topic.
         if self.is_closed() {
@@ -498,7 +512,7 @@ impl Hub {
     /// Makes room for a topic: retires the least recently active topic that
     /// has no subscribers. Its history is dropped; clients that resume from
     /// it later get `resync` (its epoch is gone), never another history.
-    fn retire_one(&self, topics: &mut HashMap<Box<str>, Arc<Topic>>) -> bool {
+    fn retire_one(&self, topics: &mut HashMap<TopicName, Arc<Topic>>) -> bool {
         let mut idle: Vec<_> = topics
             .values()
             .filter(|t| t.subscriber_count() == 0)
@@ -606,35 +620,6 @@ impl fmt::Debug for Hub {
     }
 }
 
-/// Checks a topic name: 1 to 128 bytes of ASCII letters, digits, `-`, `_`,
-/// `.` and `:`.
-///
-/// # Examples
-///
-/// ```
-/// use ssehub::{validate_topic, HubError};
-///
-/// assert!(validate_topic("orders.eu:42").is_ok());
-/// assert!(matches!(validate_topic("a/b"), Err(HubError::InvalidTopic)));
-/// assert!(matches!(validate_topic(""), Err(HubError::InvalidTopic)));
-/// ```
-///
-/// # Errors
-///
-/// [`HubError::InvalidTopic`] for anything else.
-pub fn validate_topic(name: &str) -> Result<(), HubError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_TOPIC_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(HubError::InvalidTopic)
-    }
-}
-
 /// Options of one subscription.
 ///
 /// # Examples
@@ -701,7 +686,7 @@ impl Subscribe {
 
     /// Ends the stream at `at` (when the credentials it was opened with
     /// expire): it sends an event of type `reauth` (see
-    /// [`REAUTH_EVENT_TYPE`](crate::REAUTH_EVENT_TYPE)) whose data is
+    /// [`REAUTH_EVENT_TYPE`](crate::core::REAUTH_EVENT_TYPE)) whose data is
     /// `{"reason":"expired","lastEventId":"<its position>"}`, then ends. The
     /// client gets new credentials and resumes from that id.
     pub fn expires_at(mut self, at: std::time::SystemTime) -> Self {
@@ -739,6 +724,12 @@ impl fmt::Display for HubError {
             HubError::Storage(_) => "storage failed",
             HubError::TooLarge => "event is larger than the server retains (--max-total-bytes)",
         })
+    }
+}
+
+impl From<InvalidTopic> for HubError {
+    fn from(_: InvalidTopic) -> Self {
+        HubError::InvalidTopic
     }
 }
 
@@ -953,7 +944,7 @@ impl HubBuilder {
     }
 
     /// Where the history of topics is kept: [`Storage::memory`] (the
-    /// default), or a store such as [`RedisStore`](crate::RedisStore)
+    /// default), or a store such as [`RedisStore`](crate::store::RedisStore)
     /// (topics shared by every hub that uses the same Redis; the ring
     /// becomes this node's cache of each stream's tail and ids come from
     /// Redis, so every node gives an event the same id).
@@ -981,7 +972,8 @@ impl HubBuilder {
         // Topics the store already has exist from the start: they count
         // against the topic bound, and their ids resume.
         for name in hub.store().topics() {
-            if let Err(e) = hub.topic(&name) {
+            let topic = TopicName::new(&name).map_err(HubError::from);
+            if let Err(e) = topic.and_then(|t| hub.topic(&t)) {
                 tracing::warn!(topic = &*name, error = %e, "cannot open a stored topic");
             }
         }
@@ -1029,7 +1021,7 @@ impl Sink for HubSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
+    use crate::core::event::Event;
 
     fn topics(sizes: &[usize]) -> Vec<(usize, Arc<Topic>)> {
         let counters = Arc::new(Counters::default());

@@ -10,7 +10,7 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::body::ResponseBody;
+use crate::http::body::ResponseBody;
 
 /// Which origins a service serves cross-origin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,13 +1,12 @@
-//! A ticker: publishes the current time to a topic at a fixed period, like
-//! the classic "one message per second" SSE demo.
+//! The demo ticker: publishes the current time to a topic at a fixed
+//! period, like the classic "one message per second" SSE demo.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::event::Event;
-use crate::hub::Hub;
+use ssehub::{Event, Hub};
 
 /// Publishes an unnamed event whose data is the current UTC time
 /// (RFC 3339, milliseconds) to `topic` every `period`, until the hub is
@@ -17,22 +16,8 @@ use crate::hub::Hub;
 ///
 /// If `period` is zero.
 ///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use ssehub::{spawn_ticker, Hub};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let hub = Hub::new();
-/// let ticker = spawn_ticker(hub.clone(), "clock", Duration::from_secs(1));
-/// hub.close();
-/// ticker.await.unwrap(); // ends with the hub
-/// # }
-/// ```
 #[track_caller]
-pub fn spawn_ticker(hub: Hub, topic: impl Into<String>, period: Duration) -> JoinHandle<()> {
+pub(crate) fn spawn_ticker(hub: Hub, topic: impl Into<String>, period: Duration) -> JoinHandle<()> {
     assert!(!period.is_zero(), "ticker period must not be zero");
     let topic = topic.into();
     tokio::spawn(async move {
@@ -70,7 +55,7 @@ fn rfc3339_millis(since_epoch: Duration) -> String {
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
 /// `civil_from_days`).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -32,7 +32,7 @@ const GENERATED_EPOCH_LEN: usize = 8;
 /// # Examples
 ///
 /// ```
-/// use ssehub::Epoch;
+/// use ssehub::core::Epoch;
 ///
 /// let a = Epoch::generate();
 /// let b = Epoch::generate();
@@ -171,7 +171,7 @@ impl fmt::Debug for Epoch {
 ///
 /// // Only the canonical spelling is an id.
 /// assert!("k3f9-01042".parse::<EventId>().is_err());
-/// # Ok::<(), ssehub::IdError>(())
+/// # Ok::<(), ssehub::core::IdError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EventId {
@@ -208,7 +208,7 @@ impl EventId {
     pub(crate) fn write_to(&self, buf: &mut BytesMut) {
         buf.put_slice(self.epoch.as_str().as_bytes());
         buf.put_u8(b'-');
-        buf.put_slice(crate::event::itoa_u64(self.seq).as_bytes());
+        buf.put_slice(crate::core::event::itoa_u64(self.seq).as_bytes());
     }
 }
 

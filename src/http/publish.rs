@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::event::{Event, EventError};
+use crate::core::event::{Event, EventError};
 
 /// The events of a JSON publish body.
 #[derive(Debug)]

@@ -15,10 +15,10 @@ use tokio_rustls::rustls;
 /// # Examples
 ///
 /// ```no_run
-/// use ssehub::TlsConfig;
+/// use ssehub::server::TlsConfig;
 ///
 /// let tls = TlsConfig::from_pem_files("cert.pem", "key.pem")?;
-/// # Ok::<(), ssehub::TlsError>(())
+/// # Ok::<(), ssehub::server::TlsError>(())
 /// ```
 #[derive(Clone)]
 pub struct TlsConfig {

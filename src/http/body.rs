@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::stream::EventStream;
+use crate::hub::stream::EventStream;
 
 /// The body of every response of [`SseService`](crate::SseService).
 ///

@@ -42,8 +42,8 @@ use http_body_util::Empty;
 use hyper::service::Service;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::body::ResponseBody;
-use crate::service::SseService;
+use crate::http::body::ResponseBody;
+use crate::http::service::SseService;
 
 /// Most headers in a request head.
 const MAX_HEADERS: usize = 100;
@@ -213,7 +213,7 @@ fn response_head(parts: &http::response::Parts, exact: Option<u64>, close: bool)
     match exact {
         Some(n) => {
             h.extend_from_slice(b"content-length: ");
-            h.extend_from_slice(crate::event::itoa_u64(n).as_bytes());
+            h.extend_from_slice(crate::core::event::itoa_u64(n).as_bytes());
             h.extend_from_slice(b"\r\n");
         }
         None => h.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -507,27 +507,11 @@ fn with_date(f: impl FnOnce(&[u8])) {
     });
 }
 
-/// IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+/// IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT` (hyper's own formatter).
 fn http_date(secs: u64) -> [u8; 29] {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = crate::tick::civil_from_days(days as i64);
-    let s = format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
+    let text = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
     let mut out = [0u8; 29];
-    out.copy_from_slice(&s.as_bytes()[..29]);
+    out.copy_from_slice(&text.as_bytes()[..29]);
     out
 }
 

@@ -19,7 +19,7 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::id::EventId;
+use crate::core::id::EventId;
 
 /// The longest event type accepted, in bytes.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
@@ -54,7 +54,7 @@ pub const REAUTH_EVENT_TYPE: &str = "reauth";
 ///
 /// // A line break in the type would corrupt the stream: it is refused.
 /// assert!(Event::new("x").with_type("a\nb").is_err());
-/// # Ok::<(), ssehub::EventError>(())
+/// # Ok::<(), ssehub::core::EventError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Event {
@@ -81,7 +81,8 @@ impl Event {
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use ssehub::{Event, EventError};
+    /// use ssehub::Event;
+    /// use ssehub::core::EventError;
     ///
     /// assert!(Event::from_utf8(Bytes::from_static(b"ok")).is_ok());
     /// assert_eq!(
@@ -215,7 +216,7 @@ pub(crate) struct Encoded {
 }
 
 /// Room for `id: ` + an id + `\n\n`.
-const ID_LINE_RESERVE: usize = 4 + crate::id::MAX_ID_LEN + 2;
+const ID_LINE_RESERVE: usize = 4 + crate::core::id::MAX_ID_LEN + 2;
 
 impl Encoded {
     fn new(event_type: &[u8], data: &[u8]) -> Self {
@@ -360,7 +361,7 @@ impl ItoaBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::Epoch;
+    use crate::core::id::Epoch;
 
     fn frame(ev: &Event) -> Bytes {
         let id = EventId::new(Epoch::from_str_unchecked("k3f9"), 7);

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::event::Encoded;
-use crate::id::{Epoch, EventId};
-use crate::ring::{Read, Ring, RingLimits};
+use crate::core::event::Encoded;
+use crate::core::id::{Epoch, EventId};
+use crate::core::ring::{Read, Ring, RingLimits};
 use crate::store::History;
 
 /// State shared by every topic of a hub: counters and the byte total.

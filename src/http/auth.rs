@@ -27,7 +27,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::hub::validate_topic;
+use crate::core::topic_name::is_valid;
 
 /// The clock difference tolerated when checking a token's expiry (`exp`)
 /// and start (`nbf`).
@@ -44,14 +44,14 @@ pub const TOKEN_COOKIE: &str = "ssehub_token";
 /// # Examples
 ///
 /// ```
-/// use ssehub::Grants;
+/// use ssehub::http::Grants;
 ///
 /// let grants = Grants::new().subscribe("news")?.subscribe("chat:*")?.publish("chat:me")?;
 /// assert!(grants.may_subscribe("chat:room1"));
 /// assert!(!grants.may_subscribe("orders"));
 /// assert!(grants.may_publish("chat:me"));
 /// assert!(Grants::new().subscribe("bad/name").is_err());
-/// # Ok::<(), ssehub::AuthError>(())
+/// # Ok::<(), ssehub::http::AuthError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grants {
@@ -101,7 +101,7 @@ impl Grants {
 
 fn checked_pattern(p: String) -> Result<String, AuthError> {
     let name = p.strip_suffix('*').unwrap_or(&p);
-    if p == "*" || validate_topic(name).is_ok() {
+    if p == "*" || is_valid(name) {
         Ok(p)
     } else {
         Err(AuthError::BadPattern(p))
@@ -128,13 +128,13 @@ struct Claims {
 ///
 /// ```
 /// use std::time::Duration;
-/// use ssehub::{Grants, JwtKey};
+/// use ssehub::http::{Grants, JwtKey};
 ///
 /// let key = JwtKey::hs256(b"a long random secret");
 /// let token = key.issue(&Grants::new().subscribe("news")?, Duration::from_secs(3600))?;
 /// assert!(key.verify(&token)?.may_subscribe("news"));
 /// assert!(JwtKey::hs256(b"another secret").verify(&token).is_err());
-/// # Ok::<(), ssehub::AuthError>(())
+/// # Ok::<(), ssehub::http::AuthError>(())
 /// ```
 #[derive(Clone)]
 pub struct JwtKey {

@@ -3,7 +3,7 @@
 //! progress that tells when a connection is idle ([`Activity`]).
 //!
 //! The deadline model as a whole is stated in the docs of
-//! [`ServerConfig`](crate::ServerConfig); this file holds the two pieces
+//! [`ServerConfig`](crate::server::ServerConfig); this file holds the two pieces
 //! hyper lacks:
 //!
 //! - hyper bounds an HTTP/1.1 request head, but neither the version preface
@@ -56,7 +56,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// with `408 Request Timeout`. Errors of the inner body are passed on as
 /// they are. [`Server`](crate::Server) wraps every request body it hands to
 /// hyper's connections in one of these (see
-/// [`ServerConfig::body_read_timeout`](crate::ServerConfig::body_read_timeout)).
+/// [`ServerConfig::body_read_timeout`](crate::server::ServerConfig::body_read_timeout)).
 ///
 /// The timer only runs while the body waits for the client: time the
 /// service takes between two polls is not held against the client unless
@@ -67,7 +67,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// ```
 /// use std::time::Duration;
 /// use http_body_util::{BodyExt, Full};
-/// use ssehub::BodyTimeout;
+/// use ssehub::server::BodyTimeout;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
