@@ -325,36 +325,8 @@ pub(crate) const KEEP_ALIVE_FRAME: &[u8] = b": keep-alive\n\n";
 fn put_retry(buf: &mut BytesMut, retry_ms: Option<u64>) {
     if let Some(ms) = retry_ms {
         buf.put_slice(b"retry: ");
-        buf.put_slice(itoa_u64(ms).as_bytes());
+        buf.put_slice(itoa::Buffer::new().format(ms).as_bytes());
         buf.put_u8(b'\n');
-    }
-}
-
-/// Formats a `u64` without going through `fmt` machinery.
-pub(crate) fn itoa_u64(mut n: u64) -> ItoaBuf {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    ItoaBuf { buf, start: i }
-}
-
-/// The digits of a formatted `u64`.
-#[derive(Debug)]
-pub(crate) struct ItoaBuf {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl ItoaBuf {
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.buf[self.start..]
     }
 }
 
@@ -475,12 +447,5 @@ mod tests {
             resync_frame(None, "{\"reason\":\"lagged\"}", &id),
             &b"event: resync\ndata: {\"reason\":\"lagged\"}\nid: ab-0\n\n"[..]
         );
-    }
-
-    #[test]
-    fn itoa() {
-        for n in [0, 1, 9, 10, 1042, u64::MAX] {
-            assert_eq!(itoa_u64(n).as_bytes(), n.to_string().as_bytes());
-        }
     }
 }

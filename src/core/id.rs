@@ -208,7 +208,7 @@ impl EventId {
     pub(crate) fn write_to(&self, buf: &mut BytesMut) {
         buf.put_slice(self.epoch.as_str().as_bytes());
         buf.put_u8(b'-');
-        buf.put_slice(crate::core::event::itoa_u64(self.seq).as_bytes());
+        buf.put_slice(itoa::Buffer::new().format(self.seq).as_bytes());
     }
 }
 

@@ -213,7 +213,7 @@ fn response_head(parts: &http::response::Parts, exact: Option<u64>, close: bool)
     match exact {
         Some(n) => {
             h.extend_from_slice(b"content-length: ");
-            h.extend_from_slice(crate::core::event::itoa_u64(n).as_bytes());
+            h.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             h.extend_from_slice(b"\r\n");
         }
         None => h.extend_from_slice(b"transfer-encoding: chunked\r\n"),
