@@ -17,6 +17,7 @@
 //! publishes to every topic must not travel in URLs (they end up in logs)
 //! or in cookies (which browsers attach to requests other sites trigger).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +28,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use crate::core::TopicName;
 use crate::core::topic_name::is_valid;
 
 /// The clock difference tolerated when checking a token's expiry (`exp`)
@@ -245,16 +247,172 @@ impl std::error::Error for AuthError {
     }
 }
 
-/// The access policy of a service.
+/// Who may subscribe to and publish on which topic: [`SseService`]
+/// asks its policy before every stream and every publish.
+///
+/// The built-in policy is [`TokenPolicy`] (the publish token, JWTs and the
+/// loopback rule of the README). An embedder that authenticates requests
+/// itself (an axum middleware that puts the caller's identity in the
+/// request's extensions) implements this trait instead and gives it to
+/// [`SseServiceBuilder::authorize`](crate::http::SseServiceBuilder::authorize).
+///
+/// [`SseService`]: crate::http::SseService
+///
+/// # Examples
+///
+/// ```
+/// use ssehub::core::TopicName;
+/// use ssehub::http::{AccessRequest, Authorize, Decision};
+///
+/// /// What an upstream middleware put in the request's extensions.
+/// #[derive(Clone)]
+/// struct User { rooms: Vec<String> }
+///
+/// struct Rooms;
+///
+/// impl Authorize for Rooms {
+///     fn subscribe(&self, req: &AccessRequest<'_>, topic: &TopicName) -> Decision {
+///         match req.extensions().get::<User>() {
+///             Some(u) if u.rooms.iter().any(|r| r == topic.as_str()) => Decision::Allow,
+///             Some(_) => Decision::Forbidden("not your room".into()),
+///             None => Decision::Unauthorized("sign in first".into()),
+///         }
+///     }
+///     fn publish(&self, _: &AccessRequest<'_>, _: &TopicName) -> Decision {
+///         Decision::Forbidden("read only".into())
+///     }
+/// }
+/// ```
+pub trait Authorize: Send + Sync + 'static {
+    /// May the client of `req` read `topic`?
+    fn subscribe(&self, req: &AccessRequest<'_>, topic: &TopicName) -> Decision;
+
+    /// May the client of `req` publish to `topic`?
+    fn publish(&self, req: &AccessRequest<'_>, topic: &TopicName) -> Decision;
+}
+
+/// What a policy looks at: the request's head and the client's address.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRequest<'a> {
+    pub(crate) method: &'a http::Method,
+    pub(crate) uri: &'a http::Uri,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) extensions: &'a http::Extensions,
+}
+
+impl<'a> AccessRequest<'a> {
+    /// The request's head.
+    pub fn new<B>(req: &'a http::Request<B>) -> Self {
+        AccessRequest {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+        }
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &http::Method {
+        self.method
+    }
+
+    /// The request target.
+    pub fn uri(&self) -> &http::Uri {
+        self.uri
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+
+    /// The request extensions: what middleware put there.
+    pub fn extensions(&self) -> &http::Extensions {
+        self.extensions
+    }
+
+    /// The client's address, if the server (or the embedder) said so with
+    /// [`PeerAddr`](crate::http::PeerAddr).
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.extensions
+            .get::<crate::http::PeerAddr>()
+            .map(|p| p.0.ip())
+    }
+
+    /// The first value of a query parameter, decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The authority the request names: the URI's (HTTP/2, absolute form),
+    /// else the `Host` header.
+    pub fn authority(&self) -> Option<&str> {
+        self.uri.authority().map(|a| a.as_str()).or_else(|| {
+            self.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+    }
+}
+
+/// A policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Go ahead.
+    Allow,
+    /// Go ahead, with credentials that expire then: a stream ends at that
+    /// time with a `reauth` event (see [`Subscribe::expires_at`](crate::Subscribe::expires_at)).
+    AllowUntil(SystemTime),
+    /// `401` with this text and `WWW-Authenticate: Bearer`: credentials
+    /// missing or not valid.
+    Unauthorized(Cow<'static, str>),
+    /// `403` with this text: valid credentials (or none needed) but not for
+    /// this.
+    Forbidden(Cow<'static, str>),
+}
+
+/// The built-in policy: a publish token, JWTs granting topics, and
+/// credential-less publishing from loopback (see the module
+/// documentation and the README's table).
+///
+/// [`SseServiceBuilder::publish_token`](crate::http::SseServiceBuilder::publish_token)
+/// and [`jwt_key`](crate::http::SseServiceBuilder::jwt_key) configure the
+/// one a service uses by default.
 #[derive(Clone, Default)]
-pub(crate) struct Access {
+pub struct TokenPolicy {
     pub(crate) publish_token: Option<Box<[u8]>>,
     pub(crate) jwt: Option<JwtKey>,
 }
 
-impl fmt::Debug for Access {
+impl TokenPolicy {
+    /// Anyone subscribes; loopback clients naming a loopback host publish.
+    pub fn new() -> Self {
+        TokenPolicy::default()
+    }
+
+    /// Requires `Authorization: Bearer <token>` to publish (compared in
+    /// constant time).
+    #[must_use]
+    pub fn publish_token(mut self, token: impl Into<String>) -> Self {
+        self.publish_token = Some(token.into().into_bytes().into_boxed_slice());
+        self
+    }
+
+    /// Requires a JWT signed with `key` to subscribe; a JWT with publish
+    /// grants also authorises publishing.
+    #[must_use]
+    pub fn jwt(mut self, key: JwtKey) -> Self {
+        self.jwt = Some(key);
+        self
+    }
+}
+
+impl fmt::Debug for TokenPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Access")
+        f.debug_struct("TokenPolicy")
             .field(
                 "publish_token",
                 &self.publish_token.as_ref().map(|_| "<secret>"),
@@ -264,35 +422,41 @@ impl fmt::Debug for Access {
     }
 }
 
-/// The outcome of an access check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Allow,
-    /// Allowed by credentials that expire: a stream ends then.
-    AllowUntil(SystemTime),
-    /// `401`: credentials missing or not valid.
-    Unauthorized(&'static str),
-    /// `403`: valid credentials (or none needed) but not for this.
-    Forbidden(&'static str),
+impl Authorize for TokenPolicy {
+    fn subscribe(&self, req: &AccessRequest<'_>, topic: &TopicName) -> Decision {
+        let query = req.query("access_token");
+        self.check_subscribe(req.headers, query.as_deref(), topic)
+    }
+
+    fn publish(&self, req: &AccessRequest<'_>, topic: &TopicName) -> Decision {
+        let query = req.query("access_token");
+        self.check_publish(
+            req.headers,
+            query.as_deref(),
+            req.peer(),
+            req.authority(),
+            topic,
+        )
+    }
 }
 
-impl Access {
+impl TokenPolicy {
     pub(crate) fn check_subscribe(
         &self,
         headers: &HeaderMap,
         query_token: Option<&str>,
         topic: &str,
-    ) -> Verdict {
+    ) -> Decision {
         let Some(jwt) = &self.jwt else {
-            return Verdict::Allow;
+            return Decision::Allow;
         };
         let Some(token) = find_token(headers, query_token) else {
-            return Verdict::Unauthorized("missing token");
+            return Decision::Unauthorized("missing token".into());
         };
         match jwt.verify_until(token) {
-            Ok((g, exp)) if g.may_subscribe(topic) => Verdict::AllowUntil(exp),
-            Ok(_) => Verdict::Forbidden("token does not grant this topic"),
-            Err(e) => Verdict::Unauthorized(unauthorized(&e)),
+            Ok((g, exp)) if g.may_subscribe(topic) => Decision::AllowUntil(exp),
+            Ok(_) => Decision::Forbidden("token does not grant this topic".into()),
+            Err(e) => Decision::Unauthorized(unauthorized(&e).into()),
         }
     }
 
@@ -306,40 +470,43 @@ impl Access {
         peer: Option<IpAddr>,
         host: Option<&str>,
         topic: &str,
-    ) -> Verdict {
+    ) -> Decision {
         let bearer = bearer_token(headers);
         if let (Some(secret), Some(token)) = (&self.publish_token, bearer)
             && bool::from(token.as_bytes().ct_eq(secret))
         {
-            return Verdict::Allow;
+            return Decision::Allow;
         }
         match (find_token(headers, query_token), &self.jwt) {
             (Some(token), Some(jwt)) => match jwt.verify(token) {
-                Ok(g) if g.may_publish(topic) => Verdict::Allow,
-                Ok(_) => Verdict::Forbidden("token does not grant publishing to this topic"),
-                Err(e) => Verdict::Unauthorized(unauthorized(&e)),
+                Ok(g) if g.may_publish(topic) => Decision::Allow,
+                Ok(_) => {
+                    Decision::Forbidden("token does not grant publishing to this topic".into())
+                }
+                Err(e) => Decision::Unauthorized(unauthorized(&e).into()),
             },
             // A publish token is configured and this is not it.
             (Some(_), None) if self.publish_token.is_some() => {
-                Verdict::Unauthorized("invalid token")
+                Decision::Unauthorized("invalid token".into())
             }
             // No credentials are configured: a token is irrelevant.
             _ => self.without_token(peer, host),
         }
     }
 
-    fn without_token(&self, peer: Option<IpAddr>, host: Option<&str>) -> Verdict {
+    fn without_token(&self, peer: Option<IpAddr>, host: Option<&str>) -> Decision {
         let local = peer.is_some_and(is_loopback);
         if self.publish_token.is_some() || (self.jwt.is_some() && !local) {
-            Verdict::Unauthorized("missing token")
+            Decision::Unauthorized("missing token".into())
         } else if !local {
-            Verdict::Forbidden("publishing without a token is only allowed from loopback")
+            Decision::Forbidden("publishing without a token is only allowed from loopback".into())
         } else if !host.is_some_and(is_loopback_host) {
-            Verdict::Forbidden(
-                "publishing without a token needs a loopback Host (localhost, 127.0.0.1, [::1])",
+            Decision::Forbidden(
+                "publishing without a token needs a loopback Host (localhost, 127.0.0.1, [::1])"
+                    .into(),
             )
         } else {
-            Verdict::Allow
+            Decision::Allow
         }
     }
 }
@@ -473,36 +640,37 @@ mod tests {
         let none = HeaderMap::new();
 
         let host = Some("127.0.0.1:8080");
-        let open = Access::default();
+        let open = TokenPolicy::default();
         assert_eq!(
             open.check_publish(&none, None, lo, host, "t"),
-            Verdict::Allow
+            Decision::Allow
         );
         assert_eq!(
             open.check_publish(&none, None, v6lo, host, "t"),
-            Verdict::Allow
+            Decision::Allow
         );
         assert!(matches!(
             open.check_publish(&none, None, far, host, "t"),
-            Verdict::Forbidden(_)
+            Decision::Forbidden(_)
         ));
         assert!(matches!(
             open.check_publish(&none, None, None, host, "t"),
-            Verdict::Forbidden(_)
+            Decision::Forbidden(_)
         ));
         // DNS rebinding: a loopback peer, but a page of another site.
         assert_eq!(
             open.check_publish(&none, None, lo, Some("attacker.example:8080"), "t"),
-            Verdict::Forbidden(
+            Decision::Forbidden(
                 "publishing without a token needs a loopback Host (localhost, 127.0.0.1, [::1])"
+                    .into()
             )
         );
         assert!(matches!(
             open.check_publish(&none, None, lo, None, "t"),
-            Verdict::Forbidden(_)
+            Decision::Forbidden(_)
         ));
 
-        let token = Access {
+        let token = TokenPolicy {
             publish_token: Some(b"s3cret".to_vec().into()),
             jwt: None,
         };
@@ -510,25 +678,25 @@ mod tests {
         let bad = headers(&[("authorization", "Bearer s3cre")]);
         assert_eq!(
             token.check_publish(&good, None, far, None, "t"),
-            Verdict::Allow
+            Decision::Allow
         );
         assert_eq!(
             token.check_publish(&bad, None, lo, host, "t"),
-            Verdict::Unauthorized("invalid token")
+            Decision::Unauthorized("invalid token".into())
         );
         assert_eq!(
             token.check_publish(&none, None, lo, host, "t"),
-            Verdict::Unauthorized("missing token")
+            Decision::Unauthorized("missing token".into())
         );
         // The publish token counts only in `Authorization`.
         assert_eq!(
             token.check_publish(&none, Some("s3cret"), far, None, "t"),
-            Verdict::Unauthorized("invalid token")
+            Decision::Unauthorized("invalid token".into())
         );
         let cookie = headers(&[("cookie", "ssehub_token=s3cret")]);
         assert_eq!(
             token.check_publish(&cookie, None, far, None, "t"),
-            Verdict::Unauthorized("invalid token")
+            Decision::Unauthorized("invalid token".into())
         );
     }
 
@@ -570,7 +738,7 @@ mod tests {
     #[test]
     fn jwt_rules() {
         let key = JwtKey::hs256(b"k");
-        let access = Access {
+        let access = TokenPolicy {
             publish_token: None,
             jwt: Some(key.clone()),
         };
@@ -584,30 +752,30 @@ mod tests {
         let h = headers(&[("authorization", &format!("Bearer {t}"))]);
         assert!(matches!(
             access.check_subscribe(&h, None, "a"),
-            Verdict::AllowUntil(_)
+            Decision::AllowUntil(_)
         ));
         assert!(matches!(
             access.check_subscribe(&h, None, "b"),
-            Verdict::Forbidden(_)
+            Decision::Forbidden(_)
         ));
         assert_eq!(
             access.check_publish(&h, None, far, None, "p:1"),
-            Verdict::Allow
+            Decision::Allow
         );
         assert!(matches!(
             access.check_publish(&h, None, far, None, "a"),
-            Verdict::Forbidden(_)
+            Decision::Forbidden(_)
         ));
         assert_eq!(
             access.check_subscribe(&HeaderMap::new(), None, "a"),
-            Verdict::Unauthorized("missing token")
+            Decision::Unauthorized("missing token".into())
         );
         let forged = JwtKey::hs256(b"other")
             .issue(&grants, Duration::from_secs(60))
             .unwrap();
         assert_eq!(
             access.check_subscribe(&HeaderMap::new(), Some(&forged), "a"),
-            Verdict::Unauthorized("invalid token")
+            Decision::Unauthorized("invalid token".into())
         );
     }
 

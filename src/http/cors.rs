@@ -23,6 +23,11 @@ pub enum CorsOrigins {
     Any,
     /// These origins (`scheme://host[:port]`), with credentials.
     List(Vec<String>),
+    /// No CORS handling at all: the host stack does it (e.g. tower-http's
+    /// `CorsLayer` in front of the service). No CORS headers, no refusal of
+    /// cross-origin publishing, and `OPTIONS` answers `204` with `Allow`
+    /// only.
+    Off,
 }
 
 impl CorsOrigins {
@@ -52,6 +57,9 @@ impl CorsOrigins {
 
     /// Adds the CORS headers of a response to a request from `origin`.
     pub(crate) fn decorate(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        if *self == CorsOrigins::Off {
+            return;
+        }
         // A page of another origin may read the position a `HEAD` answers.
         if headers.contains_key("last-event-id") {
             headers.insert(
@@ -76,6 +84,7 @@ impl CorsOrigins {
                     );
                 }
             }
+            CorsOrigins::Off => {}
         }
     }
 
@@ -94,7 +103,7 @@ impl CorsOrigins {
         }
         match self {
             CorsOrigins::StreamsOnly => false,
-            CorsOrigins::Any => true,
+            CorsOrigins::Any | CorsOrigins::Off => true,
             CorsOrigins::List(_) => self.listed(origin),
         }
     }
@@ -105,10 +114,13 @@ impl CorsOrigins {
         *res.status_mut() = StatusCode::NO_CONTENT;
         let methods = match self {
             CorsOrigins::StreamsOnly => "GET, OPTIONS",
-            CorsOrigins::Any | CorsOrigins::List(_) => "GET, POST, OPTIONS",
+            CorsOrigins::Any | CorsOrigins::List(_) | CorsOrigins::Off => "GET, POST, OPTIONS",
         };
         let h = res.headers_mut();
         h.insert(header::ALLOW, HeaderValue::from_static(methods));
+        if *self == CorsOrigins::Off {
+            return res;
+        }
         let allowed = match self {
             CorsOrigins::List(_) => origin.is_some_and(|o| self.listed(o)),
             _ => true,

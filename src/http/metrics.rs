@@ -14,9 +14,10 @@ use prometheus_client::registry::Registry;
 
 use crate::hub::Hub;
 
-/// Connection counters, kept by the [`Server`](crate::Server).
+/// Connection counters, kept by a [`Server`](crate::Server) and read by
+/// the service's metrics.
 #[derive(Debug, Default)]
-pub(crate) struct ConnectionStats {
+pub struct ConnectionStats {
     pub(crate) open: AtomicUsize,
     pub(crate) accepted: AtomicU64,
     pub(crate) rejected: AtomicU64,
@@ -27,6 +28,23 @@ pub(crate) struct ConnectionStats {
 /// The metrics registry of a service.
 pub(crate) struct Metrics {
     registry: Registry,
+}
+
+impl ConnectionStats {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted since the start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused at a limit since the start.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
 }
 
 impl Metrics {

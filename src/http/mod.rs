@@ -11,10 +11,15 @@ pub(crate) mod metrics;
 pub(crate) mod publish;
 pub(crate) mod service;
 
-pub use self::auth::{AuthError, Grants, JWT_LEEWAY, JwtKey, TOKEN_COOKIE};
+pub use self::auth::{
+    AccessRequest, AuthError, Authorize, Decision, Grants, JWT_LEEWAY, JwtKey, TOKEN_COOKIE,
+    TokenPolicy,
+};
 pub use self::body::ResponseBody;
 pub use self::cors::CorsOrigins;
+pub use self::metrics::ConnectionStats;
 pub use self::publish::BodyError;
 pub use self::service::{
     DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
+    StreamRequestError, stream_response,
 };

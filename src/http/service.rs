@@ -29,13 +29,13 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::service::Service;
 
-use crate::core::TopicName;
 use crate::core::event::Event;
-use crate::http::auth::{Access, JwtKey, Verdict};
+use crate::core::{IntoTopic, TopicName};
+use crate::http::auth::{AccessRequest, Authorize, Decision, JwtKey, TokenPolicy};
 use crate::http::body::ResponseBody;
 use crate::http::cors::CorsOrigins;
 use crate::http::metrics::{ConnectionStats, Metrics};
-use crate::hub::{Hub, HubError, Subscribe, Subscribing};
+use crate::hub::{EventStream, Hub, HubError, Subscribe, Subscribing};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -79,7 +79,6 @@ pub struct SseService {
     hub: Hub,
     config: Arc<ServiceConfig>,
     shared: Arc<Shared>,
-    peer: Option<SocketAddr>,
 }
 
 struct Shared {
@@ -88,7 +87,7 @@ struct Shared {
 }
 
 /// The settings of an [`SseService`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServiceConfig {
     /// Path prefix every route sits under (empty for none).
@@ -99,7 +98,33 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
     /// Which origins may read streams and publish from a browser page.
     pub cors: CorsOrigins,
-    access: Access,
+    /// The built-in policy (token, JWT, loopback), unless `authorize`.
+    tokens: TokenPolicy,
+    /// The embedder's policy, if it set one.
+    authorize: Option<Arc<dyn Authorize>>,
+}
+
+impl ServiceConfig {
+    /// The policy that decides who may subscribe and publish.
+    fn policy(&self) -> &dyn Authorize {
+        match &self.authorize {
+            Some(custom) => &**custom,
+            None => &self.tokens,
+        }
+    }
+}
+
+impl fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("prefix", &self.prefix)
+            .field("stream_topic", &self.stream_topic)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("cors", &self.cors)
+            .field("tokens", &self.tokens)
+            .field("authorize", &self.authorize.as_ref().map(|_| "<custom>"))
+            .finish()
+    }
 }
 
 impl Default for ServiceConfig {
@@ -109,7 +134,8 @@ impl Default for ServiceConfig {
             stream_topic: DEFAULT_STREAM_TOPIC.to_owned(),
             max_body_bytes: 1 << 20,
             cors: CorsOrigins::default(),
-            access: Access::default(),
+            tokens: TokenPolicy::default(),
+            authorize: None,
         }
     }
 }
@@ -141,14 +167,6 @@ impl SseService {
     /// The service's settings.
     pub fn config(&self) -> &ServiceConfig {
         &self.config
-    }
-
-    /// This service for one connection from `peer`.
-    pub(crate) fn for_peer(&self, peer: SocketAddr) -> Self {
-        SseService {
-            peer: Some(peer),
-            ..self.clone()
-        }
     }
 
     pub(crate) fn connection_stats(&self) -> &Arc<ConnectionStats> {
@@ -187,41 +205,27 @@ impl SseService {
         topic: &str,
         req: &Request<B>,
     ) -> Result<(TopicName, Subscribe), Response<ResponseBody>> {
-        let query = StreamQuery::parse(req.uri().query())
+        let options = subscribe_options(req.uri(), req.headers())
             .map_err(|msg| text(StatusCode::BAD_REQUEST, msg))?;
         let topic = TopicName::new(topic).map_err(|e| hub_error(e.into()))?;
-        let verdict = self.config.access.check_subscribe(
-            req.headers(),
-            query.access_token.as_deref(),
-            &topic,
-        );
+        let verdict = self
+            .config
+            .policy()
+            .subscribe(&AccessRequest::new(req), &topic);
         let expires = match verdict {
-            Verdict::AllowUntil(at) => Some(at),
+            Decision::AllowUntil(at) => Some(at),
             _ => None,
         };
         if let Some(res) = denied(verdict) {
             return Err(res);
         }
-        let mut options = Subscribe::new();
-        if let Some(at) = expires {
-            options = options.expires_at(at);
-        }
-        // The header wins over the query parameter; an empty one means none.
-        let header_id = req
-            .headers()
-            .get("last-event-id")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .filter(|v| !v.is_empty());
-        if let Some(id) = header_id.or(query.last_event_id) {
-            options = options.last_event_id(id);
-        }
-        if let Some(n) = query.limit {
-            options = options.limit(n);
-        }
-        if let Some(n) = query.rewind {
-            options = options.rewind(n);
-        }
-        Ok((topic, options))
+        Ok((
+            topic,
+            match expires {
+                Some(at) => options.expires_at(at),
+                None => options,
+            },
+        ))
     }
 
     /// `HEAD` of a stream: what `GET` would answer, without opening a
@@ -260,12 +264,12 @@ impl SseService {
             .subscribe_for_response(&topic, options, SUBSCRIBE_PATIENCE)
         {
             Subscribing::Ready(result) => ResponseFuture::ready(match result {
-                Ok(stream) => stream_response(stream),
+                Ok(stream) => stream_body_response(stream),
                 Err(e) => hub_error(e),
             }),
             Subscribing::Waiting(fut) => ResponseFuture::boxed(async move {
                 match fut.await {
-                    Ok(stream) => stream_response(stream),
+                    Ok(stream) => stream_body_response(stream),
                     Err(e) => hub_error(e),
                 }
             }),
@@ -298,33 +302,18 @@ impl SseService {
             ));
         }
         let mut event_type = None;
-        let mut access_token = None;
         for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
-            match &*k {
-                "event" => {
-                    if let Err(e) = crate::core::event::validate_type(&v) {
-                        return ResponseFuture::ready(text(
-                            StatusCode::BAD_REQUEST,
-                            &e.to_string(),
-                        ));
-                    }
-                    event_type = Some(v.into_owned());
+            if k == "event" {
+                if let Err(e) = crate::core::event::validate_type(&v) {
+                    return ResponseFuture::ready(text(StatusCode::BAD_REQUEST, &e.to_string()));
                 }
-                "access_token" => access_token = Some(v.into_owned()),
-                _ => {}
+                event_type = Some(v.into_owned());
             }
         }
-        let peer = self
-            .peer
-            .or_else(|| req.extensions().get::<PeerAddr>().map(|p| p.0))
-            .map(|a| a.ip());
-        let verdict = self.config.access.check_publish(
-            req.headers(),
-            access_token.as_deref(),
-            peer,
-            authority,
-            &topic,
-        );
+        let verdict = self
+            .config
+            .policy()
+            .publish(&AccessRequest::new(&req), &topic);
         if let Some(res) = denied(verdict) {
             return ResponseFuture::ready(res);
         }
@@ -391,12 +380,129 @@ impl SseService {
     }
 }
 
+/// What a stream request asks for: `Last-Event-ID` (the header, else
+/// `?lastEventId=`; an empty one is none), `?limit=` and `?rewind=`.
+fn subscribe_options(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<Subscribe, &'static str> {
+    let query = StreamQuery::parse(uri.query())?;
+    let mut options = Subscribe::new();
+    // The header wins over the query parameter.
+    let header_id = headers
+        .get("last-event-id")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .filter(|v| !v.is_empty());
+    if let Some(id) = header_id.or(query.last_event_id) {
+        options = options.last_event_id(id);
+    }
+    if let Some(n) = query.limit {
+        options = options.limit(n);
+    }
+    if let Some(n) = query.rewind {
+        options = options.rewind(n);
+    }
+    Ok(options)
+}
+
+/// Answers an event-stream request in one call, for handlers that do their
+/// own routing (and their own authorisation): reads what the client asks
+/// for from `req` (`Last-Event-ID`, `?lastEventId=`, `?limit=`,
+/// `?rewind=`), subscribes to `topic`, and returns the
+/// `200 text/event-stream` response with the [`EventStream`] as its body.
+///
+/// # Errors
+///
+/// [`StreamRequestError`]: a bad query (`400`) or what the hub refused;
+/// [`StreamRequestError::into_response`] answers it.
+///
+/// # Examples
+///
+/// ```
+/// use ssehub::Hub;
+/// use ssehub::http::stream_response;
+///
+/// let hub = Hub::new();
+/// let (parts, ()) = http::Request::get("/anything?rewind=10")
+///     .header("last-event-id", "")
+///     .body(())
+///     .unwrap()
+///     .into_parts();
+/// let res = stream_response(&hub, "news", &parts).unwrap();
+/// assert_eq!(res.headers()["content-type"], "text/event-stream");
+/// ```
+pub fn stream_response(
+    hub: &Hub,
+    topic: impl IntoTopic,
+    req: &http::request::Parts,
+) -> Result<Response<EventStream>, StreamRequestError> {
+    let options = subscribe_options(&req.uri, &req.headers).map_err(StreamRequestError::Query)?;
+    let stream = hub
+        .subscribe(topic, options)
+        .map_err(StreamRequestError::Hub)?;
+    let mut res = Response::new(stream);
+    stream_headers(res.headers_mut());
+    Ok(res)
+}
+
+/// Why [`stream_response`] could not answer with a stream.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StreamRequestError {
+    /// The query is not valid (`400`): the text says why.
+    Query(&'static str),
+    /// The hub refused (an invalid topic name is `400`, others `503`).
+    Hub(HubError),
+}
+
+impl StreamRequestError {
+    /// The status the error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.response_parts().0
+    }
+
+    /// The answer: the status with a one-line text.
+    pub fn into_response(self) -> Response<ResponseBody> {
+        match self {
+            StreamRequestError::Query(msg) => text(StatusCode::BAD_REQUEST, msg),
+            StreamRequestError::Hub(e) => hub_error(e),
+        }
+    }
+
+    fn response_parts(&self) -> (StatusCode, ()) {
+        match self {
+            StreamRequestError::Query(_) => (StatusCode::BAD_REQUEST, ()),
+            StreamRequestError::Hub(HubError::InvalidTopic) => (StatusCode::BAD_REQUEST, ()),
+            StreamRequestError::Hub(HubError::TooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, ()),
+            StreamRequestError::Hub(_) => (StatusCode::SERVICE_UNAVAILABLE, ()),
+        }
+    }
+}
+
+impl fmt::Display for StreamRequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamRequestError::Query(msg) => f.write_str(msg),
+            StreamRequestError::Hub(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StreamRequestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StreamRequestError::Query(_) => None,
+            StreamRequestError::Hub(e) => Some(e),
+        }
+    }
+}
+
 /// How long a subscription to a Redis topic waits for this node to load the
 /// topic's history before answering anyway (the stream then starts when
 /// Redis is back).
 const SUBSCRIBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn stream_response(stream: crate::hub::stream::EventStream) -> Response<ResponseBody> {
+fn stream_body_response(stream: crate::hub::stream::EventStream) -> Response<ResponseBody> {
     let mut res = Response::new(ResponseBody::from(stream));
     stream_headers(res.headers_mut());
     res
@@ -418,11 +524,11 @@ fn is_json_type(ct: &str) -> bool {
 }
 
 /// The response for a refused request, `None` if allowed.
-fn denied(verdict: Verdict) -> Option<Response<ResponseBody>> {
+fn denied(verdict: Decision) -> Option<Response<ResponseBody>> {
     match verdict {
-        Verdict::Allow | Verdict::AllowUntil(_) => None,
-        Verdict::Unauthorized(why) => {
-            let mut res = text(StatusCode::UNAUTHORIZED, why);
+        Decision::Allow | Decision::AllowUntil(_) => None,
+        Decision::Unauthorized(why) => {
+            let mut res = text(StatusCode::UNAUTHORIZED, &why);
             let challenge = if why == "missing token" {
                 HeaderValue::from_static("Bearer realm=\"ssehub\"")
             } else {
@@ -432,7 +538,29 @@ fn denied(verdict: Verdict) -> Option<Response<ResponseBody>> {
                 .insert(header::WWW_AUTHENTICATE, challenge);
             Some(res)
         }
-        Verdict::Forbidden(why) => Some(text(StatusCode::FORBIDDEN, why)),
+        Decision::Forbidden(why) => Some(text(StatusCode::FORBIDDEN, &why)),
+    }
+}
+
+/// The same service for tower stacks: axum's `Router::nest_service` and
+/// `route_service`, tower layers, poem's and salvo's tower bridges. It is
+/// always ready.
+impl<B> tower_service::Service<Request<B>> for SseService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ResponseFuture {
+        Service::call(&*self, req)
     }
 }
 
@@ -528,7 +656,6 @@ impl fmt::Debug for SseService {
         f.debug_struct("SseService")
             .field("hub", &self.hub)
             .field("config", &self.config)
-            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -574,14 +701,22 @@ impl SseServiceBuilder {
     /// Requires `Authorization: Bearer <token>` to publish (compared in
     /// constant time). Without it, loopback clients may publish freely.
     pub fn publish_token(mut self, token: impl Into<String>) -> Self {
-        self.config.access.publish_token = Some(token.into().into_bytes().into_boxed_slice());
+        self.config.tokens = self.config.tokens.publish_token(token);
         self
     }
 
     /// Requires a JWT signed with `key` to subscribe; a JWT with publish
     /// grants also authorises publishing (see [`JwtKey`]).
     pub fn jwt_key(mut self, key: JwtKey) -> Self {
-        self.config.access.jwt = Some(key);
+        self.config.tokens = self.config.tokens.jwt(key);
+        self
+    }
+
+    /// Decides who may subscribe and publish with `policy` instead of the
+    /// built-in [`TokenPolicy`] (then [`publish_token`](Self::publish_token)
+    /// and [`jwt_key`](Self::jwt_key) have no effect). See [`Authorize`].
+    pub fn authorize(mut self, policy: impl Authorize) -> Self {
+        self.config.authorize = Some(Arc::new(policy));
         self
     }
 
@@ -601,7 +736,6 @@ impl SseServiceBuilder {
             }),
             hub: self.hub,
             config: Arc::new(self.config),
-            peer: None,
         }
     }
 }
@@ -621,7 +755,6 @@ struct StreamQuery {
     last_event_id: Option<String>,
     limit: Option<u64>,
     rewind: Option<u64>,
-    access_token: Option<String>,
 }
 
 impl StreamQuery {
@@ -632,7 +765,6 @@ impl StreamQuery {
                 "lastEventId" if q.last_event_id.is_none() && !v.is_empty() => {
                     q.last_event_id = Some(v.into_owned());
                 }
-                "access_token" => q.access_token = Some(v.into_owned()),
                 "limit" => {
                     q.limit =
                         Some(parse_limit(&v).ok_or("invalid limit: expected an integer from 1")?)

@@ -247,6 +247,25 @@ impl EventStream {
         true
     }
 
+    /// This body as a `futures` `Stream` of its
+    /// data, for frameworks that take one (the items never fail).
+    ///
+    /// ```
+    /// use ssehub::{Hub, Subscribe};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ssehub::HubError> {
+    /// let hub = Hub::new();
+    /// let stream = hub.subscribe("news", Subscribe::new())?.into_data_stream();
+    /// fn takes_a_stream(_: impl futures_core::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>>) {}
+    /// takes_a_stream(stream);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn into_data_stream(self) -> http_body_util::BodyDataStream<Self> {
+        http_body_util::BodyDataStream::new(self)
+    }
+
     /// The topic this stream follows.
     pub fn topic(&self) -> &str {
         self.topic.name()

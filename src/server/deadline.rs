@@ -312,35 +312,43 @@ pub(crate) struct BodyLimits {
 #[derive(Debug)]
 pub(crate) struct Deadlines<S> {
     inner: S,
+    peer: Option<std::net::SocketAddr>,
     activity: Arc<Activity>,
     body: BodyLimits,
 }
 
 impl<S> Deadlines<S> {
-    pub(crate) fn new(inner: S, activity: Arc<Activity>, body: BodyLimits) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        peer: Option<std::net::SocketAddr>,
+        activity: Arc<Activity>,
+        body: BodyLimits,
+    ) -> Self {
         Deadlines {
             inner,
+            peer,
             activity,
             body,
         }
     }
 }
 
-impl<S, B> Service<Request<Incoming>> for Deadlines<S>
-where
-    S: Service<Request<BodyTimeout<Incoming>>, Response = Response<B>>,
-    S::Future: Unpin,
-{
-    type Response = Response<Tracked<B>>;
-    type Error = S::Error;
+impl<S: super::Serve> Service<Request<Incoming>> for Deadlines<S> {
+    type Response = Response<Tracked<S::Body>>;
+    type Error = std::convert::Infallible;
     type Future = TrackedFuture<S::Future>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_progress = self.activity.start();
         let limits = self.body;
-        let req = req.map(|body| BodyTimeout::new(body, limits.silence, limits.min_rate));
+        let mut req = req.map(|body| {
+            super::RequestBody::incoming(BodyTimeout::new(body, limits.silence, limits.min_rate))
+        });
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(crate::http::PeerAddr(peer));
+        }
         TrackedFuture {
-            inner: self.inner.call(req),
+            inner: self.inner.serve(req),
             in_progress: Some(in_progress),
         }
     }
@@ -354,15 +362,15 @@ pub(crate) struct TrackedFuture<F> {
     in_progress: Option<InProgress>,
 }
 
-impl<F, B, E> Future for TrackedFuture<F>
+impl<F, B> Future for TrackedFuture<F>
 where
-    F: Future<Output = Result<Response<B>, E>> + Unpin,
+    F: Future<Output = Response<B>> + Unpin,
 {
-    type Output = Result<Response<Tracked<B>>, E>;
+    type Output = Result<Response<Tracked<B>>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let res = std::task::ready!(Pin::new(&mut this.inner).poll(cx))?;
+        let res = std::task::ready!(Pin::new(&mut this.inner).poll(cx));
         let Some(in_progress) = this.in_progress.take() else {
             // Polled after completion: the inner future decides.
             return Poll::Pending;

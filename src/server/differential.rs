@@ -170,7 +170,9 @@ pub(crate) async fn run(
         ..Wire::default()
     }));
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let conn = Conn::new(service, Arc::new(http_builder(config)), stopping, config);
+    let mut conn = Conn::new(service, Arc::new(http_builder(config)), stopping, config);
+    // From loopback: publishing needs no token.
+    conn.peer = Some(([127, 0, 0, 1], 40000).into());
     let hub = conn.service.hub().clone();
     let mut task = tokio::spawn(conn.serve(ScriptedIo(wire.clone())));
     for (i, chunk) in chunks.iter().enumerate() {
@@ -545,7 +547,7 @@ mod tests {
         }
         hub.publish("t1", Event::new("x")).await.unwrap();
         // From loopback: publishing needs no token.
-        SseService::new(hub).for_peer(([127, 0, 0, 1], 40000).into())
+        SseService::new(hub)
     }
 
     /// Both paths on `chunks`; panics with both transcripts if they differ

@@ -97,7 +97,7 @@ async fn service() -> SseService {
     for i in 1..=3 {
         let _ = hub.publish("t", Event::new(format!("e{i}\nline"))).await;
     }
-    SseService::new(hub).for_peer(([127, 0, 0, 1], 40000).into())
+    SseService::new(hub)
 }
 
 #[cfg(test)]

@@ -39,11 +39,10 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version};
 use http_body::Body;
 use http_body_util::Empty;
-use hyper::service::Service;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::http::body::ResponseBody;
-use crate::http::service::SseService;
+use super::serve::{RequestBody, Serve};
+use crate::http::PeerAddr;
 
 /// Most headers in a request head.
 const MAX_HEADERS: usize = 100;
@@ -91,7 +90,7 @@ pub(crate) enum Head {
 }
 
 /// Parses the request head at the start of `buf`.
-pub(crate) fn parse_head(buf: &[u8], service: &SseService) -> Head {
+pub(crate) fn parse_head(buf: &[u8], service: &impl Serve) -> Head {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -106,7 +105,7 @@ pub(crate) fn parse_head(buf: &[u8], service: &SseService) -> Head {
         return Head::Other;
     };
     let route = path.split('?').next().unwrap_or(path);
-    if !service.is_stream_path(route) {
+    if !service.is_stream(route) {
         return Head::Other;
     }
     let mut map = HeaderMap::with_capacity(req.headers.len());
@@ -153,14 +152,17 @@ pub(crate) enum Outcome {
 /// Answers one event stream request on `io`. `read_ahead`: nothing of the
 /// client's next request is buffered yet, so its side may be read
 /// meanwhile (to notice a close).
-pub(crate) async fn respond<I>(
+pub(crate) async fn respond<I, S>(
     io: &mut I,
-    service: &SseService,
+    service: &S,
+    peer: Option<std::net::SocketAddr>,
     request: Request<Empty<Bytes>>,
     read_ahead: bool,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<Outcome>
 where
     I: AsyncRead + AsyncWrite + Unpin,
+    S: Serve,
 {
     // As hyper reads it: a `close` token in any `Connection` line, and a
     // line that is not all visible ASCII says nothing.
@@ -171,7 +173,11 @@ where
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("close"));
-    let Ok(response) = service.call(request).await;
+    let mut request = request.map(|_| RequestBody::empty());
+    if let Some(peer) = peer {
+        request.extensions_mut().insert(PeerAddr(peer));
+    }
+    let response = service.serve(request).await;
     let (parts, mut body) = response.into_parts();
     let exact = body.size_hint().exact();
     let head = response_head(&parts, exact, close_requested);
@@ -189,7 +195,8 @@ where
     pump.out.push(Piece::plain(head));
     let finished = (&mut pump).await?;
     let pipelined = std::mem::take(&mut pump.pipelined);
-    if finished && !close_requested && !service.hub().is_closed() {
+    // Once the server shuts down, a finished exchange is the last one.
+    if finished && !close_requested && !*stopping.borrow() {
         Ok(Outcome::KeepAlive { pipelined })
     } else {
         Ok(Outcome::Close)
@@ -418,9 +425,9 @@ enum State {
 /// more, watches the socket for it going away. Frames that are ready
 /// together leave in one write; nothing is buffered while the stream is
 /// idle, and of a pipelined next request at most one small read.
-struct Pump<'a, I> {
+struct Pump<'a, I, B> {
     io: &'a mut I,
-    body: &'a mut ResponseBody,
+    body: &'a mut B,
     chunked: bool,
     out: Gather,
     /// Bytes the client sent meanwhile (the next pipelined request).
@@ -430,7 +437,11 @@ struct Pump<'a, I> {
     state: State,
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin> Future for Pump<'_, I> {
+impl<I, B> Future for Pump<'_, I, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+{
     /// `true` if the response was sent completely.
     type Output = io::Result<bool>;
 
@@ -472,7 +483,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Future for Pump<'_, I> {
                             this.out.push(Piece::last_chunk());
                         }
                     }
-                    Poll::Ready(Some(Err(never))) => match never {},
+                    // A failed body cannot be finished: the connection
+                    // ends without the last chunk, as with hyper.
+                    Poll::Ready(Some(Err(_))) => return Poll::Ready(Ok(false)),
                     Poll::Pending => break,
                 }
             }
@@ -672,7 +685,7 @@ mod tests {
 
     #[test]
     fn only_plain_stream_gets_are_taken() {
-        let service = SseService::new(Hub::new());
+        let service = crate::http::SseService::new(Hub::new());
         let take = |raw: &[u8]| matches!(parse_head(raw, &service), Head::Stream(..));
         assert!(take(b"GET /events/t HTTP/1.1\r\nHost: x\r\n\r\n"));
         assert!(take(

@@ -70,19 +70,23 @@ pub(crate) mod differential;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod h1;
+pub(crate) mod serve;
 pub(crate) mod tls;
 
 pub use self::deadline::BodyTimeout;
+pub use self::serve::{Either, Ready, RequestBody, Routes, Serve};
 pub use self::tls::{TlsConfig, TlsError};
 
-/// Serves an [`SseService`] on a TCP listener.
+/// Serves an [`SseService`], or any service wrapped in [`Routes`], on a
+/// TCP listener.
 ///
 /// HTTP/1.1 and HTTP/2 share the port: with prior knowledge (h2c) in
 /// cleartext, through ALPN with TLS. `TCP_NODELAY` is set on every
 /// connection. Connections beyond the limits get `503` with `Retry-After`
 /// and are closed; existing ones are untouched. Every state of a connection
 /// but a response in progress has a deadline (see [`ServerConfig`]). On
-/// shutdown the server stops accepting, closes the hub (which ends every
+/// shutdown the server stops accepting, tells the service
+/// ([`Serve::shutdown`]: [`SseService`] closes its hub, which ends every
 /// event stream, so clients reconnect elsewhere with their last id), and
 /// waits for connections to finish their responses, at most
 /// [`ServerConfig::shutdown_timeout`].
@@ -98,9 +102,9 @@ pub use self::tls::{TlsConfig, TlsError};
 /// server.run_until(ssehub::server::shutdown_signal()).await
 /// # }
 /// ```
-pub struct Server {
+pub struct Server<S = SseService> {
     listener: TcpListener,
-    service: SseService,
+    service: S,
     config: ServerConfig,
 }
 
@@ -216,9 +220,9 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Connections being refused at once; more are closed without an answer.
 const MAX_REJECTING: usize = 256;
 
-impl Server {
+impl<S: Serve> Server<S> {
     /// A server on an already bound listener.
-    pub fn new(listener: TcpListener, service: SseService) -> Self {
+    pub fn new(listener: TcpListener, service: S) -> Self {
         Server {
             listener,
             service,
@@ -237,7 +241,7 @@ impl Server {
     /// # Errors
     ///
     /// If no address of `addr` can be bound.
-    pub async fn bind(addr: impl ToSocketAddrs, service: SseService) -> io::Result<Self> {
+    pub async fn bind(addr: impl ToSocketAddrs, service: S) -> io::Result<Self> {
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
         for addr in tokio::net::lookup_host(addr).await? {
             match listen(addr) {
@@ -276,7 +280,7 @@ impl Server {
             config,
         } = self;
         let builder = Arc::new(http_builder(&config));
-        let stats = service.connection_stats().clone();
+        let stats = service.connection_stats().unwrap_or_default();
         let limiter = Arc::new(Limiter::new(&config, stats.clone()));
         let rejecting = Arc::new(AtomicUsize::new(0));
         // Every connection watches this, in every phase, and winds down
@@ -312,12 +316,8 @@ impl Server {
                 continue;
             };
             stats.accepted.fetch_add(1, Ordering::Relaxed);
-            let conn = Conn::new(
-                service.for_peer(peer),
-                builder.clone(),
-                stopping.clone(),
-                &config,
-            );
+            let mut conn = Conn::new(service.clone(), builder.clone(), stopping.clone(), &config);
+            conn.peer = Some(peer);
             let tls = config.tls.clone();
             // Forget the tasks that are done.
             while tasks.try_join_next().is_some() {}
@@ -343,7 +343,7 @@ impl Server {
 
         drop(listener);
         tracing::info!("shutting down: ending streams");
-        service.hub().close();
+        service.shutdown();
         let _ = stop.send(true);
         let drained = all_closed(&stats);
         if tokio::time::timeout(config.shutdown_timeout, drained)
@@ -385,8 +385,10 @@ fn head_limit(max_header_bytes: usize) -> usize {
 }
 
 /// One accepted connection and what serving it needs.
-struct Conn {
-    service: SseService,
+struct Conn<S> {
+    service: S,
+    /// The client, told to the service in each request's extensions.
+    peer: Option<SocketAddr>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     stopping: tokio::sync::watch::Receiver<bool>,
     /// First bytes, TLS handshake, HTTP/1.1 head.
@@ -397,15 +399,16 @@ struct Conn {
     fast_path: bool,
 }
 
-impl Conn {
+impl<S: Serve> Conn<S> {
     fn new(
-        service: SseService,
+        service: S,
         builder: Arc<auto::Builder<TokioExecutor>>,
         stopping: tokio::sync::watch::Receiver<bool>,
         config: &ServerConfig,
     ) -> Self {
         Conn {
             service,
+            peer: None,
             builder,
             stopping,
             timeout: config.header_read_timeout,
@@ -470,7 +473,16 @@ impl Conn {
             let rest = Bytes::copy_from_slice(&buf[len..]);
             buf = BytesMut::new();
             // Shutdown closes the hub, which ends the stream cleanly.
-            match h1::respond(&mut io, &self.service, request, rest.is_empty()).await? {
+            let stopping = self.stopping.clone();
+            let answered_here = h1::respond(
+                &mut io,
+                &self.service,
+                self.peer,
+                request,
+                rest.is_empty(),
+                stopping,
+            );
+            match answered_here.await? {
                 Outcome::KeepAlive { pipelined } => {
                     answered = true;
                     buf.extend_from_slice(&rest);
@@ -529,7 +541,7 @@ impl Conn {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::default());
-        let service = Deadlines::new(self.service, activity.clone(), self.body);
+        let service = Deadlines::new(self.service, self.peer, activity.clone(), self.body);
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let mut stopping = self.stopping;
@@ -695,13 +707,12 @@ impl Drop for Permit {
     }
 }
 
-impl fmt::Debug for Server {
+impl<S> fmt::Debug for Server<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.listener.local_addr().ok())
-            .field("service", &self.service)
             .field("config", &self.config)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
