@@ -212,6 +212,9 @@ const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 /// The engine's block cache.
 const CACHE_BYTES: u64 = 64 << 20;
 
+/// How long a reader that found damage waits for the topic's new epoch.
+const ROTATE_WAIT: Duration = Duration::from_secs(5);
+
 /// The lock file, written with the holder's process id.
 const LOCK_FILE: &str = "ssehub.lock";
 
@@ -493,14 +496,23 @@ impl History {
                 Ok(read) => read,
                 Err(e) => {
                     tracing::error!(topic = &*this.topic, error = %e, source = ?std::error::Error::source(&e), "cannot read history: new epoch");
-                    if let Some(handle) = this.handle.upgrade() {
-                        handle.send(Job::Rotate {
-                            topic: this.topic.clone(),
-                            epoch,
-                        });
+                    let Some(handle) = this.handle.upgrade() else {
+                        return Read::Empty;
+                    };
+                    let (done, committed) = mpsc::channel();
+                    handle.send(Job::Rotate {
+                        topic: this.topic.clone(),
+                        epoch,
+                        done,
+                    });
+                    drop(handle);
+                    // Once the new epoch is committed (and in the ring), the
+                    // stream resyncs on it; reading the damaged history again
+                    // meanwhile would only fail again.
+                    match committed.recv_timeout(ROTATE_WAIT) {
+                        Err(mpsc::RecvTimeoutError::Disconnected) => Read::Reset,
+                        _ => Read::Empty,
                     }
-                    // The stream waits for the new epoch and resyncs on it.
-                    Read::Empty
                 }
             }
         })

@@ -43,8 +43,14 @@ pub(super) enum Job {
     Create { topic: Box<str> },
     /// A topic was retired: delete its history `meta`.
     Retire { topic: Box<str>, meta: Meta },
-    /// A topic's history `epoch` cannot be read: start a new one.
-    Rotate { topic: Box<str>, epoch: Epoch },
+    /// A topic's history `epoch` cannot be read: start a new one. `done`
+    /// is dropped once a round has committed this job (the hub has the
+    /// new epoch by then); a round that fails keeps it for the next one.
+    Rotate {
+        topic: Box<str>,
+        epoch: Epoch,
+        done: mpsc::Sender<()>,
+    },
 }
 
 /// Most jobs in one round.
@@ -209,7 +215,7 @@ impl Writer {
                     retired.push((topic.clone(), meta));
                     kept.push(Job::Retire { topic, meta });
                 }
-                Job::Rotate { topic, epoch } => {
+                Job::Rotate { topic, epoch, done } => {
                     remember(&mut undo, &index, &topic);
                     if let Some(entry) = index.get_mut(&topic)
                         && entry.meta.epoch == epoch
@@ -221,7 +227,7 @@ impl Writer {
                         entry.meta = Meta::new(Epoch::generate());
                         rotated.push((topic.clone(), old));
                     }
-                    kept.push(Job::Rotate { topic, epoch });
+                    kept.push(Job::Rotate { topic, epoch, done });
                 }
             }
         }
