@@ -62,6 +62,9 @@ const TRIM_PER_ROUND: usize = 2048;
 /// How often retention is checked while nothing is published (age).
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
+/// How long closing waits for the engine to write its tables.
+const CLOSE_FLUSH_WAIT: Duration = Duration::from_secs(3);
+
 /// How long the writer waits between attempts to reopen the engine.
 const REOPEN_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -547,10 +550,20 @@ impl Writer {
             let flushed = engine
                 .db
                 .persist(fjall::PersistMode::SyncAll)
-                .and_then(|()| engine.events.rotate_memtable_and_wait())
-                .and_then(|()| engine.meta.rotate_memtable_and_wait());
+                .and_then(|()| engine.events.rotate_memtable())
+                .and_then(|_| engine.meta.rotate_memtable());
+            // A flush that cannot be written (a full disk) is retried by
+            // the engine forever: wait a bounded time, the journal has it.
+            let deadline = std::time::Instant::now() + CLOSE_FLUSH_WAIT;
+            let sealed =
+                || engine.events.sealed_memtable_count() + engine.meta.sealed_memtable_count();
+            while flushed.is_ok() && sealed() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             if let Err(e) = flushed {
                 tracing::warn!(error = %e, "cannot flush the store on close");
+            } else if sealed() > 0 {
+                tracing::warn!("cannot flush the store on close; its journal keeps the events");
             }
         }
     }
