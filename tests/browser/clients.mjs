@@ -174,7 +174,14 @@ const scenarios = {
       const { page, log } = await openPage(browser, c.pageUrl);
       await until("first events", async () => (await log.sync(), log.events.length >= 3), 30_000);
       step("connected", { first: log.events[0][0] });
-      await until("the end event", async () => (await log.sync(), done(log, c.end)));
+      try {
+        await until("the end event", async () => (await log.sync(), done(log, c.end)));
+      } catch (e) {
+        const ps = await state(page);
+        throw new Error(`${e.message}: page ${ps.state} after ${ps.opens} opens, ` +
+          `${log.events.length} events (last ${JSON.stringify(log.events.at(-1))}), ` +
+          `${log.resyncs.length} resyncs, timeline ${JSON.stringify(ps.timeline.slice(-6))}`);
+      }
       const ps = await state(page);
       return { events: log.events, resyncs: log.resyncs, seen: log.seen, opens: ps.opens };
     } finally {

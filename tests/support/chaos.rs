@@ -31,6 +31,12 @@ pub struct Chaos {
     pub p_stall: f64,
     /// Share of cuts that are resets rather than clean closes.
     pub p_reset: f64,
+    /// While the upstream refuses connections (a server restarting), hold
+    /// a new connection this long, trying the upstream again (a reverse
+    /// proxy waiting for its backend), instead of resetting it at once.
+    /// Chromium's `EventSource` gives up for good after a connection reset
+    /// before any response, as after a `502`.
+    pub hold_while_down: Option<Duration>,
 }
 
 impl Chaos {
@@ -45,6 +51,7 @@ impl Chaos {
             p_time: 0.0,
             p_stall: 0.0,
             p_reset: 0.5,
+            hold_while_down: None,
         }
     }
 
@@ -59,6 +66,7 @@ impl Chaos {
             p_time: 0.35,
             p_stall: 0.2,
             p_reset: 0.5,
+            hold_while_down: None,
         }
     }
 }
@@ -148,10 +156,9 @@ impl ChaosProxy {
                     let mut rng = Rng::new(chaos.seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
                     let fate = pick(&chaos, &mut rng);
                     let reset = rng.unit() < chaos.p_reset;
-                    let to = *upstream.lock().unwrap();
                     tokio::spawn(relay(
                         client,
-                        to,
+                        (upstream.clone(), chaos.hold_while_down),
                         fate,
                         reset,
                         stats.clone(),
@@ -200,16 +207,34 @@ fn pick(chaos: &Chaos, rng: &mut Rng) -> Fate {
     }
 }
 
+/// Connects to the upstream as it is now; while it refuses, tries again
+/// for up to `hold` (re-reading where it is).
+async fn connect_upstream(
+    (upstream, hold): (Arc<Mutex<SocketAddr>>, Option<Duration>),
+) -> Option<TcpStream> {
+    let deadline = tokio::time::Instant::now() + hold.unwrap_or_default();
+    loop {
+        let to = *upstream.lock().unwrap();
+        match TcpStream::connect(to).await {
+            Ok(s) => return Some(s),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 async fn relay(
     client: TcpStream,
-    to: SocketAddr,
+    upstream: (Arc<Mutex<SocketAddr>>, Option<Duration>),
     fate: Fate,
     reset: bool,
     stats: Arc<ChaosStats>,
     mut cut_all: watch::Receiver<u64>,
 ) {
     cut_all.mark_unchanged();
-    let Ok(server) = TcpStream::connect(to).await else {
+    let Some(server) = connect_upstream(upstream).await else {
         // Upstream down: reset the client, as a refused connection would.
         let _ = client.set_zero_linger();
         return;
