@@ -51,6 +51,18 @@ fn log_path(dir: &Path) -> PathBuf {
 impl Ssehub {
     /// Starts the binary on `dir` and waits for its listening line.
     pub async fn start(dir: &Path, args: &[&str]) -> Ssehub {
+        match Ssehub::try_start(dir, args).await {
+            Ok(server) => server,
+            Err((status, log)) => panic!("ssehub did not start ({status:?}), log:\n{log}"),
+        }
+    }
+
+    /// Starts the binary on `dir`: running, or how it exited (its status,
+    /// if it did, and its stderr).
+    pub async fn try_start(
+        dir: &Path,
+        args: &[&str],
+    ) -> Result<Ssehub, (Option<ExitStatus>, String)> {
         let log = log_path(dir);
         let mut child = command(dir, args, &log).spawn().expect("spawn ssehub");
         let stdout = child.stdout.take().unwrap();
@@ -60,13 +72,16 @@ impl Ssehub {
             .trim()
             .strip_prefix("ssehub listening on http://")
             .and_then(|a| a.parse().ok());
-        match (read, addr) {
-            (Ok(Ok(_)), Some(addr)) => Ssehub { addr, child, log },
-            _ => panic!(
-                "ssehub did not start: first line {line:?}, log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ),
+        if let (Ok(Ok(_)), Some(addr)) = (read, addr) {
+            return Ok(Ssehub { addr, child, log });
         }
+        let status = tokio::time::timeout(WAIT, child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        Err((status, stderr))
     }
 
     /// Runs the binary on `dir` expecting it to exit: its status and stderr.
