@@ -212,6 +212,9 @@ const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 /// The engine's block cache.
 const CACHE_BYTES: u64 = 64 << 20;
 
+/// How long a reader waits for the engine the writer is reopening.
+const ENGINE_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a reader that found damage waits for the topic's new epoch.
 const ROTATE_WAIT: Duration = Duration::from_secs(5);
 
@@ -518,6 +521,23 @@ impl History {
         })
     }
 
+    /// The engine; while the writer reopens it after a failed write, waits
+    /// for it (a bounded time, on the blocking thread of the read): finding
+    /// nothing would tell the stream that its events are gone.
+    fn engine(&self) -> Option<Engine> {
+        let deadline = std::time::Instant::now() + ENGINE_WAIT;
+        loop {
+            let engine = self.state.engine();
+            if engine.is_some()
+                || self.handle.strong_count() == 0
+                || std::time::Instant::now() >= deadline
+            {
+                return engine;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn read_now(
         &self,
         epoch: Epoch,
@@ -529,7 +549,7 @@ impl History {
         if from < first {
             return Ok(Read::Lagged { oldest: first });
         }
-        let Some(engine) = self.state.engine() else {
+        let Some(engine) = self.engine() else {
             return Ok(Read::Empty);
         };
         let start = layout::event_key(&self.topic, epoch, from);
