@@ -225,13 +225,17 @@ async fn restarts_under_load_lose_nothing_and_resync_no_one() {
     ];
     let server = Ssehub::start(&dir, &args).await;
     let rust_proxy = ChaosProxy::start(server.addr, Chaos::flaky(seed)).await;
-    // Chromium's EventSource closes for good after a connection reset
-    // before any response (as after a 502), which is what a proxy whose
-    // server is down does; its proxy waits for the server instead.
+    // Chromium's EventSource closes for good when a response ends before
+    // its head is complete (a connection reset before any response, as a
+    // proxy whose server is down does, or a cut inside the 197 bytes of the
+    // head): its proxy waits for a restarting server, and cuts streams
+    // only once their head is through.
     let hold = Some(Duration::from_secs(10));
     let browser_proxy = ChaosProxy::start(
         server.addr,
         Chaos {
+            bytes: (256, 2500),
+            millis: (250, 600),
             hold_while_down: hold,
             ..Chaos::flaky(seed ^ 1)
         },
@@ -344,7 +348,14 @@ async fn restarts_under_load_lose_nothing_and_resync_no_one() {
         || clients.iter().all(|c| c.is_done()),
     )
     .await;
-    let report = node.report(Duration::from_secs(60)).await;
+    let report = tokio::spawn(node.report(Duration::from_secs(60)))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}; the browser's last connections:\n{}",
+                browser_proxy.stats.recent().join("\n")
+            )
+        });
 
     let mut ledger = std::mem::take(&mut *ledger.lock().unwrap());
     ledger.acked.insert(end, "end".into());
@@ -814,7 +825,9 @@ async fn a_full_disk_refuses_publishes_keeps_streams_and_recovers_by_itself() {
     let dir = fs.path().join("data");
     let (filler, topup) = (fs.path().join("filler"), fs.path().join("topup"));
     let args = ["--keep-alive", "1", "--buffer", "8", "--retry", "100"];
-    let server = Ssehub::start(&dir, &args).await;
+    // The log on the same disk, as `2>> /var/log/ssehub.log` would have it.
+    let log = fs.path().join("ssehub.log");
+    let server = Ssehub::start_logging_to(&dir, &args, &log).await;
     let mut acked: Vec<(String, String)> = Vec::new();
     for i in 1..=20 {
         let data = format!("before-{i}-{pad}");
@@ -836,7 +849,23 @@ async fn a_full_disk_refuses_publishes_keeps_streams_and_recovers_by_itself() {
     fill(&filler);
     let refused = |k: u64| format!("full-{k}-{big}");
     until_refused(server.addr, &topup, &refused, &mut acked).await;
-    for k in 1000..1004 {
+    // Meanwhile, streams read the history from disk, again and again: each
+    // refused publish has the writer reopen the engine, and a read must
+    // wait for it, not take the moment for events gone (a `resync`).
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, acked, epoch, addr) = (stop.clone(), acked.clone(), epoch.clone(), server.addr);
+        let last = seq(&acked.last().unwrap().0);
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(read_history(addr, "t", &epoch, last).await, acked);
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for k in 1000..1020 {
         fill(&topup);
         match publish(server.addr, "t", &refused(k)).await {
             Answer::Status(507, body) => {
@@ -845,6 +874,8 @@ async fn a_full_disk_refuses_publishes_keeps_streams_and_recovers_by_itself() {
             other => panic!("on a full disk: {other:?}\n{}", server.log_text()),
         }
     }
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.await.expect("history read back on a full disk");
 
     // The open stream: everything acknowledged, then keep-alives.
     let mut got = Vec::new();
@@ -923,11 +954,12 @@ async fn a_full_disk_refuses_publishes_keeps_streams_and_recovers_by_itself() {
     server.stop().await;
     std::fs::remove_file(&filler).unwrap();
     std::fs::remove_file(&topup).unwrap();
-    let server = Ssehub::start(&dir, &args).await;
+    let server = Ssehub::start_logging_to(&dir, &args, &log).await;
     let count = seq(&acked.last().unwrap().0);
     assert_eq!(read_history(server.addr, "t", &epoch, count).await, acked);
     println!(
-        "full disk: {} acknowledged, 507 after that, back after {} refused attempts",
+        "full disk: {} acknowledged, 507 after that, {reads} reads meanwhile, \
+         back after {} refused attempts",
         acked.len(),
         meanwhile.len()
     );

@@ -79,12 +79,28 @@ pub struct ChaosStats {
     pub resets: AtomicU64,
     pub stalls: AtomicU64,
     pub mass_cuts: AtomicU64,
+    /// What happened to the most recent connections, for failure messages.
+    recent: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl ChaosStats {
     /// Connections the proxy broke (closes and resets, stalls included).
     pub fn cuts(&self) -> u64 {
         self.closes.load(Ordering::Relaxed) + self.resets.load(Ordering::Relaxed)
+    }
+
+    /// One line for each of the last connections: its fate, the first line
+    /// the server sent, and how it ended.
+    pub fn recent(&self) -> Vec<String> {
+        self.recent.lock().unwrap().iter().cloned().collect()
+    }
+
+    fn note(&self, line: String) {
+        let mut recent = self.recent.lock().unwrap();
+        if recent.len() == 64 {
+            recent.pop_front();
+        }
+        recent.push_back(line);
     }
 }
 
@@ -157,6 +173,7 @@ impl ChaosProxy {
                     let fate = pick(&chaos, &mut rng);
                     let reset = rng.unit() < chaos.p_reset;
                     tokio::spawn(relay(
+                        index,
                         client,
                         (upstream.clone(), chaos.hold_while_down),
                         fate,
@@ -226,6 +243,7 @@ async fn connect_upstream(
 }
 
 async fn relay(
+    index: u64,
     client: TcpStream,
     upstream: (Arc<Mutex<SocketAddr>>, Option<Duration>),
     fate: Fate,
@@ -234,11 +252,14 @@ async fn relay(
     mut cut_all: watch::Receiver<u64>,
 ) {
     cut_all.mark_unchanged();
+    let start = tokio::time::Instant::now();
     let Some(server) = connect_upstream(upstream).await else {
         // Upstream down: reset the client, as a refused connection would.
         let _ = client.set_zero_linger();
+        stats.note(format!("#{index} {fate:?}: upstream down, reset"));
         return;
     };
+    let mut first_line: Option<String> = None;
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut cr, mut cw) = client.into_split();
@@ -276,6 +297,10 @@ async fn relay(
             },
             _ = cut_all.changed() => break true,
         };
+        if first_line.is_none() {
+            let line = buf[..n].split(|&b| b == b'\r').next().unwrap_or_default();
+            first_line = Some(String::from_utf8_lossy(line).into_owned());
+        }
         let allowed = (budget - sent).min(n as u64) as usize;
         if cw.write_all(&buf[..allowed]).await.is_err() {
             break false;
@@ -285,11 +310,19 @@ async fn relay(
             break true;
         }
     };
+    let ms = start.elapsed().as_millis();
     if !cut {
         let _ = cw.shutdown().await;
         upstream_copy.abort();
+        stats.note(format!(
+            "#{index} {fate:?}: {first_line:?}, server ended after {sent} bytes, {ms} ms"
+        ));
         return;
     }
+    stats.note(format!(
+        "#{index} {fate:?}: {first_line:?}, cut after {sent} bytes, {ms} ms, reset {}",
+        reset || matches!(fate, Fate::StallAfterBytes(..))
+    ));
     if let Fate::StallAfterBytes(_, ms) = fate {
         stats.stalls.fetch_add(1, Ordering::Relaxed);
         tokio::select! {

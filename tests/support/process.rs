@@ -36,16 +36,23 @@ fn command(dir: &Path, args: &[&str], log: &Path) -> Command {
         .env("RUST_LOG", "ssehub=info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log file"))
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("log file"),
+        )
         .kill_on_drop(true);
     cmd
 }
 
-/// A log file next to (not inside) the data directory.
+/// A log file in the system's temporary directory (not next to the data
+/// directory, which may be on a file system a test fills up).
 fn log_path(dir: &Path) -> PathBuf {
     let n = STARTS.fetch_add(1, Ordering::Relaxed);
     let name = dir.file_name().unwrap_or_default().to_string_lossy();
-    dir.with_file_name(format!("{name}.ssehub-{}-{n}.log", std::process::id()))
+    std::env::temp_dir().join(format!("ssehub-{name}-{}-{n}.log", std::process::id()))
 }
 
 impl Ssehub {
@@ -57,13 +64,28 @@ impl Ssehub {
         }
     }
 
+    /// Starts the binary on `dir` with its stderr appended to `log`.
+    pub async fn start_logging_to(dir: &Path, args: &[&str], log: &Path) -> Ssehub {
+        match Ssehub::try_start_logging_to(dir, args, log.to_path_buf()).await {
+            Ok(server) => server,
+            Err((status, log)) => panic!("ssehub did not start ({status:?}), log:\n{log}"),
+        }
+    }
+
     /// Starts the binary on `dir`: running, or how it exited (its status,
     /// if it did, and its stderr).
     pub async fn try_start(
         dir: &Path,
         args: &[&str],
     ) -> Result<Ssehub, (Option<ExitStatus>, String)> {
-        let log = log_path(dir);
+        Ssehub::try_start_logging_to(dir, args, log_path(dir)).await
+    }
+
+    async fn try_start_logging_to(
+        dir: &Path,
+        args: &[&str],
+        log: PathBuf,
+    ) -> Result<Ssehub, (Option<ExitStatus>, String)> {
         let mut child = command(dir, args, &log).spawn().expect("spawn ssehub");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
