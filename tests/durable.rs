@@ -52,8 +52,8 @@ struct Ledger {
     acked: BTreeMap<u64, String>,
     epochs: HashSet<String>,
     attempted: HashSet<String>,
-    /// Answers other than `201` and "no answer".
-    other: Vec<(u16, String)>,
+    /// Answers other than `201` and "no answer", with the data refused.
+    other: Vec<(u16, String, String)>,
 }
 
 impl Ledger {
@@ -65,8 +65,26 @@ impl Ledger {
                 let old = self.acked.insert(seq(id), data.to_owned());
                 assert!(old.is_none(), "{id} acknowledged twice: {old:?} and {data}");
             }
-            Answer::Status(s, body) => self.other.push((*s, body.clone())),
+            Answer::Status(s, body) => self.other.push((*s, body.clone(), data.to_owned())),
             Answer::Failed => {}
+        }
+    }
+
+    /// Whether `data` was refused with an answer (it must then be nowhere).
+    fn refused(&self, data: &str) -> bool {
+        self.other.iter().any(|(.., d)| d == data)
+    }
+
+    /// Checks that the only answers other than `201` were `503`s of a
+    /// server shutting down (SIGTERM), if `shutdown` allows them.
+    fn check_answers(&self, shutdown: bool) {
+        for (status, body, _) in &self.other {
+            let ok = shutdown && *status == 503 && body.trim() == "hub is shutting down";
+            assert!(
+                ok,
+                "answered {status} {body:?}; all answers: {:?}",
+                self.other
+            );
         }
     }
 
@@ -181,6 +199,10 @@ fn check_client(
                 assert!(
                     ledger.attempted.contains(data),
                     "{who}: {id} carries {data:?}, never published"
+                );
+                assert!(
+                    !ledger.refused(data),
+                    "{who}: {id} carries {data:?}, refused"
                 );
                 let other = unanswered.entry(s).or_insert_with(|| data.clone());
                 assert_eq!(other, data, "{who}: {id} differs between clients");
@@ -360,7 +382,7 @@ async fn restarts_under_load_lose_nothing_and_resync_no_one() {
     let mut ledger = std::mem::take(&mut *ledger.lock().unwrap());
     ledger.acked.insert(end, "end".into());
     ledger.attempted.insert("end".into());
-    assert!(ledger.other.is_empty(), "answers: {:?}", ledger.other);
+    ledger.check_answers(true);
     let mut unanswered = HashMap::new();
     for (i, c) in clients.iter().enumerate() {
         let log = c.log.lock().unwrap();
@@ -441,7 +463,7 @@ async fn sigkill_during_concurrent_publishing_keeps_every_acknowledged_event() {
     }
 
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
-    assert!(ledger.other.is_empty(), "answers: {:?}", ledger.other);
+    ledger.check_answers(false);
     let epoch = ledger.epoch();
     let (now, n) = latest(server.addr, "t").await;
     assert_eq!(now, epoch, "the epoch survived");
@@ -455,6 +477,7 @@ async fn sigkill_during_concurrent_publishing_keeps_every_acknowledged_event() {
             ledger.attempted.contains(data),
             "{id}: {data:?} never published"
         );
+        assert!(!ledger.refused(data), "{id}: {data:?} was refused");
         assert!(datas.insert(data.clone()), "{data:?} is there twice");
     }
     for (s, data) in &ledger.acked {
