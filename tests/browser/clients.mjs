@@ -1,4 +1,5 @@
-// Real clients for ssehub's flaky-network tests, driven by tests/real_clients.rs.
+// Real clients for ssehub's flaky-network tests, driven by tests/flaky_network.rs
+// and tests/durable.rs.
 //
 //   node clients.mjs '<json config>'
 //
@@ -160,6 +161,29 @@ const scenarios = {
           opens: node.opens, errors: node.errors,
         },
       };
+    } finally {
+      await browser.close();
+    }
+  },
+
+  // One page through restarts of the server (tests/durable.rs): says when it
+  // receives, then runs until the end event.
+  async follow(c) {
+    const browser = await launch();
+    try {
+      const { page, log } = await openPage(browser, c.pageUrl);
+      await until("first events", async () => (await log.sync(), log.events.length >= 3), 30_000);
+      step("connected", { first: log.events[0][0] });
+      try {
+        await until("the end event", async () => (await log.sync(), done(log, c.end)));
+      } catch (e) {
+        const ps = await state(page);
+        throw new Error(`${e.message}: page ${ps.state} after ${ps.opens} opens, ` +
+          `${log.events.length} events (last ${JSON.stringify(log.events.at(-1))}), ` +
+          `${log.resyncs.length} resyncs, timeline ${JSON.stringify(ps.timeline.slice(-6))}`);
+      }
+      const ps = await state(page);
+      return { events: log.events, resyncs: log.resyncs, seen: log.seen, opens: ps.opens };
     } finally {
       await browser.close();
     }

@@ -31,6 +31,12 @@ pub struct Chaos {
     pub p_stall: f64,
     /// Share of cuts that are resets rather than clean closes.
     pub p_reset: f64,
+    /// While the upstream refuses connections (a server restarting), hold
+    /// a new connection this long, trying the upstream again (a reverse
+    /// proxy waiting for its backend), instead of resetting it at once.
+    /// Chromium's `EventSource` gives up for good after a connection reset
+    /// before any response, as after a `502`.
+    pub hold_while_down: Option<Duration>,
 }
 
 impl Chaos {
@@ -45,6 +51,7 @@ impl Chaos {
             p_time: 0.0,
             p_stall: 0.0,
             p_reset: 0.5,
+            hold_while_down: None,
         }
     }
 
@@ -59,6 +66,7 @@ impl Chaos {
             p_time: 0.35,
             p_stall: 0.2,
             p_reset: 0.5,
+            hold_while_down: None,
         }
     }
 }
@@ -71,12 +79,28 @@ pub struct ChaosStats {
     pub resets: AtomicU64,
     pub stalls: AtomicU64,
     pub mass_cuts: AtomicU64,
+    /// What happened to the most recent connections, for failure messages.
+    recent: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl ChaosStats {
     /// Connections the proxy broke (closes and resets, stalls included).
     pub fn cuts(&self) -> u64 {
         self.closes.load(Ordering::Relaxed) + self.resets.load(Ordering::Relaxed)
+    }
+
+    /// One line for each of the last connections: its fate, the first line
+    /// the server sent, and how it ended.
+    pub fn recent(&self) -> Vec<String> {
+        self.recent.lock().unwrap().iter().cloned().collect()
+    }
+
+    fn note(&self, line: String) {
+        let mut recent = self.recent.lock().unwrap();
+        if recent.len() == 64 {
+            recent.pop_front();
+        }
+        recent.push_back(line);
     }
 }
 
@@ -148,10 +172,10 @@ impl ChaosProxy {
                     let mut rng = Rng::new(chaos.seed ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d));
                     let fate = pick(&chaos, &mut rng);
                     let reset = rng.unit() < chaos.p_reset;
-                    let to = *upstream.lock().unwrap();
                     tokio::spawn(relay(
+                        index,
                         client,
-                        to,
+                        (upstream.clone(), chaos.hold_while_down),
                         fate,
                         reset,
                         stats.clone(),
@@ -200,20 +224,42 @@ fn pick(chaos: &Chaos, rng: &mut Rng) -> Fate {
     }
 }
 
+/// Connects to the upstream as it is now; while it refuses, tries again
+/// for up to `hold` (re-reading where it is).
+async fn connect_upstream(
+    (upstream, hold): (Arc<Mutex<SocketAddr>>, Option<Duration>),
+) -> Option<TcpStream> {
+    let deadline = tokio::time::Instant::now() + hold.unwrap_or_default();
+    loop {
+        let to = *upstream.lock().unwrap();
+        match TcpStream::connect(to).await {
+            Ok(s) => return Some(s),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 async fn relay(
+    index: u64,
     client: TcpStream,
-    to: SocketAddr,
+    upstream: (Arc<Mutex<SocketAddr>>, Option<Duration>),
     fate: Fate,
     reset: bool,
     stats: Arc<ChaosStats>,
     mut cut_all: watch::Receiver<u64>,
 ) {
     cut_all.mark_unchanged();
-    let Ok(server) = TcpStream::connect(to).await else {
+    let start = tokio::time::Instant::now();
+    let Some(server) = connect_upstream(upstream).await else {
         // Upstream down: reset the client, as a refused connection would.
         let _ = client.set_zero_linger();
+        stats.note(format!("#{index} {fate:?}: upstream down, reset"));
         return;
     };
+    let mut first_line: Option<String> = None;
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut cr, mut cw) = client.into_split();
@@ -251,6 +297,10 @@ async fn relay(
             },
             _ = cut_all.changed() => break true,
         };
+        if first_line.is_none() {
+            let line = buf[..n].split(|&b| b == b'\r').next().unwrap_or_default();
+            first_line = Some(String::from_utf8_lossy(line).into_owned());
+        }
         let allowed = (budget - sent).min(n as u64) as usize;
         if cw.write_all(&buf[..allowed]).await.is_err() {
             break false;
@@ -260,11 +310,19 @@ async fn relay(
             break true;
         }
     };
+    let ms = start.elapsed().as_millis();
     if !cut {
         let _ = cw.shutdown().await;
         upstream_copy.abort();
+        stats.note(format!(
+            "#{index} {fate:?}: {first_line:?}, server ended after {sent} bytes, {ms} ms"
+        ));
         return;
     }
+    stats.note(format!(
+        "#{index} {fate:?}: {first_line:?}, cut after {sent} bytes, {ms} ms, reset {}",
+        reset || matches!(fate, Fate::StallAfterBytes(..))
+    ));
     if let Fate::StallAfterBytes(_, ms) = fate {
         stats.stalls.fetch_add(1, Ordering::Relaxed);
         tokio::select! {

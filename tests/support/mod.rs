@@ -8,6 +8,7 @@ pub mod chaos;
 pub mod flaky;
 pub mod jwt;
 pub mod node;
+pub mod process;
 pub mod redis;
 pub mod resume_client;
 pub mod sse;

@@ -58,6 +58,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr on a full disk) is lost;
+        // reporting it with `eprintln!` would panic whatever thread logged.
+        .log_internal_errors(false)
         .init();
 
     let tick = Duration::try_from_secs_f64(args.tick)

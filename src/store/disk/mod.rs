@@ -212,6 +212,12 @@ const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 /// The engine's block cache.
 const CACHE_BYTES: u64 = 64 << 20;
 
+/// How long a reader waits for the engine the writer is reopening.
+const ENGINE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a reader that found damage waits for the topic's new epoch.
+const ROTATE_WAIT: Duration = Duration::from_secs(5);
+
 /// The lock file, written with the holder's process id.
 const LOCK_FILE: &str = "ssehub.lock";
 
@@ -493,17 +499,43 @@ impl History {
                 Ok(read) => read,
                 Err(e) => {
                     tracing::error!(topic = &*this.topic, error = %e, source = ?std::error::Error::source(&e), "cannot read history: new epoch");
-                    if let Some(handle) = this.handle.upgrade() {
-                        handle.send(Job::Rotate {
-                            topic: this.topic.clone(),
-                            epoch,
-                        });
+                    let Some(handle) = this.handle.upgrade() else {
+                        return Read::Empty;
+                    };
+                    let (done, committed) = mpsc::channel();
+                    handle.send(Job::Rotate {
+                        topic: this.topic.clone(),
+                        epoch,
+                        done,
+                    });
+                    drop(handle);
+                    // Once the new epoch is committed (and in the ring), the
+                    // stream resyncs on it; reading the damaged history again
+                    // meanwhile would only fail again.
+                    match committed.recv_timeout(ROTATE_WAIT) {
+                        Err(mpsc::RecvTimeoutError::Disconnected) => Read::Reset,
+                        _ => Read::Empty,
                     }
-                    // The stream waits for the new epoch and resyncs on it.
-                    Read::Empty
                 }
             }
         })
+    }
+
+    /// The engine; while the writer reopens it after a failed write, waits
+    /// for it (a bounded time, on the blocking thread of the read): finding
+    /// nothing would tell the stream that its events are gone.
+    fn engine(&self) -> Option<Engine> {
+        let deadline = std::time::Instant::now() + ENGINE_WAIT;
+        loop {
+            let engine = self.state.engine();
+            if engine.is_some()
+                || self.handle.strong_count() == 0
+                || std::time::Instant::now() >= deadline
+            {
+                return engine;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn read_now(
@@ -517,7 +549,7 @@ impl History {
         if from < first {
             return Ok(Read::Lagged { oldest: first });
         }
-        let Some(engine) = self.state.engine() else {
+        let Some(engine) = self.engine() else {
             return Ok(Read::Empty);
         };
         let start = layout::event_key(&self.topic, epoch, from);

@@ -43,8 +43,14 @@ pub(super) enum Job {
     Create { topic: Box<str> },
     /// A topic was retired: delete its history `meta`.
     Retire { topic: Box<str>, meta: Meta },
-    /// A topic's history `epoch` cannot be read: start a new one.
-    Rotate { topic: Box<str>, epoch: Epoch },
+    /// A topic's history `epoch` cannot be read: start a new one. `done`
+    /// is dropped once a round has committed this job (the hub has the
+    /// new epoch by then); a round that fails keeps it for the next one.
+    Rotate {
+        topic: Box<str>,
+        epoch: Epoch,
+        done: mpsc::Sender<()>,
+    },
 }
 
 /// Most jobs in one round.
@@ -55,6 +61,9 @@ const TRIM_PER_ROUND: usize = 2048;
 
 /// How often retention is checked while nothing is published (age).
 const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// How long closing waits for the engine to write its tables.
+const CLOSE_FLUSH_WAIT: Duration = Duration::from_secs(3);
 
 /// How long the writer waits between attempts to reopen the engine.
 const REOPEN_BACKOFF: Duration = Duration::from_millis(200);
@@ -209,7 +218,7 @@ impl Writer {
                     retired.push((topic.clone(), meta));
                     kept.push(Job::Retire { topic, meta });
                 }
-                Job::Rotate { topic, epoch } => {
+                Job::Rotate { topic, epoch, done } => {
                     remember(&mut undo, &index, &topic);
                     if let Some(entry) = index.get_mut(&topic)
                         && entry.meta.epoch == epoch
@@ -221,7 +230,7 @@ impl Writer {
                         entry.meta = Meta::new(Epoch::generate());
                         rotated.push((topic.clone(), old));
                     }
-                    kept.push(Job::Rotate { topic, epoch });
+                    kept.push(Job::Rotate { topic, epoch, done });
                 }
             }
         }
@@ -541,10 +550,20 @@ impl Writer {
             let flushed = engine
                 .db
                 .persist(fjall::PersistMode::SyncAll)
-                .and_then(|()| engine.events.rotate_memtable_and_wait())
-                .and_then(|()| engine.meta.rotate_memtable_and_wait());
+                .and_then(|()| engine.events.rotate_memtable())
+                .and_then(|_| engine.meta.rotate_memtable());
+            // A flush that cannot be written (a full disk) is retried by
+            // the engine forever: wait a bounded time, the journal has it.
+            let deadline = std::time::Instant::now() + CLOSE_FLUSH_WAIT;
+            let sealed =
+                || engine.events.sealed_memtable_count() + engine.meta.sealed_memtable_count();
+            while flushed.is_ok() && sealed() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             if let Err(e) = flushed {
                 tracing::warn!(error = %e, "cannot flush the store on close");
+            } else if sealed() > 0 {
+                tracing::warn!("cannot flush the store on close; its journal keeps the events");
             }
         }
     }

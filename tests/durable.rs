@@ -1,0 +1,1036 @@
+//! The promises of `--data-dir` (README, "Durable history") kept by the
+//! real binary, on real files, over real sockets: restarts (SIGTERM and
+//! SIGKILL) under load with reconnecting clients and Chromium behind a
+//! chaos proxy, SIGKILL during heavy concurrent publishing, the directory
+//! lock, damaged tables and journals, and a full disk.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::chaos::{Chaos, ChaosProxy, Rng};
+use support::flaky::{Seen, check_gaps_announced};
+use support::node::{NodeRun, pairs, seen};
+use support::process::{Answer, Ssehub, latest, publish, read_history, until};
+use support::resume_client::ResumingClient;
+use support::{Item, SseClient};
+use tokio::sync::watch;
+
+/// The sequence number of an id.
+fn seq(id: &str) -> u64 {
+    support::seq(id)
+}
+
+fn epoch_of(id: &str) -> &str {
+    id.rsplit_once('-').expect("an id").0
+}
+
+/// A seed that differs between runs, printed so a failure can be replayed.
+fn seed(name: &str) -> u64 {
+    let seed = std::env::var("SSEHUB_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("{name}: SSEHUB_SEED={seed}");
+    seed
+}
+
+/// What the publishers were told: `201` ids with their data, and the data
+/// of every publish attempted (answered or not).
+#[derive(Debug, Default)]
+struct Ledger {
+    acked: BTreeMap<u64, String>,
+    epochs: HashSet<String>,
+    attempted: HashSet<String>,
+    /// Answers other than `201` and "no answer", with the data refused.
+    other: Vec<(u16, String, String)>,
+}
+
+impl Ledger {
+    fn record(&mut self, data: &str, answer: &Answer) {
+        self.attempted.insert(data.to_owned());
+        match answer {
+            Answer::Created(id) => {
+                self.epochs.insert(epoch_of(id).to_owned());
+                let old = self.acked.insert(seq(id), data.to_owned());
+                assert!(old.is_none(), "{id} acknowledged twice: {old:?} and {data}");
+            }
+            Answer::Status(s, body) => self.other.push((*s, body.clone(), data.to_owned())),
+            Answer::Failed => {}
+        }
+    }
+
+    /// Whether `data` was refused with an answer (it must then be nowhere).
+    fn refused(&self, data: &str) -> bool {
+        self.other.iter().any(|(.., d)| d == data)
+    }
+
+    /// Checks that the only answers other than `201` were `503`s of a
+    /// server shutting down (SIGTERM), if `shutdown` allows them.
+    fn check_answers(&self, shutdown: bool) {
+        for (status, body, _) in &self.other {
+            let ok = shutdown && *status == 503 && body.trim() == "hub is shutting down";
+            assert!(
+                ok,
+                "answered {status} {body:?}; all answers: {:?}",
+                self.other
+            );
+        }
+    }
+
+    fn last_acked(&self) -> u64 {
+        self.acked.keys().next_back().copied().unwrap_or(0)
+    }
+
+    fn epoch(&self) -> String {
+        assert_eq!(
+            self.epochs.len(),
+            1,
+            "acknowledged epochs {:?}",
+            self.epochs
+        );
+        self.epochs.iter().next().unwrap().clone()
+    }
+}
+
+/// `publishers` tasks publishing to wherever `addr` says the server is,
+/// each one event at a time with data `<prefix><task>-<n>`, until `stop`;
+/// one that is not answered is not tried again (its data is not reused).
+struct Publishers {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Publishers {
+    fn start(
+        publishers: usize,
+        prefix: &str,
+        addr: watch::Receiver<SocketAddr>,
+        ledger: Arc<Mutex<Ledger>>,
+        stop_on_failure: bool,
+        pause: Duration,
+    ) -> Publishers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..publishers)
+            .map(|p| {
+                let (stop, addr, ledger) = (stop.clone(), addr.clone(), ledger.clone());
+                let prefix = prefix.to_owned();
+                tokio::spawn(async move {
+                    for n in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let data = format!("{prefix}{p}-{n}");
+                        let to = *addr.borrow();
+                        let answer = publish(to, "t", &data).await;
+                        ledger.lock().unwrap().record(&data, &answer);
+                        if answer == Answer::Failed {
+                            if stop_on_failure {
+                                return;
+                            }
+                            // The server is down: wait for it, briefly.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Publishers { stop, tasks }
+    }
+
+    async fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            tokio::time::timeout(support::WAIT, t)
+                .await
+                .expect("publishers stop in time")
+                .unwrap();
+        }
+    }
+}
+
+/// Checks one client's record against what was acknowledged: first that
+/// every gap was announced (so a failure tells a lost event from an
+/// announced one), then no `resync` at all, ids of the acknowledged epoch,
+/// consecutive (no gap, no duplicate) up to the end, and every event the
+/// data it was acknowledged with. Events that were never answered (a
+/// publish under way at SIGKILL may be durable) must agree across clients:
+/// `unanswered` collects them. Returns the first sequence number received.
+fn check_client(
+    who: &str,
+    seen: &[Seen],
+    ledger: &Ledger,
+    end: u64,
+    unanswered: &mut HashMap<u64, String>,
+) -> u64 {
+    check_gaps_announced(who, seen).unwrap();
+    let epoch = ledger.epoch();
+    let mut events = Vec::new();
+    for s in seen {
+        match s {
+            Seen::Resync(r) => panic!("{who}: resync {r}"),
+            Seen::Event(id, data) => events.push((id.clone(), data.clone())),
+        }
+    }
+    let first = seq(&events
+        .first()
+        .unwrap_or_else(|| panic!("{who}: no events"))
+        .0);
+    for (i, (id, data)) in events.iter().enumerate() {
+        assert_eq!(epoch_of(id), epoch, "{who}: {id} of another epoch");
+        let s = seq(id);
+        assert_eq!(s, first + i as u64, "{who}: ids not consecutive at {id}");
+        match ledger.acked.get(&s) {
+            Some(want) => assert_eq!(data, want, "{who}: {id} carries other data"),
+            None => {
+                assert!(
+                    ledger.attempted.contains(data),
+                    "{who}: {id} carries {data:?}, never published"
+                );
+                assert!(
+                    !ledger.refused(data),
+                    "{who}: {id} carries {data:?}, refused"
+                );
+                let other = unanswered.entry(s).or_insert_with(|| data.clone());
+                assert_eq!(other, data, "{who}: {id} differs between clients");
+            }
+        }
+    }
+    assert_eq!(
+        first + events.len() as u64 - 1,
+        end,
+        "{who}: did not reach the end"
+    );
+    first
+}
+
+/// Restart under load: twenty reconnecting Rust clients and Chromium, all
+/// through chaos proxies, while events are published continuously over
+/// HTTP; the server is stopped with SIGTERM and started again on the same
+/// directory, then killed with SIGKILL and started again (each time on a
+/// new port, which the proxies and the publisher follow). The ring is far
+/// smaller than what a client misses across a restart (and a new process
+/// starts with an empty ring), so resumes are served from disk; disk
+/// retention holds the whole run. Every client must get every
+/// acknowledged event exactly once, in order, with consecutive ids of one
+/// epoch and no `resync`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_under_load_lose_nothing_and_resync_no_one() {
+    const CLIENTS: usize = 20;
+    let seed = seed("restarts_under_load");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = [
+        "--retry",
+        "150",
+        "--retry-jitter",
+        "0",
+        "--buffer",
+        "16",
+        "--keep-alive",
+        "1",
+        "--shutdown-timeout",
+        "2",
+    ];
+    let server = Ssehub::start(&dir, &args).await;
+    let rust_proxy = ChaosProxy::start(server.addr, Chaos::flaky(seed)).await;
+    // Chromium's EventSource closes for good when a response ends before
+    // its head is complete (a connection reset before any response, as a
+    // proxy whose server is down does, or a cut inside the 197 bytes of the
+    // head): its proxy waits for a restarting server, and cuts streams
+    // only once their head is through.
+    let hold = Some(Duration::from_secs(10));
+    let browser_proxy = ChaosProxy::start(
+        server.addr,
+        Chaos {
+            bytes: (256, 2500),
+            millis: (250, 600),
+            hold_while_down: hold,
+            ..Chaos::flaky(seed ^ 1)
+        },
+    )
+    .await;
+    // The page itself comes through a proxy that does not break things, so
+    // that its origin outlives the server's port.
+    let page_proxy = ChaosProxy::start(
+        server.addr,
+        Chaos {
+            hold_while_down: hold,
+            ..Chaos::none(seed)
+        },
+    )
+    .await;
+    let proxies = [&rust_proxy, &browser_proxy, &page_proxy];
+
+    let (addr_tx, addr_rx) = watch::channel(server.addr);
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let publishers = Publishers::start(
+        1,
+        "",
+        addr_rx,
+        ledger.clone(),
+        false,
+        Duration::from_millis(4),
+    );
+    // The first event exists before anyone subscribes, so that every client
+    // has a position in the topic's epoch from its first connection.
+    until("the first acknowledged event", support::WAIT, || {
+        ledger.lock().unwrap().last_acked() > 0
+    })
+    .await;
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| ResumingClient::spawn(rust_proxy.addr, "/events/t".into(), "end"))
+        .collect();
+    let mut node = NodeRun::start(serde_json::json!({
+        "scenario": "follow",
+        "pageUrl": format!("http://{}/?topic=t&server=http://{}", page_proxy.addr, browser_proxy.addr),
+        "end": "end",
+        "timeoutMs": 45_000,
+    }));
+    let connected = node.next(Duration::from_secs(60)).await;
+    assert_eq!(connected["step"], "connected");
+
+    // Every Rust client has received what was acknowledged by now.
+    let caught_up = |what: &'static str| {
+        let target = ledger.lock().unwrap().last_acked();
+        let logs: Vec<_> = clients.iter().map(|c| c.log.clone()).collect();
+        async move {
+            until(what, Duration::from_secs(30), || {
+                logs.iter().all(|l| {
+                    l.lock()
+                        .unwrap()
+                        .events
+                        .last()
+                        .is_some_and(|e| seq(&e.last_event_id) >= target)
+                })
+            })
+            .await;
+        }
+    };
+    let acked_since = |n: u64| {
+        let from = ledger.lock().unwrap().acked.len() as u64;
+        let ledger = ledger.clone();
+        async move {
+            until(
+                "events acknowledged by the new process",
+                support::WAIT,
+                || ledger.lock().unwrap().acked.len() as u64 >= from + n,
+            )
+            .await;
+        }
+    };
+    acked_since(30).await;
+    caught_up("the clients before the first restart").await;
+    let before_restarts = ledger.lock().unwrap().last_acked();
+
+    // SIGTERM, and the same directory again.
+    println!("SIGTERM after {}", ledger.lock().unwrap().last_acked());
+    server.stop().await;
+    let server = Ssehub::start(&dir, &args).await;
+    for p in proxies {
+        p.set_upstream(server.addr);
+    }
+    addr_tx.send(server.addr).unwrap();
+    acked_since(30).await;
+    caught_up("the clients after SIGTERM").await;
+
+    // SIGKILL, and the same directory again.
+    println!("SIGKILL after {}", ledger.lock().unwrap().last_acked());
+    server.kill().await;
+    let server = Ssehub::start(&dir, &args).await;
+    for p in proxies {
+        p.set_upstream(server.addr);
+    }
+    addr_tx.send(server.addr).unwrap();
+    acked_since(30).await;
+    caught_up("the clients after SIGKILL").await;
+
+    publishers.finish().await;
+    let end = match publish(server.addr, "t", "end").await {
+        Answer::Created(id) => seq(&id),
+        other => panic!("the end event: {other:?}"),
+    };
+    until(
+        "every Rust client reaches the end",
+        Duration::from_secs(30),
+        || clients.iter().all(|c| c.is_done()),
+    )
+    .await;
+    let report = tokio::spawn(node.report(Duration::from_secs(60)))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}; the browser's last connections:\n{}",
+                browser_proxy.stats.recent().join("\n")
+            )
+        });
+
+    let mut ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    ledger.acked.insert(end, "end".into());
+    ledger.attempted.insert("end".into());
+    ledger.check_answers(true);
+    let mut unanswered = HashMap::new();
+    for (i, c) in clients.iter().enumerate() {
+        let log = c.log.lock().unwrap();
+        let who = format!("rust client {i}");
+        let first = check_client(&who, &log.seen, &ledger, end, &mut unanswered);
+        assert!(first <= before_restarts, "{who} started after the restarts");
+    }
+    let browser_seen = seen(&report["seen"]);
+    let first = check_client("chromium", &browser_seen, &ledger, end, &mut unanswered);
+    assert!(
+        first <= before_restarts,
+        "chromium started after the restarts"
+    );
+    assert_eq!(pairs(&report["events"]).len() as u64, end - first + 1);
+    // No data under two ids.
+    let mut by_data = HashMap::new();
+    for (s, d) in ledger.acked.iter().chain(unanswered.iter()) {
+        if let Some(other) = by_data.insert(d.clone(), *s) {
+            panic!("{d:?} published under {other} and {s}");
+        }
+    }
+    let cuts = rust_proxy.stats.cuts() + browser_proxy.stats.cuts();
+    println!(
+        "restarts under load: {} events acknowledged, {} durable but unanswered, \
+         {CLIENTS} Rust clients and Chromium ({} opens) exact through {cuts} cuts",
+        ledger.acked.len(),
+        unanswered.len(),
+        report["opens"]
+    );
+    server.stop().await;
+}
+
+/// SIGKILL at a random moment while sixteen publishers publish as fast as
+/// they can, three times over on one directory; subscribers record every
+/// event they get. After the last restart the whole history is read back:
+/// ids consecutive from 1, every acknowledged event there with its data,
+/// every event any subscriber received there with the same data, no data
+/// twice (a failed append leaves nothing behind), one epoch throughout
+/// (subscribers that resume across the crashes get no `resync`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_concurrent_publishing_keeps_every_acknowledged_event() {
+    const ROUNDS: usize = 3;
+    const PUBLISHERS: usize = 16;
+    let mut rng = Rng::new(seed("sigkill_during_publishing"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = ["--retry", "100", "--retry-jitter", "0", "--buffer", "64"];
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+
+    let mut server = Ssehub::start(&dir, &args).await;
+    // The topic and its epoch exist before the subscribers come.
+    let first = publish(server.addr, "t", "first").await;
+    ledger.lock().unwrap().record("first", &first);
+    let proxy = ChaosProxy::start(server.addr, Chaos::none(1)).await;
+    let subscribers: Vec<_> = (0..3)
+        .map(|_| ResumingClient::spawn(proxy.addr, "/events/t".into(), "never sent"))
+        .collect();
+    for round in 0..ROUNDS {
+        let (_addr_tx, addr_rx) = watch::channel(server.addr);
+        let publishers = Publishers::start(
+            PUBLISHERS,
+            &format!("r{round}-"),
+            addr_rx,
+            ledger.clone(),
+            true,
+            Duration::ZERO,
+        );
+        let acked = ledger.lock().unwrap().acked.len();
+        until("publishing to start", support::WAIT, || {
+            ledger.lock().unwrap().acked.len() > acked
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.range((50, 600)))).await;
+        server.kill().await;
+        publishers.finish().await;
+        server = Ssehub::start(&dir, &args).await;
+        proxy.set_upstream(server.addr);
+    }
+
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    ledger.check_answers(false);
+    let epoch = ledger.epoch();
+    let (now, n) = latest(server.addr, "t").await;
+    assert_eq!(now, epoch, "the epoch survived");
+    let history = read_history(server.addr, "t", &epoch, n).await;
+    let ids: Vec<u64> = history.iter().map(|(id, _)| seq(id)).collect();
+    assert_eq!(ids, (1..=n).collect::<Vec<_>>(), "ids are consecutive");
+    let mut datas = HashSet::new();
+    for (id, data) in &history {
+        assert_eq!(epoch_of(id), epoch);
+        assert!(
+            ledger.attempted.contains(data),
+            "{id}: {data:?} never published"
+        );
+        assert!(!ledger.refused(data), "{id}: {data:?} was refused");
+        assert!(datas.insert(data.clone()), "{data:?} is there twice");
+    }
+    for (s, data) in &ledger.acked {
+        let (id, got) = history
+            .get(*s as usize - 1)
+            .unwrap_or_else(|| panic!("acknowledged {epoch}-{s} is gone"));
+        assert_eq!(got, data, "{id}");
+    }
+    until(
+        "the subscribers to catch up",
+        Duration::from_secs(30),
+        || {
+            subscribers.iter().all(|c| {
+                c.log
+                    .lock()
+                    .unwrap()
+                    .events
+                    .last()
+                    .is_some_and(|e| seq(&e.last_event_id) == n)
+            })
+        },
+    )
+    .await;
+    for (i, c) in subscribers.iter().enumerate() {
+        let log = c.log.lock().unwrap();
+        let who = format!("subscriber {i}");
+        check_gaps_announced(&who, &log.seen).unwrap();
+        assert!(log.resyncs.is_empty(), "{who}: {:?}", log.resyncs);
+        for e in &log.events {
+            let (_, data) = &history[seq(&e.last_event_id) as usize - 1];
+            assert_eq!(&e.data, data, "{who}: {}", e.last_event_id);
+        }
+    }
+    println!(
+        "sigkill during publishing: {ROUNDS} kills, {} acknowledged, {} in the history \
+         ({} durable but unanswered), {} attempted",
+        ledger.acked.len(),
+        n,
+        n as usize - ledger.acked.len(),
+        ledger.attempted.len()
+    );
+    server.stop().await;
+}
+
+/// One ssehub per directory: a second one exits at once, non-zero, naming
+/// the directory and the holder; the first one goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ssehub_on_the_same_directory_exits_and_the_first_serves_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let first = Ssehub::start(&dir, &[]).await;
+    assert!(matches!(
+        publish(first.addr, "t", "one").await,
+        Answer::Created(_)
+    ));
+    let (status, stderr) = Ssehub::run_to_exit(&dir, &[]).await;
+    assert!(!status.success(), "{status}: {stderr}");
+    let want = format!(
+        "data directory {} is in use by another ssehub (pid {})",
+        dir.display(),
+        first.pid()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    let Answer::Created(id) = publish(first.addr, "t", "two").await else {
+        panic!("the first one stopped publishing")
+    };
+    assert_eq!(seq(&id), 2);
+    let history = read_history(first.addr, "t", epoch_of(&id), 2).await;
+    let datas: Vec<_> = history.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(datas, ["one", "two"]);
+    first.stop().await;
+}
+
+/// Every file under `dir`, recursively, with its size.
+fn files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Flips the bits of the byte at `at` of `path`.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Publishes `n` events with distinct, recognisable data, in order.
+async fn publish_numbered(addr: SocketAddr, n: u64, data: impl Fn(u64) -> String) -> String {
+    let mut epoch = String::new();
+    for i in 1..=n {
+        match publish(addr, "t", &data(i)).await {
+            Answer::Created(id) => {
+                assert_eq!(seq(&id), i);
+                epoch = epoch_of(&id).to_owned();
+            }
+            other => panic!("publish {i}: {other:?}"),
+        }
+    }
+    epoch
+}
+
+/// A damaged table, found when a topic's events are read (a graceful stop
+/// flushes every table, so the history is in `db/keyspaces/<n>/tables/*`
+/// and the journal holds nothing of it). What fjall does: every block of
+/// a table carries an xxh3 checksum, checked each time the block is read
+/// from the file; a flipped byte inside a data block gives
+/// `ChecksumMismatch` when the block is read (opening the database does
+/// not read data blocks, so startup succeeds). The store answers it by
+/// giving the topic a new epoch: a client that resumes from an old id gets
+/// `resync` (`epoch`), never an event with wrong data under an old id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_table_is_a_resync_never_wrong_data() {
+    const EVENTS: u64 = 300;
+    let data = |i: u64| format!("table-{i:04}-{}", "x".repeat(600));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = ["--retry", "100", "--retry-jitter", "0", "--buffer", "16"];
+    let server = Ssehub::start(&dir, &args).await;
+    let epoch = publish_numbered(server.addr, EVENTS, data).await;
+    server.stop().await;
+
+    let tables: Vec<_> = files(&dir.join("db"))
+        .into_iter()
+        .filter(|(p, _)| p.parent().is_some_and(|d| d.ends_with("tables")))
+        .collect();
+    let (table, len) = tables
+        .iter()
+        .max_by_key(|(_, len)| *len)
+        .unwrap_or_else(|| panic!("no table files: {:?}", files(&dir)));
+    assert!(*len > 100_000, "the events' table: {tables:?}");
+    // In the middle of the file: a data block (the index and the other
+    // metadata blocks are at its end).
+    flip(table, *len as usize / 2);
+
+    let server = Ssehub::start(&dir, &args).await;
+    let mut c = SseClient::get(
+        server.addr,
+        "/events/t",
+        &[("Last-Event-ID", &format!("{epoch}-5"))],
+    )
+    .await;
+    assert_eq!(c.status, 200);
+    let mut resyncs = Vec::new();
+    let mut next = 6;
+    while resyncs.is_empty() {
+        let ev = c.next_event().await;
+        if ev.event_type == "resync" {
+            resyncs.push(serde_json::from_str::<serde_json::Value>(&ev.data).unwrap());
+            continue;
+        }
+        assert_eq!(ev.last_event_id, format!("{epoch}-{next}"), "in order");
+        assert!(ev.data == data(next), "{}: wrong data", ev.last_event_id);
+        next += 1;
+    }
+    assert!(next <= EVENTS, "the damage was not found");
+    let resync = &resyncs[0];
+    assert_eq!(resync["reason"], "epoch", "{resync}");
+    assert_eq!(
+        resync["requested"],
+        format!("{epoch}-{}", next - 1),
+        "{resync}"
+    );
+    let new_epoch = epoch_of(resync["latest"].as_str().unwrap()).to_owned();
+    assert_ne!(new_epoch, epoch);
+    assert_eq!(resync["latest"], format!("{new_epoch}-0"), "{resync}");
+    assert_eq!(resync["oldest"], serde_json::Value::Null, "{resync}");
+    // The topic goes on in its new epoch, for this client and new ones.
+    let Answer::Created(id) = publish(server.addr, "t", "after").await else {
+        panic!("publishing after the damage")
+    };
+    assert_eq!(id, format!("{new_epoch}-1"));
+    let ev = c.next_event().await;
+    assert_eq!(
+        (ev.last_event_id.as_str(), ev.data.as_str()),
+        (id.as_str(), "after")
+    );
+    let mut late = SseClient::get(
+        server.addr,
+        "/events/t",
+        &[("Last-Event-ID", &format!("{epoch}-100"))],
+    )
+    .await;
+    let ev = late.next_event().await;
+    assert_eq!(ev.event_type, "resync");
+    let resync: serde_json::Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(resync["reason"], "epoch", "{resync}");
+    let ev = late.next_event().await;
+    assert_eq!(
+        (ev.last_event_id.as_str(), ev.data.as_str()),
+        (id.as_str(), "after")
+    );
+    assert!(
+        server.log_text().contains("cannot read history: new epoch"),
+        "{}",
+        server.log_text()
+    );
+    println!(
+        "damaged table: {} events served before the damage, then resync {resync}",
+        next - 6
+    );
+    server.stop().await;
+}
+
+/// A damaged journal: events acknowledged and then SIGKILL, so they are in
+/// the journal only (no table was flushed), and a byte of one event's data
+/// flipped. What fjall does: the journal is a sequence of batches (a start
+/// marker with the item count, the items, an end marker with an xxh3
+/// checksum of the items); a batch whose checksum does not match fails
+/// recovery with `JournalRecovery(ChecksumMismatch)`, so the database does
+/// not open and ssehub exits non-zero naming the directory, every time it
+/// is started, until the operator moves the directory aside.
+///
+/// Not covered here, because fjall does not report it: a flipped byte in a
+/// batch's framing (an entry's tag, the value type, the key length) makes
+/// an entry that does not decode, and fjall's recovery
+/// (`RecoveryMode::TolerateCorruptTail`) takes that for a torn last write:
+/// it truncates the journal there, silently, and every later batch is gone
+/// (in a debug build a damaged value length trips a `debug_assert` in
+/// fjall and the process panics instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_journal_stops_startup_naming_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Ssehub::start(&dir, &[]).await;
+    publish_numbered(server.addr, 50, |i| format!("journal-{i:04}-payload")).await;
+    server.kill().await;
+
+    let marker = b"journal-0030-payload";
+    let journal = files(&dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "jnl")
+                && std::fs::read(p)
+                    .unwrap()
+                    .windows(marker.len())
+                    .any(|w| w == marker)
+        })
+        .unwrap_or_else(|| panic!("no journal holds the events: {:?}", files(&dir)));
+    let bytes = std::fs::read(&journal).unwrap();
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap();
+    // A digit of the event's data.
+    flip(&journal, at + 10);
+
+    for _ in 0..2 {
+        let (status, stderr) = Ssehub::run_to_exit(&dir, &[]).await;
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        let want = format!("cannot open the store in data directory {}", dir.display());
+        assert!(stderr.contains(&want), "{stderr}");
+        assert!(stderr.contains("ChecksumMismatch"), "{stderr}");
+    }
+}
+
+/// A small tmpfs mounted for one test, unmounted (lazily, so even with a
+/// process still holding a file) when dropped, panic or not.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (with a note) where this process may not mount.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            println!("skipped: mounting a small tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .ok()?;
+        if !status.success() {
+            println!("skipped: cannot mount a tmpfs here (no CAP_SYS_ADMIN?)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Writes to `path` until the file system has no room left.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// Publishes `data(k)` for k = 0, 1, ... on a disk kept full until one is
+/// refused with `507 storage full: nothing was published`; those that still
+/// found room in the journal's last page go to `acked`.
+async fn until_refused(
+    addr: SocketAddr,
+    topup: &Path,
+    data: &dyn Fn(u64) -> String,
+    acked: &mut Vec<(String, String)>,
+) {
+    for k in 0..200 {
+        fill(topup);
+        let data = data(k);
+        match publish(addr, "t", &data).await {
+            Answer::Created(id) => acked.push((id, data)),
+            Answer::Status(507, body) => {
+                assert_eq!(body.trim(), "storage full: nothing was published");
+                return;
+            }
+            other => panic!("on a full disk: {other:?}"),
+        }
+    }
+    panic!("the disk never filled up");
+}
+
+/// A full disk: publishing answers `507 storage full: nothing was
+/// published` (and uses no id), an open stream goes on (keep-alives) with
+/// its events intact, nothing acknowledged is lost, and once there is room
+/// again publishing works by itself (the writer reopens the engine, which
+/// refuses writes after a failed one). Then a graceful stop on a full disk
+/// exits (it cannot flush the tables; the journal has everything) and loses
+/// nothing either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_publishes_keeps_streams_and_recovers_by_itself() {
+    let Some(fs) = Tmpfs::mount("24m") else {
+        return;
+    };
+    let pad = "y".repeat(3000);
+    // Larger than the few pages the engine frees when it reopens after a
+    // failed write (it drops superseded files), so a full disk stays full;
+    // and random, as the journal compresses values.
+    let mut rng = Rng::new(seed("full_disk"));
+    let big: String = (0..60_000)
+        .map(|_| char::from(b'a' + (rng.next_u64() % 26) as u8))
+        .collect();
+    let dir = fs.path().join("data");
+    let (filler, topup) = (fs.path().join("filler"), fs.path().join("topup"));
+    let args = ["--keep-alive", "1", "--buffer", "8", "--retry", "100"];
+    // The log on the same disk, as `2>> /var/log/ssehub.log` would have it.
+    let log = fs.path().join("ssehub.log");
+    let server = Ssehub::start_logging_to(&dir, &args, &log).await;
+    let mut acked: Vec<(String, String)> = Vec::new();
+    for i in 1..=20 {
+        let data = format!("before-{i}-{pad}");
+        let Answer::Created(id) = publish(server.addr, "t", &data).await else {
+            panic!("publish {i}")
+        };
+        acked.push((id, data));
+    }
+    let epoch = epoch_of(&acked[0].0).to_owned();
+    let mut stream = SseClient::get(
+        server.addr,
+        &format!("/events/t?lastEventId={epoch}-0"),
+        &[],
+    )
+    .await;
+
+    // Full: every publish is refused (once the last page the journal had
+    // is used up). The disk is topped up before each attempt.
+    fill(&filler);
+    let refused = |k: u64| format!("full-{k}-{big}");
+    until_refused(server.addr, &topup, &refused, &mut acked).await;
+    // Meanwhile, streams read the history from disk, again and again: each
+    // refused publish has the writer reopen the engine, and a read must
+    // wait for it, not take the moment for events gone (a `resync`).
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, acked, epoch, addr) = (stop.clone(), acked.clone(), epoch.clone(), server.addr);
+        let last = seq(&acked.last().unwrap().0);
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) {
+                assert_eq!(read_history(addr, "t", &epoch, last).await, acked);
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for k in 1000..1020 {
+        fill(&topup);
+        match publish(server.addr, "t", &refused(k)).await {
+            Answer::Status(507, body) => {
+                assert_eq!(body.trim(), "storage full: nothing was published");
+            }
+            other => panic!("on a full disk: {other:?}\n{}", server.log_text()),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.await.expect("history read back on a full disk");
+
+    // The open stream: everything acknowledged, then keep-alives.
+    let mut got = Vec::new();
+    let end = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no keep-alive after {got:?}"
+        );
+        match stream.next_item_within(Duration::from_secs(5)).await {
+            Some(Item::Event(e)) => got.push((e.last_event_id, e.data)),
+            Some(Item::Comment(c)) if c.trim() == "keep-alive" && got.len() >= acked.len() => break,
+            Some(_) => {}
+            None => panic!("the stream ended on a full disk"),
+        }
+    }
+    assert_eq!(got, acked, "the stream's events");
+    let last = seq(&acked.last().unwrap().0);
+    assert_eq!(read_history(server.addr, "t", &epoch, last).await, acked);
+
+    // Room again: publishing comes back by itself, with the next id.
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&topup).unwrap();
+    let mut meanwhile = Vec::new();
+    let end = tokio::time::Instant::now() + support::WAIT;
+    let id = loop {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "publishing did not come back: {meanwhile:?}"
+        );
+        match publish(server.addr, "t", "after").await {
+            Answer::Created(id) => break id,
+            other => meanwhile.push(other),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        id,
+        format!("{epoch}-{}", last + 1),
+        "no id was used by a refused publish"
+    );
+    let ev = stream.next_event().await;
+    assert_eq!(
+        (ev.last_event_id.as_str(), ev.data.as_str()),
+        (id.as_str(), "after")
+    );
+    acked.push((id, "after".into()));
+
+    // Full again, with an event that still found room in the journal but
+    // that the engine cannot flush into a table: SIGTERM exits anyway (the
+    // journal has everything), and everything is there after a restart.
+    fill(&filler);
+    until_refused(
+        server.addr,
+        &topup,
+        &|k| format!("again-{k}-{big}"),
+        &mut acked,
+    )
+    .await;
+    let mut small = 0;
+    let id = loop {
+        small += 1;
+        assert!(small < 50, "not even a small event fits");
+        let data = format!("small-{small}");
+        match publish(server.addr, "t", &data).await {
+            Answer::Created(id) => {
+                acked.push((id.clone(), data));
+                break id;
+            }
+            Answer::Status(507, _) => {}
+            other => panic!("on a full disk: {other:?}"),
+        }
+    };
+    assert_eq!(seq(&id), seq(&acked[acked.len() - 2].0) + 1);
+    fill(&topup);
+    server.stop().await;
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&topup).unwrap();
+    let server = Ssehub::start_logging_to(&dir, &args, &log).await;
+    let count = seq(&acked.last().unwrap().0);
+    assert_eq!(read_history(server.addr, "t", &epoch, count).await, acked);
+    println!(
+        "full disk: {} acknowledged, 507 after that, {reads} reads meanwhile, \
+         back after {} refused attempts",
+        acked.len(),
+        meanwhile.len()
+    );
+    server.stop().await;
+}
+
+/// A damaged journal frame (the tag byte of one event's entry) after
+/// SIGKILL: the README promises that startup stops, as for a damaged
+/// event. Ignored because it does not: fjall 3.1.13 cannot decode the
+/// entry, takes it for a torn last write (`RecoveryMode::
+/// TolerateCorruptTail`, its only mode), truncates the journal there and
+/// opens; events 30..=50, all acknowledged, are gone, and the next publish
+/// gets id 30 again, naming another event than the one clients hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fjall truncates a journal at a damaged frame without an error"]
+async fn a_damaged_journal_frame_stops_startup_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let server = Ssehub::start(&dir, &[]).await;
+    let epoch = publish_numbered(server.addr, 50, |i| format!("journal-{i:04}-payload")).await;
+    server.kill().await;
+
+    // The entry of event 30: a tag byte (2, an item), its value type, its
+    // compression, its keyspace (8 bytes), key length (2), value lengths
+    // (4 and 4), then the key `t 0x00 <epoch> 0x00 <seq>`.
+    let mut key = format!("t\0{epoch}\0").into_bytes();
+    key.extend_from_slice(&30u64.to_be_bytes());
+    let (journal, at) = files(&dir)
+        .into_iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "jnl"))
+        .find_map(|(p, _)| {
+            let bytes = std::fs::read(&p).unwrap();
+            let at = bytes.windows(key.len()).position(|w| w == key)?;
+            Some((p, at - 21))
+        })
+        .expect("a journal holds event 30");
+    assert_eq!(std::fs::read(&journal).unwrap()[at], 2, "an item's tag");
+    flip(&journal, at);
+
+    match Ssehub::try_start(&dir, &[]).await {
+        Ok(server) => {
+            let (_, latest) = latest(server.addr, "t").await;
+            server.kill().await;
+            panic!("startup did not stop: the history ends at {latest} of 50");
+        }
+        Err((status, stderr)) => {
+            assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+            assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
+        }
+    }
+}
