@@ -21,7 +21,25 @@
 //! The root re-exports the handful of types most programs need. An
 //! [`EventStream`] is a plain [`http_body::Body`] with `Data = Bytes`, so it
 //! fits any hyper, axum or tower stack; [`SseService`] serves the endpoints
-//! from any of them; [`Server`] runs them on its own.
+//! from any of them (a `tower` service: axum's `Router::nest_service`);
+//! [`http::stream_response`] answers one stream request inside a handler
+//! that does its own routing; [`Server`] runs any of them on its own.
+//!
+//! # Features
+//!
+//! With `default-features = false` the crate is the hub, the body, the
+//! service (token auth, CORS) and the server in cleartext (HTTP/1.1 and
+//! h2c), with history in memory. Each capability with heavy dependencies
+//! is a feature; the default turns all of them on.
+//!
+//! | feature | enables | pulls in |
+//! |---|---|---|
+//! | `tls` | HTTPS with ALPN `h2`: `server::TlsConfig`, `ServerConfig::tls` | `tokio-rustls` (rustls, ring), `rustls-pki-types` |
+//! | `jwt` | JWTs granting topics: `http::JwtKey`, `http::Grants`, `SseServiceBuilder::jwt_key` | `jsonwebtoken` |
+//! | `metrics` | `GET /metrics` (else `404`) | `prometheus-client` |
+//! | `redis` | topics shared by several nodes: `store::RedisStore` | `redis` |
+//! | `disk` | history in a directory: `store::DiskStore` | `fjall` |
+//! | `cli` | the `ssehub` binary; turns on all of the above | `clap`, `tracing-subscriber` |
 //!
 //! # Example
 //!
@@ -48,6 +66,8 @@
 //! ```
 //!
 //! [Server-Sent Events]: https://html.spec.whatwg.org/multipage/server-sent-events.html
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod core;
 pub mod http;
