@@ -13,10 +13,10 @@
 //! | module | what lives there |
 //! |---|---|
 //! | [`core`] | the model, no I/O: [`EventId`]s and epochs, [`Event`]s and their wire encoding, topic names, the ring, where a subscription starts (`resync`) |
-//! | [`store`] | where history lives: memory (the default), disk (`--data-dir`), Redis; the seam they share |
+//! | [`store`] | where history lives: memory (the default), disk (`--data-dir`, feature `disk`), Redis (feature `redis`); the seam they share |
 //! | [`hub`] | the fan-out: [`Hub`] (topics by name, publish, subscribe) and [`EventStream`], one subscriber's response body |
-//! | [`http`] | HTTP meaning: [`SseService`] (the endpoints, for hyper or tower), publish bodies, who may publish and subscribe, CORS, metrics |
-//! | [`server`] | sockets: [`Server`] (the accept loop, limits and deadlines, TLS, HTTP/2, graceful shutdown, the HTTP/1.1 fast path) |
+//! | [`http`] | HTTP meaning: [`SseService`] (the endpoints, for hyper or tower), [`stream_response`](http::stream_response) for handlers, publish bodies, who may publish and subscribe ([`Authorize`](http::Authorize), the publish token, JWTs with feature `jwt`), CORS, metrics (feature `metrics`) |
+//! | [`server`] | sockets: [`Server`] (the accept loop, limits and deadlines, HTTP/2, TLS with feature `tls`, graceful shutdown, the HTTP/1.1 fast path), for [`SseService`] or any service |
 //!
 //! The root re-exports the handful of types most programs need. An
 //! [`EventStream`] is a plain [`http_body::Body`] with `Data = Bytes`, so it
@@ -24,6 +24,8 @@
 //! from any of them (a `tower` service: axum's `Router::nest_service`);
 //! [`http::stream_response`] answers one stream request inside a handler
 //! that does its own routing; [`Server`] runs any of them on its own.
+//! `examples/embed.rs` (hyper) and `examples/axum.rs` (axum, with the
+//! app's own auth deciding what a stream may see) show both ways.
 //!
 //! # Features
 //!
