@@ -212,8 +212,10 @@ async fn room_events(
     }
     match stream_response(&hub, room.as_str(), &parts) {
         Ok(res) => res.map(Body::new),
-        // A bad query or topic name (`400`), a closed hub (`503`).
-        Err(e) => e.into_response().map(Body::new),
+        // A bad query or topic name: `400`. A refusal that will pass (the
+        // hub is closing): `200` with a `retry:` hint for an `EventSource`,
+        // so it comes back later, `503` for other clients.
+        Err(e) => e.into_response_for(&parts.headers).map(Body::new),
     }
 }
 

@@ -2,8 +2,9 @@
 //! `service_fn` that does its own routing answers stream requests with
 //! `stream_response`, over a real socket. What the client asks for
 //! (`Last-Event-ID`, `?lastEventId=`, `?limit=`) is read from the request,
-//! refusals are the precise statuses of `StreamRequestError`, and closing
-//! the hub ends the streams. The body's `Stream` view is read too.
+//! refusals are the precise statuses of `StreamRequestError` (an
+//! `EventSource` turned away for now is told to retry), and closing the hub
+//! ends the streams. The body's `Stream` view is read too.
 
 mod support;
 
@@ -20,7 +21,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use ssehub::http::stream_response;
 use ssehub::{Event, Hub, Subscribe};
-use support::{SseClient, WAIT, events, header, request_full};
+use support::{Item, SseClient, WAIT, events, header, request_full};
 use tokio::net::TcpListener;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -35,7 +36,7 @@ async fn route(req: Request<Incoming>, hub: Hub) -> Result<Response<Body>, Infal
     };
     Ok(match stream_response(&hub, topic, &parts) {
         Ok(res) => res.map(|stream| stream.boxed()),
-        Err(e) => e.into_response().map(|body| body.boxed()),
+        Err(e) => e.into_response_for(&parts.headers).map(|body| body.boxed()),
     })
 }
 
@@ -152,6 +153,16 @@ async fn closing_the_hub_ends_handler_streams() {
         c.expect_end().await;
         assert!(c.ended_cleanly());
     }
+    // Later requests: an `EventSource` (it accepts `text/event-stream`) is
+    // told to come back later, other clients get `503`.
+    let mut browser = SseClient::get(addr, "/feed/a", &[]).await;
+    assert_eq!(browser.status, 200);
+    let items = browser.until_end().await;
+    assert!(
+        items.iter().any(|i| matches!(i, Item::Retry(_))),
+        "{items:?}"
+    );
+    assert!(events(&items).is_empty());
     let (status, headers, _) = request_full(addr, "GET", "/feed/a", &[], b"").await;
     assert_eq!(status, 503);
     assert_eq!(header(&headers, "retry-after"), Some("5"));

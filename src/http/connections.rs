@@ -11,6 +11,8 @@ pub struct ConnectionStats {
     pub(crate) open: AtomicUsize,
     pub(crate) accepted: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    /// Stream requests refused for now, by reason and answer.
+    pub(crate) refusals: crate::http::refusal::Refusals,
     /// Signalled when `open` drops to zero (shutdown waits for it).
     pub(crate) all_closed: tokio::sync::Notify,
 }

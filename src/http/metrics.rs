@@ -134,6 +134,18 @@ impl Collector for HubCollector {
             "Client connections refused at a connection limit.",
             c.rejected.load(Ordering::Relaxed),
         )?;
+        let refusals = ConstCounter::new(0u64);
+        let mut family = enc.encode_descriptor(
+            "ssehub_refusals",
+            "Requests refused for a reason that will pass, by reason and by answer \
+             (retry: 200 with a retry hint, for EventSource; 503: others).",
+            None,
+            refusals.metric_type(),
+        )?;
+        for (why, answer, n) in c.refusals.all() {
+            let labels = [("reason", why.label()), ("answer", answer.label())];
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }

@@ -37,6 +37,7 @@ pub(crate) mod metrics;
 #[path = "no_metrics.rs"]
 pub(crate) mod metrics;
 pub(crate) mod publish;
+pub(crate) mod refusal;
 pub(crate) mod service;
 pub(crate) mod tokens;
 
