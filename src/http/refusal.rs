@@ -60,7 +60,7 @@ impl Refusal {
     }
 
     /// The `reason` label of the refusal metric.
-    #[cfg(any(test, feature = "metrics"))]
+    #[cfg(feature = "metrics")]
     pub(crate) fn label(self) -> &'static str {
         match self {
             Refusal::Connections => "connections",
@@ -119,7 +119,7 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
-    #[cfg(any(test, feature = "metrics"))]
+    #[cfg(feature = "metrics")]
     pub(crate) fn label(self) -> &'static str {
         match self {
             Answer::Retry => "retry",
