@@ -4,20 +4,19 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
 use crate::core::event::{KEEP_ALIVE_FRAME, checkpoint_frame, reauth_frame, resync_frame};
 use crate::core::id::{Epoch, EventId};
 use crate::core::resync::{Greeting, Resync, ResyncReason, Start, locate, oldest_retained};
 use crate::core::ring::Read;
+use crate::hub::sync::{Arc, OwnedNotified};
 use crate::hub::topic::Topic;
 
 /// One subscriber's stream of events: an [`http_body::Body`] that writes
