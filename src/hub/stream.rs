@@ -81,7 +81,8 @@ pub struct EventStream {
     /// Events left to send before the stream ends, `None` for no limit.
     remaining: Option<u64>,
     max_frame_bytes: usize,
-    /// Armed before each look at the ring, so no publish goes unnoticed.
+    /// Armed before each look at the topic (closed, primed, the ring), so
+    /// no publish, close or prime goes unnoticed.
     wait: Option<Pin<Box<OwnedNotified>>>,
     keep_alive: Option<KeepAlive>,
     /// When the credentials the stream was opened with expire: it then
@@ -384,12 +385,16 @@ impl EventStream {
     /// otherwise (the ring's, or the store's read).
     fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
+            // Armed before `closed` is read, as before the ring: a close
+            // between the two would wake nobody (`notify_waiters` keeps no
+            // permit), and the stream would never end, holding up the
+            // graceful shutdown that waits for it.
+            if self.wait.is_none() {
+                self.wait = Some(Box::pin(self.topic.notify().clone().notified_owned()));
+            }
             if self.topic.is_closed() {
                 self.finish();
                 return Poll::Ready(None);
-            }
-            if self.wait.is_none() {
-                self.wait = Some(Box::pin(self.topic.notify().clone().notified_owned()));
             }
             let read = match &mut self.state {
                 State::Done => return Poll::Ready(None),
