@@ -15,7 +15,7 @@ use tokio::time::{Instant, Sleep};
 use crate::core::event::{KEEP_ALIVE_FRAME, checkpoint_frame, reauth_frame, resync_frame};
 use crate::core::id::{Epoch, EventId};
 use crate::core::resync::{Greeting, Resync, ResyncReason, Start, locate, oldest_retained};
-use crate::core::ring::Read;
+use crate::core::ring::{Read, Ring};
 use crate::hub::sync::{Arc, OwnedNotified};
 use crate::hub::topic::Topic;
 
@@ -305,9 +305,15 @@ impl EventStream {
 
     /// The `resync` for a subscriber whose topic got another history.
     fn reset(&mut self) -> Bytes {
-        let ring = self.topic.lock();
+        let topic = Arc::clone(&self.topic);
+        let ring = topic.lock();
+        self.reset_to(&ring)
+    }
+
+    /// [`reset`](Self::reset), with the ring locked.
+    fn reset_to(&mut self, ring: &Ring) -> Bytes {
         let durable = self.topic.durable_first();
-        let retained = oldest_retained(&ring, durable);
+        let retained = oldest_retained(ring, durable);
         let resync = Resync {
             reason: ResyncReason::Epoch,
             requested: self.position().to_string(),
@@ -317,7 +323,6 @@ impl EventStream {
         };
         self.epoch = ring.epoch();
         self.cursor = retained.unwrap_or(ring.next_seq());
-        drop(ring);
         self.topic
             .counters()
             .resyncs
@@ -327,7 +332,15 @@ impl EventStream {
 
     /// The `resync` for a subscriber whose unsent events were overwritten.
     fn lagged(&mut self) -> Bytes {
-        let ring = self.topic.lock();
+        let topic = Arc::clone(&self.topic);
+        let ring = topic.lock();
+        // The read that found the stream behind has released the lock: the
+        // ring may hold another history by now. Counting what was missed in
+        // it would mix the two (a `missed` of the new history, the id of
+        // the old): the change of history is what the stream must hear.
+        if ring.epoch() != self.epoch {
+            return self.reset_to(&ring);
+        }
         let durable = self.topic.durable_first();
         let resync = Resync::lagged(&ring, self.cursor, durable);
         self.cursor = oldest_retained(&ring, durable).unwrap_or(ring.next_seq());
