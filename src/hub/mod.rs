@@ -5,6 +5,9 @@ pub(crate) mod stream;
 mod sync;
 pub(crate) mod topic;
 
+#[cfg(all(test, ssehub_loom))]
+mod loom_tests;
+
 pub use self::stream::EventStream;
 
 use std::collections::HashMap;
