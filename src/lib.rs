@@ -13,15 +13,35 @@
 //! | module | what lives there |
 //! |---|---|
 //! | [`core`] | the model, no I/O: [`EventId`]s and epochs, [`Event`]s and their wire encoding, topic names, the ring, where a subscription starts (`resync`) |
-//! | [`store`] | where history lives: memory (the default), disk (`--data-dir`), Redis; the seam they share |
+//! | [`store`] | where history lives: memory (the default), disk (`--data-dir`, feature `disk`), Redis (feature `redis`); the seam they share |
 //! | [`hub`] | the fan-out: [`Hub`] (topics by name, publish, subscribe) and [`EventStream`], one subscriber's response body |
-//! | [`http`] | HTTP meaning: [`SseService`] (the endpoints, for hyper or tower), publish bodies, who may publish and subscribe, CORS, metrics |
-//! | [`server`] | sockets: [`Server`] (the accept loop, limits and deadlines, TLS, HTTP/2, graceful shutdown, the HTTP/1.1 fast path) |
+//! | [`http`] | HTTP meaning: [`SseService`] (the endpoints, for hyper or tower), [`stream_response`](http::stream_response) for handlers, publish bodies, who may publish and subscribe ([`Authorize`](http::Authorize), the publish token, JWTs with feature `jwt`), CORS, metrics (feature `metrics`) |
+//! | [`server`] | sockets: [`Server`] (the accept loop, limits and deadlines, HTTP/2, TLS with feature `tls`, graceful shutdown, the HTTP/1.1 fast path), for [`SseService`] or any service |
 //!
 //! The root re-exports the handful of types most programs need. An
 //! [`EventStream`] is a plain [`http_body::Body`] with `Data = Bytes`, so it
 //! fits any hyper, axum or tower stack; [`SseService`] serves the endpoints
-//! from any of them; [`Server`] runs them on its own.
+//! from any of them (a `tower` service: axum's `Router::nest_service`);
+//! [`http::stream_response`] answers one stream request inside a handler
+//! that does its own routing; [`Server`] runs any of them on its own.
+//! `examples/embed.rs` (hyper) and `examples/axum.rs` (axum, with the
+//! app's own auth deciding what a stream may see) show both ways.
+//!
+//! # Features
+//!
+//! With `default-features = false` the crate is the hub, the body, the
+//! service (token auth, CORS) and the server in cleartext (HTTP/1.1 and
+//! h2c), with history in memory. Each capability with heavy dependencies
+//! is a feature; the default turns all of them on.
+//!
+//! | feature | enables | pulls in |
+//! |---|---|---|
+//! | `tls` | HTTPS with ALPN `h2`: `server::TlsConfig`, `ServerConfig::tls` | `tokio-rustls` (rustls, ring), `rustls-pki-types` |
+//! | `jwt` | JWTs granting topics: `http::JwtKey`, `http::Grants`, `SseServiceBuilder::jwt_key` | `jsonwebtoken` |
+//! | `metrics` | `GET /metrics` (else `404`) | `prometheus-client` |
+//! | `redis` | topics shared by several nodes: `store::RedisStore` | `redis` |
+//! | `disk` | history in a directory: `store::DiskStore` | `fjall` |
+//! | `cli` | the `ssehub` binary; turns on all of the above | `clap`, `tracing-subscriber` |
 //!
 //! # Example
 //!
@@ -48,6 +68,8 @@
 //! ```
 //!
 //! [Server-Sent Events]: https://html.spec.whatwg.org/multipage/server-sent-events.html
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod core;
 pub mod http;

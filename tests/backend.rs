@@ -9,14 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use ssehub::http::{CorsOrigins, Grants, JwtKey, PeerAddr};
+use ssehub::http::{CorsOrigins, PeerAddr};
+#[cfg(feature = "jwt")]
+use ssehub::http::{Grants, JwtKey};
 use ssehub::server::ServerConfig;
 use ssehub::{Event, Hub, SseService};
-use support::tls::{test_tls, tls_connect};
-use support::{
-    Parser, SseClient, TestServer, events, header, request, request_full, request_on, seq,
-};
+use support::{SseClient, TestServer, events, header, request, request_full, seq};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -287,6 +285,7 @@ async fn publish_token_is_required_when_set() {
     assert_eq!(server.hub.stats().published, 1);
 }
 
+#[cfg(feature = "jwt")]
 #[tokio::test]
 async fn jwt_matrix() {
     let key = JwtKey::hs256(b"jwt secret");
@@ -395,6 +394,7 @@ async fn jwt_matrix() {
     );
 }
 
+#[cfg(feature = "jwt")]
 fn expired_token(secret: &[u8]) -> String {
     use jsonwebtoken::{EncodingKey, Header, encode};
     let exp = std::time::SystemTime::now()
@@ -541,8 +541,13 @@ async fn cors_listed_origins_get_credentials_others_nothing() {
     assert_eq!(status, 403);
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn tls_negotiates_h2_and_multiplexes_twenty_streams() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use support::Parser;
+    use support::tls::{test_tls, tls_connect};
+
     let (tls, roots) = test_tls();
     let mut config = ServerConfig::default();
     config.tls = Some(tls);
@@ -718,6 +723,7 @@ async fn health_and_page() {
 
 /// The metrics of the README's table, name and type, e.g.
 /// `("ssehub_events_published_total", "counter")`.
+#[cfg(feature = "metrics")]
 fn readme_metrics() -> Vec<(String, String)> {
     let readme = include_str!("../README.md");
     let section = readme
@@ -742,6 +748,7 @@ fn readme_metrics() -> Vec<(String, String)> {
 /// counters: every family has `# HELP` and `# TYPE`, a counter's one sample
 /// is `<family>_total`, a gauge's is `<family>`, values are integers, and
 /// the text ends with `# EOF`. Returns sample name, type and value.
+#[cfg(feature = "metrics")]
 fn parse_openmetrics(text: &str) -> Vec<(String, String, u64)> {
     let mut lines = text.lines().peekable();
     let mut out = Vec::new();
@@ -810,8 +817,11 @@ fn parse_openmetrics(text: &str) -> Vec<(String, String, u64)> {
 /// Every metric of the README's table, with its exact value in a scenario
 /// where each one is known (several were only checked with `>=`, three
 /// not at all).
+#[cfg(feature = "metrics")]
 #[tokio::test]
 async fn every_metric_in_the_readme_has_its_exact_value() {
+    use support::request_on;
+
     let hub = Hub::builder()
         .buffer(3)
         .max_topics(2)

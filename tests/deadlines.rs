@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use ssehub::server::ServerConfig;
 use ssehub::{Event, Hub, SseService};
-use support::tls::{test_tls, tls_connect};
 use support::{Item, SseClient, TestServer, header, request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -286,8 +285,11 @@ async fn pings_do_not_keep_an_h2_connection_open() {
 /// Regression: over TLS, a client that negotiated `h2` and sent nothing,
 /// or negotiated `http/1.1` and then sent the HTTP/2 preface, kept its
 /// connection.
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn tls_connections_stuck_before_http2_are_closed() {
+    use support::tls::{test_tls, tls_connect};
+
     let (tls, roots) = test_tls();
     let mut config = config();
     config.tls = Some(tls);

@@ -271,6 +271,7 @@ async fn the_browser_honours_the_retry_hint() {
     }
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_streams_in_one_page_need_http2() {
     let ck =

@@ -8,14 +8,18 @@ mod support;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+#[cfg(feature = "jwt")]
 use ssehub::http::JwtKey;
 use ssehub::{Event, Hub, SseService};
+#[cfg(feature = "jwt")]
 use support::jwt::{mint_hs256, now};
 use support::{TestServer, header, request, request_full};
 use tokio::net::TcpStream;
 
+#[cfg(feature = "jwt")]
 const SECRET: &[u8] = b"a secret shared with another service";
 
+#[cfg(feature = "jwt")]
 fn jwt_server_service() -> SseService {
     SseService::builder(Hub::new())
         .jwt_key(JwtKey::hs256(SECRET))
@@ -137,6 +141,7 @@ async fn the_publish_token_counts_only_in_authorization() {
 }
 
 /// The claim example of the README, as documented.
+#[cfg(feature = "jwt")]
 fn readme_claims() -> serde_json::Value {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
@@ -157,6 +162,7 @@ fn readme_claims() -> serde_json::Value {
 // Finding 11: every valid token of the suite was minted by ssehub's own
 // `Claims` type, so renaming the claim passed every test. This one is
 // minted by hand from the README's example, as another service would.
+#[cfg(feature = "jwt")]
 #[tokio::test]
 async fn a_token_minted_elsewhere_in_the_readme_format_is_honoured() {
     let mut claims = readme_claims();
@@ -214,6 +220,7 @@ async fn a_token_minted_elsewhere_in_the_readme_format_is_honoured() {
 
 /// Runs `check` with the current second until the second does not change
 /// while it runs, so that a boundary of whole seconds is tested exactly.
+#[cfg(feature = "jwt")]
 async fn within_one_second<F, Fut>(mut check: F)
 where
     F: FnMut(i64) -> Fut,
@@ -236,6 +243,7 @@ where
 // Finding 7: a token with `nbf` an hour ahead was accepted (RFC 7519
 // 4.1.5). And the 2 s leeway was never tested at its edge: set to 0 or 9 s,
 // every test passed.
+#[cfg(feature = "jwt")]
 #[tokio::test]
 async fn exp_and_nbf_are_checked_with_a_two_second_leeway() {
     let server = TestServer::start_service(jwt_server_service()).await;

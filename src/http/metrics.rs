@@ -1,10 +1,10 @@
-//! Prometheus metrics: the hub's counters and the server's connections,
-//! read at scrape time (nothing on the hot path but the atomics that exist
-//! anyway).
+//! Prometheus metrics (feature `metrics`): the hub's counters and the
+//! server's connections, read at scrape time (nothing on the hot path but
+//! the atomics that exist anyway).
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -12,42 +12,16 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::http::connections::ConnectionStats;
 use crate::hub::Hub;
-
-/// Connection counters, kept by a [`Server`](crate::Server) and read by
-/// the service's metrics.
-#[derive(Debug, Default)]
-pub struct ConnectionStats {
-    pub(crate) open: AtomicUsize,
-    pub(crate) accepted: AtomicU64,
-    pub(crate) rejected: AtomicU64,
-    /// Stream requests refused for now, by reason and answer.
-    pub(crate) refusals: super::refusal::Refusals,
-    /// Signalled when `open` drops to zero (shutdown waits for it).
-    pub(crate) all_closed: tokio::sync::Notify,
-}
 
 /// The metrics registry of a service.
 pub(crate) struct Metrics {
     registry: Registry,
 }
 
-impl ConnectionStats {
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Connections accepted since the start.
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
-
-    /// Connections refused at a limit since the start.
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
-    }
-}
+/// The service answers `GET /metrics`.
+pub(crate) const SERVED: bool = true;
 
 impl Metrics {
     pub(crate) fn new(hub: Hub, connections: Arc<ConnectionStats>) -> Self {

@@ -39,6 +39,8 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    // The metric's side (feature `metrics`) reads the counts by label.
+    #[cfg(any(test, feature = "metrics"))]
     const ALL: [Refusal; 5] = [
         Refusal::Connections,
         Refusal::ConnectionsPerIp,
@@ -58,6 +60,7 @@ impl Refusal {
     }
 
     /// The `reason` label of the refusal metric.
+    #[cfg(feature = "metrics")]
     pub(crate) fn label(self) -> &'static str {
         match self {
             Refusal::Connections => "connections",
@@ -116,6 +119,7 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
+    #[cfg(feature = "metrics")]
     pub(crate) fn label(self) -> &'static str {
         match self {
             Answer::Retry => "retry",
@@ -158,6 +162,7 @@ impl Refusals {
     }
 
     /// Every (reason, answer, count), zeros included.
+    #[cfg(any(test, feature = "metrics"))]
     pub(crate) fn all(&self) -> impl Iterator<Item = (Refusal, Answer, u64)> + '_ {
         Refusal::ALL.into_iter().flat_map(move |why| {
             [Answer::Retry, Answer::Unavailable]

@@ -7,7 +7,7 @@
 //! | `POST /events/{topic}` | publishes one event (text body) or a batch (JSON) |
 //! | `OPTIONS` on those | CORS preflight |
 //! | `GET /healthz` | `200 ok` (`503` while shutting down) |
-//! | `GET /metrics` | Prometheus metrics |
+//! | `GET /metrics` | Prometheus metrics (feature `metrics`; else `404`) |
 //! | `GET /` | a page to watch a topic and publish test events |
 //!
 //! Streams take `Last-Event-ID` (header) or `?lastEventId=` (query; the
@@ -31,11 +31,13 @@ use hyper::service::Service;
 
 use crate::core::event::Event;
 use crate::core::{IntoTopic, TopicName};
-use crate::http::auth::{AccessRequest, Authorize, Decision, JwtKey, TokenPolicy};
+use crate::http::auth::{AccessRequest, Authorize, Decision};
 use crate::http::body::ResponseBody;
+use crate::http::connections::ConnectionStats;
 use crate::http::cors::CorsOrigins;
-use crate::http::metrics::{ConnectionStats, Metrics};
+use crate::http::metrics::{self, Metrics};
 use crate::http::refusal::{Refusal, refuse};
+use crate::http::tokens::TokenPolicy;
 use crate::hub::{EventStream, Hub, HubError, Subscribe, Subscribing};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -187,7 +189,7 @@ impl SseService {
             "/stream" => Route::Topic(&self.config.stream_topic, false),
             "" | "/" => Route::Page,
             "/healthz" => Route::Health,
-            "/metrics" => Route::Metrics,
+            "/metrics" if metrics::SERVED => Route::Metrics,
             _ => match path.strip_prefix("/events/") {
                 Some(topic) => Route::Topic(topic, true),
                 None => Route::NotFound,
@@ -762,15 +764,18 @@ impl SseServiceBuilder {
     }
 
     /// Requires a JWT signed with `key` to subscribe; a JWT with publish
-    /// grants also authorises publishing (see [`JwtKey`]).
-    pub fn jwt_key(mut self, key: JwtKey) -> Self {
+    /// grants also authorises publishing (see
+    /// [`JwtKey`](crate::http::JwtKey)).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn jwt_key(mut self, key: crate::http::JwtKey) -> Self {
         self.config.tokens = self.config.tokens.jwt(key);
         self
     }
 
     /// Decides who may subscribe and publish with `policy` instead of the
     /// built-in [`TokenPolicy`] (then [`publish_token`](Self::publish_token)
-    /// and [`jwt_key`](Self::jwt_key) have no effect). See [`Authorize`].
+    /// and `jwt_key` have no effect). See [`Authorize`].
     pub fn authorize(mut self, policy: impl Authorize) -> Self {
         self.config.authorize = Some(Arc::new(policy));
         self
@@ -1062,6 +1067,47 @@ mod tests {
         assert!(is_timeout(&*nested));
         let other: BoxError = Box::new(Wrapper(io::Error::other("reset")));
         assert!(!is_timeout(&*other));
+    }
+
+    async fn answer(service: &SseService, method: Method, path: &str) -> Response<ResponseBody> {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        Service::call(service, req).await.unwrap()
+    }
+
+    #[cfg(feature = "metrics")]
+    #[tokio::test]
+    async fn metrics_are_served_under_the_prefix() {
+        let service = SseService::builder(Hub::new()).prefix("/sse").build();
+        let res = answer(&service, Method::GET, "/sse/metrics").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"# HELP ssehub_"), "{body:?}");
+        let res = answer(&service, Method::POST, "/sse/metrics").await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    /// Without the feature `/metrics` is an unknown path for every method,
+    /// not a route that refuses some; the rest is served as ever.
+    #[cfg(not(feature = "metrics"))]
+    #[tokio::test]
+    async fn without_the_metrics_feature_metrics_is_not_found() {
+        let service = SseService::builder(Hub::new()).prefix("/sse").build();
+        for method in [Method::GET, Method::HEAD, Method::POST] {
+            let res = answer(&service, method.clone(), "/sse/metrics").await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method}");
+        }
+        let res = answer(&service, Method::GET, "/sse/healthz").await;
+        assert_eq!(res.status(), StatusCode::OK);
     }
 
     #[test]

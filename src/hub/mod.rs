@@ -949,8 +949,8 @@ impl HubBuilder {
     }
 
     /// Where the history of topics is kept: [`Storage::memory`] (the
-    /// default), or a store such as [`RedisStore`](crate::store::RedisStore)
-    /// (topics shared by every hub that uses the same Redis; the ring
+    /// default), or a store such as `RedisStore` (feature `redis`;
+    /// topics shared by every hub that uses the same Redis; the ring
     /// becomes this node's cache of each stream's tail and ids come from
     /// Redis, so every node gives an event the same id).
     pub fn storage(mut self, storage: impl Into<Storage>) -> Self {

@@ -57,7 +57,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
 use self::h1::{Head, Outcome, Prefixed};
 use crate::http::body::ResponseBody;
-use crate::http::metrics::ConnectionStats;
+use crate::http::connections::ConnectionStats;
 use crate::http::refusal::{Refusal, refuse};
 use crate::http::service::SseService;
 use crate::server::deadline::{Activity, BodyLimits, Deadlines};
@@ -71,10 +71,16 @@ pub(crate) mod differential;
 pub mod fuzzing;
 pub(crate) mod h1;
 pub(crate) mod serve;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "no_tls.rs"]
 pub(crate) mod tls;
 
 pub use self::deadline::BodyTimeout;
 pub use self::serve::{Either, Ready, RequestBody, Routes, Serve};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use self::tls::{TlsConfig, TlsError};
 
 /// Serves an [`SseService`], or any service wrapped in [`Routes`], on a
@@ -172,6 +178,8 @@ pub struct ServerConfig {
     /// Most open connections from one IP address (`None`: no such limit).
     pub max_connections_per_ip: Option<usize>,
     /// Serve HTTPS instead of cleartext.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub tls: Option<TlsConfig>,
     /// Write HTTP/1.1 event streams straight to the socket instead of
     /// through hyper's connection, which keeps 16 KiB of buffers per
@@ -190,6 +198,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 << 10,
             max_connections: 10_000,
             max_connections_per_ip: None,
+            #[cfg(feature = "tls")]
             tls: None,
             stream_fast_path: true,
         }
@@ -321,7 +330,7 @@ impl<S: Serve> Server<S> {
             stats.accepted.fetch_add(1, Ordering::Relaxed);
             let mut conn = Conn::new(service.clone(), builder.clone(), stopping.clone(), &config);
             conn.peer = Some(peer);
-            let tls = config.tls.clone();
+            let tls = config.tls_config();
             // Forget the tasks that are done.
             while tasks.try_join_next().is_some() {}
             tasks.spawn(async move {
@@ -511,18 +520,18 @@ impl<S: Serve> Conn<S> {
 
     async fn serve_tls(
         self,
-        tls: TlsConfig,
+        tls: self::tls::TlsConfig,
         stream: TcpStream,
         peer: SocketAddr,
     ) -> Result<(), BoxError> {
         let mut stopping = self.stopping.clone();
         let handshake = tokio::select! {
-            h = tokio::time::timeout(self.timeout, tls.acceptor().accept(stream)) => h,
+            h = tokio::time::timeout(self.timeout, tls.accept(stream)) => h,
             _ = stopping.wait_for(|stop| *stop) => return Ok(()),
         };
         match handshake {
-            Ok(Ok(stream)) => {
-                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            Ok(Ok((stream, h2))) => {
+                if h2 {
                     self.hyper(stream).await
                 } else {
                     self.serve(stream).await
@@ -618,7 +627,7 @@ fn reject(
     }
     let rejecting = rejecting.clone();
     let stats = stats.clone();
-    let tls = config.tls.clone();
+    let tls = config.tls_config();
     let timeout = config.header_read_timeout.min(Duration::from_secs(5));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -637,7 +646,7 @@ fn reject(
                     let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                 }
                 Some(tls) => {
-                    if let Ok(stream) = tls.acceptor().accept(stream).await {
+                    if let Ok((stream, _)) = tls.accept(stream).await {
                         let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                     }
                 }

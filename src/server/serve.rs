@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::deadline::BodyTimeout;
-use crate::http::metrics::ConnectionStats;
+use crate::http::connections::ConnectionStats;
 use crate::http::{ResponseBody, ResponseFuture, SseService};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,14 +1,22 @@
-//! TLS for the server: rustls with ALPN `h2` and `http/1.1`, so browsers
-//! multiplex every stream of a page on one HTTP/2 connection.
+//! TLS for the server (feature `tls`): rustls with ALPN `h2` and
+//! `http/1.1`, so browsers multiplex every stream of a page on one HTTP/2
+//! connection.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
+
+use crate::server::ServerConfig;
+
+/// A connection after the handshake.
+pub(crate) type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// A certificate chain and key, ready to accept TLS connections.
 ///
@@ -67,8 +75,18 @@ impl TlsConfig {
         TlsConfig::from_pem(&read(cert_chain.as_ref())?, &read(key.as_ref())?)
     }
 
-    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
-        &self.acceptor
+    /// The handshake, and whether the client chose HTTP/2 through ALPN.
+    pub(crate) async fn accept(&self, tcp: TcpStream) -> io::Result<(TlsStream, bool)> {
+        let stream = self.acceptor.accept(tcp).await?;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok((stream, h2))
+    }
+}
+
+impl ServerConfig {
+    /// The TLS settings, if the server serves HTTPS.
+    pub(crate) fn tls_config(&self) -> Option<TlsConfig> {
+        self.tls.clone()
     }
 }
 

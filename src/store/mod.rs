@@ -37,6 +37,7 @@
 //! for, it asks through the methods of the crate-private `Store`.
 
 #[cfg(feature = "disk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
 pub mod disk;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
@@ -52,8 +53,10 @@ use crate::core::id::Epoch;
 use crate::core::ring::Read;
 
 #[cfg(feature = "disk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
 pub use self::disk::{DiskStore, Retention};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
 
 /// Puts a committed batch's frames (ids `first..` of `epoch`) where

@@ -8,10 +8,12 @@ pub mod chaos;
 pub mod flaky;
 pub mod jwt;
 pub mod node;
+#[cfg(feature = "cli")]
 pub mod process;
 pub mod redis;
 pub mod resume_client;
 pub mod sse;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 use std::net::SocketAddr;

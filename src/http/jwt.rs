@@ -1,0 +1,349 @@
+//! JWTs that grant topics (feature `jwt`): HS256 tokens with an expiry
+//! and a claim `ssehub` listing the topic patterns their holder may
+//! subscribe to and publish on.
+//!
+//! [`TokenPolicy`](crate::http::TokenPolicy) asks a [`JwtKey`] about the
+//! tokens it finds in a request; the key turns a token into a
+//! [`Decision`].
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::core::topic_name::is_valid;
+use crate::http::auth::Decision;
+
+/// The clock difference tolerated when checking a token's expiry (`exp`)
+/// and start (`nbf`).
+pub const JWT_LEEWAY: Duration = Duration::from_secs(2);
+
+/// The topics a token grants.
+///
+/// Patterns are a topic name, a prefix followed by `*` (`chat:*`), or `*`
+/// for every topic.
+///
+/// # Examples
+///
+/// ```
+/// use ssehub::http::Grants;
+///
+/// let grants = Grants::new().subscribe("news")?.subscribe("chat:*")?.publish("chat:me")?;
+/// assert!(grants.may_subscribe("chat:room1"));
+/// assert!(!grants.may_subscribe("orders"));
+/// assert!(grants.may_publish("chat:me"));
+/// assert!(Grants::new().subscribe("bad/name").is_err());
+/// # Ok::<(), ssehub::http::AuthError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    #[serde(default)]
+    subscribe: Vec<String>,
+    #[serde(default)]
+    publish: Vec<String>,
+}
+
+impl Grants {
+    /// No rights.
+    pub fn new() -> Self {
+        Grants::default()
+    }
+
+    /// Adds the right to subscribe to topics matching `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::BadPattern`] if `pattern` is not a topic name, a topic
+    /// prefix followed by `*`, or `*`.
+    pub fn subscribe(mut self, pattern: impl Into<String>) -> Result<Self, AuthError> {
+        self.subscribe.push(checked_pattern(pattern.into())?);
+        Ok(self)
+    }
+
+    /// Adds the right to publish to topics matching `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Grants::subscribe`].
+    pub fn publish(mut self, pattern: impl Into<String>) -> Result<Self, AuthError> {
+        self.publish.push(checked_pattern(pattern.into())?);
+        Ok(self)
+    }
+
+    /// Whether these grants allow subscribing to `topic`.
+    pub fn may_subscribe(&self, topic: &str) -> bool {
+        self.subscribe.iter().any(|p| matches(p, topic))
+    }
+
+    /// Whether these grants allow publishing to `topic`.
+    pub fn may_publish(&self, topic: &str) -> bool {
+        self.publish.iter().any(|p| matches(p, topic))
+    }
+}
+
+fn checked_pattern(p: String) -> Result<String, AuthError> {
+    let name = p.strip_suffix('*').unwrap_or(&p);
+    if p == "*" || is_valid(name) {
+        Ok(p)
+    } else {
+        Err(AuthError::BadPattern(p))
+    }
+}
+
+fn matches(pattern: &str, topic: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix),
+        None => pattern == topic,
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    exp: u64,
+    #[serde(default)]
+    ssehub: Grants,
+}
+
+/// An HS256 key that issues and checks tokens.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ssehub::http::{Grants, JwtKey};
+///
+/// let key = JwtKey::hs256(b"a long random secret");
+/// let token = key.issue(&Grants::new().subscribe("news")?, Duration::from_secs(3600))?;
+/// assert!(key.verify(&token)?.may_subscribe("news"));
+/// assert!(JwtKey::hs256(b"another secret").verify(&token).is_err());
+/// # Ok::<(), ssehub::http::AuthError>(())
+/// ```
+#[derive(Clone)]
+pub struct JwtKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKey {
+    /// A key from a shared secret.
+    pub fn hs256(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = JWT_LEEWAY.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        JwtKey {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Issues a token with these grants, valid for `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Jwt`] if the token cannot be encoded.
+    pub fn issue(&self, grants: &Grants, ttl: Duration) -> Result<String, AuthError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let claims = Claims {
+            exp: (now + ttl).as_secs(),
+            ssehub: grants.clone(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(AuthError::Jwt)
+    }
+
+    /// Checks a token's signature, expiry (`exp`) and start (`nbf`, if
+    /// present), with [`JWT_LEEWAY`] of tolerance, and returns its grants.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Expired`], [`AuthError::NotYetValid`] or
+    /// [`AuthError::InvalidToken`].
+    pub fn verify(&self, token: &str) -> Result<Grants, AuthError> {
+        self.verify_until(token).map(|(grants, _)| grants)
+    }
+
+    /// As [`JwtKey::verify`], with the token's expiry.
+    fn verify_until(&self, token: &str) -> Result<(Grants, SystemTime), AuthError> {
+        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
+            Ok(data) => Ok((
+                data.claims.ssehub,
+                UNIX_EPOCH + Duration::from_secs(data.claims.exp),
+            )),
+            Err(e) => Err(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                _ => AuthError::InvalidToken,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtKey(HS256, <secret>)")
+    }
+}
+
+/// Why a token could not be issued or was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// A topic pattern is not a name, `prefix*` or `*`.
+    BadPattern(String),
+    /// The token is malformed or its signature does not match.
+    InvalidToken,
+    /// The token has expired.
+    Expired,
+    /// The token's `nbf` (not before) is in the future.
+    NotYetValid,
+    /// The JWT library failed to encode a token (the cause is the source).
+    Jwt(jsonwebtoken::errors::Error),
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::BadPattern(p) => write!(f, "invalid topic pattern {p:?}"),
+            AuthError::InvalidToken => f.write_str("invalid token"),
+            AuthError::Expired => f.write_str("token expired"),
+            AuthError::NotYetValid => f.write_str("token not yet valid"),
+            AuthError::Jwt(_) => f.write_str("cannot encode token"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AuthError::Jwt(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl JwtKey {
+    /// May the holder of `token` read `topic`? Until the token expires.
+    pub(crate) fn subscribe_decision(&self, token: &str, topic: &str) -> Decision {
+        match self.verify_until(token) {
+            Ok((g, exp)) if g.may_subscribe(topic) => Decision::AllowUntil(exp),
+            Ok(_) => Decision::Forbidden("token does not grant this topic".into()),
+            Err(e) => Decision::Unauthorized(unauthorized(&e).into()),
+        }
+    }
+
+    /// May the holder of `token` publish to `topic`?
+    pub(crate) fn publish_decision(&self, token: &str, topic: &str) -> Decision {
+        match self.verify(token) {
+            Ok(g) if g.may_publish(topic) => Decision::Allow,
+            Ok(_) => Decision::Forbidden("token does not grant publishing to this topic".into()),
+            Err(e) => Decision::Unauthorized(unauthorized(&e).into()),
+        }
+    }
+}
+
+/// The `401` text for a token that was not accepted.
+fn unauthorized(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Expired => "token expired",
+        AuthError::NotYetValid => "token not yet valid",
+        _ => "invalid token",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::tokens::TokenPolicy;
+    use http::{HeaderMap, HeaderValue};
+    use std::net::IpAddr;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(matches("*", "anything"));
+        assert!(matches("chat:*", "chat:1"));
+        assert!(!matches("chat:*", "chat"));
+        assert!(matches("news", "news"));
+        assert!(!matches("news", "news2"));
+        for bad in ["", "a b", "a/*", "**"] {
+            assert!(checked_pattern(bad.into()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn jwt_rules() {
+        let key = JwtKey::hs256(b"k");
+        let access = TokenPolicy {
+            publish_token: None,
+            jwt: Some(key.clone()),
+        };
+        let far: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
+        let grants = Grants::new()
+            .subscribe("a")
+            .unwrap()
+            .publish("p:*")
+            .unwrap();
+        let t = key.issue(&grants, Duration::from_secs(60)).unwrap();
+        let h = headers(&[("authorization", &format!("Bearer {t}"))]);
+        assert!(matches!(
+            access.check_subscribe(&h, None, "a"),
+            Decision::AllowUntil(_)
+        ));
+        assert!(matches!(
+            access.check_subscribe(&h, None, "b"),
+            Decision::Forbidden(_)
+        ));
+        assert_eq!(
+            access.check_publish(&h, None, far, None, "p:1"),
+            Decision::Allow
+        );
+        assert!(matches!(
+            access.check_publish(&h, None, far, None, "a"),
+            Decision::Forbidden(_)
+        ));
+        assert_eq!(
+            access.check_subscribe(&HeaderMap::new(), None, "a"),
+            Decision::Unauthorized("missing token".into())
+        );
+        let forged = JwtKey::hs256(b"other")
+            .issue(&grants, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            access.check_subscribe(&HeaderMap::new(), Some(&forged), "a"),
+            Decision::Unauthorized("invalid token".into())
+        );
+    }
+
+    #[test]
+    fn expiry_has_a_small_leeway() {
+        let key = JwtKey::hs256(b"k");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let at = |exp: u64| {
+            let claims = Claims {
+                exp,
+                ssehub: Grants::new(),
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key.encoding).unwrap()
+        };
+        assert!(key.verify(&at(now + 60)).is_ok());
+        assert!(key.verify(&at(now)).is_ok(), "within the leeway");
+        assert_eq!(key.verify(&at(now - 10)), Err(AuthError::Expired));
+    }
+}
