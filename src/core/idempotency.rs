@@ -31,9 +31,11 @@ use crate::core::event::Event;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// What the memory store counts for one remembered key beyond the key's
-/// own bytes: its record, its place in the index and in the eviction order,
-/// and the allocator's share (measured by `tests/idempotency_memory.rs`).
-pub const IDEMPOTENCY_KEY_OVERHEAD: usize = 160;
+/// own bytes: its record, its index entry and its place in the eviction
+/// order, with the tables' growth slack and the allocator's rounding (a
+/// unit test computes the real footprint from the tables' capacities and
+/// checks that this covers it).
+pub const IDEMPOTENCY_KEY_OVERHEAD: usize = 192;
 
 /// A validated idempotency key: 1 to 255 visible ASCII characters
 /// (`!` to `~`; no spaces, no control characters).
@@ -320,6 +322,14 @@ impl Keys {
             }
         }
         self.bytes -= freed;
+        // Tables do not shrink by themselves: give back what a past peak
+        // left once it is mostly unused (amortised: it takes as many
+        // evictions as the table has room for).
+        let len = self.records.len();
+        if self.records.capacity() > 64 && len * 4 < self.records.capacity() {
+            self.records.shrink_to(len * 2);
+            self.order.shrink_to(len * 2);
+        }
         freed
     }
 
@@ -428,6 +438,57 @@ mod tests {
         );
     }
 
+    /// What `keys` takes on the heap, from the tables' capacities and the
+    /// key allocations, rounded as glibc's malloc rounds (8 bytes of
+    /// header, 16-byte steps, 32 at least).
+    fn footprint(keys: &Keys) -> usize {
+        let alloc = |n: usize| ((n + 8).div_ceil(16) * 16).max(32);
+        let entry = std::mem::size_of::<(IdempotencyKey, KeyRecord)>();
+        // hashbrown: one control byte per bucket, plus a group's worth;
+        // capacity() is 7/8 of the buckets (or buckets - 1 when small).
+        let buckets = (keys.records.capacity() * 8 / 7).next_power_of_two();
+        let map = alloc(buckets * (entry + 1) + 16);
+        let order = alloc(keys.order.capacity() * std::mem::size_of::<(u64, IdempotencyKey)>());
+        let strings: usize = keys
+            .order
+            .iter()
+            .map(|(_, k)| alloc(16 + k.as_str().len()))
+            .sum();
+        map + order + strings
+    }
+
+    #[test]
+    fn the_overhead_covers_what_keys_really_take() {
+        for len in [4, 36, 255] {
+            let mut keys = Keys::default();
+            let mut worst: f64 = 0.0;
+            for n in 1..=5000u64 {
+                let k = IdempotencyKey::new(&format!("{n:0>len$}")).unwrap();
+                let record = KeyRecord {
+                    fingerprint: Fingerprint([0; 16]),
+                    first: n,
+                    count: 1,
+                };
+                keys.insert(k, record);
+                assert_eq!(keys.bytes(), n as usize * (len + IDEMPOTENCY_KEY_OVERHEAD));
+                // Tiny tables cost their minimum whatever they hold.
+                if n >= 8 {
+                    let real = footprint(&keys);
+                    assert!(
+                        real <= keys.bytes(),
+                        "{n} keys of {len}: {real} > {}",
+                        keys.bytes()
+                    );
+                    worst = worst.max(real as f64 / n as f64 - len as f64);
+                }
+            }
+            assert!(
+                worst > IDEMPOTENCY_KEY_OVERHEAD as f64 * 0.75,
+                "{worst}: too generous"
+            );
+        }
+    }
+
     #[test]
     fn keys_are_forgotten_with_their_last_event() {
         let mut keys = Keys::default();
@@ -453,5 +514,28 @@ mod tests {
         assert_eq!(keys.clear(), 4 + IDEMPOTENCY_KEY_OVERHEAD);
         assert!(keys.is_empty());
         assert_eq!(keys.bytes(), 0);
+    }
+
+    #[test]
+    fn tables_shrink_when_a_peak_has_passed() {
+        let mut keys = Keys::default();
+        for n in 1..=4096 {
+            let record = KeyRecord {
+                fingerprint: Fingerprint([0; 16]),
+                first: n,
+                count: 1,
+            };
+            keys.insert(IdempotencyKey::new(&n.to_string()).unwrap(), record);
+        }
+        let peak = footprint(&keys);
+        keys.forget_before(4000);
+        assert_eq!(keys.len(), 97);
+        assert!(
+            footprint(&keys) < peak / 20,
+            "{} of {peak}",
+            footprint(&keys)
+        );
+        assert!(footprint(&keys) <= keys.bytes() * 2);
+        assert!(keys.get("4000").is_some() && keys.get("3999").is_none());
     }
 }
