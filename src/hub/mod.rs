@@ -288,7 +288,14 @@ impl Hub {
             let topic = self.topic(name)?;
             let hub = self.clone();
             Box::new(move |epoch, first, frames| {
+                // Counted here, not after the answer: a publisher that went
+                // away (its request's future dropped) published all the same.
+                let count = frames.len() as u64;
                 topic.ingest(epoch, (first..).zip(frames));
+                hub.inner
+                    .counters
+                    .published
+                    .fetch_add(count, Ordering::Relaxed);
                 hub.enforce_total_bytes();
             })
         };
@@ -308,10 +315,13 @@ impl Hub {
         };
         Ok(match outcome {
             Keyed::Fresh(appended) => {
-                self.inner
-                    .counters
-                    .published
-                    .fetch_add(count, Ordering::Relaxed);
+                if self.store().loads_topics() {
+                    // Redis: the outcome is known only here.
+                    self.inner
+                        .counters
+                        .published
+                        .fetch_add(count, Ordering::Relaxed);
+                }
                 Keyed::Fresh(published(appended))
             }
             Keyed::Replayed(appended) => Keyed::Replayed(published(appended)),
