@@ -17,7 +17,8 @@
 //! free one is recorded with the `XADD`s. Every publish then forgets the
 //! keys whose last event the stream no longer has (the list is in the
 //! order of the events, so this looks at its head only), so keys are
-//! trimmed with the stream, and every node answers a retry alike.
+//! trimmed with the stream (never more keys than entries), and every node
+//! answers a retry alike.
 //!
 //! Each node runs one reader task on a dedicated connection: it loads the
 //! tail of a topic's stream into the topic's ring when the node first needs
@@ -97,7 +98,8 @@ if idem ~= '' and n > 0 then
   redis.call('RPUSH', KEYS[5], string.format('%s %d %s', epoch, first + n - 1, idem))
 end
 -- Forget the keys whose last event the stream no longer has (or of
--- another history), a bounded number per publish.
+-- another history). Each key is forgotten once, and a trim removes at
+-- most a macro node of entries, so this stays short.
 local head = redis.call('LINDEX', KEYS[5], 0)
 if head then
   local floor = math.huge
@@ -105,8 +107,7 @@ if head then
   if oldest[1] then
     floor = tonumber(string.match(oldest[1][1], '^0%-(%d+)$')) or 0
   end
-  for _ = 1, 64 do
-    if not head then break end
+  while head do
     local e, last, k = string.match(head, '^(%S+) (%d+) (%S+)$')
     if e == epoch and tonumber(last) >= floor then break end
     redis.call('LPOP', KEYS[5])
