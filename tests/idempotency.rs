@@ -342,6 +342,50 @@ async fn concurrent_duplicates_publish_once_on_disk() {
     concurrent_duplicates_publish_once(Hub::builder().storage(store).build()).await;
 }
 
+#[tokio::test]
+async fn pages_of_other_origins_may_send_the_key_and_read_the_marker() {
+    let hub = Hub::new();
+    let service = SseService::builder(hub)
+        .cors(ssehub::http::CorsOrigins::from_list(&[
+            "https://app.example",
+        ]))
+        .build();
+    let server = TestServer::start_service(service).await;
+    let origin = ("Origin", "https://app.example");
+    let (status, headers, _) = request_full(
+        server.addr,
+        "OPTIONS",
+        "/events/t",
+        &[
+            origin,
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "idempotency-key,content-type",
+            ),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 204);
+    let allowed = header(&headers, "access-control-allow-headers").unwrap();
+    assert!(allowed.contains("Idempotency-Key"), "{allowed}");
+    for expect_replay in [false, true] {
+        let (status, headers, _) = request_full(
+            server.addr,
+            "POST",
+            "/events/t",
+            &[origin, ("Idempotency-Key", "k")],
+            b"x",
+        )
+        .await;
+        assert_eq!(status, 201);
+        assert_eq!(replayed(&headers), expect_replay);
+        let exposed = header(&headers, "access-control-expose-headers");
+        assert_eq!(exposed, expect_replay.then_some("Idempotent-Replayed"));
+    }
+}
+
 fn key(s: &str) -> IdempotencyKey {
     IdempotencyKey::new(s).unwrap()
 }
