@@ -514,60 +514,69 @@ fn disk_hub(dir: &std::path::Path, retention: Retention) -> Hub {
     Hub::builder().buffer(2).storage(store).build()
 }
 
+/// `(seq, replayed)` of publishing `data` under `k` to topic `t`.
+async fn once(hub: &Hub, k: &str, data: &str) -> (u64, bool) {
+    let r = hub
+        .publish_idempotent("t", &key(k), Event::new(data))
+        .await
+        .unwrap();
+    (r.ids.seq(), r.replayed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_disk_a_key_lives_as_long_as_its_events_and_across_reopening() {
     let dir = tempfile::tempdir().unwrap();
+    // The disk keeps 4 events per topic, the ring 2.
     let retention = Retention::default().events(4);
-    let (first, batch) = {
+    let batch = || [Event::new("a"), Event::new("b")];
+    {
         let hub = disk_hub(dir.path(), retention.clone());
-        let first = hub
-            .publish_idempotent("t", &key("k1"), Event::new("one"))
-            .await
-            .unwrap();
-        for i in 2..=4 {
+        assert_eq!(once(&hub, "k1", "one").await, (1, false));
+        assert_eq!(once(&hub, "k2", "two").await, (2, false));
+        for i in 3..=4 {
             hub.publish("t", Event::new(i.to_string())).await.unwrap();
         }
-        // Out of the ring of 2, still on disk.
-        let again = hub
-            .publish_idempotent("t", &key("k1"), Event::new("one"))
-            .await
-            .unwrap();
-        assert_eq!((again.ids, again.replayed), (first.ids, true));
+        // Out of the ring, still on disk.
+        assert_eq!(once(&hub, "k1", "one").await, (1, true));
         let conflict = hub
-            .publish_idempotent("t", &key("k1"), Event::new("two"))
+            .publish_idempotent("t", &key("k1"), Event::new("1"))
             .await;
         assert!(matches!(conflict, Err(HubError::KeyReused)));
-        // Event 5 makes the disk drop event 1, and the key with it.
+        // Event 5 makes the disk drop event 1, and k1 with it; k2 stays
+        // with event 2.
         hub.publish("t", Event::new("5")).await.unwrap();
-        let after = hub
-            .publish_idempotent("t", &key("k1"), Event::new("one"))
+        assert_eq!(once(&hub, "k2", "two").await, (2, true));
+        assert_eq!(once(&hub, "k1", "one").await, (6, false));
+        // Event 6 dropped event 2.
+        assert_eq!(once(&hub, "k2", "two").await, (7, false));
+        let b = hub
+            .publish_batch_idempotent("t", &key("kb"), batch())
             .await
             .unwrap();
-        assert_eq!((after.ids.seq(), after.replayed), (6, false));
-        let batch = hub
-            .publish_batch_idempotent("t", &key("kb"), [Event::new("a"), Event::new("b")])
-            .await
-            .unwrap();
-        (after, batch)
-    };
-    // Closed and opened again: the keys are read from disk.
+        assert_eq!(b.ids.iter().map(|i| i.seq()).collect::<Vec<_>>(), [8, 9]);
+    }
+    // Closed and opened again (the disk has 6..=9): the keys are read
+    // from disk.
     let hub = disk_hub(dir.path(), retention);
+    assert_eq!(once(&hub, "k1", "one").await, (6, true));
+    assert_eq!(once(&hub, "k2", "two").await, (7, true));
     let again = hub
-        .publish_idempotent("t", &key("k1"), Event::new("one"))
+        .publish_batch_idempotent("t", &key("kb"), batch())
         .await
         .unwrap();
-    assert_eq!((again.ids, again.replayed), (first.ids, true));
-    let again = hub
-        .publish_batch_idempotent("t", &key("kb"), [Event::new("a"), Event::new("b")])
-        .await
-        .unwrap();
-    assert_eq!((&again.ids, again.replayed), (&batch.ids, true));
-    assert!(matches!(
-        hub.publish_idempotent("t", &key("kb"), Event::new("a"))
-            .await,
-        Err(HubError::KeyReused)
-    ));
-    assert_eq!(hub.topic_info("t").unwrap().latest.seq(), 8);
+    assert_eq!(
+        again.ids.iter().map(|i| i.seq()).collect::<Vec<_>>(),
+        [8, 9]
+    );
+    assert!(again.replayed);
+    let one = hub
+        .publish_idempotent("t", &key("kb"), Event::new("a"))
+        .await;
+    assert!(
+        matches!(one, Err(HubError::KeyReused)),
+        "one event is not a batch"
+    );
+    assert_eq!(hub.topic_info("t").unwrap().latest.seq(), 9);
     assert_eq!(
         hub.stats().published,
         0,
