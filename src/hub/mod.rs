@@ -163,8 +163,10 @@ impl Hub {
     /// with the disk store (it is written in the same atomic batch as the
     /// event), other nodes with Redis (the same script appends and records
     /// it). Keys are per topic. Only publishes that succeed are remembered:
-    /// after an error the key is free. A call made while another with the
-    /// same key is under way waits for its outcome: they never both publish.
+    /// after an error the key is free. Calls with the same key that overlap
+    /// never both publish: in memory and on disk a later one waits for the
+    /// earlier one's outcome; with Redis, the one whose script runs first
+    /// publishes and the others replay.
     ///
     /// An event and a batch of that one event are different requests (they
     /// are answered differently over HTTP).
