@@ -12,7 +12,7 @@
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`core`] | the model, no I/O: [`EventId`]s and epochs, [`Event`]s and their wire encoding, topic names, the ring, where a subscription starts (`resync`) |
+//! | [`core`] | the model, no I/O: [`EventId`]s and epochs, [`Event`]s and their wire encoding, topic names, the ring, where a subscription starts (`resync`), idempotency keys |
 //! | [`store`] | where history lives: memory (the default), disk (`--data-dir`), Redis; the seam they share |
 //! | [`hub`] | the fan-out: [`Hub`] (topics by name, publish, subscribe) and [`EventStream`], one subscriber's response body |
 //! | [`http`] | HTTP meaning: [`SseService`] (the endpoints, for hyper or tower), publish bodies, who may publish and subscribe, CORS, metrics |
