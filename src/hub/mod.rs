@@ -2,17 +2,22 @@
 //! streams that read them ([`EventStream`]).
 
 pub(crate) mod stream;
+mod sync;
 pub(crate) mod topic;
+
+#[cfg(all(test, ssehub_loom))]
+mod loom_tests;
 
 pub use self::stream::EventStream;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use self::stream::StreamParams;
+use self::sync::{Arc, AtomicBool, AtomicU64, Mutex, RwLock, RwLockReadGuard};
 use crate::core::event::Event;
 use crate::core::id::{Epoch, EventId};
 use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
@@ -618,7 +623,7 @@ impl Hub {
         })
     }
 
-    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
+    fn read_topics(&self) -> RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
         self.inner
             .topics
             .read()
