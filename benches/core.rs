@@ -101,6 +101,29 @@ fn publish(c: &mut Criterion) {
             }
         })
     });
+    drop(subs);
+    // Under an idempotency key: a new key each time (looked up, then kept
+    // with the event; a full ring forgets the oldest key as it evicts),
+    // and a retry (looked up, answered, nothing published).
+    let h = hub();
+    let key = |n: u64| ssehub::core::IdempotencyKey::new(&format!("{n:036}")).unwrap();
+    for n in 0..2048 {
+        now(h.publish_idempotent("t", &key(n), Event::new("warm"))).unwrap();
+    }
+    let mut n = 2048;
+    g.bench_function("idempotent_new_key_into_full_ring", |b| {
+        b.iter(|| {
+            n += 1;
+            now(h.publish_idempotent("t", &key(n), Event::new("{\"price\":42.5}"))).unwrap()
+        })
+    });
+    let retried = key(n);
+    g.bench_function("idempotent_retry", |b| {
+        b.iter(|| {
+            let r = now(h.publish_idempotent("t", &retried, Event::new("{\"price\":42.5}")));
+            assert!(r.unwrap().replayed);
+        })
+    });
     g.finish();
 }
 

@@ -12,7 +12,7 @@
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`core`] | the model, no I/O: [`EventId`]s and epochs, [`Event`]s and their wire encoding, topic names, the ring, where a subscription starts (`resync`) |
+//! | [`core`] | the model, no I/O: [`EventId`]s and epochs, [`Event`]s and their wire encoding, topic names, the ring, where a subscription starts (`resync`), idempotency keys |
 //! | [`store`] | where history lives: memory (the default), disk (`--data-dir`, feature `disk`), Redis (feature `redis`); the seam they share |
 //! | [`hub`] | the fan-out: [`Hub`] (topics by name, publish, subscribe) and [`EventStream`], one subscriber's response body |
 //! | [`http`] | HTTP meaning: [`SseService`] (the endpoints, for hyper or tower), [`stream_response`](http::stream_response) for handlers, publish bodies, who may publish and subscribe ([`Authorize`](http::Authorize), the publish token, JWTs with feature `jwt`), CORS, metrics (feature `metrics`) |

@@ -945,6 +945,9 @@ async fn every_metric_in_the_readme_has_its_exact_value() {
         ("ssehub_events_replayed_total", 3 + 3 + 1),
         ("ssehub_resyncs_total", 2),
         ("ssehub_topics_retired_total", 1),
+        // Non-zero values: tests/idempotency.rs.
+        ("ssehub_idempotent_replays_total", 0),
+        ("ssehub_idempotent_conflicts_total", 0),
         ("ssehub_connections_accepted_total", 2),
         ("ssehub_connections_rejected_total", 1),
     ];

@@ -245,6 +245,18 @@ fn the_library_defaults_are_the_readme_limits() {
             // Not a number; tests/slow_client.rs holds it to its word.
             "memory per slow subscriber" => continue,
             "shutdown wait for connections" => secs(server.shutdown_timeout),
+            "longest `Idempotency-Key`" => size(ssehub::core::MAX_IDEMPOTENCY_KEY_LEN),
+            "idempotency keys remembered per topic" => {
+                // The cost the memory store counts for a key (a unit test
+                // checks it covers what a key takes).
+                let cost = format!(
+                    "its length + {} bytes",
+                    ssehub::core::IDEMPOTENCY_KEY_OVERHEAD
+                );
+                assert!(default.contains(&cost), "{default}");
+                assert!(default.starts_with("one per retained event at most"));
+                continue;
+            }
             other => panic!("a README limit this test does not know: {other:?}"),
         };
         assert_eq!(quantity(default), want, "{what}: {default}");
@@ -254,5 +266,5 @@ fn the_library_defaults_are_the_readme_limits() {
             assert_eq!(d.parse::<u64>().unwrap(), want, "{what}: {flag} {d}");
         }
     }
-    assert_eq!(rows.len(), 20);
+    assert_eq!(rows.len(), 22);
 }

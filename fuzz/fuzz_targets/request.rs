@@ -1,7 +1,7 @@
 //! Arbitrary requests through `SseService`: methods, paths (topics), query
 //! strings (`lastEventId`, `limit`, `event`, `access_token`), headers
-//! (`Last-Event-ID`, `Authorization`, `Cookie`, `Origin`, `Content-Type`)
-//! and publish bodies (text and JSON). Nothing may panic, and every
+//! (`Last-Event-ID`, `Authorization`, `Cookie`, `Origin`, `Content-Type`,
+//! `Idempotency-Key`) and publish bodies (text and JSON). Nothing may panic, and every
 //! response must be well-formed.
 //!
 //! Input layout: the first byte picks the method and the service; the rest

@@ -6,6 +6,10 @@
 //! one subtraction. Entries stay until the bounds push them out: a ring keeps
 //! history for replay whether or not anyone is subscribed.
 //!
+//! In memory, the ring also keeps the idempotency keys of its history
+//! ([`Keys`]): a key is forgotten with the last event it published, and its
+//! bytes count with the frames', so the ring's byte bounds cover both.
+//!
 //! The ring knows nothing of locks, wakers or HTTP; the topic wraps it.
 
 use std::collections::VecDeque;
@@ -13,14 +17,15 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::core::id::Epoch;
+use crate::core::idempotency::{IdempotencyKey, KeyRecord, Keys};
 
 /// Bounds of one ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RingLimits {
     /// Most events retained. At least 1.
     pub(crate) max_events: usize,
-    /// Most bytes of encoded frames retained. The newest event is always
-    /// retained, even when it alone is larger.
+    /// Most bytes of encoded frames (and idempotency keys) retained. The
+    /// newest event is always retained, even when it alone is larger.
     pub(crate) max_bytes: usize,
 }
 
@@ -54,8 +59,11 @@ pub(crate) struct Ring {
     frames: VecDeque<Bytes>,
     first: u64,
     next: u64,
+    /// Bytes of the frames and of the keys.
     bytes: usize,
     limits: RingLimits,
+    /// Idempotency keys of the retained events (memory store only).
+    keys: Keys,
 }
 
 impl Ring {
@@ -71,6 +79,7 @@ impl Ring {
                 max_events: limits.max_events.max(1),
                 max_bytes: limits.max_bytes,
             },
+            keys: Keys::default(),
         }
     }
 
@@ -93,7 +102,7 @@ impl Ring {
         self.next - 1
     }
 
-    /// Bytes of encoded frames retained.
+    /// Bytes of encoded frames retained, and of the idempotency keys.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -109,6 +118,12 @@ impl Ring {
         self.bytes += frame.len();
         self.frames.push_back(frame);
         self.next += 1;
+        self.evict()
+    }
+
+    /// Evicts the oldest events the bounds no longer allow; returns the
+    /// bytes freed.
+    fn evict(&mut self) -> usize {
         let mut evicted = 0;
         while self.frames.len() > self.limits.max_events
             || (self.bytes > self.limits.max_bytes && self.frames.len() > 1)
@@ -116,6 +131,27 @@ impl Ring {
             evicted += self.pop_front();
         }
         evicted
+    }
+
+    /// What idempotency key `key` was remembered with, if it still is.
+    pub(crate) fn key(&self, key: &str) -> Option<&KeyRecord> {
+        self.keys.get(key)
+    }
+
+    /// Remembers `key` for events `record.first..` (just pushed, so the
+    /// last of them is retained) until the last of them is evicted. Returns
+    /// the bytes the key added, and the bytes of events evicted to make
+    /// room for it.
+    pub(crate) fn remember(&mut self, key: IdempotencyKey, record: KeyRecord) -> (usize, usize) {
+        debug_assert!(record.first + record.count <= self.next);
+        let added = self.keys.insert(key, record);
+        self.bytes += added;
+        (added, self.evict())
+    }
+
+    /// Idempotency keys held.
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
     }
 
     /// Drops the oldest events until at most `max_bytes` remain (possibly
@@ -134,6 +170,7 @@ impl Ring {
     pub(crate) fn restart(&mut self, epoch: Epoch, next: u64) -> usize {
         let freed = self.bytes;
         self.frames.clear();
+        self.keys.clear();
         self.bytes = 0;
         self.epoch = epoch;
         self.first = next;
@@ -141,15 +178,30 @@ impl Ring {
         freed
     }
 
+    /// Drops the oldest event, and the keys whose last event it was.
     fn pop_front(&mut self) -> usize {
-        match self.frames.pop_front() {
+        let freed = match self.frames.pop_front() {
             Some(f) => {
                 self.first += 1;
-                self.bytes -= f.len();
                 f.len()
             }
-            None => 0,
-        }
+            // Keys never outlive their events; this only keeps the byte
+            // count (and `trim_to_bytes`' loop) honest if they did.
+            None => return self.forget_all_keys(),
+        };
+        let keys = if self.keys.is_empty() {
+            0
+        } else {
+            self.keys.forget_before(self.first)
+        };
+        self.bytes -= freed + keys;
+        freed + keys
+    }
+
+    fn forget_all_keys(&mut self) -> usize {
+        let freed = self.keys.clear();
+        self.bytes -= freed;
+        freed
     }
 
     /// Reads from event `from` on: at most `max_events` events and, unless
@@ -317,5 +369,64 @@ mod tests {
             Read::Ready { frame: f, count: 1 } => assert_eq!(f.as_ptr(), frame.as_ptr()),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn record(first: u64, count: u64) -> KeyRecord {
+        KeyRecord {
+            fingerprint: crate::core::idempotency::Fingerprint([7; 16]),
+            first,
+            count,
+        }
+    }
+
+    fn key(s: &str) -> IdempotencyKey {
+        IdempotencyKey::new(s).unwrap()
+    }
+
+    const K: usize = crate::core::idempotency::IDEMPOTENCY_KEY_OVERHEAD;
+
+    #[test]
+    fn keys_go_with_the_last_event_they_published() {
+        let mut r = ring(3, 1 << 20);
+        push_n(&mut r, 1); // <1>
+        assert_eq!(r.remember(key("a"), record(1, 1)), (1 + K, 0));
+        push_n(&mut r, 2); // <2> <3>, one batch
+        r.remember(key("bc"), record(2, 2));
+        assert_eq!(r.bytes(), 9 + 1 + K + 2 + K);
+        assert_eq!(r.key_count(), 2);
+        // <4> evicts <1>, and "a" with it.
+        assert_eq!(r.push(Bytes::from_static(b"<4>")), 3 + 1 + K);
+        assert!(r.key("a").is_none());
+        // <5> evicts <2>: "bc" stays with <3>.
+        assert_eq!(r.push(Bytes::from_static(b"<5>")), 3);
+        assert_eq!(r.key("bc"), Some(&record(2, 2)));
+        assert_eq!(r.push(Bytes::from_static(b"<6>")), 3 + 2 + K);
+        assert_eq!((r.key_count(), r.bytes()), (0, 9));
+    }
+
+    #[test]
+    fn keys_count_against_the_byte_bound() {
+        // Room for three 3-byte frames, or two and a 1-byte key.
+        let mut r = ring(100, 9 + 1 + K - 3);
+        push_n(&mut r, 3);
+        assert_eq!(r.oldest(), Some(1));
+        // The key pushes the ring over its bound: the oldest event goes,
+        // never the key's own.
+        let (added, evicted) = r.remember(key("c"), record(3, 1));
+        assert_eq!((added, evicted), (1 + K, 3));
+        assert_eq!((r.oldest(), r.bytes()), (Some(2), 6 + 1 + K));
+        // Trimming everything forgets the key too.
+        assert_eq!(r.trim_to_bytes(0), 6 + 1 + K);
+        assert_eq!((r.key_count(), r.bytes(), r.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_new_history_has_no_keys() {
+        let mut r = ring(10, 1 << 20);
+        push_n(&mut r, 2);
+        r.remember(key("x"), record(2, 1));
+        assert_eq!(r.restart("f".parse().unwrap(), 1), 6 + 1 + K);
+        assert!(r.key("x").is_none());
+        assert_eq!(r.bytes(), 0);
     }
 }

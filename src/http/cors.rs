@@ -60,11 +60,17 @@ impl CorsOrigins {
         if *self == CorsOrigins::Off {
             return;
         }
-        // A page of another origin may read the position a `HEAD` answers.
+        // A page of another origin may read the position a `HEAD` answers,
+        // and whether a publish was answered again for a retry.
         if headers.contains_key("last-event-id") {
             headers.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 HeaderValue::from_static("Last-Event-ID"),
+            );
+        } else if headers.contains_key(crate::http::publish::IDEMPOTENT_REPLAYED) {
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("Idempotent-Replayed"),
             );
         }
         match self {
@@ -133,7 +139,9 @@ impl CorsOrigins {
             );
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("Authorization, Content-Type, Last-Event-ID"),
+                HeaderValue::from_static(
+                    "Authorization, Content-Type, Idempotency-Key, Last-Event-ID",
+                ),
             );
             h.insert(
                 header::ACCESS_CONTROL_MAX_AGE,

@@ -124,6 +124,18 @@ impl Collector for HubCollector {
         )?;
         counter(
             &mut enc,
+            "ssehub_idempotent_replays",
+            "Publishes answered with the ids of an earlier request with the same Idempotency-Key, publishing nothing.",
+            s.idempotent_replays,
+        )?;
+        counter(
+            &mut enc,
+            "ssehub_idempotent_conflicts",
+            "Publishes refused (409): their Idempotency-Key was used for a different request.",
+            s.idempotent_conflicts,
+        )?;
+        counter(
+            &mut enc,
             "ssehub_connections_accepted",
             "Client connections accepted.",
             c.accepted.load(Ordering::Relaxed),

@@ -1,4 +1,7 @@
-//! Publish request bodies in JSON: one event object, or an array of them.
+//! What a publish request says beyond its topic: its JSON body, and its
+//! `Idempotency-Key`.
+//!
+//! JSON bodies are one event object, or an array of them:
 //!
 //! ```json
 //! {"data": "hello", "event": "greeting"}
@@ -9,19 +12,44 @@
 //! compact JSON text. `event` is optional (a string, or null for the
 //! default). Any other field is an error, and so is any invalid event: a
 //! batch is published all or nothing.
+//!
+//! `Idempotency-Key` is read by [`IdempotencyKey::from_header`]: one header,
+//! a quoted string or a bare key.
 
 use std::fmt;
 
 use serde_json::{Map, Value};
 
 use crate::core::event::{Event, EventError};
+use crate::core::idempotency::IdempotencyKey;
 
-/// The events of a JSON publish body.
+/// The name of the request header that names a publish.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The response header that marks an answer given again for a retry.
+pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The request's idempotency key, if it has one.
+pub(crate) fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<IdempotencyKey>, String> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("invalid Idempotency-Key: more than one".to_owned());
+    }
+    IdempotencyKey::from_header(value.as_bytes())
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// What a publish request publishes: one event (a text body or a JSON
+/// object, answered with its `id`) or a batch (a JSON array, answered with
+/// `ids`). An event and a batch of that one event are different requests.
 #[derive(Debug)]
-pub(crate) struct Batch {
-    pub(crate) events: Vec<Event>,
-    /// The body was a single object (answered with `id`, not `ids`).
-    pub(crate) single: bool,
+pub(crate) enum Publish {
+    One(Event),
+    Batch(Vec<Event>),
 }
 
 /// Why a JSON publish body was refused.
@@ -75,13 +103,10 @@ impl std::error::Error for BodyError {
 }
 
 /// Parses a JSON publish body.
-pub(crate) fn parse_json(bytes: &[u8]) -> Result<Batch, BodyError> {
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Publish, BodyError> {
     let value: Value = serde_json::from_slice(bytes).map_err(BodyError::Syntax)?;
     match value {
-        Value::Object(obj) => Ok(Batch {
-            events: vec![event(0, obj)?],
-            single: true,
-        }),
+        Value::Object(obj) => Ok(Publish::One(event(0, obj)?)),
         Value::Array(items) if items.is_empty() => Err(BodyError::Empty),
         Value::Array(items) => {
             let events = items
@@ -92,10 +117,7 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Batch, BodyError> {
                     _ => Err(BodyError::Shape),
                 })
                 .collect::<Result<_, _>>()?;
-            Ok(Batch {
-                events,
-                single: false,
-            })
+            Ok(Publish::Batch(events))
         }
         _ => Err(BodyError::Shape),
     }
@@ -124,19 +146,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_idempotency_key_header_at_most() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(idempotency_key(&h), Ok(None));
+        h.insert(IDEMPOTENCY_KEY, "\"k-1\"".parse().unwrap());
+        assert_eq!(idempotency_key(&h).unwrap().unwrap().as_str(), "k-1");
+        h.append(IDEMPOTENCY_KEY, "k-1".parse().unwrap());
+        assert_eq!(
+            idempotency_key(&h),
+            Err("invalid Idempotency-Key: more than one".to_owned())
+        );
+        h.insert(IDEMPOTENCY_KEY, "".parse().unwrap());
+        assert_eq!(
+            idempotency_key(&h),
+            Err("invalid Idempotency-Key: empty".to_owned())
+        );
+    }
+
+    #[test]
     fn one_object() {
-        let b = parse_json(br#"{"data":"hi","event":"greet"}"#).unwrap();
-        assert!(b.single);
-        assert_eq!(b.events[0].data(), "hi");
-        assert_eq!(b.events[0].event_type(), Some("greet"));
+        let Ok(Publish::One(e)) = parse_json(br#"{"data":"hi","event":"greet"}"#) else {
+            panic!("one event");
+        };
+        assert_eq!(e.data(), "hi");
+        assert_eq!(e.event_type(), Some("greet"));
     }
 
     #[test]
     fn arrays_and_non_string_data() {
         let b = parse_json(br#"[{"data":"a"},{"data":{"n":2},"event":null},{"data":3}]"#).unwrap();
-        assert!(!b.single);
-        let data: Vec<_> = b.events.iter().map(|e| e.data().to_owned()).collect();
+        let Publish::Batch(events) = b else {
+            panic!("a batch");
+        };
+        let data: Vec<_> = events.iter().map(|e| e.data().to_owned()).collect();
         assert_eq!(data, vec!["a", r#"{"n":2}"#, "3"]);
+        assert!(matches!(parse_json(br#"[{"data":"a"}]"#), Ok(Publish::Batch(e)) if e.len() == 1));
     }
 
     #[test]

@@ -30,15 +30,16 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::service::Service;
 
 use crate::core::event::Event;
-use crate::core::{IntoTopic, TopicName};
+use crate::core::{EventId, IntoTopic, TopicName};
 use crate::http::auth::{AccessRequest, Authorize, Decision};
 use crate::http::body::ResponseBody;
 use crate::http::connections::ConnectionStats;
 use crate::http::cors::CorsOrigins;
 use crate::http::metrics::{self, Metrics};
+use crate::http::publish::Publish;
 use crate::http::refusal::{Refusal, refuse};
 use crate::http::tokens::TokenPolicy;
-use crate::hub::{EventStream, Hub, HubError, Subscribe, Subscribing};
+use crate::hub::{EventStream, Hub, HubError, Receipt, Subscribe, Subscribing};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -339,6 +340,10 @@ impl SseService {
         if let Some(res) = denied(verdict) {
             return ResponseFuture::ready(res);
         }
+        let key = match crate::http::publish::idempotency_key(req.headers()) {
+            Ok(key) => key,
+            Err(msg) => return ResponseFuture::ready(text(StatusCode::BAD_REQUEST, &msg)),
+        };
         let max = self.config.max_body_bytes;
         let declared = req
             .headers()
@@ -364,42 +369,76 @@ impl SseService {
                 Err(e) if is_timeout(&*e) => return body_timeout(version),
                 Err(_) => return text(StatusCode::BAD_REQUEST, "could not read request body"),
             };
-            if is_json {
-                let batch = match crate::http::publish::parse_json(&bytes) {
-                    Ok(batch) => batch,
+            let request = if is_json {
+                match crate::http::publish::parse_json(&bytes) {
+                    Ok(request) => request,
                     Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
-                };
-                let single = batch.single;
-                return match hub.publish_batch(&topic, batch.events).await {
-                    Ok(ids) if single => {
-                        json(StatusCode::CREATED, format!("{{\"id\":\"{}\"}}\n", ids[0]))
-                    }
-                    Ok(ids) => {
-                        let list: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
-                        json(
-                            StatusCode::CREATED,
-                            format!("{{\"ids\":[{}]}}\n", list.join(",")),
-                        )
-                    }
-                    Err(e) => hub_error(e),
-                };
-            }
-            let mut event = match Event::from_utf8(bytes) {
-                Ok(ev) => ev,
-                Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
-            };
-            if let Some(t) = event_type {
-                event = match event.with_type(t) {
+                }
+            } else {
+                let mut event = match Event::from_utf8(bytes) {
                     Ok(ev) => ev,
                     Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
                 };
-            }
-            match hub.publish(&topic, event).await {
-                Ok(id) => json(StatusCode::CREATED, format!("{{\"id\":\"{id}\"}}\n")),
+                if let Some(t) = event_type {
+                    event = match event.with_type(t) {
+                        Ok(ev) => ev,
+                        Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+                    };
+                }
+                Publish::One(event)
+            };
+            let receipt = |ids, replayed| Receipt { ids, replayed };
+            let outcome = match (request, key) {
+                (Publish::One(event), None) => hub
+                    .publish(&topic, event)
+                    .await
+                    .map(|id| receipt(Ids::One(id), false)),
+                (Publish::Batch(events), None) => hub
+                    .publish_batch(&topic, events)
+                    .await
+                    .map(|ids| receipt(Ids::Batch(ids), false)),
+                (Publish::One(event), Some(key)) => hub
+                    .publish_idempotent(&topic, &key, event)
+                    .await
+                    .map(|r| receipt(Ids::One(r.ids), r.replayed)),
+                (Publish::Batch(events), Some(key)) => hub
+                    .publish_batch_idempotent(&topic, &key, events)
+                    .await
+                    .map(|r| receipt(Ids::Batch(r.ids), r.replayed)),
+            };
+            match outcome {
+                Ok(receipt) => published(receipt),
                 Err(e) => hub_error(e),
             }
         })
     }
+}
+
+/// The ids a publish answers with: `{"id":...}` for one event,
+/// `{"ids":[...]}` for a batch.
+enum Ids {
+    One(EventId),
+    Batch(Vec<EventId>),
+}
+
+/// The `201` of a publish, marked `Idempotent-Replayed: true` when it
+/// repeats the answer of an earlier request with the same key.
+fn published(receipt: Receipt<Ids>) -> Response<ResponseBody> {
+    let body = match receipt.ids {
+        Ids::One(id) => format!("{{\"id\":\"{id}\"}}\n"),
+        Ids::Batch(ids) => {
+            let list: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
+            format!("{{\"ids\":[{}]}}\n", list.join(","))
+        }
+    };
+    let mut res = json(StatusCode::CREATED, body);
+    if receipt.replayed {
+        res.headers_mut().insert(
+            crate::http::publish::IDEMPOTENT_REPLAYED,
+            HeaderValue::from_static("true"),
+        );
+    }
+    res
 }
 
 /// What a stream request asks for: `Last-Event-ID` (the header, else
@@ -1003,6 +1042,7 @@ pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
     let (status, msg) = match &e {
         HubError::InvalidTopic => (StatusCode::BAD_REQUEST, e.to_string()),
         HubError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        HubError::KeyReused => (StatusCode::CONFLICT, e.to_string()),
         // The cause is logged where it happened; clients get the gist.
         HubError::Storage(e) if e.kind() == crate::store::ErrorKind::Full => (
             StatusCode::INSUFFICIENT_STORAGE,

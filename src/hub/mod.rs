@@ -2,19 +2,25 @@
 //! streams that read them ([`EventStream`]).
 
 pub(crate) mod stream;
+mod sync;
 pub(crate) mod topic;
+
+#[cfg(all(test, ssehub_loom))]
+mod loom_tests;
 
 pub use self::stream::EventStream;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use self::stream::StreamParams;
+use self::sync::{Arc, AtomicBool, AtomicU64, Mutex, RwLock, RwLockReadGuard};
 use crate::core::event::Event;
 use crate::core::id::{Epoch, EventId};
+use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 use crate::core::resync::locate;
 use crate::core::ring::RingLimits;
 use crate::core::{IntoTopic, InvalidTopic, TopicName};
@@ -105,7 +111,7 @@ impl Hub {
             self.check_size(&encoded)?;
             self.publish_encoded(topic, encoded)?
         } else {
-            self.append(topic, vec![event]).await?
+            fresh(self.append(topic, vec![event], None).await?)?
         };
         Ok(EventId::new(published.epoch, published.first))
     }
@@ -143,13 +149,138 @@ impl Hub {
             self.check_size(&encoded)?;
             self.publish_encoded(topic, encoded)?
         } else {
-            self.append(topic, events.into_iter().collect()).await?
+            fresh(
+                self.append(topic, events.into_iter().collect(), None)
+                    .await?,
+            )?
         };
         Ok(published.ids().collect())
     }
 
-    /// Appends through a store other than memory: the store gives the ids.
-    async fn append(&self, name: &TopicName, events: Vec<Event>) -> Result<Published, HubError> {
+    /// Publishes one event to `topic` under an idempotency key: the first
+    /// call with `key` publishes; a later one with the same key and the same
+    /// event publishes nothing and gets the same id (a [`Receipt`] marked
+    /// `replayed`); one with the same key and a different event fails with
+    /// [`HubError::KeyReused`].
+    ///
+    /// A key is remembered at least as long as the event it published is
+    /// retained, and survives what the topic's history survives: a restart
+    /// with the disk store (it is written in the same atomic batch as the
+    /// event), other nodes with Redis (the same script appends and records
+    /// it). Keys are per topic. Only publishes that succeed are remembered:
+    /// after an error the key is free. Calls with the same key that overlap
+    /// never both publish: in memory and on disk a later one waits for the
+    /// earlier one's outcome; with Redis, the one whose script runs first
+    /// publishes and the others replay.
+    ///
+    /// An event and a batch of that one event are different requests (they
+    /// are answered differently over HTTP).
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::publish`], and [`HubError::KeyReused`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ssehub::core::IdempotencyKey;
+    /// use ssehub::{Event, Hub, HubError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = Hub::new();
+    /// let key = IdempotencyKey::new("order-1042-shipped")?;
+    /// let first = hub.publish_idempotent("orders", &key, Event::new("shipped")).await?;
+    /// // The answer was lost; the publisher tries again.
+    /// let again = hub.publish_idempotent("orders", &key, Event::new("shipped")).await?;
+    /// assert_eq!((again.ids, again.replayed), (first.ids, true));
+    /// assert_eq!(hub.topic_info("orders").unwrap().retained_events, 1);
+    /// let other = hub.publish_idempotent("orders", &key, Event::new("lost")).await;
+    /// assert!(matches!(other, Err(HubError::KeyReused)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn publish_idempotent(
+        &self,
+        topic: impl IntoTopic,
+        key: &IdempotencyKey,
+        event: Event,
+    ) -> Result<Receipt<EventId>, HubError> {
+        let topic = &topic.into_topic()?;
+        let receipt = self.publish_keyed(topic, key, vec![event], false).await?;
+        Ok(Receipt {
+            ids: EventId::new(receipt.ids.epoch, receipt.ids.first),
+            replayed: receipt.replayed,
+        })
+    }
+
+    /// [`Hub::publish_batch`] under an idempotency key, as
+    /// [`Hub::publish_idempotent`]: the same key and the same events in the
+    /// same order get the same ids and publish nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::publish_batch`], and [`HubError::KeyReused`].
+    pub async fn publish_batch_idempotent(
+        &self,
+        topic: impl IntoTopic,
+        key: &IdempotencyKey,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<Receipt<Vec<EventId>>, HubError> {
+        let topic = &topic.into_topic()?;
+        let events = events.into_iter().collect();
+        let receipt = self.publish_keyed(topic, key, events, true).await?;
+        Ok(Receipt {
+            ids: receipt.ids.ids().collect(),
+            replayed: receipt.replayed,
+        })
+    }
+
+    async fn publish_keyed(
+        &self,
+        topic: &TopicName,
+        key: &IdempotencyKey,
+        events: Vec<Event>,
+        batch: bool,
+    ) -> Result<Receipt<Published>, HubError> {
+        let fingerprint = Fingerprint::of(batch, &events);
+        let outcome = if self.store().is_memory() {
+            let encoded: Vec<_> = events.iter().map(Event::encode).collect();
+            self.check_size(&encoded)?;
+            self.publish_encoded_keyed(topic, encoded, key, fingerprint)?
+        } else {
+            self.append(topic, events, Some((key, fingerprint))).await?
+        };
+        let counters = &self.inner.counters;
+        match outcome {
+            Keyed::Fresh(ids) => Ok(Receipt {
+                ids,
+                replayed: false,
+            }),
+            Keyed::Replayed(ids) => {
+                counters.idempotent_replays.fetch_add(1, Ordering::Relaxed);
+                Ok(Receipt {
+                    ids,
+                    replayed: true,
+                })
+            }
+            Keyed::Conflict => {
+                counters
+                    .idempotent_conflicts
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(HubError::KeyReused)
+            }
+        }
+    }
+
+    /// Appends through a store other than memory: the store gives the ids
+    /// (and, under a key, may find that they were given already).
+    async fn append(
+        &self,
+        name: &TopicName,
+        events: Vec<Event>,
+        key: Option<(&IdempotencyKey, Fingerprint)>,
+    ) -> Result<Keyed<Published>, HubError> {
         let encoded: Vec<_> = events.iter().map(Event::encode).collect();
         self.check_size(&encoded)?;
         if self.is_closed() {
@@ -164,27 +295,44 @@ impl Hub {
             let topic = self.topic(name)?;
             let hub = self.clone();
             Box::new(move |epoch, first, frames| {
+                // Counted here, not after the answer: a publisher that went
+                // away (its request's future dropped) published all the same.
+                let count = frames.len() as u64;
                 topic.ingest(epoch, (first..).zip(frames));
+                hub.inner
+                    .counters
+                    .published
+                    .fetch_add(count, Ordering::Relaxed);
                 hub.enforce_total_bytes();
             })
         };
-        let appended = self
+        let outcome = self
             .store()
-            .append(name, &events, encoded, deliver)
+            .append(name, &events, encoded, deliver, key)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, topic = name.as_str(), "append failed");
                 HubError::Storage(e)
             })?;
         let count = events.len() as u64;
-        self.inner
-            .counters
-            .published
-            .fetch_add(count, Ordering::Relaxed);
-        Ok(Published {
-            epoch: appended.epoch,
-            first: appended.first,
+        let published = |a: crate::store::Appended| Published {
+            epoch: a.epoch,
+            first: a.first,
             count,
+        };
+        Ok(match outcome {
+            Keyed::Fresh(appended) => {
+                if self.store().loads_topics() {
+                    // Redis: the outcome is known only here.
+                    self.inner
+                        .counters
+                        .published
+                        .fetch_add(count, Ordering::Relaxed);
+                }
+                Keyed::Fresh(published(appended))
+            }
+            Keyed::Replayed(appended) => Keyed::Replayed(published(appended)),
+            Keyed::Conflict => Keyed::Conflict,
         })
     }
 
@@ -208,6 +356,31 @@ impl Hub {
                 Ok(published) => {
                     self.enforce_total_bytes();
                     return Ok(published);
+                }
+                // Retired between the lookup and the lock: look again.
+                Err(back) if !self.is_closed() => encoded = back,
+                Err(_) => break,
+            }
+        }
+        Err(HubError::Closed)
+    }
+
+    /// [`Hub::publish_encoded`] under an idempotency key, in memory.
+    fn publish_encoded_keyed(
+        &self,
+        name: &TopicName,
+        mut encoded: Vec<crate::core::event::Encoded>,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+    ) -> Result<Keyed<Published>, HubError> {
+        for _ in 0..LOOKUP_ATTEMPTS {
+            let topic = self.topic(name)?;
+            match topic.publish_keyed(encoded, key, fingerprint) {
+                Ok(outcome) => {
+                    if matches!(outcome, Keyed::Fresh(_)) {
+                        self.enforce_total_bytes();
+                    }
+                    return Ok(outcome);
                 }
                 // Retired between the lookup and the lock: look again.
                 Err(back) if !self.is_closed() => encoded = back,
@@ -430,6 +603,8 @@ impl Hub {
             replayed: c.replayed.load(Ordering::Relaxed),
             resyncs: c.resyncs.load(Ordering::Relaxed),
             topics_retired: self.inner.retired.load(Ordering::Relaxed),
+            idempotent_replays: c.idempotent_replays.load(Ordering::Relaxed),
+            idempotent_conflicts: c.idempotent_conflicts.load(Ordering::Relaxed),
         }
     }
 
@@ -443,11 +618,12 @@ impl Hub {
             latest: EventId::new(epoch, ring.latest()),
             retained_events: ring.len(),
             retained_bytes: ring.bytes(),
+            idempotency_keys: ring.key_count(),
             subscribers: topic.subscriber_count(),
         })
     }
 
-    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
+    fn read_topics(&self) -> RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
         self.inner
             .topics
             .read()
@@ -711,6 +887,9 @@ pub enum HubError {
     /// The event (or batch) is larger than the hub retains in all
     /// ([`HubConfig::max_total_bytes`]): it could never be delivered.
     TooLarge,
+    /// The idempotency key was already used on this topic for a different
+    /// request (see [`Hub::publish_idempotent`]): nothing was published.
+    KeyReused,
 }
 
 impl fmt::Display for HubError {
@@ -723,6 +902,9 @@ impl fmt::Display for HubError {
             HubError::Closed => "hub is shutting down",
             HubError::Storage(_) => "storage failed",
             HubError::TooLarge => "event is larger than the server retains (--max-total-bytes)",
+            HubError::KeyReused => {
+                "Idempotency-Key already used for a different request on this topic"
+            }
         })
     }
 }
@@ -739,6 +921,27 @@ impl std::error::Error for HubError {
             HubError::Storage(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// What an idempotent publish did (see [`Hub::publish_idempotent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Receipt<T> {
+    /// The ids of the events: given now, or, if `replayed`, given to the
+    /// first publish with the key.
+    pub ids: T,
+    /// The key was used before for the same request: nothing was
+    /// published now.
+    pub replayed: bool,
+}
+
+/// The ids of an append that was not under a key (which only a key can
+/// make a replay or a conflict).
+fn fresh(outcome: Keyed<Published>) -> Result<Published, HubError> {
+    match outcome {
+        Keyed::Fresh(p) | Keyed::Replayed(p) => Ok(p),
+        Keyed::Conflict => Err(HubError::KeyReused),
     }
 }
 
@@ -771,6 +974,12 @@ pub struct HubStats {
     pub resyncs: u64,
     /// Idle topics retired to make room for new ones.
     pub topics_retired: u64,
+    /// Publishes answered with the ids of an earlier one with the same
+    /// idempotency key, publishing nothing.
+    pub idempotent_replays: u64,
+    /// Publishes refused because their idempotency key was used for a
+    /// different request.
+    pub idempotent_conflicts: u64,
 }
 
 /// Facts about one topic.
@@ -783,8 +992,12 @@ pub struct TopicInfo {
     pub latest: EventId,
     /// Events in the ring.
     pub retained_events: usize,
-    /// Bytes of those events.
+    /// Bytes of those events (and of the idempotency keys kept with them,
+    /// in memory).
     pub retained_bytes: usize,
+    /// Idempotency keys the ring keeps (memory store; the disk and Redis
+    /// stores keep theirs with the history).
+    pub idempotency_keys: usize,
     /// Open streams on the topic.
     pub subscribers: usize,
 }

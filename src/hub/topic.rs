@@ -6,15 +6,16 @@
 //! cursor and reads the shared ring when woken, so a slow subscriber costs a
 //! cursor, not a backlog.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
+use crate::core::idempotency::{Fingerprint, IdempotencyKey, KeyRecord, Keyed};
 use crate::core::ring::{Read, Ring, RingLimits};
+use crate::hub::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Notify};
 use crate::store::History;
 
 /// State shared by every topic of a hub: counters and the byte total.
@@ -26,6 +27,10 @@ pub(crate) struct Counters {
     pub(crate) resyncs: AtomicU64,
     pub(crate) subscribers: AtomicUsize,
     pub(crate) retained_bytes: AtomicUsize,
+    /// Publishes answered from an earlier one with the same idempotency key.
+    pub(crate) idempotent_replays: AtomicU64,
+    /// Publishes refused: their key was used for a different request.
+    pub(crate) idempotent_conflicts: AtomicU64,
     /// A logical clock: ticks on every publish and subscription change, so
     /// topics can be ordered by their last activity.
     activity: AtomicU64,
@@ -40,6 +45,8 @@ impl Default for Counters {
             resyncs: AtomicU64::new(0),
             subscribers: AtomicUsize::new(0),
             retained_bytes: AtomicUsize::new(0),
+            idempotent_replays: AtomicU64::new(0),
+            idempotent_conflicts: AtomicU64::new(0),
             activity: AtomicU64::new(0),
         }
     }
@@ -152,33 +159,87 @@ impl Topic {
             if self.is_closed() {
                 return Err(events);
             }
-            let epoch = ring.epoch();
-            let first = ring.next_seq();
-            let (mut added, mut evicted) = (0, 0);
-            for enc in events {
-                let frame = enc.finish(&EventId::new(epoch, ring.next_seq()));
-                added += frame.len();
-                evicted += ring.push(frame);
-            }
-            self.bytes.store(ring.bytes(), Ordering::Relaxed);
-            // The hub-wide total moves with the ring, under its lock, so a
-            // concurrent retire or trim never subtracts what is not added.
-            self.account(added, evicted);
-            self.touch();
-            let count = ring.next_seq() - first;
-            Published {
-                epoch,
-                first,
-                count,
-            }
+            self.append_locked(&mut ring, events)
         };
+        self.published(published);
+        Ok(published)
+    }
+
+    /// Like [`Topic::publish`], under an idempotency key (the memory store:
+    /// the ring keeps the keys). A key the ring remembers publishes
+    /// nothing: the same fingerprint gets the first publish's ids, another
+    /// one is a conflict. A free key is remembered with the events, in the
+    /// same critical section, so concurrent duplicates publish once.
+    pub(crate) fn publish_keyed(
+        &self,
+        events: Vec<Encoded>,
+        key: &IdempotencyKey,
+        fingerprint: Fingerprint,
+    ) -> Result<Keyed<Published>, Vec<Encoded>> {
+        let published = {
+            let mut ring = self.lock();
+            if self.is_closed() {
+                return Err(events);
+            }
+            if let Some(known) = ring.key(key.as_str()) {
+                return Ok(if known.fingerprint == fingerprint {
+                    Keyed::Replayed(Published {
+                        epoch: ring.epoch(),
+                        first: known.first,
+                        count: known.count,
+                    })
+                } else {
+                    Keyed::Conflict
+                });
+            }
+            let published = self.append_locked(&mut ring, events);
+            let (added, evicted) = ring.remember(
+                key.clone(),
+                KeyRecord {
+                    fingerprint,
+                    first: published.first,
+                    count: published.count,
+                },
+            );
+            self.bytes.store(ring.bytes(), Ordering::Relaxed);
+            self.account(added, evicted);
+            published
+        };
+        self.published(published);
+        Ok(Keyed::Fresh(published))
+    }
+
+    /// Appends encoded events to the locked ring and accounts for them.
+    fn append_locked(&self, ring: &mut Ring, events: Vec<Encoded>) -> Published {
+        let epoch = ring.epoch();
+        let first = ring.next_seq();
+        let (mut added, mut evicted) = (0, 0);
+        for enc in events {
+            let frame = enc.finish(&EventId::new(epoch, ring.next_seq()));
+            added += frame.len();
+            evicted += ring.push(frame);
+        }
+        self.bytes.store(ring.bytes(), Ordering::Relaxed);
+        // The hub-wide total moves with the ring, under its lock, so a
+        // concurrent retire or trim never subtracts what is not added.
+        self.account(added, evicted);
+        self.touch();
+        let count = ring.next_seq() - first;
+        Published {
+            epoch,
+            first,
+            count,
+        }
+    }
+
+    /// Counts published events and wakes subscribers (after the lock).
+    fn published(&self, published: Published) {
         self.counters
             .published
             .fetch_add(published.count, Ordering::Relaxed);
         if published.count > 0 {
             self.notify.notify_waiters();
         }
-        Ok(published)
     }
 
     /// Drops the oldest events until at most `max_bytes` remain. Subscribers

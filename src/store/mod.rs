@@ -29,6 +29,16 @@
 //! enum, each operation reads as one `match` in this module, and the Cargo
 //! features that bring a store in (`redis`, `disk`) are gated here only.
 //!
+//! # Idempotency keys
+//!
+//! A publish under an idempotency key asks the store to append only if the
+//! key is free, in the same atomic step as the append: memory under the
+//! topic's lock (the ring keeps the keys), disk in the writer's commit (the
+//! key record is in the same batch as the events), Redis in the publish
+//! script. So concurrent or repeated publishes with one key append once,
+//! on one node or many, and a key lives exactly as long as the history it
+//! belongs to: it is forgotten with the last event it published.
+//!
 //! # Reporting to the hub
 //!
 //! A store never calls into the hub's topics. What it learns by itself (a
@@ -50,6 +60,7 @@ use bytes::Bytes;
 
 use crate::core::event::{Encoded, Event};
 use crate::core::id::Epoch;
+use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 use crate::core::ring::Read;
 
 #[cfg(feature = "disk")]
@@ -160,6 +171,7 @@ pub(crate) trait Sink: Send + Sync {
 }
 
 /// The ids a store gave an appended batch: `first` and the ones after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Appended {
     pub(crate) epoch: Epoch,
     pub(crate) first: u64,
@@ -247,6 +259,12 @@ impl Store {
     /// store appends in the hub's ring). A store that learns of its own
     /// appends by reading them back (Redis) ignores `deliver`; the others
     /// call it with the frames, in order, once they are durable.
+    ///
+    /// Under an idempotency `key` (with the request's fingerprint), appends
+    /// only if the key is free in the topic's current history, and
+    /// remembers it in the same atomic step; otherwise appends nothing and
+    /// says what the key was used for. Without a key the outcome is always
+    /// [`Keyed::Fresh`].
     // Each store uses what it needs.
     #[allow(unused_variables)]
     pub(crate) async fn append(
@@ -255,16 +273,17 @@ impl Store {
         events: &[Event],
         encoded: Vec<Encoded>,
         deliver: Deliver,
-    ) -> Result<Appended, StoreError> {
+        key: Option<(&IdempotencyKey, Fingerprint)>,
+    ) -> Result<Keyed<Appended>, StoreError> {
         match self {
             Store::Memory => Err(StoreError::new(
                 ErrorKind::Unavailable,
                 "the memory store appends in the ring",
             )),
             #[cfg(feature = "disk")]
-            Store::Disk(d) => d.append(topic, encoded, deliver).await,
+            Store::Disk(d) => d.append(topic, encoded, deliver, key).await,
             #[cfg(feature = "redis")]
-            Store::Redis(r) => r.publish(topic, events).await,
+            Store::Redis(r) => r.publish(topic, events, key).await,
         }
     }
 }

@@ -2,12 +2,23 @@
 //!
 //! Per topic, Redis holds three keys (with a hash tag, so a cluster keeps
 //! them together): `ssehub:{topic}:epoch`, `ssehub:{topic}:seq` and the
-//! stream `ssehub:{topic}:stream`, whose entry ids are `0-<seq>`. A Lua
+//! stream `ssehub:{topic}:stream`, whose entry ids are `0-<seq>`; and, once
+//! a publish names an idempotency key, the hash `ssehub:{topic}:keys` (key
+//! -> `<epoch> <fingerprint> <first> <count>`) and the list
+//! `ssehub:{topic}:key_order` (`<epoch> <last seq> <key>`, oldest first). A Lua
 //! script increments the sequence and appends in one step, so every node
 //! gives an event the same id, in the same `<epoch>-<seq>` format as in
 //! memory. If the keys are gone (Redis restarted without persistence, a key
 //! was deleted) the script starts a new epoch, and clients that resume from
 //! the old one get `resync`.
+//!
+//! The same script checks and records idempotency keys: a key the hash has
+//! for the current epoch answers with its record and appends nothing; a
+//! free one is recorded with the `XADD`s. Every publish then forgets the
+//! keys whose last event the stream no longer has (the list is in the
+//! order of the events, so this looks at its head only), so keys are
+//! trimmed with the stream (never more keys than entries), and every node
+//! answers a retry alike.
 //!
 //! Each node runs one reader task on a dedicated connection: it loads the
 //! tail of a topic's stream into the topic's ring when the node first needs
@@ -31,27 +42,45 @@ use redis::{AsyncConnectionConfig, Client, Script, Value};
 use super::{Appended, ErrorKind, Sink, StoreError};
 use crate::core::event::{Event, encode_parts};
 use crate::core::id::{Epoch, EventId};
+use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 
-/// Appends events to a topic's stream and returns `{epoch, first seq}`.
+/// Appends events to a topic's stream and returns `{epoch, first seq,
+/// outcome}` (0: appended; under an idempotency key, 1: the key was used
+/// for the same request, nothing appended, `first` is the first seq it
+/// got; 2: used for another request, nothing appended).
 /// With no events it only makes sure the topic has an epoch, and returns
 /// the next sequence number; keys it creates that way expire after
 /// `ARGV[4]` seconds unless something is published (a subscriber to a topic
 /// nobody publishes to leaves nothing behind). Every entry carries its
 /// epoch, so a reader never takes an entry of one history for another.
 ///
-/// KEYS: epoch, seq, stream. ARGV: candidate epoch, maxlen, n, ttl, then
-/// `n` pairs of (type, data).
+/// KEYS: epoch, seq, stream, keys (hash), key order (list). ARGV:
+/// candidate epoch, maxlen, n, ttl, idempotency key (empty for none), its
+/// fingerprint, then `n` pairs of (type, data).
 const PUBLISH: &str = r#"
 local n = tonumber(ARGV[3])
+local idem = ARGV[5]
 local epoch = redis.call('GET', KEYS[1])
 if (not epoch) or redis.call('EXISTS', KEYS[2]) == 0 then
   epoch = ARGV[1]
   redis.call('SET', KEYS[1], epoch)
   redis.call('SET', KEYS[2], 0)
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
   if n == 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[4])
     redis.call('EXPIRE', KEYS[2], ARGV[4])
+  end
+end
+if idem ~= '' then
+  local rec = redis.call('HGET', KEYS[4], idem)
+  if rec then
+    local e, fp, first = string.match(rec, '^(%S+) (%S+) (%d+) %d+$')
+    if e == epoch then
+      if fp == ARGV[6] then
+        return {epoch, tonumber(first), 1}
+      end
+      return {epoch, 0, 2}
+    end
   end
 end
 if n > 0 then
@@ -61,9 +90,41 @@ end
 local first = redis.call('INCRBY', KEYS[2], n) - n + 1
 for i = 0, n - 1 do
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], string.format('0-%d', first + i),
-    'e', epoch, 't', ARGV[5 + 2 * i], 'd', ARGV[6 + 2 * i])
+    'e', epoch, 't', ARGV[7 + 2 * i], 'd', ARGV[8 + 2 * i])
 end
-return {epoch, first}
+if idem ~= '' and n > 0 then
+  redis.call('HSET', KEYS[4], idem,
+    string.format('%s %s %d %d', epoch, ARGV[6], first, n))
+  redis.call('RPUSH', KEYS[5], string.format('%s %d %s', epoch, first + n - 1, idem))
+end
+-- Forget the keys whose last event the stream no longer has (or of
+-- another history). Each key is forgotten once, and a trim removes at
+-- most a macro node of entries, so this stays short.
+local head = redis.call('LINDEX', KEYS[5], 0)
+if head then
+  local floor = math.huge
+  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+  if oldest[1] then
+    floor = tonumber(string.match(oldest[1][1], '^0%-(%d+)$')) or 0
+  end
+  while head do
+    local e, last, k = string.match(head, '^(%S+) (%d+) (%S+)$')
+    if e == epoch and tonumber(last) >= floor then break end
+    redis.call('LPOP', KEYS[5])
+    if k then
+      local rec = redis.call('HGET', KEYS[4], k)
+      if rec then
+        local re, rfirst, rcount = string.match(rec, '^(%S+) %S+ (%d+) (%d+)$')
+        -- Only the record this entry was written for.
+        if re == e and tonumber(rfirst) + tonumber(rcount) - 1 == tonumber(last) then
+          redis.call('HDEL', KEYS[4], k)
+        end
+      end
+    end
+    head = redis.call('LINDEX', KEYS[5], 0)
+  end
+end
+return {epoch, first, 0}
 "#;
 
 /// Replaces a topic's epoch if it is still `ARGV[1]`: its history went
@@ -153,7 +214,7 @@ fn corrupt(what: String) -> StoreError {
     StoreError::new(ErrorKind::Corrupt, format!("redis: {what}"))
 }
 
-fn key(topic: &str, what: &str) -> String {
+fn key_of(topic: &str, what: &str) -> String {
     format!("ssehub:{{{topic}}}:{what}")
 }
 
@@ -200,14 +261,24 @@ impl RedisStore {
     }
 
     /// Appends events to `topic`; returns the epoch and the first sequence
-    /// number (the others follow).
+    /// number (the others follow). Under an idempotency key, only if the key
+    /// is free (see the module documentation).
     pub(crate) async fn publish(
         &self,
         topic: &str,
         events: &[Event],
-    ) -> Result<Appended, StoreError> {
-        let (epoch, first) = self.run_publish(topic, events, Epoch::generate()).await?;
-        Ok(Appended { epoch, first })
+        key: Option<(&IdempotencyKey, Fingerprint)>,
+    ) -> Result<Keyed<Appended>, StoreError> {
+        let (epoch, first, outcome) = self
+            .run_publish(topic, events, Epoch::generate(), key)
+            .await?;
+        let appended = Appended { epoch, first };
+        match outcome {
+            0 => Ok(Keyed::Fresh(appended)),
+            1 if first >= 1 => Ok(Keyed::Replayed(appended)),
+            2 => Ok(Keyed::Conflict),
+            _ => Err(corrupt(format!("idempotency key record of {topic}"))),
+        }
     }
 
     /// The publish script; `candidate` is the epoch a new history gets.
@@ -216,25 +287,32 @@ impl RedisStore {
         topic: &str,
         events: &[Event],
         candidate: Epoch,
-    ) -> Result<(Epoch, u64), StoreError> {
+        key: Option<(&IdempotencyKey, Fingerprint)>,
+    ) -> Result<(Epoch, u64, u8), StoreError> {
         let inner = &self.inner;
         let mut inv = inner.script.prepare_invoke();
-        inv.key(key(topic, "epoch"))
-            .key(key(topic, "seq"))
-            .key(key(topic, "stream"))
+        inv.key(key_of(topic, "epoch"))
+            .key(key_of(topic, "seq"))
+            .key(key_of(topic, "stream"))
+            .key(key_of(topic, "keys"))
+            .key(key_of(topic, "key_order"))
             .arg(candidate.as_str())
             .arg(inner.maxlen.load(std::sync::atomic::Ordering::Relaxed))
             .arg(events.len())
             .arg(EMPTY_TTL_SECS);
+        match key {
+            Some((k, fingerprint)) => inv.arg(k.as_str()).arg(fingerprint.to_hex()),
+            None => inv.arg("").arg(""),
+        };
         for ev in events {
             inv.arg(ev.event_type().unwrap_or("")).arg(ev.data());
         }
         let mut conn = inner.commands.clone();
-        let (epoch, first): (String, u64) = inv.invoke_async(&mut conn).await?;
+        let (epoch, first, outcome): (String, u64, u8) = inv.invoke_async(&mut conn).await?;
         let epoch = epoch
             .parse()
             .map_err(|_| corrupt(format!("epoch {epoch:?}")))?;
-        Ok((epoch, first))
+        Ok((epoch, first, outcome))
     }
 
     /// Starts following `topic` on this node: its history is loaded and
@@ -409,7 +487,10 @@ async fn follow_loop(
                 .await?;
             continue;
         }
-        let keys: Vec<String> = reading.iter().map(|(n, _, _)| key(n, "stream")).collect();
+        let keys: Vec<String> = reading
+            .iter()
+            .map(|(n, _, _)| key_of(n, "stream"))
+            .collect();
         let ids: Vec<&str> = reading.iter().map(|(_, _, c)| c.as_str()).collect();
         let reply: Option<StreamReadReply> = redis::cmd("XREAD")
             .arg("COUNT")
@@ -442,7 +523,7 @@ async fn verify(
 ) -> Result<Vec<Box<str>>, StoreError> {
     let mut cmd = redis::cmd("MGET");
     for (name, _, _) in &known {
-        cmd.arg(key(name, "epoch")).arg(key(name, "seq"));
+        cmd.arg(key_of(name, "epoch")).arg(key_of(name, "seq"));
     }
     let values: Vec<Option<String>> = cmd.query_async(conn).await?;
     let mut stale = Vec::new();
@@ -457,7 +538,7 @@ async fn verify(
             tracing::warn!(topic = &*name, "redis history went back in time: new epoch");
             let _: Option<String> = inner
                 .rotate
-                .key(key(&name, "epoch"))
+                .key(key_of(&name, "epoch"))
                 .arg(epoch.as_str())
                 .arg(Epoch::generate().as_str())
                 .invoke_async(conn)
@@ -496,10 +577,10 @@ async fn prime(
     let store = RedisStore {
         inner: inner.clone(),
     };
-    let (epoch, next) = store.run_publish(name, &[], candidate).await?;
+    let (epoch, next, _) = store.run_publish(name, &[], candidate, None).await?;
     let maxlen = inner.maxlen.load(std::sync::atomic::Ordering::Relaxed);
     let reply: Value = redis::cmd("XREVRANGE")
-        .arg(key(name, "stream"))
+        .arg(key_of(name, "stream"))
         .arg("+")
         .arg("-")
         .arg("COUNT")
@@ -540,7 +621,7 @@ fn ingest(inner: &Arc<Inner>, reading: &[(Box<str>, Epoch, String)], reply: Stre
     for stream in reply.keys {
         let Some((name, epoch, _)) = reading
             .iter()
-            .find(|(n, _, _)| key(n, "stream") == stream.key)
+            .find(|(n, _, _)| key_of(n, "stream") == stream.key)
         else {
             continue;
         };

@@ -9,13 +9,27 @@
 //! - `meta`: key `<topic>`, value: a version byte, then the topic's epoch,
 //!   first retained and next sequence numbers, and retained bytes. It is
 //!   written in the same commit as the events it counts.
+//! - `keys`: the idempotency keys of a history, looked up when a publish
+//!   names one: key `<topic> 0x00 <epoch> 0x00 <idempotency key>`, value a
+//!   version byte, the request's fingerprint (16 bytes), and the first
+//!   sequence number and count of the events it published (u64
+//!   big-endian). Written in the same commit as those events.
+//! - `key_order`: the same keys by the last event each published, so that
+//!   trimming a history's oldest events finds the keys to forget with one
+//!   range scan: key `<topic> 0x00 <epoch> 0x00 <last seq: u64
+//!   big-endian>`, value the idempotency key.
 //!
-//! Topic names and epochs never contain `0x00` (they are validated ASCII).
+//! Topic names and epochs never contain `0x00` (they are validated ASCII),
+//! nor do idempotency keys (visible ASCII).
 
 use crate::core::id::Epoch;
+use crate::core::idempotency::{Fingerprint, KeyRecord};
 
 /// The version of the `meta` records this code writes.
 const META_VERSION: u8 = 1;
+
+/// The version of the `keys` records this code writes.
+const KEY_VERSION: u8 = 1;
 
 /// What the store knows of one topic's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +112,38 @@ pub(super) fn key_seq(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key[at..].try_into().ok()?))
 }
 
+/// The key of idempotency key `key`'s record in a topic's history.
+pub(super) fn key_record_key(topic: &str, epoch: Epoch, key: &str) -> Vec<u8> {
+    let mut k = history_prefix(topic, epoch);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// An idempotency key's record.
+pub(super) fn key_record_value(record: &KeyRecord) -> Vec<u8> {
+    let mut v = Vec::with_capacity(33);
+    v.push(KEY_VERSION);
+    v.extend_from_slice(&record.fingerprint.0);
+    v.extend_from_slice(&record.first.to_be_bytes());
+    v.extend_from_slice(&record.count.to_be_bytes());
+    v
+}
+
+pub(super) fn parse_key_record(v: &[u8]) -> Option<KeyRecord> {
+    let (&version, rest) = v.split_first()?;
+    if version != KEY_VERSION || rest.len() != 32 {
+        return None;
+    }
+    let fingerprint = Fingerprint(rest[..16].try_into().ok()?);
+    let first = u64::from_be_bytes(rest[16..24].try_into().ok()?);
+    let count = u64::from_be_bytes(rest[24..].try_into().ok()?);
+    (first >= 1 && count >= 1).then_some(KeyRecord {
+        fingerprint,
+        first,
+        count,
+    })
+}
+
 /// An event's value: when it was published, and its lines.
 pub(super) fn event_value(published_ms: u64, lines: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(8 + lines.len());
@@ -154,6 +200,29 @@ mod tests {
         let other = event_key("t0", e, 0);
         assert!(!other.starts_with(&history_prefix("t", e)));
         assert!(event_key("t", e, 7).starts_with(&history_prefix("t", e)));
+    }
+
+    #[test]
+    fn key_records_round_trip_and_reject_garbage() {
+        let r = KeyRecord {
+            fingerprint: Fingerprint([9; 16]),
+            first: 41,
+            count: 3,
+        };
+        let v = key_record_value(&r);
+        assert_eq!(v.len(), 33);
+        assert_eq!(parse_key_record(&v), Some(r));
+        assert_eq!(parse_key_record(&v[..32]), None, "truncated");
+        let mut bad = v.clone();
+        bad[0] = 2;
+        assert_eq!(parse_key_record(&bad), None, "unknown version");
+        let none = KeyRecord { count: 0, ..r };
+        assert_eq!(parse_key_record(&key_record_value(&none)), None);
+        // A key's record sits under its history's prefix, and the key
+        // (visible ASCII) cannot reach into another history.
+        let e: Epoch = "ab".parse().unwrap();
+        assert!(key_record_key("t", e, "k").starts_with(&history_prefix("t", e)));
+        assert_eq!(key_record_key("t", e, "k"), b"t\0ab\0k");
     }
 
     #[test]

@@ -20,6 +20,17 @@
 //! reads only each topic's metadata (its epoch, first and next sequence
 //! numbers), never its events.
 //!
+//! # Idempotency keys
+//!
+//! A publish under an idempotency key is looked up by the writer, on
+//! demand (startup loads no keys): a key of the topic's current history
+//! that is already there answers with its record and writes nothing; a
+//! free key is written with the events, in the same batch, so a restart
+//! (or a crash) keeps both or neither. A second publish with a key that
+//! an earlier publish of the same round is writing waits for the next
+//! round, when that one has committed or failed. Retention forgets a key
+//! with the last event it published, in the same commit.
+//!
 //! # Retention
 //!
 //! Per topic by count, bytes and age, and for all topics together by bytes
@@ -64,6 +75,7 @@ use self::writer::Job;
 use super::{Appended, ErrorKind, Sink, StoreError};
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
+use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 use crate::core::ring::Read;
 
 /// How much history a [`DiskStore`] keeps.
@@ -202,6 +214,10 @@ struct Engine {
     db: fjall::Database,
     events: fjall::Keyspace,
     meta: fjall::Keyspace,
+    /// Idempotency keys by key (see `layout`).
+    keys: fjall::Keyspace,
+    /// Idempotency keys by the last event they published.
+    key_order: fjall::Keyspace,
 }
 
 /// The journal is rotated (and old journals dropped once flushed) at this
@@ -229,7 +245,15 @@ impl Engine {
             .open()?;
         let events = db.keyspace("events", fjall::KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", fjall::KeyspaceCreateOptions::default)?;
-        Ok(Engine { db, events, meta })
+        let keys = db.keyspace("keys", fjall::KeyspaceCreateOptions::default)?;
+        let key_order = db.keyspace("key_order", fjall::KeyspaceCreateOptions::default)?;
+        Ok(Engine {
+            db,
+            events,
+            meta,
+            keys,
+            key_order,
+        })
     }
 }
 
@@ -381,18 +405,22 @@ impl DiskStore {
     /// Appends encoded events to `topic`: they get the next sequence
     /// numbers, are synced to disk, then handed to `deliver` (in the order
     /// of appends, so the ring gets them in order) before the answer.
+    /// Under an idempotency key, only if the key is free (see the module
+    /// documentation).
     pub(crate) async fn append(
         &self,
         topic: &str,
         events: Vec<Encoded>,
         deliver: super::Deliver,
-    ) -> Result<Appended, StoreError> {
+        key: Option<(&IdempotencyKey, Fingerprint)>,
+    ) -> Result<Keyed<Appended>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job = Job::Append {
             topic: topic.into(),
             events,
             published_ms: now_ms(),
             deliver,
+            key: key.map(|(k, fp)| (k.clone(), fp)),
             reply,
         };
         if !self.handle.send(job) {

@@ -12,6 +12,13 @@
 //! gets the error. A failed write leaves the engine unusable (it refuses
 //! further writes), so the writer reopens it before the next round and
 //! removes what the failed commit may have left on disk.
+//!
+//! An append under an idempotency key is looked up in the key records of
+//! the topic's history first: a known key answers at once with what it was
+//! used for (its events are committed) and writes nothing; a free key is
+//! written with the events. A second append with the key of an append of
+//! the same round waits for the next round (`deferred`): by then the first
+//! has committed (the second is a replay) or failed (the key is free).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,6 +33,7 @@ use super::layout::{self, Meta};
 use super::{Engine, Entry, State, kind_of, now_ms};
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
+use crate::core::idempotency::{Fingerprint, IdempotencyKey, KeyRecord, Keyed};
 use crate::store::{Appended, ErrorKind, StoreError};
 
 use crate::store::Deliver;
@@ -37,7 +45,9 @@ pub(super) enum Job {
         events: Vec<Encoded>,
         published_ms: u64,
         deliver: Deliver,
-        reply: oneshot::Sender<Result<Appended, StoreError>>,
+        /// Append only if this idempotency key is free.
+        key: Option<(IdempotencyKey, Fingerprint)>,
+        reply: oneshot::Sender<Result<Keyed<Appended>, StoreError>>,
     },
     /// A topic was created: write its metadata (its epoch).
     Create { topic: Box<str> },
@@ -72,18 +82,24 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
     let mut writer = Writer {
         state,
         retry: Vec::new(),
+        deferred: Vec::new(),
         reopen: false,
         oldest_ms: HashMap::new(),
         backlog: HashSet::new(),
         last_age_scan: std::time::Instant::now(),
     };
     loop {
-        let mut jobs = std::mem::take(&mut writer.retry);
-        match rx.recv_timeout(if jobs.is_empty() {
+        // Deferred appends go first, in their order, and do not wait.
+        let mut jobs = std::mem::take(&mut writer.deferred);
+        let wait = if !jobs.is_empty() {
+            Duration::ZERO
+        } else if writer.retry.is_empty() {
             IDLE_TICK
         } else {
             REOPEN_BACKOFF
-        }) {
+        };
+        jobs.append(&mut writer.retry);
+        match rx.recv_timeout(wait) {
             Ok(job) => jobs.push(job),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -107,6 +123,9 @@ struct Writer {
     state: Arc<State>,
     /// Jobs other than appends that a failed round must do again.
     retry: Vec<Job>,
+    /// Appends whose idempotency key an earlier append of their round was
+    /// writing: the next round does them first.
+    deferred: Vec<Job>,
     /// The engine refused a write: reopen it before the next round.
     reopen: bool,
     /// The publish time of each topic's oldest event, once looked up (for
@@ -125,7 +144,7 @@ struct Pending {
     first: u64,
     events: Vec<Encoded>,
     deliver: Deliver,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
+    reply: oneshot::Sender<Result<Keyed<Appended>, StoreError>>,
 }
 
 impl Writer {
@@ -155,6 +174,8 @@ impl Writer {
         let mut rotated = Vec::new();
         let mut retired = Vec::new();
         let mut kept = Vec::new();
+        // The idempotency keys this round writes, per topic.
+        let mut keyed: HashSet<(Box<str>, IdempotencyKey)> = HashSet::new();
         let state = self.state.clone();
         let mut index = state.index();
         let remember = |undo: &mut HashMap<Box<str>, Option<Meta>>,
@@ -171,8 +192,48 @@ impl Writer {
                     events,
                     published_ms,
                     deliver,
+                    key,
                     reply,
                 } => {
+                    if let Some((k, fingerprint)) = &key {
+                        if keyed.contains(&(topic.clone(), k.clone())) {
+                            self.deferred.push(Job::Append {
+                                topic,
+                                events,
+                                published_ms,
+                                deliver,
+                                key,
+                                reply,
+                            });
+                            continue;
+                        }
+                        // A topic the index does not have is new: no keys.
+                        if let Some(epoch) = index.get(&topic).map(|e| e.meta.epoch) {
+                            match known_key(&engine, &topic, epoch, k) {
+                                Ok(None) => {}
+                                Ok(Some(record)) => {
+                                    let outcome = if record.fingerprint == *fingerprint {
+                                        Keyed::Replayed(Appended {
+                                            epoch,
+                                            first: record.first,
+                                        })
+                                    } else {
+                                        Keyed::Conflict
+                                    };
+                                    let _ = reply.send(Ok(outcome));
+                                    continue;
+                                }
+                                Err(e) => {
+                                    let _ = reply.send(Err(StoreError::with_source(
+                                        kind_of(&e),
+                                        "cannot read an idempotency key",
+                                        e,
+                                    )));
+                                    continue;
+                                }
+                            }
+                        }
+                    }
                     remember(&mut undo, &index, &topic);
                     // A topic retired while this was queued starts again.
                     let entry = index.entry(topic.clone()).or_insert_with(|| {
@@ -197,6 +258,26 @@ impl Writer {
                         );
                         meta.next += 1;
                     }
+                    if let Some((k, fingerprint)) = key
+                        && meta.next > first
+                    {
+                        let record = KeyRecord {
+                            fingerprint,
+                            first,
+                            count: meta.next - first,
+                        };
+                        batch.insert(
+                            &engine.keys,
+                            layout::key_record_key(&topic, meta.epoch, k.as_str()),
+                            layout::key_record_value(&record),
+                        );
+                        batch.insert(
+                            &engine.key_order,
+                            layout::event_key(&topic, meta.epoch, meta.next - 1),
+                            k.as_str(),
+                        );
+                        keyed.insert((topic.clone(), k));
+                    }
                     pending.push(Pending {
                         topic,
                         epoch: meta.epoch,
@@ -214,6 +295,14 @@ impl Writer {
                     for seq in meta.first..meta.next {
                         batch.remove(&engine.events, layout::event_key(&topic, meta.epoch, seq));
                     }
+                    forget_keys(
+                        &engine,
+                        &mut batch,
+                        &topic,
+                        meta.epoch,
+                        meta.first,
+                        u64::MAX,
+                    );
                     remember(&mut undo, &index, &topic);
                     retired.push((topic.clone(), meta));
                     kept.push(Job::Retire { topic, meta });
@@ -227,6 +316,7 @@ impl Writer {
                         for seq in old.first..old.next {
                             batch.remove(&engine.events, layout::event_key(&topic, epoch, seq));
                         }
+                        forget_keys(&engine, &mut batch, &topic, epoch, old.first, u64::MAX);
                         entry.meta = Meta::new(Epoch::generate());
                         rotated.push((topic.clone(), old));
                     }
@@ -264,10 +354,10 @@ impl Writer {
                         .map(|(enc, seq)| enc.finish(&EventId::new(p.epoch, seq)))
                         .collect();
                     (p.deliver)(p.epoch, p.first, frames);
-                    let _ = p.reply.send(Ok(Appended {
+                    let _ = p.reply.send(Ok(Keyed::Fresh(Appended {
                         epoch: p.epoch,
                         first: p.first,
-                    }));
+                    })));
                 }
             }
             Err(e) => {
@@ -422,6 +512,7 @@ impl Writer {
             if !undo.contains_key(&topic) {
                 undo.insert(topic.clone(), Some(*meta));
             }
+            let first_before = meta.first;
             let start = layout::event_key(&topic, meta.epoch, meta.first);
             let end = layout::event_key(&topic, meta.epoch, u64::MAX);
             for kv in engine.events.range(start..=end) {
@@ -451,6 +542,10 @@ impl Writer {
                 budget -= 1;
                 trimmed.insert(topic.clone());
                 self.oldest_ms.remove(&topic);
+            }
+            // A key goes with the last event it published.
+            if meta.first > first_before {
+                forget_keys(engine, batch, &topic, meta.epoch, first_before, meta.first);
             }
         }
         trimmed
@@ -527,6 +622,14 @@ impl Writer {
                 for seq in entry.meta.next..disk.next {
                     batch.remove(&engine.events, layout::event_key(topic, disk.epoch, seq));
                 }
+                forget_keys(
+                    engine,
+                    &mut batch,
+                    topic,
+                    disk.epoch,
+                    entry.meta.next,
+                    u64::MAX,
+                );
             }
             batch.insert(&engine.meta, topic.as_bytes(), entry.meta.encode());
         }
@@ -582,6 +685,60 @@ fn water_level(sizes: &mut [u64], excess: u64) -> u64 {
         }
     }
     0
+}
+
+/// The record of idempotency key `key` in `topic`'s history `epoch`, if
+/// it has one. A record ssehub cannot read is taken as absent (and
+/// overwritten by the publish that finds it so).
+fn known_key(
+    engine: &Engine,
+    topic: &str,
+    epoch: Epoch,
+    key: &IdempotencyKey,
+) -> Result<Option<KeyRecord>, fjall::Error> {
+    let value = engine
+        .keys
+        .get(layout::key_record_key(topic, epoch, key.as_str()))?;
+    Ok(value.and_then(|v| {
+        let record = layout::parse_key_record(&v);
+        if record.is_none() {
+            tracing::warn!(
+                topic,
+                key = key.as_str(),
+                "unreadable idempotency key record: ignored"
+            );
+        }
+        record
+    }))
+}
+
+/// Removes (in `batch`) the idempotency keys of `topic`'s history `epoch`
+/// whose last event is in `from..to`.
+fn forget_keys(
+    engine: &Engine,
+    batch: &mut fjall::OwnedWriteBatch,
+    topic: &str,
+    epoch: Epoch,
+    from: u64,
+    to: u64,
+) {
+    let start = layout::event_key(topic, epoch, from);
+    let end = layout::event_key(topic, epoch, to);
+    for kv in engine.key_order.range(start..end) {
+        let (order, key) = match kv.into_inner() {
+            Ok(kv) => kv,
+            Err(e) => {
+                // Left for good: each is at most one small record per
+                // event, and a later publish with the key overwrites it.
+                tracing::warn!(topic, error = %e, "cannot read idempotency keys to forget");
+                return;
+            }
+        };
+        if let Ok(key) = std::str::from_utf8(&key) {
+            batch.remove(&engine.keys, layout::key_record_key(topic, epoch, key));
+        }
+        batch.remove(&engine.key_order, order);
+    }
 }
 
 /// The publish time of a topic's oldest retained event.
