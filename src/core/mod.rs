@@ -1,12 +1,14 @@
 //! The model, with no I/O: event ids and epochs, events and their
 //! `text/event-stream` encoding, topic names, the ring of encoded events,
-//! and where a subscription starts (the `resync` signal).
+//! where a subscription starts (the `resync` signal), and the ids of
+//! streams of several topics.
 //!
 //! Everything above builds on these: stores keep [`Event`]s under
 //! [`EventId`]s, the hub keeps encoded frames in rings, streams send them.
 
 pub(crate) mod event;
 pub(crate) mod id;
+pub(crate) mod multi_id;
 pub(crate) mod resync;
 pub(crate) mod ring;
 pub(crate) mod topic_name;
@@ -15,5 +17,6 @@ pub use self::event::{
     Event, EventError, MAX_EVENT_TYPE_LEN, REAUTH_EVENT_TYPE, RESYNC_EVENT_TYPE,
 };
 pub use self::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
+pub use self::multi_id::{MultiId, MultiIdError};
 pub use self::resync::ResyncReason;
 pub use self::topic_name::{IntoTopic, InvalidTopic, MAX_TOPIC_LEN, TopicName};
