@@ -20,6 +20,6 @@ pub use self::cors::CorsOrigins;
 pub use self::metrics::ConnectionStats;
 pub use self::publish::BodyError;
 pub use self::service::{
-    DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
-    StreamRequestError, stream_response,
+    DEFAULT_MAX_TOPICS_PER_STREAM, DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig,
+    SseService, SseServiceBuilder, StreamRequestError, stream_response, stream_response_many,
 };
