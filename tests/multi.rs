@@ -34,7 +34,9 @@ async fn a_request_that_is_not_a_stream_of_several_topics_gets_a_precise_400() {
         .build();
     let server = TestServer::start_service(service).await;
     let e = server.hub.epoch();
-    let cases: Vec<(String, Vec<(&str, String)>, &str)> = vec![
+    // (path, headers, the answer's text)
+    type Case = (String, Vec<(&'static str, String)>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "/events".into(),
             vec![],
@@ -249,14 +251,14 @@ async fn one_id_resumes_every_topic_exactly_across_cuts() {
         for n in 1..=PER_TOPIC {
             for (i, t) in ["red", "green", "blue"].iter().enumerate() {
                 // Uneven: red gets three times as many.
-                if i == 0 || n % 3 == 0 {
+                if i == 0 || n.is_multiple_of(3) {
                     seqs[i] += 1;
                     hub.publish(*t, Event::new(seqs[i].to_string()))
                         .await
                         .unwrap();
                 }
             }
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
@@ -270,10 +272,10 @@ async fn one_id_resumes_every_topic_exactly_across_cuts() {
     // empty topics would.
     let mut last = format!("{}-0.0.0", server.hub.epoch());
     let mut ended = 0;
-    let mut connections = 0;
+    let mut connections = 0u32;
     while ended < 3 {
         connections += 1;
-        let mut c = if connections % 2 == 0 {
+        let mut c = if connections.is_multiple_of(2) {
             SseClient::get(server.addr, &path(&refs), &[("Last-Event-ID", &last)]).await
         } else {
             server

@@ -79,8 +79,14 @@ pub const COPY_UP_TO: usize = 512;
 ///   it (or that topic's `resync`);
 /// - a `resync` names its topic: `{"topic":"chat","reason":...}`.
 ///
-/// Topics take turns (see the [module documentation](self)), so a busy
-/// topic does not hold up the others. Get one from [`Hub::subscribe_many`].
+/// Topics take turns: each topic with events ready sends at most
+/// [`TURN_EVENTS`] of them before the next one's turn (round robin), and a
+/// frame ends at the hub's frame size, so a flood on one topic delays an
+/// event of another by at most one turn of each busy topic. Data lines
+/// longer than [`COPY_UP_TO`] bytes are handed on as a slice of the frame
+/// every subscriber shares, between this stream's own `event:` and `id:`
+/// lines; shorter ones are copied into the frame being built (cheaper than
+/// one more piece to write). Get one from [`Hub::subscribe_many`].
 ///
 /// # Examples
 ///
@@ -752,13 +758,13 @@ impl Body for MultiEventStream {
                 return Poll::Ready(Some(Ok(Frame::data(frame))));
             }
         }
-        if !this.is_loading() {
-            if let Poll::Ready(frame) = this.poll_events(cx) {
-                if frame.is_some() {
-                    this.sent();
-                }
-                return Poll::Ready(frame.map(|f| Ok(Frame::data(f))));
+        if !this.is_loading()
+            && let Poll::Ready(frame) = this.poll_events(cx)
+        {
+            if frame.is_some() {
+                this.sent();
             }
+            return Poll::Ready(frame.map(|f| Ok(Frame::data(f))));
         }
         match &mut this.keep_alive {
             Some(ka) => ka.poll(cx).map(|f| f.map(|f| Ok(Frame::data(f)))),

@@ -82,7 +82,7 @@ pub async fn publish_until_many(
             }
             return ends;
         }
-        let t = if k % 2 == 0 || topics.len() == 1 {
+        let t = if k.is_multiple_of(2) || topics.len() == 1 {
             &topics[0]
         } else {
             &topics[1 + (k / 2) % (topics.len() - 1)]
