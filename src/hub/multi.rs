@@ -219,6 +219,8 @@ struct Out {
     /// Finished pieces when a large event's data goes out uncopied.
     pieces: Vec<Bytes>,
     len: usize,
+    /// An event did not fit: the frame is as large as it gets.
+    full: bool,
 }
 
 impl Out {
@@ -227,6 +229,7 @@ impl Out {
             buf: BytesMut::new(),
             pieces: Vec::new(),
             len: 0,
+            full: false,
         }
     }
 
@@ -469,6 +472,7 @@ impl MultiEventStream {
         // The id may grow by a digit.
         let len = 9 + topic.len() + ty.len() + data_len + 7 + self.id.as_bytes().len();
         if out.len > 0 && out.len + len > self.max_frame_bytes {
+            out.full = true;
             return false;
         }
         m.cursor += 1;
@@ -687,7 +691,8 @@ impl MultiEventStream {
         // member that stays marked without sending (a publish racing its
         // re-arming) cannot keep the task busy forever.
         let mut looks = 2 * self.members.len() + 2;
-        while looks > 0 && out.len < self.max_frame_bytes && self.remaining != Some(0) {
+        while looks > 0 && !out.full && out.len < self.max_frame_bytes && self.remaining != Some(0)
+        {
             let Some(i) = self.next_ready(self.next_turn) else {
                 break;
             };
