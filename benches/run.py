@@ -6,6 +6,9 @@ on this machine, in one run, and writes BENCHMARKS.md.
     python3 benches/run.py --quick    # smaller counts, for a smoke test
     python3 benches/run.py --only ssehub,axum
 
+Durable history (`--data-dir`) and the storage refactor have their own
+runner, benches/durable.py; this script keeps the sections it writes.
+
 Servers run pinned to core 0, the load tools (sseload, oha) to core 1.
 Needs: nginx-light and libnginx-mod-nchan (Debian), oha (cargo install oha
 --locked), taskset. Everything listens on 127.0.0.1.
@@ -16,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -497,6 +501,15 @@ memory.
 {json.dumps(results, indent=1, sort_keys=True)}
 ```
 """
+    # Sections other scripts write (benches/durable.py) or that are kept by
+    # hand (the storage engine's evaluation) sit between `<!-- NAME:begin -->`
+    # and `<!-- NAME:end -->` markers: keep them, before "What bounds".
+    if os.path.exists(path):
+        kept = "".join(m.group(0) + "\n" for m in
+                       re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", open(path).read(), re.S))
+        if kept:
+            anchor = "## What bounds each number"
+            text = text.replace(anchor, kept + "\n" + anchor, 1)
     open(path, "w").write(text)
     log("wrote", path)
 

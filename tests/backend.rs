@@ -766,19 +766,42 @@ fn parse_openmetrics(text: &str) -> Vec<(String, String, u64)> {
             "gauge" => family.to_owned(),
             other => panic!("{family}: unexpected type {other}"),
         };
-        let sample_line = lines.next().unwrap();
-        let value = sample_line
-            .strip_prefix(&format!("{sample} "))
-            .unwrap_or_else(|| panic!("expected sample {sample}, got {sample_line:?}"));
-        let value = value
-            .parse()
-            .unwrap_or_else(|_| panic!("{sample}: not an integer: {value:?}"));
-        assert!(
-            !out.iter()
-                .any(|(s, _, _): &(String, String, u64)| *s == sample),
-            "{sample} twice"
-        );
-        out.push((sample, ty.to_owned(), value));
+        // One unlabelled sample, or one per label set.
+        let mut samples = 0;
+        while let Some(sample_line) = lines.next_if(|l| {
+            l.strip_prefix(sample.as_str())
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        }) {
+            let (name, value) = sample_line.rsplit_once(' ').unwrap();
+            if let Some(labels) = name.strip_prefix(sample.as_str()).filter(|l| !l.is_empty()) {
+                let inner = labels
+                    .strip_prefix('{')
+                    .and_then(|l| l.strip_suffix('}'))
+                    .unwrap_or_else(|| panic!("bad labels in {sample_line:?}"));
+                for pair in inner.split(',') {
+                    let (k, v) = pair.split_once('=').unwrap();
+                    assert!(
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                        "{k}"
+                    );
+                    assert!(
+                        v.len() >= 2 && v.starts_with('"') && v.ends_with('"'),
+                        "{v}"
+                    );
+                }
+            }
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: not an integer: {value:?}"));
+            assert!(
+                !out.iter()
+                    .any(|(s, _, _): &(String, String, u64)| *s == name),
+                "{name} twice"
+            );
+            out.push((name.to_owned(), ty.to_owned(), value));
+            samples += 1;
+        }
+        assert!(samples > 0, "{family} has no sample");
     }
     assert!(eof, "no # EOF");
     out
@@ -874,10 +897,25 @@ async fn every_metric_in_the_readme_has_its_exact_value() {
         Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     let metrics = parse_openmetrics(&text);
+    // A labelled family as the README names it: `name{label,label}`.
     let mut names: Vec<_> = metrics
         .iter()
-        .map(|(n, t, _)| (n.clone(), t.clone()))
+        .map(|(n, t, _)| {
+            let name = match n.split_once('{') {
+                Some((base, labels)) => {
+                    let keys: Vec<_> = labels
+                        .trim_end_matches('}')
+                        .split(',')
+                        .map(|p| p.split_once('=').unwrap().0)
+                        .collect();
+                    format!("{base}{{{}}}", keys.join(","))
+                }
+                None => n.clone(),
+            };
+            (name, t.clone())
+        })
         .collect();
+    names.dedup();
     let mut documented = readme_metrics();
     names.sort();
     documented.sort();
@@ -900,8 +938,31 @@ async fn every_metric_in_the_readme_has_its_exact_value() {
         ("ssehub_connections_accepted_total", 2),
         ("ssehub_connections_rejected_total", 1),
     ];
+    // The refused connection asked for the health check (not a stream):
+    // a `503`. Every other reason and answer is there, at zero.
+    let refusals = [
+        "connections",
+        "connections_per_ip",
+        "shutting_down",
+        "topics",
+        "storage",
+    ]
+    .into_iter()
+    .flat_map(|reason| {
+        ["retry", "503"].into_iter().map(move |answer| {
+            (
+                format!(r#"ssehub_refusals_total{{reason="{reason}",answer="{answer}"}}"#),
+                u64::from(reason == "connections" && answer == "503"),
+            )
+        })
+    })
+    .collect::<Vec<_>>();
+    let want: Vec<(&str, u64)> = want
+        .into_iter()
+        .chain(refusals.iter().map(|(n, v)| (n.as_str(), *v)))
+        .collect();
     let got: Vec<(&str, u64)> = metrics.iter().map(|(n, _, v)| (n.as_str(), *v)).collect();
-    for (name, value) in want {
+    for &(name, value) in &want {
         assert_eq!(
             got.iter().find(|(n, _)| *n == name),
             Some(&(name, value)),

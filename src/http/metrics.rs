@@ -21,6 +21,8 @@ pub struct ConnectionStats {
     pub(crate) open: AtomicUsize,
     pub(crate) accepted: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    /// Stream requests refused for now, by reason and answer.
+    pub(crate) refusals: super::refusal::Refusals,
     /// Signalled when `open` drops to zero (shutdown waits for it).
     pub(crate) all_closed: tokio::sync::Notify,
 }
@@ -158,6 +160,18 @@ impl Collector for HubCollector {
             "Client connections refused at a connection limit.",
             c.rejected.load(Ordering::Relaxed),
         )?;
+        let refusals = ConstCounter::new(0u64);
+        let mut family = enc.encode_descriptor(
+            "ssehub_refusals",
+            "Requests refused for a reason that will pass, by reason and by answer \
+             (retry: 200 with a retry hint, for EventSource; 503: others).",
+            None,
+            refusals.metric_type(),
+        )?;
+        for (why, answer, n) in c.refusals.all() {
+            let labels = [("reason", why.label()), ("answer", answer.label())];
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod body;
 pub(crate) mod cors;
 pub(crate) mod metrics;
 pub(crate) mod publish;
+pub(crate) mod refusal;
 pub(crate) mod service;
 
 pub use self::auth::{

@@ -37,6 +37,7 @@ use crate::http::auth::{AccessRequest, Authorize, Decision, JwtKey, TokenPolicy}
 use crate::http::body::ResponseBody;
 use crate::http::cors::CorsOrigins;
 use crate::http::metrics::{ConnectionStats, Metrics};
+use crate::http::refusal::{Refusal, refuse};
 use crate::hub::{EventStream, Hub, HubError, MultiEventStream, Subscribe, Subscribing};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -282,14 +283,27 @@ impl SseService {
         {
             Subscribing::Ready(result) => ResponseFuture::ready(match result {
                 Ok(stream) => stream_body_response(stream),
-                Err(e) => hub_error(e),
+                Err(e) => self.stream_refused(e, req.headers()),
             }),
-            Subscribing::Waiting(fut) => ResponseFuture::boxed(async move {
-                match fut.await {
-                    Ok(stream) => stream_body_response(stream),
-                    Err(e) => hub_error(e),
-                }
-            }),
+            Subscribing::Waiting(fut) => {
+                let this = self.clone();
+                let headers = refusal_headers(req.headers());
+                ResponseFuture::boxed(async move {
+                    match fut.await {
+                        Ok(stream) => stream_body_response(stream),
+                        Err(e) => this.stream_refused(e, &headers),
+                    }
+                })
+            }
+        }
+    }
+
+    /// The answer to a stream request the hub refused: one that will pass
+    /// keeps a browser retrying (see [`refusal`](super::refusal)).
+    fn stream_refused(&self, e: HubError, request: &http::HeaderMap) -> Response<ResponseBody> {
+        match Refusal::of(&e) {
+            Some(why) => refuse(why, request, Some(&self.shared.connections.refusals)),
+            None => hub_error(e),
         }
     }
 
@@ -348,14 +362,18 @@ impl SseService {
         {
             Subscribing::Ready(result) => ResponseFuture::ready(match result {
                 Ok(stream) => multi_body_response(stream),
-                Err(e) => hub_error(e),
+                Err(e) => self.stream_refused(e, req.headers()),
             }),
-            Subscribing::Waiting(fut) => ResponseFuture::boxed(async move {
-                match fut.await {
-                    Ok(stream) => multi_body_response(stream),
-                    Err(e) => hub_error(e),
-                }
-            }),
+            Subscribing::Waiting(fut) => {
+                let this = self.clone();
+                let headers = refusal_headers(req.headers());
+                ResponseFuture::boxed(async move {
+                    match fut.await {
+                        Ok(stream) => multi_body_response(stream),
+                        Err(e) => this.stream_refused(e, &headers),
+                    }
+                })
+            }
         }
     }
 
@@ -646,10 +664,46 @@ impl StreamRequestError {
     }
 
     /// The answer: the status with a one-line text.
+    ///
+    /// Prefer [`into_response_for`](Self::into_response_for) when the
+    /// request may come from a browser's `EventSource`.
     pub fn into_response(self) -> Response<ResponseBody> {
         match self {
             StreamRequestError::Query(msg) => text(StatusCode::BAD_REQUEST, msg),
             StreamRequestError::Hub(e) => hub_error(e),
+        }
+    }
+
+    /// The answer to the request whose headers are `request`, the way
+    /// [`SseService`] answers: a refusal that will pass (shutting down, no
+    /// topic slot, storage out of reach) is, for a request that accepts
+    /// `text/event-stream` (every `EventSource`), `200` with a `retry:`
+    /// hint and an immediate end, so the browser reconnects later instead
+    /// of giving up for good as it does on any other status. Others get
+    /// [`into_response`](Self::into_response).
+    ///
+    /// ```
+    /// # async fn f() {
+    /// let hub = ssehub::Hub::new();
+    /// hub.close();
+    /// let (parts, ()) = http::Request::get("/events/news")
+    ///     .header("accept", "text/event-stream")
+    ///     .body(())
+    ///     .unwrap()
+    ///     .into_parts();
+    /// let err = ssehub::http::stream_response(&hub, "news", &parts).unwrap_err();
+    /// let res = err.into_response_for(&parts.headers);
+    /// assert_eq!(res.status(), 200);
+    /// assert_eq!(res.headers()["content-type"], "text/event-stream");
+    /// # }
+    /// ```
+    pub fn into_response_for(self, request: &http::HeaderMap) -> Response<ResponseBody> {
+        match &self {
+            StreamRequestError::Hub(e) => match Refusal::of(e) {
+                Some(why) => refuse(why, request, None),
+                None => self.into_response(),
+            },
+            StreamRequestError::Query(_) => self.into_response(),
         }
     }
 
@@ -695,6 +749,17 @@ fn stream_body_response(stream: crate::hub::stream::EventStream) -> Response<Res
     let mut res = Response::new(ResponseBody::from(stream));
     stream_headers(res.headers_mut());
     res
+}
+
+/// What a refusal made after waiting for the hub needs of the request.
+fn refusal_headers(request: &http::HeaderMap) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for name in [header::ACCEPT, header::ORIGIN] {
+        for v in request.get_all(&name) {
+            headers.append(name.clone(), v.clone());
+        }
+    }
+    headers
 }
 
 fn multi_body_response(stream: MultiEventStream) -> Response<ResponseBody> {
@@ -953,6 +1018,7 @@ impl SseServiceBuilder {
     /// Builds the service.
     pub fn build(self) -> SseService {
         let connections = Arc::new(ConnectionStats::default());
+        connections.refusals.set_retry(self.hub.config().retry);
         SseService {
             shared: Arc::new(Shared {
                 metrics: Metrics::new(self.hub.clone(), connections.clone()),

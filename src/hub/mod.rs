@@ -4,18 +4,23 @@
 
 pub(crate) mod multi;
 pub(crate) mod stream;
+mod sync;
 pub(crate) mod topic;
+
+#[cfg(all(test, ssehub_loom))]
+mod loom_tests;
 
 pub use self::multi::{COPY_UP_TO, MultiEventStream, TURN_EVENTS};
 pub use self::stream::EventStream;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use self::stream::StreamParams;
+use self::sync::{Arc, AtomicBool, AtomicU64, Mutex, RwLock, RwLockReadGuard};
 use crate::core::event::Event;
 use crate::core::id::{Epoch, EventId};
 use crate::core::resync::locate;
@@ -437,7 +442,7 @@ impl Hub {
         })
     }
 
-    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
+    fn read_topics(&self) -> RwLockReadGuard<'_, HashMap<TopicName, Arc<Topic>>> {
         self.inner
             .topics
             .read()

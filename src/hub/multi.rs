@@ -37,7 +37,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -45,16 +44,16 @@ use std::time::Duration;
 use atomic_waker::AtomicWaker;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 
 use crate::core::event::{checkpoint_frame, frame_parts, reauth_frame, resync_frame};
 use crate::core::id::{Epoch, EventId};
 use crate::core::multi_id::{MultiId, MultiIdText};
 use crate::core::resync::{Greeting, Resync, ResyncReason, locate, oldest_retained};
-use crate::core::ring::Read;
+use crate::core::ring::{Read, Ring};
 use crate::core::{IntoTopic, TopicName};
 use crate::hub::stream::{KeepAlive, StreamParams, expiry_timer, retry_line};
+use crate::hub::sync::{Arc, OwnedNotified};
 use crate::hub::topic::Topic;
 use crate::hub::{Hub, HubError, LOOKUP_ATTEMPTS, Subscribe, Subscribing};
 
@@ -508,33 +507,49 @@ impl MultiEventStream {
     /// Member `i`'s topic got another history: `resync` (`epoch`), then
     /// everything retained of the new one.
     fn reset(&mut self, i: usize, out: &mut Out) {
+        let topic = Arc::clone(&self.members[i].topic);
+        let ring = topic.lock();
+        let resync = self.reset_to(i, &ring);
+        drop(ring);
+        self.put_resync(i, &resync, out);
+    }
+
+    /// [`reset`](Self::reset)'s move to the ring's history, with it locked.
+    fn reset_to(&mut self, i: usize, ring: &Ring) -> Resync {
         let m = &mut self.members[i];
-        let requested = EventId::new(m.epoch, m.cursor - 1).to_string();
-        let ring = m.topic.lock();
-        let retained = oldest_retained(&ring, m.topic.durable_first());
+        let retained = oldest_retained(ring, m.topic.durable_first());
         let resync = Resync {
             reason: ResyncReason::Epoch,
-            requested,
+            requested: EventId::new(m.epoch, m.cursor - 1).to_string(),
             oldest: retained.map(|s| EventId::new(ring.epoch(), s)),
             latest: EventId::new(ring.epoch(), ring.latest()),
             missed: None,
         };
         m.epoch = ring.epoch();
         m.cursor = retained.unwrap_or(ring.next_seq());
-        drop(ring);
         m.store = None;
         self.id.render(
             self.members
                 .iter()
                 .map(|m| EventId::new(m.epoch, m.cursor - 1)),
         );
-        self.put_resync(i, &resync, out);
+        resync
     }
 
     /// Member `i`'s unsent events were overwritten: `resync` (`lagged`).
     fn lagged(&mut self, i: usize, out: &mut Out) {
+        let topic = Arc::clone(&self.members[i].topic);
+        let ring = topic.lock();
+        // The read that found the member behind has released the lock: the
+        // ring may hold another history by now, and counting what was
+        // missed in it would mix the two. The change of history is what
+        // the client must hear (as `EventStream` does).
+        if ring.epoch() != self.members[i].epoch {
+            let resync = self.reset_to(i, &ring);
+            drop(ring);
+            return self.put_resync(i, &resync, out);
+        }
         let m = &mut self.members[i];
-        let ring = m.topic.lock();
         let durable = m.topic.durable_first();
         let resync = Resync::lagged(&ring, m.cursor, durable);
         m.cursor = oldest_retained(&ring, durable).unwrap_or(ring.next_seq());
@@ -561,18 +576,20 @@ impl MultiEventStream {
     /// Member `i`'s turn: at most [`TURN_EVENTS`] events (and what is left
     /// of the limit and of the frame) into `out`.
     fn turn(&mut self, i: usize, out: &mut Out) -> Turn {
-        if self.members[i].topic.is_closed() {
+        let m = &mut self.members[i];
+        if m.store.is_none() {
+            // Armed before the looks at the topic (closed, then the ring):
+            // a publish or a close after this point wakes the member.
+            m.wait.set(m.topic.notify().clone().notified_owned());
+        }
+        if m.topic.is_closed() {
             return Turn::Closed;
         }
         let max = (TURN_EVENTS as u64).min(self.remaining.unwrap_or(u64::MAX)) as usize;
         let room = self.max_frame_bytes.saturating_sub(out.len);
-        if self.members[i].store.is_some() {
+        if m.store.is_some() {
             return self.turn_from_store(i, max, out);
         }
-        let m = &mut self.members[i];
-        // Armed before the look at the ring: a publish after this point
-        // wakes the member.
-        m.wait.set(m.topic.notify().clone().notified_owned());
         let mut frames: [Bytes; TURN_EVENTS] = Default::default();
         let read = m
             .topic

@@ -4,20 +4,19 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
 use crate::core::event::{KEEP_ALIVE_FRAME, checkpoint_frame, reauth_frame, resync_frame};
 use crate::core::id::{Epoch, EventId};
 use crate::core::resync::{Greeting, Resync, ResyncReason, Start, locate, oldest_retained};
-use crate::core::ring::Read;
+use crate::core::ring::{Read, Ring};
+use crate::hub::sync::{Arc, OwnedNotified};
 use crate::hub::topic::Topic;
 
 /// One subscriber's stream of events: an [`http_body::Body`] that writes
@@ -82,7 +81,8 @@ pub struct EventStream {
     /// Events left to send before the stream ends, `None` for no limit.
     remaining: Option<u64>,
     max_frame_bytes: usize,
-    /// Armed before each look at the ring, so no publish goes unnoticed.
+    /// Armed before each look at the topic (closed, primed, the ring), so
+    /// no publish, close or prime goes unnoticed.
     wait: Option<Pin<Box<OwnedNotified>>>,
     keep_alive: Option<KeepAlive>,
     /// When the credentials the stream was opened with expire: it then
@@ -342,9 +342,15 @@ impl EventStream {
 
     /// The `resync` for a subscriber whose topic got another history.
     fn reset(&mut self) -> Bytes {
-        let ring = self.topic.lock();
+        let topic = Arc::clone(&self.topic);
+        let ring = topic.lock();
+        self.reset_to(&ring)
+    }
+
+    /// [`reset`](Self::reset), with the ring locked.
+    fn reset_to(&mut self, ring: &Ring) -> Bytes {
         let durable = self.topic.durable_first();
-        let retained = oldest_retained(&ring, durable);
+        let retained = oldest_retained(ring, durable);
         let resync = Resync {
             reason: ResyncReason::Epoch,
             requested: self.position().to_string(),
@@ -354,7 +360,6 @@ impl EventStream {
         };
         self.epoch = ring.epoch();
         self.cursor = retained.unwrap_or(ring.next_seq());
-        drop(ring);
         self.topic
             .counters()
             .resyncs
@@ -364,7 +369,15 @@ impl EventStream {
 
     /// The `resync` for a subscriber whose unsent events were overwritten.
     fn lagged(&mut self) -> Bytes {
-        let ring = self.topic.lock();
+        let topic = Arc::clone(&self.topic);
+        let ring = topic.lock();
+        // The read that found the stream behind has released the lock: the
+        // ring may hold another history by now. Counting what was missed in
+        // it would mix the two (a `missed` of the new history, the id of
+        // the old): the change of history is what the stream must hear.
+        if ring.epoch() != self.epoch {
+            return self.reset_to(&ring);
+        }
         let durable = self.topic.durable_first();
         let resync = Resync::lagged(&ring, self.cursor, durable);
         self.cursor = oldest_retained(&ring, durable).unwrap_or(ring.next_seq());
@@ -406,12 +419,16 @@ impl EventStream {
     /// otherwise (the ring's, or the store's read).
     fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
+            // Armed before `closed` is read, as before the ring: a close
+            // between the two would wake nobody (`notify_waiters` keeps no
+            // permit), and the stream would never end, holding up the
+            // graceful shutdown that waits for it.
+            if self.wait.is_none() {
+                self.wait = Some(Box::pin(self.topic.notify().clone().notified_owned()));
+            }
             if self.topic.is_closed() {
                 self.finish();
                 return Poll::Ready(None);
-            }
-            if self.wait.is_none() {
-                self.wait = Some(Box::pin(self.topic.notify().clone().notified_owned()));
             }
             let read = match &mut self.state {
                 State::Done => return Poll::Ready(None),

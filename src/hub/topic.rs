@@ -6,15 +6,15 @@
 //! cursor and reads the shared ring when woken, so a slow subscriber costs a
 //! cursor, not a backlog.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
 use crate::core::ring::{Read, Ring, RingLimits};
+use crate::hub::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Notify};
 use crate::store::History;
 
 /// State shared by every topic of a hub: counters and the byte total.

@@ -47,8 +47,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
+use http::Response;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -59,7 +58,8 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use self::h1::{Head, Outcome, Prefixed};
 use crate::http::body::ResponseBody;
 use crate::http::metrics::ConnectionStats;
-use crate::http::service::{SseService, text};
+use crate::http::refusal::{Refusal, refuse};
+use crate::http::service::SseService;
 use crate::server::deadline::{Activity, BodyLimits, Deadlines};
 
 pub(crate) mod deadline;
@@ -310,10 +310,13 @@ impl<S: Serve> Server<S> {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let Some(permit) = limiter.try_acquire(peer.ip()) else {
-                stats.rejected.fetch_add(1, Ordering::Relaxed);
-                reject(stream, &config, &rejecting);
-                continue;
+            let permit = match limiter.try_acquire(peer.ip()) {
+                Ok(permit) => permit,
+                Err(why) => {
+                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    reject(stream, why, &config, &stats, &rejecting);
+                    continue;
+                }
             };
             stats.accepted.fetch_add(1, Ordering::Relaxed);
             let mut conn = Conn::new(service.clone(), builder.clone(), stopping.clone(), &config);
@@ -598,14 +601,23 @@ async fn first_bytes_within(
     }
 }
 
-/// Answers a connection over a limit with `503` and closes it, unless too
-/// many are being refused already.
-fn reject(stream: TcpStream, config: &ServerConfig, rejecting: &Arc<AtomicUsize>) {
+/// Answers a connection over a limit and closes it, unless too many are
+/// being refused already: a browser's `EventSource` gets `200` with a
+/// `retry:` hint (it keeps trying), other clients `503` (see
+/// [`refusal`](crate::http::refusal)).
+fn reject(
+    stream: TcpStream,
+    why: Refusal,
+    config: &ServerConfig,
+    stats: &Arc<ConnectionStats>,
+    rejecting: &Arc<AtomicUsize>,
+) {
     if rejecting.fetch_add(1, Ordering::Relaxed) >= MAX_REJECTING {
         rejecting.fetch_sub(1, Ordering::Relaxed);
         return;
     }
     let rejecting = rejecting.clone();
+    let stats = stats.clone();
     let tls = config.tls.clone();
     let timeout = config.header_read_timeout.min(Duration::from_secs(5));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -615,14 +627,9 @@ fn reject(stream: TcpStream, config: &ServerConfig, rejecting: &Arc<AtomicUsize>
         .timer(TokioTimer::new())
         .header_read_timeout(timeout);
     tokio::spawn(async move {
-        let svc = service_fn(|_req: Request| async {
-            let mut res = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server is at its connection limit",
-            );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            Ok::<Response<ResponseBody>, Infallible>(res)
+        let svc = service_fn(|req: Request| {
+            let res = refuse(why, req.headers(), Some(&stats.refusals));
+            async { Ok::<Response<ResponseBody>, Infallible>(res) }
         });
         let work = async {
             match tls {
@@ -661,10 +668,10 @@ impl Limiter {
         }
     }
 
-    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Permit> {
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
         if self.stats.open.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.stats.open.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            return Err(Refusal::Connections);
         }
         if let Some(per_ip) = self.per_ip {
             let mut by_ip = self.by_ip.lock().unwrap_or_else(PoisonError::into_inner);
@@ -672,11 +679,11 @@ impl Limiter {
             if *n >= per_ip {
                 drop(by_ip);
                 self.stats.open.fetch_sub(1, Ordering::AcqRel);
-                return None;
+                return Err(Refusal::ConnectionsPerIp);
             }
             *n += 1;
         }
-        Some(Permit {
+        Ok(Permit {
             limiter: self.clone(),
             ip,
         })

@@ -8,6 +8,7 @@
 // no browser is ever downloaded. Scenarios that need the Rust side to act
 // mid-way print {"step": ...} lines and wait for a line on stdin.
 
+import { createServer } from "node:http";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 import { EventSource } from "eventsource";
@@ -215,6 +216,54 @@ const scenarios = {
       return { seen: log.seen, ...p };
     } finally {
       await browser.close();
+    }
+  },
+
+  // One plain EventSource on a page of another origin (so that loading the
+  // page takes none of the server's connections), driven by the Rust test
+  // through stdin: {"cmd":"state"} answers the page's record, {"cmd":"until",
+  // "data":D} answers once an event with data D arrived, {"cmd":"end"} ends.
+  async refused(c) {
+    const origin = createServer((_, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end("<!doctype html><title>refused</title>");
+    });
+    await new Promise((r) => origin.listen(0, "127.0.0.1", r));
+    const browser = await launch();
+    try {
+      const page = await (await browser.newContext()).newPage();
+      page.on("pageerror", (e) => process.stderr.write("page error: " + e + "\n"));
+      await page.goto(`http://127.0.0.1:${origin.address().port}/`);
+      await page.evaluate((url) => {
+        const log = (window.log = { events: [], timeline: [], closed: false });
+        const es = (window.es = new EventSource(url));
+        const t = () => Math.round(performance.now());
+        es.onopen = () => log.timeline.push(["open", t()]);
+        es.onerror = () => {
+          log.timeline.push(["error", t(), es.readyState]);
+          if (es.readyState === EventSource.CLOSED) log.closed = true;
+        };
+        es.onmessage = (e) => log.events.push([e.lastEventId, e.data]);
+        es.addEventListener("resync", (e) => log.events.push(["resync", e.data]));
+      }, c.streamUrl);
+      const record = () =>
+        page.evaluate(() => ({ ...window.log, readyState: window.es.readyState }));
+      for (;;) {
+        const cmd = JSON.parse(await nextLine());
+        if (cmd.cmd === "end") break;
+        if (cmd.cmd === "until") {
+          await until("event " + cmd.data, async () => {
+            const r = await record();
+            if (r.closed) throw new Error("the EventSource closed for good: " + JSON.stringify(r));
+            return r.events.some(([, d]) => d === cmd.data);
+          });
+        }
+        step("state", await record());
+      }
+      return await record();
+    } finally {
+      await browser.close();
+      origin.close();
     }
   },
 

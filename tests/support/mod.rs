@@ -247,6 +247,8 @@ pub struct SseClient {
     pub headers: Vec<(String, String)>,
     dechunker: Dechunker,
     chunked: bool,
+    /// Body bytes still to come, for a response with `Content-Length`.
+    length_left: Option<usize>,
     pub parser: Parser,
     queue: std::collections::VecDeque<Item>,
     /// Every body byte received so far.
@@ -287,12 +289,14 @@ impl SseClient {
             }
         };
         let chunked = header(&headers, "transfer-encoding") == Some("chunked");
+        let length_left = header(&headers, "content-length").map(|n| n.parse().expect("a length"));
         let mut client = SseClient {
             stream,
             status,
             headers,
             dechunker: Dechunker::default(),
             chunked,
+            length_left,
             parser: Parser::new(),
             queue: Default::default(),
             raw: Vec::new(),
@@ -313,6 +317,13 @@ impl SseClient {
                 self.ended = true;
             }
             b
+        } else if let Some(left) = &mut self.length_left {
+            let take = bytes.len().min(*left);
+            *left -= take;
+            if *left == 0 {
+                self.ended = true;
+            }
+            bytes[..take].to_vec()
         } else {
             bytes.to_vec()
         };
@@ -376,9 +387,10 @@ impl SseClient {
         while self.next_item().await.is_some() {}
     }
 
-    /// The response ended with the chunked terminator (not a cut socket).
+    /// The response ended with the chunked terminator or its whole
+    /// `Content-Length` (not a cut socket).
     pub fn ended_cleanly(&self) -> bool {
-        self.dechunker.done
+        self.dechunker.done || self.length_left == Some(0)
     }
 
     pub fn into_stream(self) -> TcpStream {
