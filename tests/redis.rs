@@ -880,7 +880,15 @@ async fn a_stream_of_several_topics_starts_once_every_topic_is_loaded() {
     let redis = Redis::start(false);
     let proxy = HoldingProxy::start(&redis).await;
     let a = node(&redis).await;
-    let b = node_at(&proxy.url(), Hub::builder().retry_jitter(0.0)).await;
+    // Without keep-alives: nothing but the topics' loading wakes the stream.
+    let store = RedisStore::connect(&proxy.url()).await.expect("redis");
+    let hub = Hub::builder()
+        .retry(Some(Duration::from_millis(100)))
+        .retry_jitter(0.0)
+        .keep_alive(None)
+        .storage(store)
+        .build();
+    let b = TestServer::start(hub).await;
     let path = "/events?topic=p&topic=q";
     let (status, headers, _) = support::request_full(a.addr, "HEAD", path, &[], b"").await;
     assert_eq!(status, 200);

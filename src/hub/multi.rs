@@ -699,7 +699,6 @@ impl MultiEventStream {
 
     /// The next frame of events, if any is ready: members take turns.
     fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        self.wake.task.register(cx.waker());
         for (mine, woken) in self.ready.iter_mut().zip(self.wake.marks.iter()) {
             *mine |= woken.swap(0, Ordering::AcqRel);
         }
@@ -756,6 +755,9 @@ impl Body for MultiEventStream {
         if let State::Done = this.state {
             return Poll::Ready(None);
         }
+        // Every wake-up of a member (a publish, a topic loaded, a read of
+        // history done) wakes the task that polled last.
+        this.wake.task.register(cx.waker());
         if let Some(frame) = this.pending.pop_front() {
             this.sent();
             return Poll::Ready(Some(Ok(Frame::data(frame))));
