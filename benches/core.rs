@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the core: encoding, publishing into the ring, replay
-//! from an id, fan-out of one event to N subscribers, and framing a batch.
+//! from an id, fan-out of one event to N subscribers, framing a batch, and
+//! one event delivered on a stream of 64 topics against a stream of one.
 //!
 //! ```sh
 //! cargo bench --bench core
@@ -13,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http_body::Body;
-use ssehub::{Event, EventId, EventStream, Hub, Subscribe};
+use ssehub::{Event, EventId, EventStream, Hub, MultiEventStream, Subscribe};
 
 /// Polls a future that completes without waiting (the in-memory hub's).
 fn now<F: Future>(f: F) -> F::Output {
@@ -26,6 +27,14 @@ fn now<F: Future>(f: F) -> F::Output {
 
 /// One frame if one is ready.
 fn poll_frame(s: &mut EventStream) -> Option<Bytes> {
+    match Pin::new(s).poll_frame(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Some(Ok(f))) => f.into_data().ok(),
+        _ => None,
+    }
+}
+
+/// One frame of a multi-topic stream, if one is ready.
+fn poll_multi(s: &mut MultiEventStream) -> Option<Bytes> {
     match Pin::new(s).poll_frame(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(Some(Ok(f))) => f.into_data().ok(),
         _ => None,
@@ -217,5 +226,60 @@ fn batch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, publish, replay, fanout, batch);
+/// What a client following 64 topics costs per event: one stream of 64
+/// topics, or 64 streams of one (each event goes to one of them). Both
+/// include the publish.
+fn multi(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("multi");
+    g.throughput(Throughput::Elements(1));
+    let topics: Vec<String> = (0..64).map(|i| format!("t{i}")).collect();
+    let data = "{\"price\":42.5,\"sym\":\"ACME\"}";
+
+    let h = hub();
+    let mut singles: Vec<_> = topics
+        .iter()
+        .map(|t| h.subscribe(t, Subscribe::new()).unwrap())
+        .collect();
+    // Positions in the thousands: ids as long as on a busy server.
+    for t in &topics {
+        now(h.publish_batch(t, (0..1000).map(|_| Event::new(data)))).unwrap();
+    }
+    for s in &mut singles {
+        drain(s);
+    }
+    let mut k = 0;
+    g.bench_function("one_event_on_64_single_topic_streams", |b| {
+        b.iter(|| {
+            k = (k + 1) % 64;
+            now(h.publish(&topics[k], Event::new(data))).unwrap();
+            black_box(poll_frame(&mut singles[k]).unwrap());
+            poll_frame(&mut singles[k]);
+        })
+    });
+
+    let h = hub();
+    let mut multi = h.subscribe_many(&topics, Subscribe::new()).unwrap();
+    while poll_multi(&mut multi).is_some() {}
+    for t in &topics {
+        now(h.publish_batch(t, (0..1000).map(|_| Event::new(data)))).unwrap();
+    }
+    while poll_multi(&mut multi).is_some() {}
+    let mut k = 0;
+    g.bench_function("one_event_on_a_64_topic_stream", |b| {
+        b.iter(|| {
+            k = (k + 1) % 64;
+            now(h.publish(&topics[k], Event::new(data))).unwrap();
+            black_box(poll_multi(&mut multi).unwrap());
+            poll_multi(&mut multi);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, publish, replay, fanout, batch, multi);
 criterion_main!(benches);

@@ -23,6 +23,13 @@
 //!
 //! Event data is `<seq> <publish time in ns>`; sequence numbers, not the
 //! server's ids, decide what is lost, so any server can be measured.
+//!
+//! `--topics N` spreads the events over N topics (`{topic}0` ..), event
+//! `k` to topic `(k - 1) % N`. Each subscriber then opens one stream per
+//! topic, or with `--multi` one stream of all N topics: the `--sub` URL's
+//! `{topics}` is replaced by `topic=bench0&topic=bench1&...` (ssehub's
+//! `GET /events?{topics}`). Either way every subscriber gets every event
+//! once, so the two ways are compared per delivery and per subscriber.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -46,6 +53,14 @@ struct Args {
     publish: String,
     #[arg(long, default_value = "bench")]
     topic: String,
+    /// Topics the events are spread over (named `{topic}0`, `{topic}1`...
+    /// when more than one).
+    #[arg(long, default_value_t = 1)]
+    topics: u64,
+    /// Each subscriber opens one stream of all the topics (the `--sub` URL
+    /// has `{topics}`), instead of one stream per topic.
+    #[arg(long)]
+    multi: bool,
     /// Processes whose CPU and RSS are the server's (repeat for nginx workers).
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
@@ -113,6 +128,37 @@ fn target(url: &str, topic: &str) -> Target {
             path.into()
         },
     }
+}
+
+/// The name of topic `i`.
+fn topic_name(args: &Args, i: u64) -> String {
+    if args.topics <= 1 {
+        args.topic.clone()
+    } else {
+        format!("{}{i}", args.topic)
+    }
+}
+
+/// What one subscriber opens: one stream per topic, or one of all topics.
+fn sub_targets(args: &Args) -> Vec<Rc<Target>> {
+    if args.multi {
+        let query: Vec<String> = (0..args.topics)
+            .map(|i| format!("topic={}", topic_name(args, i)))
+            .collect();
+        let url = args.sub.replace("{topics}", &query.join("&"));
+        vec![Rc::new(target(&url, &args.topic))]
+    } else {
+        (0..args.topics)
+            .map(|i| Rc::new(target(&args.sub, &topic_name(args, i))))
+            .collect()
+    }
+}
+
+/// Where event `k` (from 1) is published: topic `(k - 1) % topics`.
+fn pub_targets(args: &Args) -> Vec<Rc<Target>> {
+    (0..args.topics.max(1))
+        .map(|i| Rc::new(target(&args.publish, &topic_name(args, i))))
+        .collect()
 }
 
 // ------------------------------------------------------------- clocks -----
@@ -248,8 +294,10 @@ struct Scanner {
     cur: Option<(u64, u64)>,
     cur_id: Vec<u8>,
     cur_resync: bool,
-    /// Next sequence number expected; gaps not yet filled.
-    expect: Option<u64>,
+    /// Next sequence number expected for each topic (`seq % stride`);
+    /// gaps not yet filled.
+    expect: Vec<Option<u64>>,
+    stride: u64,
     missing: BTreeSet<u64>,
     /// Events and heartbeats on this connection.
     events: u64,
@@ -275,7 +323,7 @@ enum Chunk {
 }
 
 impl Scanner {
-    fn new(chunked: bool) -> Self {
+    fn new(chunked: bool, stride: u64) -> Self {
         Scanner {
             chunk: if chunked { Chunk::Size(0) } else { Chunk::Raw },
             pending_size: None,
@@ -283,7 +331,8 @@ impl Scanner {
             cur: None,
             cur_id: Vec::new(),
             cur_resync: false,
-            expect: None,
+            expect: vec![None; stride.max(1) as usize],
+            stride: stride.max(1),
             missing: BTreeSet::new(),
             events: 0,
             heartbeats: 0,
@@ -407,15 +456,17 @@ impl Scanner {
         if let Some(ids) = &mut self.keep_ids {
             ids.push((seq, String::from_utf8_lossy(&self.cur_id).into_owned()));
         }
-        match self.expect {
-            None => self.expect = Some(seq + 1),
-            Some(e) if seq == e => self.expect = Some(e + 1),
+        let stride = self.stride;
+        let slot = &mut self.expect[(seq % stride) as usize];
+        match *slot {
+            None => *slot = Some(seq + stride),
+            Some(e) if seq == e => *slot = Some(e + stride),
             Some(e) if seq > e => {
-                Stats::add(&stats.lost, seq - e);
+                Stats::add(&stats.lost, (seq - e) / stride);
                 if seq - e < 100_000 {
-                    self.missing.extend(e..seq);
+                    self.missing.extend((e..seq).step_by(stride as usize));
                 }
-                self.expect = Some(seq + 1);
+                *slot = Some(seq + stride);
             }
             Some(_) => {
                 if self.missing.remove(&seq) {
@@ -449,6 +500,8 @@ struct SubOptions {
     last_event_id: Option<String>,
     keep_ids: bool,
     want: Option<u64>,
+    /// Topics the events are spread over (see `Scanner::expect`).
+    stride: u64,
 }
 
 /// Opens a stream and reads it until `want` events or the end.
@@ -502,7 +555,7 @@ async fn subscriber(
     };
     drop(permit);
     stats.connected.set(stats.connected.get() + 1);
-    let mut sc = Scanner::new(chunked);
+    let mut sc = Scanner::new(chunked, opts.stride);
     if opts.keep_ids {
         sc.keep_ids = Some(Vec::new());
     }
@@ -535,7 +588,14 @@ impl Stats {
 /// Publishes events `first..first + count` over one keep-alive connection
 /// with up to `pipeline` requests in flight, at `rate` events/s (or flat
 /// out). Returns when every response has arrived.
-async fn publish(t: Rc<Target>, first: u64, count: u64, rate: Option<f64>, pipeline: usize) -> u64 {
+async fn publish(
+    targets: Vec<Rc<Target>>,
+    first: u64,
+    count: u64,
+    rate: Option<f64>,
+    pipeline: usize,
+) -> u64 {
+    let t = targets[0].clone();
     let stream = TcpStream::connect(t.addr)
         .await
         .expect("publisher connects");
@@ -586,12 +646,13 @@ async fn publish(t: Rc<Target>, first: u64, count: u64, rate: Option<f64>, pipel
             room.notified().await;
         }
         let body = format!("{} {}", first + i, now_ns());
+        let to = &targets[((first + i - 1) % targets.len() as u64) as usize];
         req.clear();
         req.extend_from_slice(
             format!(
                 "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-                t.path,
-                t.host,
+                to.path,
+                to.host,
                 body.len()
             )
             .as_bytes(),
@@ -642,23 +703,28 @@ fn response_len(b: &[u8]) -> Option<(usize, bool)> {
 
 // ---------------------------------------------------------------- modes -----
 
+/// Opens the streams of `n` subscribers: each opens every target.
 async fn connect_all(
-    t: &Rc<Target>,
+    targets: &[Rc<Target>],
     n: usize,
     stats: &Rc<Stats>,
     concurrency: usize,
+    stride: u64,
 ) -> Vec<tokio::task::JoinHandle<Option<Scanner>>> {
     let gate = Rc::new(tokio::sync::Semaphore::new(concurrency));
     let handles: Vec<_> = (0..n)
-        .map(|_| {
+        .flat_map(|_| targets.iter())
+        .map(|t| {
             let opts = SubOptions {
                 last_event_id: None,
                 keep_ids: false,
                 want: None,
+                stride,
             };
             tokio::task::spawn_local(subscriber(t.clone(), opts, stats.clone(), gate.clone()))
         })
         .collect();
+    let n = handles.len();
     let deadline = Instant::now() + Duration::from_secs(120);
     while stats.connected.get() + stats.failed.get() < n {
         assert!(
@@ -692,11 +758,18 @@ async fn fanout(
     burst: Option<u64>,
     pipeline: usize,
 ) -> serde_json::Value {
-    let sub = Rc::new(target(&args.sub, &args.topic));
-    let pub_t = Rc::new(target(&args.publish, &args.topic));
+    let subs = sub_targets(args);
+    let pubs = pub_targets(args);
     let stats = Rc::new(Stats::default());
     *stats.latency.borrow_mut() = Some(Histogram::new());
-    let handles = connect_all(&sub, subscribers, &stats, args.connect_concurrency).await;
+    let handles = connect_all(
+        &subs,
+        subscribers,
+        &stats,
+        args.connect_concurrency,
+        args.topics.max(1),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let events = match (burst, rate) {
@@ -706,9 +779,10 @@ async fn fanout(
     };
     let rate = if burst.is_some() { None } else { rate };
     let (cpu0, me0, t0) = (cpu_seconds(&args.server_pids), self_cpu_seconds(), now_ns());
-    let publish_errors = publish(pub_t, 1, events, rate, pipeline).await;
+    let publish_errors = publish(pubs, 1, events, rate, pipeline).await;
     let publish_done = now_ns();
-    let connected = stats.connected.get() as u64;
+    // Every subscriber gets every event once, on one of its streams.
+    let connected = (stats.connected.get() / subs.len()) as u64;
     wait_deliveries(&stats, connected * events, Duration::from_secs(3)).await;
     let t1 = stats.last_delivery.get().max(publish_done);
     let (cpu1, me1) = (cpu_seconds(&args.server_pids), self_cpu_seconds());
@@ -724,6 +798,9 @@ async fn fanout(
     serde_json::json!({
         "mode": "fanout",
         "subscribers": subscribers,
+        "topics": args.topics,
+        "multi": args.multi,
+        "connections": stats.connected.get(),
         "connected": connected,
         "failed": stats.failed.get(),
         "events": events,
@@ -750,10 +827,17 @@ async fn fanout(
 }
 
 async fn idle(args: &Args, subscribers: usize, hold: f64) -> serde_json::Value {
-    let sub = Rc::new(target(&args.sub, &args.topic));
+    let subs = sub_targets(args);
     let stats = Rc::new(Stats::default());
     let rss0 = rss_bytes(&args.server_pids);
-    let handles = connect_all(&sub, subscribers, &stats, args.connect_concurrency).await;
+    let handles = connect_all(
+        &subs,
+        subscribers,
+        &stats,
+        args.connect_concurrency,
+        args.topics.max(1),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss1 = rss_bytes(&args.server_pids);
     let hb0 = stats.heartbeats.get();
@@ -767,12 +851,15 @@ async fn idle(args: &Args, subscribers: usize, hold: f64) -> serde_json::Value {
     serde_json::json!({
         "mode": "idle",
         "subscribers": subscribers,
+        "topics": args.topics,
+        "multi": args.multi,
         "connected": connected,
         "failed": stats.failed.get(),
         "rss_before": rss0,
         "rss_connected": rss1,
         "rss_after_hold": rss2,
         "bytes_per_connection": (rss2.max(rss1) as f64 - rss0 as f64) / connected.max(1) as f64,
+        "bytes_per_subscriber": (rss2.max(rss1) as f64 - rss0 as f64) / (connected / subs.len()).max(1) as f64,
         "hold_s": hold,
         "heartbeats": heartbeats,
         "heartbeats_per_connection": heartbeats as f64 / connected.max(1) as f64,
@@ -781,6 +868,7 @@ async fn idle(args: &Args, subscribers: usize, hold: f64) -> serde_json::Value {
 
 async fn resume(args: &Args, subscribers: usize, history: u64, back: u64) -> serde_json::Value {
     assert!(back <= history);
+    assert!(args.topics <= 1, "resume: one topic");
     let sub = Rc::new(target(&args.sub, &args.topic));
     let pub_t = Rc::new(target(&args.publish, &args.topic));
     let stats = Rc::new(Stats::default());
@@ -794,6 +882,7 @@ async fn resume(args: &Args, subscribers: usize, history: u64, back: u64) -> ser
             last_event_id: None,
             keep_ids: true,
             want: Some(history),
+            stride: 1,
         },
         stats.clone(),
         gate.clone(),
@@ -802,7 +891,7 @@ async fn resume(args: &Args, subscribers: usize, history: u64, back: u64) -> ser
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    publish(pub_t, 1, history, None, 16).await;
+    publish(vec![pub_t], 1, history, None, 16).await;
     let scout = scout.await.unwrap().expect("scout stream");
     let ids = scout.keep_ids.unwrap();
     assert_eq!(ids.len() as u64, history, "the scout saw every event");
@@ -819,6 +908,7 @@ async fn resume(args: &Args, subscribers: usize, history: u64, back: u64) -> ser
                 last_event_id: Some(from_id.clone()),
                 keep_ids: false,
                 want: Some(back),
+                stride: 1,
             };
             tokio::task::spawn_local(subscriber(sub.clone(), opts, stats.clone(), gate.clone()))
         })
@@ -832,7 +922,7 @@ async fn resume(args: &Args, subscribers: usize, history: u64, back: u64) -> ser
             Ok(Ok(Some(sc))) => {
                 // Exactly events history-back+1 ..= history, in order.
                 let right =
-                    sc.events == back && sc.expect == Some(history + 1) && sc.missing.is_empty();
+                    sc.events == back && sc.expect[0] == Some(history + 1) && sc.missing.is_empty();
                 if right {
                     complete += 1
                 } else {

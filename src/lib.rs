@@ -84,7 +84,7 @@ pub use crate::server::fuzzing;
 
 pub use crate::core::{Event, EventId};
 pub use crate::http::SseService;
-pub use crate::hub::{EventStream, Hub, HubError, Subscribe};
+pub use crate::hub::{EventStream, Hub, HubError, MultiEventStream, Subscribe};
 pub use crate::server::Server;
 pub use crate::store::Storage;
 
@@ -102,6 +102,7 @@ mod tests {
         clone_send_sync::<Hub>();
         clone_send_sync::<SseService>();
         send_sync::<EventStream>();
+        send_sync::<MultiEventStream>();
         send_sync::<ResponseBody>();
         send_sync::<BodyTimeout<hyper::body::Incoming>>();
         send_sync::<Server>();

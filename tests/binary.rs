@@ -141,6 +141,33 @@ async fn environment_variables_set_flags() {
 }
 
 #[tokio::test]
+async fn max_topics_per_stream_by_flag_and_variable() {
+    for (args, env) in [
+        (&["--max-topics-per-stream", "2"][..], &[][..]),
+        (&[][..], &[("SSEHUB_MAX_TOPICS_PER_STREAM", "2")][..]),
+    ] {
+        let (child, addr) = start_env(args, env).await;
+        let c = SseClient::get(addr, "/events?topic=a&topic=b", &[]).await;
+        assert_eq!(c.status, 200);
+        let (status, body) =
+            support::request(addr, "GET", "/events?topic=a&topic=b&topic=c", &[], b"").await;
+        assert_eq!(
+            (status, body.trim_end()),
+            (400, "too many topics: at most 2 per stream")
+        );
+        drop(c);
+        sigterm(&child);
+    }
+    // Out of range: the binary says so and exits.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args(["--max-topics-per-stream", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-topics-per-stream"));
+}
+
+#[tokio::test]
 async fn token_subcommand_mints_what_the_server_accepts() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
         .args([

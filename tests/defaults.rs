@@ -163,6 +163,10 @@ fn the_library_defaults_are_the_readme_flags_defaults() {
         flag_default("--max-body-bytes")
     );
     assert_eq!(
+        size(service.max_topics_per_stream),
+        flag_default("--max-topics-per-stream")
+    );
+    assert_eq!(
         size(server.max_connections),
         flag_default("--max-connections")
     );
@@ -242,6 +246,7 @@ fn the_library_defaults_are_the_readme_limits() {
             // Not a number: tests/deadlines.rs holds it to its word.
             w if w.starts_with("an event stream, or any response") => continue,
             "frame built from several ready events" => size(hub.max_frame_bytes),
+            w if w.starts_with("topics per stream") => size(service.max_topics_per_stream),
             // Not a number; tests/slow_client.rs holds it to its word.
             "memory per slow subscriber" => continue,
             "shutdown wait for connections" => secs(server.shutdown_timeout),
@@ -266,5 +271,5 @@ fn the_library_defaults_are_the_readme_limits() {
             assert_eq!(d.parse::<u64>().unwrap(), want, "{what}: {flag} {d}");
         }
     }
-    assert_eq!(rows.len(), 22);
+    assert_eq!(rows.len(), 23);
 }

@@ -449,3 +449,81 @@ async fn a_deep_resume_reads_disk_in_bounded_frames_and_joins_the_live_stream() 
     );
     println!("deep resume: {} events in {frames} frames", next - 1);
 }
+
+/// A stream of several topics whose id is older than the rings reads each
+/// topic's history from disk (after a restart), a topic at a time in
+/// turns, then joins the live events: every event of every topic exactly
+/// once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_several_topics_resumes_from_disk_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // The id a client had when a was at 15 and b at 5 (each topic has its
+    // own epoch on disk).
+    let seen = {
+        let hub = hub_on(dir.path(), 8);
+        let mut seen = None;
+        for i in 1..=300u64 {
+            hub.publish("a", Event::new(format!("{i}"))).await.unwrap();
+            if i % 3 == 0 {
+                hub.publish("b", Event::new(format!("{}", i / 3)))
+                    .await
+                    .unwrap();
+            }
+            if i == 15 {
+                seen = Some(hub.position_many(["a", "b"], support::WAIT).await.unwrap());
+            }
+        }
+        seen.unwrap().to_string()
+    };
+    let hub = hub_on(dir.path(), 8);
+    let stream = hub
+        .subscribe_many(
+            ["a", "b"],
+            Subscribe::new().last_event_id(seen).limit(287 + 97),
+        )
+        .unwrap();
+    let publisher = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for i in 301..=302u64 {
+                hub.publish("a", Event::new(format!("{i}"))).await.unwrap();
+                hub.publish("b", Event::new(format!("{}", i - 200)))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut body = Vec::new();
+    let mut stream = stream;
+    while let Some(frame) = tokio::time::timeout(support::WAIT, stream.frame())
+        .await
+        .expect("the stream goes on")
+    {
+        body.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    publisher.await.unwrap();
+    let items: Vec<_> = support::events(&support::Parser::new().feed(&body))
+        .into_iter()
+        .map(|e| (e.event_type, e.last_event_id, e.data))
+        .collect();
+    let topics = ["a".to_owned(), "b".to_owned()];
+    let per_topic = support::multi::split(&topics, &items);
+    let a: Vec<u64> = per_topic[0]
+        .events
+        .iter()
+        .map(|(id, _)| support::seq(id))
+        .collect();
+    let b: Vec<u64> = per_topic[1]
+        .events
+        .iter()
+        .map(|(id, _)| support::seq(id))
+        .collect();
+    assert_eq!(a, (16..=302).collect::<Vec<_>>());
+    assert_eq!(b, (6..=102).collect::<Vec<_>>());
+    for log in &per_topic {
+        assert_eq!(log.seen.len(), log.events.len(), "no resync");
+        for (id, data) in &log.events {
+            assert_eq!(support::seq(id).to_string(), *data);
+        }
+    }
+}

@@ -14,7 +14,11 @@ use std::time::Duration;
 use ssehub::Hub;
 use support::TestServer;
 use support::chaos::{Chaos, ChaosProxy};
-use support::flaky::{check_exactly_once, check_gaps_announced, publish_until, whole_run_hub};
+use support::flaky::{
+    Seen, check_exactly_once, check_gaps_announced, publish_until, publish_until_many,
+    whole_run_hub,
+};
+use support::multi::split;
 use support::node::{NodeRun, pairs, seen};
 use support::resume_client::ResumingClient;
 
@@ -154,6 +158,76 @@ async fn chromium_reloaded_chromium_and_node_eventsource_through_chaos() {
         assert!(s.cuts() >= MIN_CUTS);
     }
     assert!(report["reload"]["reloads"].as_u64().unwrap() >= 3);
+}
+
+/// One `EventSource` on twelve topics (`GET /events?topic=...`) over
+/// HTTP/1.1, in Chromium and in the Node `eventsource` package, each
+/// through its own chaos proxy: every event of every topic exactly once and
+/// in that topic's order, resuming each time with the one id that is a
+/// cursor for all twelve. Topic 0 gets half the events, so the others also
+/// show that a busy topic does not hold them up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_eventsource_on_twelve_topics_through_chaos_in_chromium_and_node() {
+    let server = TestServer::start(fast_retry_hub()).await;
+    let proxies = [
+        ChaosProxy::start(server.addr, Chaos::flaky(44)).await,
+        ChaosProxy::start(server.addr, Chaos::flaky(55)).await,
+    ];
+    let topics: Vec<String> = (0..12).map(|i| format!("multi{i}")).collect();
+    let query: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
+    let stream = |proxy: &ChaosProxy| format!("http://{}/events?{}", proxy.addr, query.join("&"));
+    let node = NodeRun::start(serde_json::json!({
+        "scenario": "multiFlaky",
+        "pageUrl": format!("http://{}/?autoconnect=0", server.addr),
+        "chromiumUrl": stream(&proxies[0]),
+        "nodeUrl": stream(&proxies[1]),
+        "topics": topics,
+        "end": "end",
+        "timeoutMs": 150_000,
+    }));
+    let stats: Vec<_> = proxies.iter().map(|p| p.stats.clone()).collect();
+    let ends = publish_until_many(&server.hub, &topics, Duration::from_millis(3), || {
+        stats.iter().all(|s| s.cuts() >= MIN_CUTS)
+    })
+    .await;
+    let report = node.report(SECS(150)).await;
+
+    for (name, proxy) in ["chromium", "node"].iter().zip(&proxies) {
+        let rec: Vec<(String, String, String)> = report[*name]["rec"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |i: usize| r[i].as_str().unwrap().to_owned();
+                (s(0), s(1), s(2))
+            })
+            .collect();
+        let per_topic = split(&topics, &rec);
+        let mut total = 0;
+        for ((topic, log), end) in topics.iter().zip(&per_topic).zip(&ends) {
+            let who = format!("{name} {topic}");
+            check_gaps_announced(&who, &log.seen).unwrap();
+            total += check_exactly_once(&who, &log.events, *end).unwrap();
+            let resyncs = log
+                .seen
+                .iter()
+                .filter(|s| matches!(s, Seen::Resync(_)))
+                .count();
+            assert_eq!(resyncs, 0, "{who}");
+        }
+        let s = &proxy.stats;
+        println!(
+            "{name}: {total} events of {} topics exactly once; {} cuts ({} resets, {} closes, \
+             {} stalls); {} opens",
+            topics.len(),
+            s.cuts(),
+            s.resets.load(Ordering::Relaxed),
+            s.closes.load(Ordering::Relaxed),
+            s.stalls.load(Ordering::Relaxed),
+            report[*name]["opens"]
+        );
+        assert!(s.cuts() >= MIN_CUTS);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,7 +60,9 @@ async fn bad_requests_get_a_precise_status_and_change_nothing() {
 
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
         ("GET", "/nope", vec![], 404, "not found"),
-        ("GET", "/events", vec![], 404, "not found"),
+        // The stream of several topics, asked for with none.
+        ("GET", "/events", vec![], 400, "no topic"),
+        ("GET", "/eventsx", vec![], 404, "not found"),
         ("DELETE", "/events/t", vec![], 405, "method not allowed"),
         ("POST", "/stream", vec![], 405, "method not allowed"),
         ("GET", "/events/a%20b", vec![], 400, "invalid topic"),

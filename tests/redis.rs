@@ -785,3 +785,156 @@ async fn next_text(stream: &mut ssehub::EventStream) -> String {
         .unwrap();
     String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
 }
+
+/// A stream of several topics whose client is cut again and again, each
+/// time resuming on the other node with its one id: every node knows every
+/// topic's position (the same ids through Redis), so each topic goes on
+/// exactly, in order, whichever node serves it and whoever published it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_several_topics_roams_between_nodes_exactly() {
+    let redis = Redis::start(false);
+    let nodes = [node(&redis).await, node(&redis).await];
+    let topics: Vec<String> = ["north", "south", "east"].map(String::from).to_vec();
+    let path = "/events?topic=north&topic=south&topic=east";
+    const PER_TOPIC: u64 = 60;
+    // From before the first event of every topic: the id of a client that
+    // rendered them empty (HEAD tells it).
+    let (status, headers, _) = support::request_full(nodes[1].addr, "HEAD", path, &[], b"").await;
+    assert_eq!(status, 200);
+    let mut last = support::header(&headers, "last-event-id")
+        .unwrap()
+        .to_owned();
+    assert!(
+        support::multi::topic_ids(&last)
+            .iter()
+            .all(|id| id.ends_with("-0")),
+        "{last}"
+    );
+    let publisher = {
+        let addrs = [nodes[0].addr, nodes[1].addr];
+        tokio::spawn(async move {
+            for n in 1..=PER_TOPIC {
+                for (i, t) in ["north", "south", "east"].iter().enumerate() {
+                    let data = if n == PER_TOPIC {
+                        "end".to_owned()
+                    } else {
+                        n.to_string()
+                    };
+                    let at = addrs[(n as usize + i) % 2];
+                    let (status, body) =
+                        request(at, "POST", &format!("/events/{t}"), &[], data.as_bytes()).await;
+                    assert_eq!(status, 201, "{body}");
+                    assert_eq!(seq(&id_of(&body)), n);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut got = Vec::new();
+    let mut ended = 0;
+    let mut connections = 0usize;
+    while ended < topics.len() {
+        connections += 1;
+        let at = nodes[connections % 2].addr;
+        let mut c = SseClient::get(at, path, &[("Last-Event-ID", &last)]).await;
+        assert_eq!(c.status, 200);
+        for _ in 0..(5 + connections % 7) {
+            match c.next_item().await {
+                Some(Item::Event(ev)) => {
+                    if ev.data == "end" {
+                        ended += 1;
+                    }
+                    last = ev.last_event_id.clone();
+                    got.push((ev.event_type, ev.last_event_id, ev.data));
+                    if ended == topics.len() {
+                        break;
+                    }
+                }
+                Some(Item::IdOnly(id)) => last = id,
+                Some(_) => {}
+                None => panic!("the stream ended"),
+            }
+        }
+    }
+    publisher.await.unwrap();
+    let per_topic = support::multi::split(&topics, &got);
+    for (t, log) in topics.iter().zip(&per_topic) {
+        assert_eq!(log.seen.len(), log.events.len(), "{t}: no resync");
+        let received: Vec<_> = log
+            .events
+            .iter()
+            .map(|(id, data)| (id.clone(), data.clone()))
+            .collect();
+        assert_eq!(seq(&received[0].0), 1, "{t}");
+        check_exactly_once(t, &received, PER_TOPIC).unwrap();
+    }
+    assert!(connections > 10, "{connections}");
+}
+
+/// A stream of several topics on a node that cannot load them yet (it
+/// does not hear from Redis) is answered after the patience with only the
+/// retry hint; it starts once every topic is loaded, from the client's id,
+/// with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_several_topics_starts_once_every_topic_is_loaded() {
+    let redis = Redis::start(false);
+    let proxy = HoldingProxy::start(&redis).await;
+    let a = node(&redis).await;
+    // Without keep-alives: nothing but the topics' loading wakes the stream.
+    let store = RedisStore::connect(&proxy.url()).await.expect("redis");
+    let hub = Hub::builder()
+        .retry(Some(Duration::from_millis(100)))
+        .retry_jitter(0.0)
+        .keep_alive(None)
+        .storage(store)
+        .build();
+    let b = TestServer::start(hub).await;
+    let path = "/events?topic=p&topic=q";
+    let (status, headers, _) = support::request_full(a.addr, "HEAD", path, &[], b"").await;
+    assert_eq!(status, 200);
+    let from = support::header(&headers, "last-event-id")
+        .unwrap()
+        .to_owned();
+
+    proxy.hold(true);
+    let started = tokio::time::Instant::now();
+    let mut c = SseClient::get(b.addr, path, &[("Last-Event-ID", &from)]).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "B waited for the topics"
+    );
+    assert_eq!(c.status, 200);
+    assert_eq!(c.next_item().await, Some(Item::Retry(100)));
+    for i in 1..=3 {
+        a.hub
+            .publish("q", Event::new(format!("q{i}")))
+            .await
+            .unwrap();
+        a.hub
+            .publish("p", Event::new(format!("p{i}")))
+            .await
+            .unwrap();
+    }
+    proxy.hold(false);
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        match c.next_item().await {
+            Some(Item::Event(ev)) => {
+                assert_ne!(ev.event_type, "resync", "{}", ev.data);
+                got.push((ev.event_type, ev.data, ev.last_event_id));
+            }
+            Some(Item::Comment(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let topics = ["p".to_owned(), "q".to_owned()];
+    let items: Vec<_> = got
+        .iter()
+        .map(|(t, d, id)| (t.clone(), id.clone(), d.clone()))
+        .collect();
+    let per_topic = support::multi::split(&topics, &items);
+    for (t, log) in topics.iter().zip(&per_topic) {
+        let data: Vec<_> = log.events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(data, [1, 2, 3].map(|i| format!("{t}{i}")), "{t}");
+    }
+}

@@ -20,6 +20,7 @@ use std::fmt;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::core::id::EventId;
+use crate::core::multi_id::MultiIdText;
 
 /// The longest event type accepted, in bytes.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
@@ -282,41 +283,108 @@ pub(crate) fn encode_parts(event_type: &[u8], data: &[u8]) -> Encoded {
     Encoded::new(event_type, data)
 }
 
+/// What the control frames can carry as their id: one topic's [`EventId`],
+/// or the text of a multi-topic id.
+pub(crate) trait FrameId {
+    /// Appends the id's text.
+    fn write_id(&self, buf: &mut BytesMut);
+    /// The length of its text, at most.
+    fn max_len(&self) -> usize;
+}
+
+impl FrameId for EventId {
+    fn write_id(&self, buf: &mut BytesMut) {
+        self.write_to(buf);
+    }
+
+    fn max_len(&self) -> usize {
+        crate::core::id::MAX_ID_LEN
+    }
+}
+
+impl FrameId for MultiIdText {
+    fn write_id(&self, buf: &mut BytesMut) {
+        self.write_to(buf);
+    }
+
+    fn max_len(&self) -> usize {
+        self.as_bytes().len()
+    }
+}
+
 /// An id-only frame: sets the client's last event id without firing an event.
-pub(crate) fn checkpoint_frame(retry_ms: Option<u64>, id: &EventId) -> Bytes {
-    let mut buf = BytesMut::with_capacity(32 + ID_LINE_RESERVE);
+pub(crate) fn checkpoint_frame(retry_ms: Option<u64>, id: &impl FrameId) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32 + 6 + id.max_len());
     put_retry(&mut buf, retry_ms);
     buf.put_slice(b"id: ");
-    id.write_to(&mut buf);
+    id.write_id(&mut buf);
     buf.put_slice(b"\n\n");
     buf.freeze()
 }
 
 /// A `reauth` event: the stream's credentials expired at its position `id`
 /// (also its `id:`, so the client's last event id is exactly it).
-pub(crate) fn reauth_frame(id: &EventId) -> Bytes {
-    let mut buf = BytesMut::with_capacity(96 + 2 * ID_LINE_RESERVE);
+pub(crate) fn reauth_frame(id: &impl FrameId) -> Bytes {
+    let mut buf = BytesMut::with_capacity(96 + 2 * (6 + id.max_len()));
     buf.put_slice(b"event: reauth\ndata: {\"reason\":\"expired\",\"lastEventId\":\"");
-    id.write_to(&mut buf);
+    id.write_id(&mut buf);
     buf.put_slice(b"\"}\nid: ");
-    id.write_to(&mut buf);
+    id.write_id(&mut buf);
     buf.put_slice(b"\n\n");
     buf.freeze()
 }
 
 /// A `resync` event: the JSON payload, and the id from which the stream
 /// continues, so a client that drops right after it resumes from there.
-pub(crate) fn resync_frame(retry_ms: Option<u64>, json: &str, id: &EventId) -> Bytes {
-    let mut buf = BytesMut::with_capacity(48 + json.len() + ID_LINE_RESERVE);
+pub(crate) fn resync_frame(retry_ms: Option<u64>, json: &str, id: &impl FrameId) -> Bytes {
+    let mut buf = BytesMut::with_capacity(48 + json.len() + 6 + id.max_len());
     put_retry(&mut buf, retry_ms);
     buf.put_slice(b"event: resync\ndata: ");
     // The payload is compact JSON: no raw line breaks inside.
     debug_assert!(memchr::memchr2(b'\r', b'\n', json.as_bytes()).is_none());
     buf.put_slice(json.as_bytes());
     buf.put_slice(b"\nid: ");
-    id.write_to(&mut buf);
+    id.write_id(&mut buf);
     buf.put_slice(b"\n\n");
     buf.freeze()
+}
+
+/// Where the parts of an event's frame (as [`Encoded::finish`] writes it)
+/// are: its type (empty for the default) and its `data:` lines, each ended
+/// by LF, between the `event:` line and the `id:` line. A multi-topic
+/// stream writes its own `event:` and `id:` lines around the data lines,
+/// which it shares with every other subscriber instead of copying them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FrameParts {
+    pub(crate) event_type: std::ops::Range<usize>,
+    pub(crate) data: std::ops::Range<usize>,
+}
+
+/// Finds the parts of `frame`, looking only at its first and last lines
+/// (never through the data); `None` if it is not an event's frame.
+pub(crate) fn frame_parts(frame: &[u8]) -> Option<FrameParts> {
+    let body = frame.strip_suffix(b"\n\n")?;
+    let event_type = match body.strip_prefix(b"event: ") {
+        Some(rest) => 7..7 + memchr::memchr(b'\n', rest)?,
+        None => 0..0,
+    };
+    let data_start = if event_type.is_empty() {
+        0
+    } else {
+        event_type.end + 1
+    };
+    // The `id:` line is the last one: the LF before it ends the data.
+    let data_end = memchr::memrchr(b'\n', body)? + 1;
+    if data_end <= data_start
+        || !body[data_end..].starts_with(b"id: ")
+        || !body[data_start..].starts_with(b"data: ")
+    {
+        return None;
+    }
+    Some(FrameParts {
+        event_type,
+        data: data_start..data_end,
+    })
 }
 
 /// A comment that keeps idle connections (and proxies) alive.
@@ -427,6 +495,42 @@ mod tests {
             reauth_frame(&id),
             "event: reauth\ndata: {\"reason\":\"expired\",\"lastEventId\":\"k3f9-41\"}\nid: k3f9-41\n\n"
         );
+    }
+
+    #[test]
+    fn frame_parts_find_the_type_and_the_data_lines() {
+        for ev in [
+            Event::new("hi"),
+            Event::new("").with_type("t").unwrap(),
+            Event::new("a\nid: 3\n\nevent: x")
+                .with_type("up/date")
+                .unwrap(),
+            Event::new("\n"),
+        ] {
+            let f = frame(&ev);
+            let parts = frame_parts(&f).unwrap();
+            assert_eq!(
+                &f[parts.event_type.clone()],
+                ev.event_type().unwrap_or("").as_bytes()
+            );
+            let mut data = f[parts.data.clone()].to_vec();
+            // What is left around the data lines is the event and id lines.
+            assert!(data.ends_with(b"\n") && data.starts_with(b"data: "));
+            data.truncate(data.len() - 1);
+            let lines: Vec<_> = data.split(|&b| b == b'\n').collect();
+            let want: Vec<_> = ev.data().split('\n').collect();
+            assert_eq!(lines.len(), want.len());
+            assert_eq!(&f[parts.data.end..], b"id: k3f9-7\n\n");
+        }
+        for not_a_frame in [
+            &b""[..],
+            b"data: x\n",
+            b"id: 1\n\n",
+            b"event: t\nid: 1\n\n",
+            b": hi\n\n",
+        ] {
+            assert_eq!(frame_parts(not_a_frame), None, "{not_a_frame:?}");
+        }
     }
 
     #[test]

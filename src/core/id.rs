@@ -221,18 +221,24 @@ impl FromStr for EventId {
         }
         let (epoch, seq) = s.rsplit_once('-').ok_or(IdError::MissingSeparator)?;
         let epoch = epoch.parse()?;
-        let digits = seq.as_bytes();
-        let canonical = match digits {
-            [] => false,
-            [b'0'] => true,
-            [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
-        };
-        if !canonical {
-            return Err(IdError::BadSeq);
-        }
-        let seq = seq.parse().map_err(|_| IdError::BadSeq)?;
+        let seq = parse_seq(seq)?;
         Ok(EventId { epoch, seq })
     }
+}
+
+/// A sequence number in its only spelling: decimal digits, no sign, no
+/// leading zero (but `0` itself), within a `u64`.
+pub(crate) fn parse_seq(seq: &str) -> Result<u64, IdError> {
+    let digits = seq.as_bytes();
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => true,
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
+        return Err(IdError::BadSeq);
+    }
+    seq.parse().map_err(|_| IdError::BadSeq)
 }
 
 impl fmt::Display for EventId {

@@ -1,6 +1,7 @@
 //! The model, with no I/O: event ids and epochs, events and their
 //! `text/event-stream` encoding, topic names, the ring of encoded events,
-//! where a subscription starts (the `resync` signal), and idempotency keys.
+//! where a subscription starts (the `resync` signal), idempotency keys, and
+//! the ids of streams of several topics.
 //!
 //! Everything above builds on these: stores keep [`Event`]s under
 //! [`EventId`]s, the hub keeps encoded frames in rings, streams send them.
@@ -8,6 +9,7 @@
 pub(crate) mod event;
 pub(crate) mod id;
 pub(crate) mod idempotency;
+pub(crate) mod multi_id;
 pub(crate) mod resync;
 pub(crate) mod ring;
 pub(crate) mod topic_name;
@@ -19,5 +21,6 @@ pub use self::id::{Epoch, EventId, IdError, MAX_EPOCH_LEN};
 pub use self::idempotency::{
     IDEMPOTENCY_KEY_OVERHEAD, IdempotencyKey, InvalidIdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN,
 };
+pub use self::multi_id::{MultiId, MultiIdError};
 pub use self::resync::ResyncReason;
 pub use self::topic_name::{IntoTopic, InvalidTopic, MAX_TOPIC_LEN, TopicName};

@@ -70,8 +70,26 @@ pub(crate) struct Resync {
 impl Resync {
     /// The compact JSON payload (no line breaks).
     pub(crate) fn to_json(&self) -> String {
+        self.json(None)
+    }
+
+    /// The payload on a stream of several topics: the same, naming the
+    /// topic first (`{"topic":"chat","reason":...}`); the ids in it are
+    /// that topic's.
+    pub(crate) fn to_json_for(&self, topic: &str) -> String {
+        self.json(Some(topic))
+    }
+
+    fn json(&self, topic: Option<&str>) -> String {
         let mut out = String::with_capacity(160);
-        out.push_str("{\"reason\":\"");
+        if let Some(topic) = topic {
+            // Topic names need no escaping (letters, digits, `-_.:`).
+            out.push_str("{\"topic\":\"");
+            out.push_str(topic);
+            out.push_str("\",\"reason\":\"");
+        } else {
+            out.push_str("{\"reason\":\"");
+        }
         out.push_str(self.reason.as_str());
         out.push_str("\",\"requested\":");
         // serde_json escapes control characters, quotes and line breaks.

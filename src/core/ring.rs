@@ -248,6 +248,38 @@ impl Ring {
     }
 }
 
+impl Ring {
+    /// Like [`Ring::read`], but puts each event's own shared frame into
+    /// `out` (at most `out.len()` events) instead of copying them into one:
+    /// `Ok` with how many, and whether more events follow them; `Err` with
+    /// `Empty` or `Lagged`.
+    pub(crate) fn frames(
+        &self,
+        from: u64,
+        out: &mut [Bytes],
+        max_bytes: usize,
+    ) -> Result<(usize, bool), Read> {
+        if from >= self.next {
+            return Err(Read::Empty);
+        }
+        if from < self.first {
+            return Err(Read::Lagged { oldest: self.first });
+        }
+        let start = (from - self.first) as usize;
+        let mut total = 0;
+        let mut count = 0;
+        for (slot, frame) in out.iter_mut().zip(self.frames.range(start..)) {
+            if count > 0 && total + frame.len() > max_bytes {
+                break;
+            }
+            total += frame.len();
+            *slot = frame.clone();
+            count += 1;
+        }
+        Ok((count, from + (count as u64) < self.next))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +390,24 @@ mod tests {
                 count: 1
             }
         );
+    }
+
+    #[test]
+    fn frames_hands_out_each_shared_frame() {
+        let mut r = ring(4, 1 << 20);
+        push_n(&mut r, 6); // retains 3..=6
+        let mut out: [Bytes; 3] = Default::default();
+        assert_eq!(r.frames(2, &mut out, 100), Err(Read::Lagged { oldest: 3 }));
+        assert_eq!(r.frames(7, &mut out, 100), Err(Read::Empty));
+        assert_eq!(r.frames(3, &mut out, 100), Ok((3, true)));
+        assert_eq!(out, [&b"<3>"[..], b"<4>", b"<5>"]);
+        assert_eq!(r.frames(5, &mut out, 100), Ok((2, false)));
+        assert_eq!(&out[..2], [&b"<5>"[..], b"<6>"]);
+        // The byte cap, but always one event.
+        assert_eq!(r.frames(3, &mut out, 6), Ok((2, true)));
+        assert_eq!(r.frames(3, &mut out, 1), Ok((1, true)));
+        assert_eq!(out[0].as_ptr(), r.frames[0].as_ptr(), "shared, not copied");
+        assert_eq!(r.frames(6, &mut out, 1), Ok((1, false)));
     }
 
     #[test]

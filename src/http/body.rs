@@ -9,11 +9,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::hub::MultiEventStream;
 use crate::hub::stream::EventStream;
 
 /// The body of every response of [`SseService`](crate::SseService).
 ///
-/// Either an [`EventStream`] or a complete body (JSON, a one-line error).
+/// An [`EventStream`], a [`MultiEventStream`] or a complete body (JSON, a
+/// one-line error).
 /// It is a plain `http_body::Body<Data = Bytes, Error = Infallible>`, so it
 /// boxes into any stack (`BodyExt::boxed`).
 pub struct ResponseBody {
@@ -22,6 +24,8 @@ pub struct ResponseBody {
 
 enum Kind {
     Stream(EventStream),
+    // Boxed: a stream of one topic, the most common body, stays small.
+    Multi(Box<MultiEventStream>),
     Full(Option<Bytes>),
 }
 
@@ -45,7 +49,23 @@ impl ResponseBody {
     pub fn as_stream(&self) -> Option<&EventStream> {
         match &self.kind {
             Kind::Stream(s) => Some(s),
-            Kind::Full(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The stream of several topics, if this body is one.
+    pub fn as_multi_stream(&self) -> Option<&MultiEventStream> {
+        match &self.kind {
+            Kind::Multi(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl From<MultiEventStream> for ResponseBody {
+    fn from(stream: MultiEventStream) -> Self {
+        ResponseBody {
+            kind: Kind::Multi(Box::new(stream)),
         }
     }
 }
@@ -68,6 +88,7 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut self.get_mut().kind {
             Kind::Stream(s) => Pin::new(s).poll_frame(cx),
+            Kind::Multi(s) => Pin::new(&mut **s).poll_frame(cx),
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -75,6 +96,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Stream(s) => s.is_end_stream(),
+            Kind::Multi(s) => s.is_end_stream(),
             Kind::Full(b) => b.is_none(),
         }
     }
@@ -82,6 +104,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Stream(s) => s.size_hint(),
+            Kind::Multi(s) => s.size_hint(),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
@@ -91,6 +114,7 @@ impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Stream(s) => f.debug_tuple("ResponseBody").field(s).finish(),
+            Kind::Multi(s) => f.debug_tuple("ResponseBody").field(s).finish(),
             Kind::Full(b) => f
                 .debug_struct("ResponseBody")
                 .field("len", &b.as_ref().map_or(0, Bytes::len))

@@ -50,7 +50,7 @@ pub use self::cors::CorsOrigins;
 pub use self::jwt::{AuthError, Grants, JWT_LEEWAY, JwtKey};
 pub use self::publish::BodyError;
 pub use self::service::{
-    DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig, SseService, SseServiceBuilder,
-    StreamRequestError, stream_response,
+    DEFAULT_MAX_TOPICS_PER_STREAM, DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig,
+    SseService, SseServiceBuilder, StreamRequestError, stream_response, stream_response_many,
 };
 pub use self::tokens::{TOKEN_COOKIE, TokenPolicy};

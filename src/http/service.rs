@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /stream` | the event stream of the default topic |
 //! | `GET /events/{topic}` | the event stream of `topic` |
+//! | `GET /events?topic=a&topic=b` | one event stream of several topics |
 //! | `POST /events/{topic}` | publishes one event (text body) or a batch (JSON) |
 //! | `OPTIONS` on those | CORS preflight |
 //! | `GET /healthz` | `200 ok` (`503` while shutting down) |
@@ -29,6 +30,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::service::Service;
 
+use crate::core::MultiId;
 use crate::core::event::Event;
 use crate::core::{EventId, IntoTopic, TopicName};
 use crate::http::auth::{AccessRequest, Authorize, Decision};
@@ -39,7 +41,9 @@ use crate::http::metrics::{self, Metrics};
 use crate::http::publish::Publish;
 use crate::http::refusal::{Refusal, refuse};
 use crate::http::tokens::TokenPolicy;
-use crate::hub::{EventStream, Hub, HubError, Receipt, Subscribe, Subscribing};
+use crate::hub::{
+    EventStream, Hub, HubError, MultiEventStream, Receipt, Subscribe, Subscribing,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -100,6 +104,8 @@ pub struct ServiceConfig {
     pub stream_topic: String,
     /// Largest accepted publish body.
     pub max_body_bytes: usize,
+    /// Most topics one `GET /events?topic=...` stream may follow.
+    pub max_topics_per_stream: usize,
     /// Which origins may read streams and publish from a browser page.
     pub cors: CorsOrigins,
     /// The built-in policy (token, JWT, loopback), unless `authorize`.
@@ -124,6 +130,7 @@ impl fmt::Debug for ServiceConfig {
             .field("prefix", &self.prefix)
             .field("stream_topic", &self.stream_topic)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_topics_per_stream", &self.max_topics_per_stream)
             .field("cors", &self.cors)
             .field("tokens", &self.tokens)
             .field("authorize", &self.authorize.as_ref().map(|_| "<custom>"))
@@ -137,6 +144,7 @@ impl Default for ServiceConfig {
             prefix: String::new(),
             stream_topic: DEFAULT_STREAM_TOPIC.to_owned(),
             max_body_bytes: 1 << 20,
+            max_topics_per_stream: DEFAULT_MAX_TOPICS_PER_STREAM,
             cors: CorsOrigins::default(),
             tokens: TokenPolicy::default(),
             authorize: None,
@@ -146,6 +154,16 @@ impl Default for ServiceConfig {
 
 /// The topic behind `GET /stream` unless configured otherwise.
 pub const DEFAULT_STREAM_TOPIC: &str = "stream";
+
+/// The most topics of one stream unless configured otherwise.
+pub const DEFAULT_MAX_TOPICS_PER_STREAM: usize = 64;
+
+/// Topics that cannot be on a stream of several topics: their events
+/// would be typed as ssehub's own signals.
+const RESERVED_ON_MULTI: [&str; 2] = [
+    crate::core::RESYNC_EVENT_TYPE,
+    crate::core::REAUTH_EVENT_TYPE,
+];
 
 const PAGE: &str = include_str!("page.html");
 
@@ -179,7 +197,7 @@ impl SseService {
 
     /// Whether `path` (without query) is one of the event stream routes.
     pub(crate) fn is_stream_path(&self, path: &str) -> bool {
-        matches!(self.route(path), Route::Topic(..))
+        matches!(self.route(path), Route::Topic(..) | Route::Topics)
     }
 
     fn route<'a>(&'a self, path: &'a str) -> Route<'a> {
@@ -191,6 +209,7 @@ impl SseService {
             "" | "/" => Route::Page,
             "/healthz" => Route::Health,
             "/metrics" if metrics::SERVED => Route::Metrics,
+            "/events" => Route::Topics,
             _ => match path.strip_prefix("/events/") {
                 Some(topic) => Route::Topic(topic, true),
                 None => Route::NotFound,
@@ -273,13 +292,7 @@ impl SseService {
             }),
             Subscribing::Waiting(fut) => {
                 let this = self.clone();
-                // What a refusal needs of the request.
-                let mut headers = http::HeaderMap::new();
-                for name in [header::ACCEPT, header::ORIGIN] {
-                    for v in req.headers().get_all(&name) {
-                        headers.append(name.clone(), v.clone());
-                    }
-                }
+                let headers = refusal_headers(req.headers());
                 ResponseFuture::boxed(async move {
                     match fut.await {
                         Ok(stream) => stream_body_response(stream),
@@ -297,6 +310,100 @@ impl SseService {
             Some(why) => refuse(why, request, Some(&self.shared.connections.refusals)),
             None => hub_error(e),
         }
+    }
+
+    /// The checks and options of a request for a stream of several topics
+    /// (`GET` or `HEAD` of `/events?topic=a&topic=b`): the query, the
+    /// topics, the last event id of those topics, and the subscriber's
+    /// credentials for each topic.
+    #[allow(clippy::result_large_err)]
+    fn stream_request_many<B>(
+        &self,
+        req: &Request<B>,
+    ) -> Result<(Vec<TopicName>, Subscribe), Response<ResponseBody>> {
+        let bad = |msg: &str| text(StatusCode::BAD_REQUEST, msg);
+        let options = subscribe_options(req.uri(), req.headers()).map_err(bad)?;
+        let topics = query_topics(req.uri().query(), self.config.max_topics_per_stream)
+            .map_err(|msg| bad(&msg))?;
+        if let Some(id) = options.requested_id() {
+            let from = if req.headers().contains_key("last-event-id") {
+                "Last-Event-ID"
+            } else {
+                "lastEventId"
+            };
+            if let Err(e) = MultiId::parse(id, topics.len()) {
+                return Err(bad(&format!("invalid {from}: {e}")));
+            }
+        }
+        let access = AccessRequest::new(req);
+        let mut expires: Option<std::time::SystemTime> = None;
+        for topic in &topics {
+            match self.config.policy().subscribe(&access, topic) {
+                Decision::Allow => {}
+                Decision::AllowUntil(at) => expires = Some(expires.map_or(at, |e| e.min(at))),
+                refused => {
+                    return Err(denied_for(refused, Some(topic))
+                        .unwrap_or_else(|| text(StatusCode::FORBIDDEN, "refused")));
+                }
+            }
+        }
+        Ok((
+            topics,
+            match expires {
+                Some(at) => options.expires_at(at),
+                None => options,
+            },
+        ))
+    }
+
+    fn subscribe_many<B>(&self, req: &Request<B>) -> ResponseFuture {
+        let (topics, options) = match self.stream_request_many(req) {
+            Ok(checked) => checked,
+            Err(res) => return ResponseFuture::ready(res),
+        };
+        match self
+            .hub
+            .subscribe_many_for_response(topics, options, SUBSCRIBE_PATIENCE)
+        {
+            Subscribing::Ready(result) => ResponseFuture::ready(match result {
+                Ok(stream) => multi_body_response(stream),
+                Err(e) => self.stream_refused(e, req.headers()),
+            }),
+            Subscribing::Waiting(fut) => {
+                let this = self.clone();
+                let headers = refusal_headers(req.headers());
+                ResponseFuture::boxed(async move {
+                    match fut.await {
+                        Ok(stream) => multi_body_response(stream),
+                        Err(e) => this.stream_refused(e, &headers),
+                    }
+                })
+            }
+        }
+    }
+
+    /// `HEAD` of a stream of several topics: what `GET` would answer, and
+    /// the position of all its topics in `Last-Event-ID` (see
+    /// [`Hub::position_many`]).
+    fn head_many<B>(&self, req: &Request<B>) -> ResponseFuture {
+        let topics = match self.stream_request_many(req) {
+            Ok((topics, _)) => topics,
+            Err(res) => return ResponseFuture::ready(res),
+        };
+        let hub = self.hub.clone();
+        ResponseFuture::boxed(async move {
+            match hub.position_many(topics, SUBSCRIBE_PATIENCE).await {
+                Ok(id) => {
+                    let mut res = Response::new(ResponseBody::empty());
+                    stream_headers(res.headers_mut());
+                    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+                        res.headers_mut().insert("last-event-id", v);
+                    }
+                    res
+                }
+                Err(e) => hub_error(e),
+            }
+        })
     }
 
     fn publish<B>(&self, topic: &str, req: Request<B>) -> ResponseFuture
@@ -506,6 +613,83 @@ pub fn stream_response(
     Ok(res)
 }
 
+/// [`stream_response`] for a stream of several topics (see
+/// [`MultiEventStream`]): reads `Last-Event-ID` (or `?lastEventId=`; the id
+/// of these topics, in this order), `?limit=` and `?rewind=` (per topic)
+/// from `req`, subscribes to `topics`, and returns the `200
+/// text/event-stream` response. The handler chooses the topics (and
+/// checks who may read them).
+///
+/// # Errors
+///
+/// [`StreamRequestError`]: a bad query, or what the hub refused (an empty
+/// or repeated topic, a last event id of other topics: `400`).
+///
+/// # Examples
+///
+/// ```
+/// use ssehub::Hub;
+/// use ssehub::http::stream_response_many;
+///
+/// let hub = Hub::new();
+/// let (parts, ()) = http::Request::get("/feed").body(()).unwrap().into_parts();
+/// let res = stream_response_many(&hub, ["chat", "news"], &parts).unwrap();
+/// assert_eq!(res.headers()["content-type"], "text/event-stream");
+///
+/// let (parts, ()) = http::Request::get("/feed?lastEventId=x-1").body(()).unwrap().into_parts();
+/// let refused = stream_response_many(&hub, ["chat", "news"], &parts).unwrap_err();
+/// assert_eq!(refused.status(), 400, "an id of one topic, for two");
+/// ```
+pub fn stream_response_many<T: IntoTopic>(
+    hub: &Hub,
+    topics: impl IntoIterator<Item = T>,
+    req: &http::request::Parts,
+) -> Result<Response<MultiEventStream>, StreamRequestError> {
+    let options = subscribe_options(&req.uri, &req.headers).map_err(StreamRequestError::Query)?;
+    let stream = hub
+        .subscribe_many(topics, options)
+        .map_err(StreamRequestError::Hub)?;
+    let mut res = Response::new(stream);
+    stream_headers(res.headers_mut());
+    Ok(res)
+}
+
+/// The topics of `GET /events?topic=a&topic=b`: at least one, at most
+/// `max`, each a valid name, none twice, none that would pass for
+/// ssehub's own signals.
+fn query_topics(query: Option<&str>, max: usize) -> Result<Vec<TopicName>, String> {
+    let mut topics: Vec<TopicName> = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k != "topic" {
+            continue;
+        }
+        if topics.len() == max {
+            return Err(format!("too many topics: at most {max} per stream"));
+        }
+        let topic = TopicName::new(&*v).map_err(|e| {
+            let mut shown: String = v.chars().take(64).collect();
+            if shown.len() < v.len() {
+                shown.push_str("...");
+            }
+            format!("topic {shown:?}: {e}")
+        })?;
+        if RESERVED_ON_MULTI.contains(&topic.as_str()) {
+            return Err(format!(
+                "topic \"{topic}\" cannot be on a stream of several topics: \
+                 its events would be taken for ssehub's own `{topic}` events"
+            ));
+        }
+        if topics.contains(&topic) {
+            return Err(format!("topic \"{topic}\" is named twice"));
+        }
+        topics.push(topic);
+    }
+    if topics.is_empty() {
+        return Err("no topic: name them with ?topic=a&topic=b".to_owned());
+    }
+    Ok(topics)
+}
+
 /// Why [`stream_response`] could not answer with a stream.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -569,7 +753,12 @@ impl StreamRequestError {
     fn response_parts(&self) -> (StatusCode, ()) {
         match self {
             StreamRequestError::Query(_) => (StatusCode::BAD_REQUEST, ()),
-            StreamRequestError::Hub(HubError::InvalidTopic) => (StatusCode::BAD_REQUEST, ()),
+            StreamRequestError::Hub(
+                HubError::InvalidTopic
+                | HubError::NoTopics
+                | HubError::DuplicateTopic(_)
+                | HubError::InvalidLastEventId(_),
+            ) => (StatusCode::BAD_REQUEST, ()),
             StreamRequestError::Hub(HubError::TooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, ()),
             StreamRequestError::Hub(_) => (StatusCode::SERVICE_UNAVAILABLE, ()),
         }
@@ -605,6 +794,23 @@ fn stream_body_response(stream: crate::hub::stream::EventStream) -> Response<Res
     res
 }
 
+/// What a refusal made after waiting for the hub needs of the request.
+fn refusal_headers(request: &http::HeaderMap) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for name in [header::ACCEPT, header::ORIGIN] {
+        for v in request.get_all(&name) {
+            headers.append(name.clone(), v.clone());
+        }
+    }
+    headers
+}
+
+fn multi_body_response(stream: MultiEventStream) -> Response<ResponseBody> {
+    let mut res = Response::new(ResponseBody::from(stream));
+    stream_headers(res.headers_mut());
+    res
+}
+
 fn stream_headers(h: &mut http::HeaderMap) {
     h.insert(
         header::CONTENT_TYPE,
@@ -622,10 +828,20 @@ fn is_json_type(ct: &str) -> bool {
 
 /// The response for a refused request, `None` if allowed.
 fn denied(verdict: Decision) -> Option<Response<ResponseBody>> {
+    denied_for(verdict, None)
+}
+
+/// The response for a refused request, naming the refused topic of a
+/// stream of several; `None` if allowed.
+fn denied_for(verdict: Decision, topic: Option<&TopicName>) -> Option<Response<ResponseBody>> {
+    let say = |why: &str| match topic {
+        Some(t) => format!("topic \"{t}\": {why}"),
+        None => why.to_owned(),
+    };
     match verdict {
         Decision::Allow | Decision::AllowUntil(_) => None,
         Decision::Unauthorized(why) => {
-            let mut res = text(StatusCode::UNAUTHORIZED, &why);
+            let mut res = text(StatusCode::UNAUTHORIZED, &say(&why));
             let challenge = if why == "missing token" {
                 HeaderValue::from_static("Bearer realm=\"ssehub\"")
             } else {
@@ -635,7 +851,7 @@ fn denied(verdict: Decision) -> Option<Response<ResponseBody>> {
                 .insert(header::WWW_AUTHENTICATE, challenge);
             Some(res)
         }
-        Decision::Forbidden(why) => Some(text(StatusCode::FORBIDDEN, &why)),
+        Decision::Forbidden(why) => Some(text(StatusCode::FORBIDDEN, &say(&why))),
     }
 }
 
@@ -713,6 +929,18 @@ impl SseService {
                     return fut;
                 }
                 fut.with_cors(cors, origin)
+            }
+            Route::Topics => {
+                let origin = req.headers().get(header::ORIGIN).cloned();
+                let fut = match method {
+                    Method::GET => self.subscribe_many(&req),
+                    Method::HEAD => self.head_many(&req),
+                    Method::OPTIONS => {
+                        return ResponseFuture::ready(self.config.cors.preflight(origin.as_ref()));
+                    }
+                    _ => ResponseFuture::ready(not_allowed("GET, HEAD, OPTIONS")),
+                };
+                fut.with_cors(self.config.clone(), origin)
             }
             Route::Page if method == Method::GET || method == Method::HEAD => {
                 let mut res =
@@ -795,6 +1023,13 @@ impl SseServiceBuilder {
         self
     }
 
+    /// Most topics one `GET /events?topic=a&topic=b...` stream may follow;
+    /// more get `400` (default 64, at least 1).
+    pub fn max_topics_per_stream(mut self, n: usize) -> Self {
+        self.config.max_topics_per_stream = n.max(1);
+        self
+    }
+
     /// Requires `Authorization: Bearer <token>` to publish (compared in
     /// constant time). Without it, loopback clients may publish freely.
     pub fn publish_token(mut self, token: impl Into<String>) -> Self {
@@ -844,6 +1079,8 @@ impl SseServiceBuilder {
 enum Route<'a> {
     /// A topic's stream; `true` if it can also be published to.
     Topic(&'a str, bool),
+    /// A stream of the topics in the query.
+    Topics,
     Page,
     Health,
     Metrics,
@@ -1040,7 +1277,10 @@ fn body_timeout(version: Version) -> Response<ResponseBody> {
 
 pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
     let (status, msg) = match &e {
-        HubError::InvalidTopic => (StatusCode::BAD_REQUEST, e.to_string()),
+        HubError::InvalidTopic
+        | HubError::NoTopics
+        | HubError::DuplicateTopic(_)
+        | HubError::InvalidLastEventId(_) => (StatusCode::BAD_REQUEST, e.to_string()),
         HubError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         HubError::KeyReused => (StatusCode::CONFLICT, e.to_string()),
         // The cause is logged where it happened; clients get the gist.

@@ -1,6 +1,8 @@
 //! The fan-out: topics by name, each with a ring of encoded events, and the
-//! streams that read them ([`EventStream`]).
+//! streams that read them ([`EventStream`] for one topic,
+//! [`MultiEventStream`] for several).
 
+pub(crate) mod multi;
 pub(crate) mod stream;
 mod sync;
 pub(crate) mod topic;
@@ -8,6 +10,7 @@ pub(crate) mod topic;
 #[cfg(all(test, ssehub_loom))]
 mod loom_tests;
 
+pub use self::multi::{COPY_UP_TO, MultiEventStream, TURN_EVENTS};
 pub use self::stream::EventStream;
 
 use std::collections::HashMap;
@@ -407,14 +410,7 @@ impl Hub {
         options: Subscribe,
     ) -> Result<EventStream, HubError> {
         let topic = &topic.into_topic()?;
-        let config = &self.inner.config;
-        let params = StreamParams {
-            retry_ms: config.retry.map(|d| jittered_ms(d, config.retry_jitter)),
-            keep_alive: config.keep_alive,
-            max_frame_bytes: config.max_frame_bytes,
-            limit: options.limit,
-            expires_at: options.expires_at,
-        };
+        let params = self.stream_params(&options);
         for _ in 0..LOOKUP_ATTEMPTS {
             let topic = self.topic(topic)?;
             let ring = topic.lock();
@@ -446,6 +442,18 @@ impl Hub {
         Err(HubError::Closed)
     }
 
+    /// How a stream with `options` is set up.
+    fn stream_params(&self, options: &Subscribe) -> StreamParams {
+        let config = &self.inner.config;
+        StreamParams {
+            retry_ms: config.retry.map(|d| jittered_ms(d, config.retry_jitter)),
+            keep_alive: config.keep_alive,
+            max_frame_bytes: config.max_frame_bytes,
+            limit: options.limit,
+            expires_at: options.expires_at,
+        }
+    }
+
     /// Like [`Hub::subscribe`], but with Redis, first waits (at most
     /// `patience`) until this node has loaded the topic's history, so the
     /// stream's start is fixed before the caller answers the client: an
@@ -471,26 +479,8 @@ impl Hub {
                 .last_event_id
                 .as_deref()
                 .and_then(|id| id.parse::<EventId>().ok());
-            let caught_up = async {
-                loop {
-                    let notified = t.notify().notified();
-                    if t.is_closed() {
-                        return;
-                    }
-                    if t.is_primed() {
-                        let ring = t.lock();
-                        let behind = wanted.is_some_and(|id| {
-                            id.epoch() == ring.epoch() && id.seq() >= ring.next_seq()
-                        });
-                        if !behind {
-                            return;
-                        }
-                    }
-                    notified.await;
-                }
-            };
             // If the storage is down, the stream starts when it is back.
-            let _ = tokio::time::timeout(patience, caught_up).await;
+            let _ = tokio::time::timeout(patience, multi::caught_up(&t, wanted)).await;
         }
         let mut stream = self.subscribe(topic, options)?;
         if stream.is_deferred() {
@@ -829,6 +819,11 @@ impl Subscribe {
         self
     }
 
+    /// The last event id set, if any.
+    pub(crate) fn requested_id(&self) -> Option<&str> {
+        self.last_event_id.as_deref()
+    }
+
     /// Ends the stream after `n` events (replayed events count, `resync`
     /// does not).
     pub fn limit(mut self, n: u64) -> Self {
@@ -890,6 +885,13 @@ pub enum HubError {
     /// The idempotency key was already used on this topic for a different
     /// request (see [`Hub::publish_idempotent`]): nothing was published.
     KeyReused,
+    /// A stream of several topics was asked for with none.
+    NoTopics,
+    /// A stream of several topics names this topic twice.
+    DuplicateTopic(TopicName),
+    /// The last event id of a stream of several topics is not the
+    /// [`MultiId`](crate::core::MultiId) of its topics.
+    InvalidLastEventId(crate::core::MultiIdError),
 }
 
 impl fmt::Display for HubError {
@@ -905,6 +907,9 @@ impl fmt::Display for HubError {
             HubError::KeyReused => {
                 "Idempotency-Key already used for a different request on this topic"
             }
+            HubError::NoTopics => "no topic",
+            HubError::DuplicateTopic(t) => return write!(f, "topic {t} is named twice"),
+            HubError::InvalidLastEventId(e) => return write!(f, "invalid last event id: {e}"),
         })
     }
 }
@@ -919,6 +924,7 @@ impl std::error::Error for HubError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             HubError::Storage(e) => Some(e),
+            HubError::InvalidLastEventId(e) => Some(e),
             _ => None,
         }
     }
@@ -947,11 +953,9 @@ fn fresh(outcome: Keyed<Published>) -> Result<Published, HubError> {
 
 /// A subscription being made for a response (see
 /// `Hub::subscribe_for_response`).
-pub(crate) enum Subscribing {
-    Ready(Result<EventStream, HubError>),
-    Waiting(
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<EventStream, HubError>> + Send>>,
-    ),
+pub(crate) enum Subscribing<S = EventStream> {
+    Ready(Result<S, HubError>),
+    Waiting(std::pin::Pin<Box<dyn std::future::Future<Output = Result<S, HubError>> + Send>>),
 }
 
 /// A snapshot of a hub's counters.

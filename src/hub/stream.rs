@@ -107,12 +107,58 @@ enum State {
     Done,
 }
 
-struct KeepAlive {
+/// When a stream sends `: keep-alive`: after `period` without a frame.
+pub(crate) struct KeepAlive {
     period: Duration,
     last_sent: Instant,
     /// Created on the first idle poll and reset only when it fires, so a busy
     /// stream costs no timer operations.
     sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl KeepAlive {
+    pub(crate) fn new(period: Duration) -> Self {
+        KeepAlive {
+            period,
+            last_sent: Instant::now(),
+            sleep: None,
+        }
+    }
+
+    /// A frame went out now.
+    pub(crate) fn sent(&mut self) {
+        self.last_sent = Instant::now();
+    }
+
+    /// The keep-alive comment once `period` passed without a frame.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let (period, last_sent) = (self.period, self.last_sent);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(last_sent + period)));
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            let due = self.last_sent + self.period;
+            if now >= due {
+                self.last_sent = now;
+                sleep.as_mut().reset(now + self.period);
+                return Poll::Ready(Some(Bytes::from_static(KEEP_ALIVE_FRAME)));
+            }
+            // Something was sent since the timer was set: wait out the rest.
+            sleep.as_mut().reset(due);
+        }
+    }
+}
+
+/// When a stream's credentials expire: a timer, created with the stream.
+pub(crate) fn expiry_timer(at: std::time::SystemTime) -> Pin<Box<Sleep>> {
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Box::pin(tokio::time::sleep(left))
 }
 
 /// How a stream is set up; built by the hub.
@@ -171,17 +217,8 @@ impl EventStream {
             remaining: params.limit,
             max_frame_bytes: params.max_frame_bytes,
             wait: None,
-            keep_alive: params.keep_alive.map(|period| KeepAlive {
-                period,
-                last_sent: Instant::now(),
-                sleep: None,
-            }),
-            expiry: params.expires_at.map(|at| {
-                let left = at
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or(Duration::ZERO);
-                Box::pin(tokio::time::sleep(left))
-            }),
+            keep_alive: params.keep_alive.map(KeepAlive::new),
+            expiry: params.expires_at.map(expiry_timer),
         }
     }
 
@@ -279,7 +316,7 @@ impl EventStream {
 
     fn sent(&mut self) {
         if let Some(ka) = &mut self.keep_alive {
-            ka.last_sent = Instant::now();
+            ka.sent();
         }
     }
 
@@ -372,25 +409,9 @@ impl EventStream {
     }
 
     fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        let Some(ka) = &mut self.keep_alive else {
-            return Poll::Pending;
-        };
-        let sleep = ka
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(ka.last_sent + ka.period)));
-        loop {
-            if sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let now = Instant::now();
-            let due = ka.last_sent + ka.period;
-            if now >= due {
-                ka.last_sent = now;
-                sleep.as_mut().reset(now + ka.period);
-                return Poll::Ready(Some(Bytes::from_static(KEEP_ALIVE_FRAME)));
-            }
-            // Something was sent since the timer was set: wait out the rest.
-            sleep.as_mut().reset(due);
+        match &mut self.keep_alive {
+            Some(ka) => ka.poll(cx),
+            None => Poll::Pending,
         }
     }
 
@@ -488,7 +509,7 @@ impl EventStream {
     }
 }
 
-fn retry_line(ms: u64) -> Bytes {
+pub(crate) fn retry_line(ms: u64) -> Bytes {
     let mut s = String::with_capacity(16);
     s.push_str("retry: ");
     s.push_str(&ms.to_string());

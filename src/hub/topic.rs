@@ -277,6 +277,26 @@ impl Topic {
         ring.read(cursor, max_events, max_bytes)
     }
 
+    /// Like [`Topic::read`], for a reader that needs each event's own
+    /// frame (a multi-topic stream): clones of the shared frames of at
+    /// most `out.len()` events (and `max_bytes`, unless the first alone is
+    /// more) into `out`; `Ok` with how many and whether more follow, else
+    /// what the reader finds instead (`Empty`, `Lagged`, `Reset`). The
+    /// frames leave the lock as references, never copied.
+    pub(crate) fn read_frames(
+        &self,
+        epoch: Epoch,
+        cursor: u64,
+        max_bytes: usize,
+        out: &mut [Bytes],
+    ) -> Result<(usize, bool), Read> {
+        let ring = self.lock();
+        if ring.epoch() != epoch {
+            return Err(Read::Reset);
+        }
+        ring.frames(cursor, out, max_bytes)
+    }
+
     /// Whether the ring holds the topic's history (see `primed`).
     pub(crate) fn is_primed(&self) -> bool {
         self.primed.load(Ordering::Acquire)
@@ -404,14 +424,25 @@ impl Topic {
 
     /// Counts a new subscriber. Call with the ring locked (see `retire`).
     pub(crate) fn add_subscriber(&self) {
-        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        self.attach();
         self.counters.subscribers.fetch_add(1, Ordering::Relaxed);
-        self.touch();
     }
 
     pub(crate) fn remove_subscriber(&self) {
-        self.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.detach();
         self.counters.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a stream that follows this topic among others (the hub
+    /// counts the stream once). Call with the ring locked (see `retire`).
+    pub(crate) fn attach(&self) {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Undoes [`Topic::attach`].
+    pub(crate) fn detach(&self) {
+        self.subscribers.fetch_sub(1, Ordering::Relaxed);
         self.touch();
     }
 }

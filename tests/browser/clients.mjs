@@ -63,7 +63,7 @@ async function openPage(browser, url, options = {}) {
     }
     let n = Number(sessionStorage.getItem("n") || 0);
     window.ssehubReport = (kind, e) => {
-      sessionStorage.setItem("r" + n, JSON.stringify([kind, e.id, e.data]));
+      sessionStorage.setItem("r" + n, JSON.stringify([kind, e.id, e.data, e.topic]));
       n++;
       sessionStorage.setItem("n", String(n));
     };
@@ -84,8 +84,8 @@ async function openPage(browser, url, options = {}) {
         for (let i = from; i < n; i++) out.push(JSON.parse(sessionStorage.getItem("r" + i)));
         return out;
       }, this.events.length + this.resyncs.length);
-      for (const [kind, id, data] of items) {
-        this.seen.push([kind, id, data]);
+      for (const [kind, id, data, topic] of items) {
+        this.seen.push([kind, id, data, topic]);
         if (kind === "event") this.events.push([id, data]);
         else this.resyncs.push(JSON.parse(data));
       }
@@ -130,7 +130,95 @@ function nodeClient(url) {
   return log;
 }
 
+// One EventSource on several topics (GET /events?topic=a&topic=b...), in
+// the Node `eventsource` package or in a Chromium page: every event and
+// resync as [type, lastEventId, data], in arrival order.
+function multiListen(es, topics, rec) {
+  for (const t of topics) es.addEventListener(t, (e) => rec.push([e.type, e.lastEventId, e.data]));
+  es.addEventListener("resync", (e) => rec.push(["resync", e.lastEventId, e.data]));
+}
+
+function nodeMulti(url, topics) {
+  const log = { rec: [], opens: 0, errors: 0 };
+  const es = new EventSource(url);
+  es.onopen = () => log.opens++;
+  es.onerror = () => log.errors++;
+  multiListen(es, topics, log.rec);
+  log.close = () => es.close();
+  return log;
+}
+
+async function chromiumMulti(browser, pageUrl, streamUrl, topics) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (e) => process.stderr.write("page error: " + e + "\n"));
+  await page.goto(pageUrl);
+  await page.evaluate(({ url, topics }) => {
+    window.rec = [];
+    window.opens = 0;
+    const es = (window.es = new EventSource(url));
+    es.onopen = () => window.opens++;
+    for (const t of topics) es.addEventListener(t, (e) => window.rec.push([e.type, e.lastEventId, e.data]));
+    es.addEventListener("resync", (e) => window.rec.push(["resync", e.lastEventId, e.data]));
+  }, { url: streamUrl, topics });
+  const log = { rec: [], page };
+  log.sync = async () => {
+    const more = await page.evaluate((from) => window.rec.slice(from), log.rec.length);
+    log.rec.push(...more);
+  };
+  return log;
+}
+
+// Every topic's last event was `end`.
+const allEnded = (rec, topics, end) =>
+  topics.every((t) => rec.some(([type, , data]) => type === t && data === end));
+
 const scenarios = {
+  // One EventSource on many topics through a chaos proxy, in Chromium and
+  // in Node; both must see every topic's end.
+  async multiFlaky(c) {
+    const browser = await launch();
+    try {
+      const chrome = await chromiumMulti(browser, c.pageUrl, c.chromiumUrl, c.topics);
+      const node = nodeMulti(c.nodeUrl, c.topics);
+      await until("both clients to reach every topic's end", async () => {
+        await chrome.sync();
+        return allEnded(chrome.rec, c.topics, c.end) && allEnded(node.rec, c.topics, c.end);
+      });
+      node.close();
+      const opens = await chrome.page.evaluate(() => window.opens);
+      return {
+        chromium: { rec: chrome.rec, opens },
+        node: { rec: node.rec, opens: node.opens, errors: node.errors },
+      };
+    } finally {
+      await browser.close();
+    }
+  },
+
+  // The page at / on several topics with short-lived tokens: it must get a
+  // new token at every `reauth` and lose nothing.
+  async pageReauth(c) {
+    const browser = await launch();
+    try {
+      const { page, log } = await openPage(browser, c.pageUrl);
+      await until("the page to connect", async () =>
+        (await page.evaluate(() => window.ssehubPage.opens)) > 0, 30_000);
+      step("connected");
+      await until("every topic's end", async () => {
+        await log.sync();
+        return c.topics.every((t) => log.seen.some(([k, , data, topic]) => k === "event" && topic === t && data === c.end));
+      });
+      const p = await page.evaluate(() => {
+        const p = window.ssehubPage;
+        return { reauths: p.reauths, tokens: p.tokens, reopens: p.reopens, opens: p.opens, state: p.state };
+      });
+      return { seen: log.seen, ...p };
+    } finally {
+      await browser.close();
+    }
+  },
+
   // One plain EventSource on a page of another origin (so that loading the
   // page takes none of the server's connections), driven by the Rust test
   // through stdin: {"cmd":"state"} answers the page's record, {"cmd":"until",

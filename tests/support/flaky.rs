@@ -60,6 +60,44 @@ pub async fn publish_until(
     }
 }
 
+/// [`publish_until`] over several topics: each tick publishes the next
+/// event (data: its sequence number) of one topic, topic 0 every other
+/// tick (a busy topic) and the others in turn; once `stop()` is true,
+/// `"end"` to every topic. Returns the sequence number of each topic's
+/// `"end"`.
+pub async fn publish_until_many(
+    hub: &Hub,
+    topics: &[String],
+    period: Duration,
+    stop: impl Fn() -> bool,
+) -> Vec<u64> {
+    let mut tick = tokio::time::interval(period);
+    let mut k = 0usize;
+    loop {
+        tick.tick().await;
+        if stop() {
+            let mut ends = Vec::with_capacity(topics.len());
+            for t in topics {
+                ends.push(hub.publish(t, Event::new("end")).await.unwrap().seq());
+            }
+            return ends;
+        }
+        let t = if k.is_multiple_of(2) || topics.len() == 1 {
+            &topics[0]
+        } else {
+            &topics[1 + (k / 2) % (topics.len() - 1)]
+        };
+        k += 1;
+        let next = hub.topic_info(t).map_or(1, |i| i.latest.seq() + 1);
+        assert!(
+            next < MAX_EVENTS,
+            "{t}: {MAX_EVENTS} events published and the stop condition still not met"
+        );
+        let id = hub.publish(t, Event::new(next.to_string())).await.unwrap();
+        assert_eq!(id.seq(), next);
+    }
+}
+
 /// One thing a client saw, in order.
 #[derive(Debug, Clone)]
 pub enum Seen {

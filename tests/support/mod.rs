@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod flaky;
 pub mod jwt;
+pub mod multi;
 pub mod node;
 #[cfg(feature = "cli")]
 pub mod process;

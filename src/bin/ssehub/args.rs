@@ -85,6 +85,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SSEHUB_MAX_TOPICS", default_value_t = 10_000)]
     pub(crate) max_topics: usize,
 
+    /// Most topics one stream may follow (`GET /events?topic=a&topic=b`).
+    #[arg(long, env = "SSEHUB_MAX_TOPICS_PER_STREAM", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub(crate) max_topics_per_stream: u64,
+
     /// Largest publish body, in bytes.
     #[arg(long, env = "SSEHUB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub(crate) max_body_bytes: usize,

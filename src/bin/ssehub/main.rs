@@ -101,6 +101,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     let hub = builder.build();
     let mut service = SseService::builder(hub.clone())
         .max_body_bytes(args.max_body_bytes)
+        .max_topics_per_stream(args.max_topics_per_stream as usize)
         .cors(CorsOrigins::from_list(&args.cors_origin));
     if let Some(token) = args.publish_token.filter(|t| !t.is_empty()) {
         service = service.publish_token(token);
