@@ -41,9 +41,7 @@ use crate::http::metrics::{self, Metrics};
 use crate::http::publish::Publish;
 use crate::http::refusal::{Refusal, refuse};
 use crate::http::tokens::TokenPolicy;
-use crate::hub::{
-    EventStream, Hub, HubError, MultiEventStream, Receipt, Subscribe, Subscribing,
-};
+use crate::hub::{EventStream, Hub, HubError, MultiEventStream, Receipt, Subscribe, Subscribing};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
