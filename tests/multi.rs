@@ -7,9 +7,12 @@ mod support;
 
 use std::time::Duration;
 
-use ssehub::http::{AccessRequest, Authorize, Decision, JwtKey};
+#[cfg(feature = "jwt")]
+use ssehub::http::JwtKey;
+use ssehub::http::{AccessRequest, Authorize, Decision};
 use ssehub::{Event, Hub, SseService};
 use support::flaky::check_exactly_once;
+#[cfg(feature = "jwt")]
 use support::jwt::{mint_hs256, now};
 use support::multi::{split, topic_ids};
 use support::{Item, SseClient, TestServer, events, request, request_full};
@@ -159,6 +162,7 @@ async fn the_default_limit_is_64_topics() {
     }
 }
 
+#[cfg(feature = "jwt")]
 #[tokio::test]
 async fn each_topic_is_authorised_and_a_refusal_names_the_topic() {
     const SECRET: &[u8] = b"multi secret";
