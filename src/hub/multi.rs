@@ -966,12 +966,17 @@ impl Hub {
                 }
                 None => None,
             };
+            // Every topic first, so the store loads them all at once; then
+            // the waits, within one patience.
+            let topics = names
+                .iter()
+                .map(|name| self.topic(name))
+                .collect::<Result<Vec<_>, _>>()?;
             let deadline = tokio::time::Instant::now() + patience;
-            for (i, name) in names.iter().enumerate() {
+            for (i, t) in topics.iter().enumerate() {
                 let wanted = last.as_ref().map(|l| l.ids()[i]);
-                let t = self.topic(name)?;
                 // If the storage is down, the stream starts when it is back.
-                let _ = tokio::time::timeout_at(deadline, caught_up(&t, wanted)).await;
+                let _ = tokio::time::timeout_at(deadline, caught_up(t, wanted)).await;
             }
         }
         let mut stream = self.subscribe_many(names, options)?;
@@ -1026,6 +1031,10 @@ impl Hub {
         patience: Duration,
     ) -> Result<MultiId, HubError> {
         let names = checked_topics(topics)?;
+        // Every topic first, so the store loads them all at once.
+        for name in &names {
+            self.topic(name)?;
+        }
         let deadline = tokio::time::Instant::now() + patience;
         let mut ids = Vec::with_capacity(names.len());
         for name in &names {
