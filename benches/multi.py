@@ -33,7 +33,8 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 SSELOAD = os.path.join(TARGET, "release/examples/sseload")
 SSEHUB = os.path.join(TARGET, "release/ssehub")
 SERVER_CORE, CLIENT_CORE = "0", "1"
-BEGIN, END = "<!-- multi.py begin -->", "<!-- multi.py end -->"
+# The `NAME:begin`/`NAME:end` form that benches/run.py keeps when it rewrites the file.
+BEGIN, END = "<!-- multi:begin -->", "<!-- multi:end -->"
 
 
 def log(*a):
