@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Benchmarks of durable history (`--data-dir`), side by side in one run,
-and of the storage refactor (this tree against the commit before it).
-Writes the "Durable history" section of BENCHMARKS.md.
+and of the refactors (this tree against the commit before them). Writes
+the "Durable history" block of BENCHMARKS.md and, for `refactor` and
+`criterion`, the "Before and after the refactors" block (each between its
+own markers; a run rewrites only the blocks of the sections it ran).
 
     python3 benches/durable.py                  # everything (~45 minutes)
     python3 benches/durable.py --quick          # smaller counts, a smoke test
     python3 benches/durable.py --only publish,fanout --reps 5
+    python3 benches/durable.py --only refactor,criterion \
+        --before-tree ../wt-before7d --before-target ../target-before
 
 Sections (`--only`, comma-separated):
   publish    oha POSTing 1 KB bodies at 1/16/64 connections to ssehub
@@ -22,8 +26,9 @@ Sections (`--only`, comma-separated):
              `ssehub listening`, RSS, after a graceful stop, after SIGKILL,
              cold page cache; RSS while one client replays 100k events.
   refactor   in-memory server of this tree against --before-rev (default
-             7d83dd7, the commit before the storage seam): fan-out CPU per
-             delivery, saturation, idle bytes per connection.
+             7d83dd7: before the storage seam, the layout restructure and
+             the deadline work): fan-out CPU per delivery, saturation, idle
+             bytes per connection.
   criterion  `cargo bench --bench core` of both trees, alternated.
 
 Servers (ssehub, redis-server) run pinned to core 0, load tools (oha,
@@ -1073,11 +1078,18 @@ stops growing once it is full, however long the replay:
 
 Load: {loads(s)}.
 """)
-    rf = res.get("refactor")
+    return "\n".join(parts)
+
+
+def report_refactors(res, o):
+    """The before/after comparison (`refactor`, `criterion`), its own block."""
+    rf, crit = res.get("refactor"), res.get("criterion")
+    if not rf and not crit:
+        return None
+    rows = []
     if rf:
         c = rf["cells"]
         m = lambda name, label, *k: med([dig(x, *k) for x in c.get(f"{name}|{label}", [])])
-        rows = []
         for name, label in (("2000x50", "2,000 subs x 50 ev/s"), ("100x1000", "100 subs x 1,000 ev/s"),
                             ("2000_flat_out", "2,000 subs flat out")):
             b, a = m(name, "before", "server_us_per_delivery"), m(name, "after", "server_us_per_delivery")
@@ -1089,35 +1101,40 @@ Load: {loads(s)}.
                 rows.append(f"| {label}: deliveries/s | {f0(b)} | {f0(a)} | {ratio(a, b)} |")
         b, a = m("idle_10000", "before", "bytes_per_connection"), m("idle_10000", "after", "bytes_per_connection")
         rows.append(f"| 10,000 idle: server RSS bytes / connection | {f0(b)} | {f0(a)} | **{ratio(a, b)}** |")
-        crit = res.get("criterion")
-        crows = []
-        if crit:
-            for name in sorted(crit["benches"]):
-                v = crit["benches"][name]
-                b, a = med(v.get("before", [])), med(v.get("after", []))
-                crows.append(f"| `{name}` | {fmt_ns(b)} | {fmt_ns(a)} | {ratio(a, b)} |")
-        parts.append(f"""### Before and after the storage refactor (in memory)
-
-The in-memory server of this tree against `{o.before_rev}` (the commit
-before the storage seam moved Redis behind `src/store/` and `EventStream`'s
-state became one enum with `CatchingUp`), same flags (`--buffer 100000`),
-same sseload, alternated, median of {o.reps}. Ratios after / before (below 1
-is better).
-
-| | before ({o.before_rev}) | after | after / before |
+    crows = []
+    if crit:
+        for name in sorted(crit["benches"]):
+            v = crit["benches"][name]
+            b, a = med(v.get("before", [])), med(v.get("after", []))
+            crows.append(f"| `{name}` | {fmt_ns(b)} | {fmt_ns(a)} | {ratio(a, b)} |")
+    after = git_short(ROOT)
+    text = f"""The in-memory server of this tree (`{after}`) against `{o.before_rev}`
+(the tree before the storage seam moved Redis behind `src/store/`, before
+the layout restructure into `src/core` .. `src/server` and before the
+deadline work), same flags (`--buffer 100000 --max-topic-bytes 67108864`),
+the same sseload (this tree's), alternated (the order flips every
+repetition), median of {o.reps}. Ratios after / before (below 1 is better).
+"""
+    if rows:
+        text += f"""
+| | before ({o.before_rev}) | after ({after}) | after / before |
 |---|---:|---:|---:|
 {chr(10).join(rows)}
 
+Load (sseload): {loads(rf)}.
+"""
+    if crows:
+        text += f"""
 `cargo bench --bench core` (criterion, median estimate; each tree's bench
 binary run {max(2, o.reps - 1)} times alternately on core 1, median of those):
 
-| bench | before | after | after / before |
+| bench | before ({o.before_rev}) | after ({after}) | after / before |
 |---|---:|---:|---:|
 {chr(10).join(crows)}
 
-Load: {loads(rf)}{'; criterion: ' + loads(crit) if crit else ''}.
-""")
-    return "\n".join(parts)
+Load (criterion): {loads(crit)}.
+"""
+    return text
 
 
 def fmt_ns(v):
@@ -1147,22 +1164,39 @@ def machine(o):
     mem = int(open("/proc/meminfo").readline().split()[1]) // 1024 // 1024
     oha_v = subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip()
     redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = git_short(ROOT)
     fs = subprocess.run(["df", "--output=source,fstype", o.data], capture_output=True, text=True).stdout.split()[-2:]
     return (f"{cpu}, {os.cpu_count()} cores, {mem} GiB, Linux {platform.release()}; {oha_v}; Redis {redis_v}; "
             f"ssehub {commit}; data on {fs[0]} ({fs[1]})")
 
 
-def write_section(text, o, res):
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def git_short(tree):
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def command(o):
     cmd = "python3 benches/durable.py" + (" --quick" if o.quick else "") + (
         f" --only {o.only}" if o.only != ALL else "")
-    block = f"""<!-- durable:begin -->
-## Durable history (`--data-dir`)
+    if REFACTORS & set(o.only.split(",")):
+        cmd += f" --before-rev {o.before_rev}"
+    return cmd
 
-Generated by `{cmd}` on {date} (written into this file between the
-`durable` markers; `benches/run.py` keeps the block when it rewrites the
+
+def write_block(name, text, o, res):
+    """Writes `text` between `<!-- {name}:begin -->` and `<!-- {name}:end -->`
+    in --out (replacing that block, or before "What bounds each number");
+    benches/run.py keeps such blocks when it rewrites the rest."""
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = {
+        "durable": "## Durable history (`--data-dir`)",
+        "refactors": "## Before and after the refactors (issues 9 and 11)",
+    }[name]
+    block = f"""<!-- {name}:begin -->
+{head}
+
+Generated by `{command(o)}` on {date} (written into this file between the
+`{name}` markers; `benches/run.py` keeps the block when it rewrites the
 rest). Machine: {machine(o)}. Servers pinned to core 0 (ssehub's runtime,
 its disk writer thread and the engine's threads all share it), load tools to
 core 1. The machine is shared: compare the ratios within this run, not
@@ -1175,10 +1209,10 @@ absolute numbers across runs; the load average is given per table.
 {json.dumps(res, indent=1, sort_keys=True, default=str)}
 ```
 </details>
-<!-- durable:end -->
+<!-- {name}:end -->
 """
     old = open(o.out).read() if os.path.exists(o.out) else "# Benchmarks\n"
-    pat = re.compile(r"<!-- durable:begin -->.*?<!-- durable:end -->\n?", re.S)
+    pat = re.compile(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->\n?", re.S)
     if pat.search(old):
         new = pat.sub(lambda _: block, old)
     else:
@@ -1186,10 +1220,11 @@ absolute numbers across runs; the load average is given per table.
         i = old.find(anchor)
         new = old[:i + 1] + block + "\n" + old[i + 1:] if i >= 0 else old.rstrip("\n") + "\n\n" + block
     open(o.out, "w").write(new)
-    log("wrote", o.out)
+    log("wrote", o.out, f"({name})")
 
 
 ALL = "publish,fanout,resume,startup,refactor,criterion"
+REFACTORS = {"refactor", "criterion"}
 
 
 def build(o):
@@ -1248,11 +1283,18 @@ def main():
             json.dump(prev, open(o.json, "w"), indent=1, default=str)
     if o.json:
         res = {**prev, **res}
-    text = report(res, o)
-    if o.no_write:
-        print(text)
-    else:
-        write_section(text, o, res)
+    # Durable history and the before/after comparison are separate blocks:
+    # running one part leaves the other's block as it is.
+    durable = {k: v for k, v in res.items() if k not in REFACTORS}
+    refactors = {k: v for k, v in res.items() if k in REFACTORS}
+    for name, part, text in (("durable", durable, report(durable, o) if durable else None),
+                             ("refactors", refactors, report_refactors(refactors, o))):
+        if not text:
+            continue
+        if o.no_write:
+            print(text)
+        else:
+            write_block(name, text, o, part)
 
 
 if __name__ == "__main__":
