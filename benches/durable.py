@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Benchmarks of durable history (`--data-dir`), side by side in one run,
 and of the refactors (this tree against the commit before them). Writes
-the "Durable history" block of BENCHMARKS.md and, for `refactor` and
-`criterion`, the "Before and after the refactors" block (each between its
-own markers; a run rewrites only the blocks of the sections it ran).
+benches/results/<date>-durable.{json,md} (raw numbers, full report) with
+its chart (<date>-durable-publish.svg) and, for `refactor` and `criterion`,
+<date>-refactors.{json,md}. BENCHMARKS.md quotes them (kept by hand).
 
     python3 benches/durable.py                  # everything (~45 minutes)
     python3 benches/durable.py --quick          # smaller counts, a smoke test
     python3 benches/durable.py --only publish,fanout --reps 5
     python3 benches/durable.py --only refactor,criterion \
         --before-tree ../wt-before7d --before-target ../target-before
+    python3 benches/durable.py --from benches/results/2026-12-01-durable.json  # report and chart again, no run
 
 Sections (`--only`, comma-separated):
   publish    oha POSTing 1 KB bodies at 1/16/64 connections to ssehub
@@ -46,10 +47,8 @@ taskset. Builds this tree's release binaries and, for `refactor` and
 
 import argparse
 import base64
-import datetime
 import json
 import os
-import platform
 import random
 import re
 import resource
@@ -59,34 +58,15 @@ import socket
 import statistics
 import string
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVER_CORE, CLIENT_CORE = "0", "1"
+import benchlib as bl
+from benchlib import CLIENT_CORE, ROOT, SERVER_CORE, dig, free_port, load_note, log, run
+
 PAYLOAD_BYTES = 1000
 REPORT = {}  # section -> results, filled as sections run
 
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def run(cmd, **kw):
-    log("$", " ".join(cmd) if len(" ".join(cmd)) < 300 else " ".join(cmd)[:300] + " ...")
-    return subprocess.run(cmd, check=True, **kw)
-
-
-def load_note():
-    la = open("/proc/loadavg").read().split()[:3]
-    try:
-        cpu = open("/proc/pressure/cpu").readline().split()[1].split("=")[1]
-    except OSError:
-        cpu = "?"
-    return {"loadavg": " ".join(la), "cpu_pressure_avg10": cpu,
-            "at": datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S")}
 
 
 def payload(n=PAYLOAD_BYTES, seed=1):
@@ -141,22 +121,6 @@ def children_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def rm(path):
@@ -219,16 +183,7 @@ class Ssehub:
         return self.proc.pid
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
-        if not self.proc or self.proc.poll() is not None:
-            return None
-        t0 = time.perf_counter()
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return time.perf_counter() - t0
+        return bl.stop(self.proc, sig, timeout)
 
 
 class Redis:
@@ -239,12 +194,10 @@ class Redis:
         rm(self.data_dir)
         os.makedirs(self.data_dir)
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CORE, "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--dir", self.data_dir,
-             "--logfile", "", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        self.proc = bl.start(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes",
+             "--appendfsync", self.fsync, "--save", "", "--dir", self.data_dir, "--logfile", "",
+             "--loglevel", "warning"], port=self.port)
         time.sleep(0.1)
         return self
 
@@ -253,13 +206,7 @@ class Redis:
         return self.proc.pid
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        bl.stop(self.proc)
         rm(self.data_dir)
 
 
@@ -301,12 +248,7 @@ def redis_bench(port, conc, n, data, topics):
 
 
 def sseload(binary, base, topic, pids, *mode):
-    cmd = ["taskset", "-c", CLIENT_CORE, binary, "--sub", base + "/events/{topic}", "--publish",
-           base + "/events/{topic}", "--topic", topic]
-    for p in pids:
-        cmd += ["--server-pid", str(p)]
-    out = run(cmd + list(mode), capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return bl.sseload(binary, base + "/events/{topic}", base + "/events/{topic}", pids, *mode, topic=topic)
 
 
 def post_json(port, topic, events, conn=None):
@@ -1037,7 +979,8 @@ Load: {loads(r)}.
     s = res.get("startup")
     if s:
         rows = []
-        for label, xs in s["rows"].items():
+        # The reference first (results files store their keys sorted).
+        for label, xs in sorted(s["rows"].items(), key=lambda kv: not kv[0].startswith("memory")):
             if label == "graceful stop takes":
                 continue
             ms = [x['startup_s'] * 1e3 for x in xs]
@@ -1107,7 +1050,9 @@ def report_refactors(res, o):
             v = crit["benches"][name]
             b, a = med(v.get("before", [])), med(v.get("after", []))
             crows.append(f"| `{name}` | {fmt_ns(b)} | {fmt_ns(a)} | {ratio(a, b)} |")
-    after = git_short(ROOT)
+    # The tree the results were measured on: the run's, or the file's (--from).
+    m = re.search(r"ssehub (\w+)", res.get("meta", {}).get("machine", ""))
+    after = m.group(1) if m else bl.git_short(ROOT)
     text = f"""The in-memory server of this tree (`{after}`) against `{o.before_rev}`
 (the tree before the storage seam moved Redis behind `src/store/`, before
 the layout restructure into `src/core` .. `src/server` and before the
@@ -1147,32 +1092,11 @@ def fmt_ns(v):
     return f"{v:.1f} ns"
 
 
-def dig(d, *keys):
-    for k in keys:
-        if d is None:
-            return None
-        d = d.get(k)
-    return d
-
 
 def machine(o):
-    cpu = "unknown"
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(open("/proc/meminfo").readline().split()[1]) // 1024 // 1024
-    oha_v = subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip()
-    redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
-    commit = git_short(ROOT)
+    redis_v = (bl.tool_version(["redis-server", "--version"]).split() + ["?"] * 3)[2]
     fs = subprocess.run(["df", "--output=source,fstype", o.data], capture_output=True, text=True).stdout.split()[-2:]
-    return (f"{cpu}, {os.cpu_count()} cores, {mem} GiB, Linux {platform.release()}; {oha_v}; Redis {redis_v}; "
-            f"ssehub {commit}; data on {fs[0]} ({fs[1]})")
-
-
-def git_short(tree):
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
-                          text=True).stdout.strip()
+    return f"{bl.machine(['oha', '--version'])}; Redis {redis_v}; data on {fs[0]} ({fs[1]})"
 
 
 def command(o):
@@ -1183,44 +1107,24 @@ def command(o):
     return cmd
 
 
-def write_block(name, text, o, res):
-    """Writes `text` between `<!-- {name}:begin -->` and `<!-- {name}:end -->`
-    in --out (replacing that block, or before "What bounds each number");
-    benches/run.py keeps such blocks when it rewrites the rest."""
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = {
-        "durable": "## Durable history (`--data-dir`)",
-        "refactors": "## Before and after the refactors (issues 9 and 11)",
-    }[name]
-    block = f"""<!-- {name}:begin -->
-{head}
+HEADS = {
+    "durable": "## Durable history (`--data-dir`)",
+    "refactors": "## Before and after the refactors (issues 9 and 11)",
+}
 
-Generated by `{command(o)}` on {date} (written into this file between the
-`{name}` markers; `benches/run.py` keeps the block when it rewrites the
-rest). Machine: {machine(o)}. Servers pinned to core 0 (ssehub's runtime,
+
+def page(name, text, meta):
+    """The full report of one part (`durable`, `refactors`) of a run."""
+    return f"""{HEADS[name]}
+
+Generated by `{meta.get('command', 'python3 benches/durable.py')}` on {meta.get('date', '?')}.
+Raw numbers: the .json file of the same name. Machine: {meta.get('machine', 'not recorded')}.
+Servers pinned to core 0 (ssehub's runtime,
 its disk writer thread and the engine's threads all share it), load tools to
 core 1. The machine is shared: compare the ratios within this run, not
 absolute numbers across runs; the load average is given per table.
 
-{text}
-<details><summary>Raw results</summary>
-
-```json
-{json.dumps(res, indent=1, sort_keys=True, default=str)}
-```
-</details>
-<!-- {name}:end -->
-"""
-    old = open(o.out).read() if os.path.exists(o.out) else "# Benchmarks\n"
-    pat = re.compile(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->\n?", re.S)
-    if pat.search(old):
-        new = pat.sub(lambda _: block, old)
-    else:
-        anchor = "\n## What bounds each number"
-        i = old.find(anchor)
-        new = old[:i + 1] + block + "\n" + old[i + 1:] if i >= 0 else old.rstrip("\n") + "\n\n" + block
-    open(o.out, "w").write(new)
-    log("wrote", o.out, f"({name})")
+{text}"""
 
 
 ALL = "publish,fanout,resume,startup,refactor,criterion"
@@ -1228,8 +1132,7 @@ REFACTORS = {"refactor", "criterion"}
 
 
 def build(o):
-    run(["cargo", "build", "--release", "--bin", "ssehub", "--example", "sseload"], cwd=ROOT,
-        env=dict(os.environ, CARGO_TARGET_DIR=o.target))
+    o.ssehub, o.sseload = bl.build(o.target)
     if {"refactor", "criterion"} & set(o.only.split(",")):
         if not os.path.exists(os.path.join(o.before_tree, ".git")):
             run(["git", "-C", ROOT, "worktree", "add", "--detach", o.before_tree, o.before_rev])
@@ -1248,12 +1151,15 @@ def main():
     ap.add_argument("--before-tree", default=None, help="a checkout of --before-rev (default: a worktree in target/)")
     ap.add_argument("--before-target", default=None, help="its CARGO_TARGET_DIR (default target/before-<rev>)")
     ap.add_argument("--data", default=None, help="data directories, on the disk to measure (default target/durable-data)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--json", default=None, help="also save raw results here")
+    ap.add_argument("--out-dir", default=bl.RESULTS, help="where the results, reports and chart go")
+    ap.add_argument("--from", dest="from_", metavar="RESULTS_JSON",
+                    help="no run: write the report (and chart) of this results file again, beside it")
+    ap.add_argument("--json", default=None, help="also save raw results here as each section ends "
+                                                 "(and resume from it: sections it holds are kept)")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--fresh", action="store_true", help="rebuild the 1M-event startup store")
     ap.add_argument("--keep-data", action="store_true", help="keep the startup store for the next run")
-    ap.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    ap.add_argument("--no-write", action="store_true", help="print the reports instead of writing results files")
     o = ap.parse_args()
     o.reps = o.reps or (1 if o.quick else 3)
     o.seconds = o.seconds or (2 if o.quick else 8)
@@ -1262,10 +1168,21 @@ def main():
     o.before_target = o.before_target or os.path.join(ROOT, "target", f"before-{o.before_rev}")
     o.data = os.path.abspath(o.data or os.path.join(o.target, "durable-data"))
     os.makedirs(o.data, exist_ok=True)
-    o.ssehub = os.path.join(o.target, "release/ssehub")
-    o.sseload = os.path.join(o.target, "release/examples/sseload")
+    if o.from_:
+        res = bl.load_results(o.from_)
+        name = "refactors" if REFACTORS & set(res) else "durable"
+        text = (report_refactors if name == "refactors" else report)(res, o)
+        md = os.path.splitext(o.from_)[0] + ".md"
+        open(md, "w").write(page(name, text, res["meta"]))
+        log("wrote", md)
+        import charts
+        for svg in charts.draw(o.from_):
+            log("wrote", svg)
+        return
     o.before_ssehub = os.path.join(o.before_target, "release/ssehub")
-    if not o.skip_build:
+    if o.skip_build:
+        o.ssehub, o.sseload = bl.built(o.target)
+    else:
         build(o)
     if not os.path.exists(o.before_ssehub):
         o.before_ssehub = None
@@ -1287,14 +1204,16 @@ def main():
     # running one part leaves the other's block as it is.
     durable = {k: v for k, v in res.items() if k not in REFACTORS}
     refactors = {k: v for k, v in res.items() if k in REFACTORS}
+    mach = machine(o)
     for name, part, text in (("durable", durable, report(durable, o) if durable else None),
                              ("refactors", refactors, report_refactors(refactors, o))):
         if not text:
             continue
+        meta = {"date": bl.now(), "command": command(o), "machine": mach}
         if o.no_write:
-            print(text)
+            print(page(name, text, meta))
         else:
-            write_block(name, text, o, part)
+            bl.write_results(name, part, meta["command"], mach, page(name, text, meta), out_dir=o.out_dir)
 
 
 if __name__ == "__main__":

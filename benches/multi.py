@@ -2,14 +2,13 @@
 """What many topics on one stream cost, against one stream per topic, and
 what the single-topic path costs before and after a change.
 
-    cargo build --release --bin ssehub --example sseload
-    python3 benches/multi.py                      # writes the section of BENCHMARKS.md
+    python3 benches/multi.py                      # builds, runs, writes benches/results/<date>-multi.{json,md}
     python3 benches/multi.py --baseline OLD_SSEHUB_BINARY   # adds the single-topic before/after
 
 A client that follows 64 topics either opens one stream of 64 topics
 (`GET /events?topic=bench0&...&topic=bench63`) or 64 streams of one topic.
 Either way it gets every event once; the events are spread over the 64
-topics (event k to topic (k - 1) % 64). Measured with `examples/sseload.rs`
+topics (event k to topic (k - 1) % 64). Measured with `benches/sseload/main.rs`
 (`--topics 64`, with and without `--multi`): server CPU per delivery under
 a publisher at a fixed rate and flat out, latency, and server RSS per idle
 client. The server is pinned to core 0, sseload to core 1; fixed-rate runs
@@ -18,44 +17,15 @@ shown. Everything listens on 127.0.0.1.
 """
 
 import argparse
-import datetime
-import json
 import os
-import socket
-import statistics
-import subprocess
-import sys
-import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-SSELOAD = os.path.join(TARGET, "release/examples/sseload")
-SSEHUB = os.path.join(TARGET, "release/ssehub")
-SERVER_CORE, CLIENT_CORE = "0", "1"
-# The `NAME:begin`/`NAME:end` form that benches/run.py keeps when it rewrites the file.
-BEGIN, END = "<!-- multi:begin -->", "<!-- multi:end -->"
+import benchlib as bl
+from benchlib import free_port
 
+# Set by main(): where the build put them.
+SSELOAD = SSEHUB = None
 
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 class Server:
@@ -63,34 +33,20 @@ class Server:
         self.binary, self.port = binary, free_port()
 
     def __enter__(self):
-        cmd = ["taskset", "-c", SERVER_CORE, self.binary, "--listen", f"127.0.0.1:{self.port}",
-               "--tick", "0", "--buffer", "100000", "--max-topic-bytes", str(64 << 20),
-               "--max-connections", "20000"]
-        self.proc = subprocess.Popen(cmd, env=dict(os.environ, RUST_LOG="warn"),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        cmd = [self.binary, "--listen", f"127.0.0.1:{self.port}", "--tick", "0", "--buffer", "100000",
+               "--max-topic-bytes", str(64 << 20), "--max-connections", "20000"]
+        self.proc = bl.start(cmd, port=self.port, env=dict(os.environ, RUST_LOG="warn"))
         return self
 
     def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        bl.stop(self.proc, timeout=10)
 
 
 def sseload(server, topics, multi, *mode):
     base = f"http://127.0.0.1:{server.port}"
     sub = f"{base}/events?{{topics}}" if multi else f"{base}/events/{{topic}}"
-    cmd = ["taskset", "-c", CLIENT_CORE, SSELOAD, "--sub", sub, "--publish", f"{base}/events/{{topic}}",
-           "--topics", str(topics), "--server-pid", str(server.proc.pid)]
-    if multi:
-        cmd.append("--multi")
-    cmd += list(mode)
-    log("$", " ".join(cmd))
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    extra = ["--topics", str(topics)] + (["--multi"] if multi else [])
+    return bl.sseload(SSELOAD, sub, f"{base}/events/{{topic}}", [server.proc.pid], *mode, extra=extra)
 
 
 def median_run(binary, runs, topics, multi, *mode):
@@ -192,20 +148,22 @@ def table(head, rows, flip=False):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    global SSEHUB, SSELOAD
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--baseline", help="an ssehub binary built before the change, for the single-topic rows")
-    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--out-dir", default=bl.RESULTS, help="where the results and the report go")
+    ap.add_argument("--skip-build", action="store_true")
     args = ap.parse_args()
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True).stdout.strip()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    SSEHUB, SSELOAD = bl.built() if args.skip_build else bl.build()
     rows, raw = multi_rows(args.quick)
     cmd = "python3 benches/multi.py" + (" --quick" if args.quick else "") + \
         (" --baseline <ssehub built from the commit before>" if args.baseline else "")
-    text = [BEGIN, "## Many topics on one stream", "",
-            f"Generated by `{cmd}` on {date} (ssehub {rev}); see the script's",
-            "docstring for the method. A client follows 64 topics with one stream of 64",
+    machine = bl.machine()
+    text = ["## Many topics on one stream", "",
+            f"Generated by `{cmd}` on {bl.now()}; see the script's docstring for the method.",
+            f"Machine: {machine}. Raw numbers: the .json file of the same name.", "",
+            "A client follows 64 topics with one stream of 64",
             "topics, or with 64 streams of one topic; either way it gets every event once.",
             "Ratios are one stream / 64 streams (below 1: the one stream costs less).", "",
             table(("one 64-topic stream", "64 single-topic streams"), rows), ""]
@@ -216,16 +174,9 @@ def main():
                  "the same run (ratio: after / before, 1.00 is unchanged; the flat-out",
                  "deliveries/s move with the load of the machine, the CPU per delivery less):", "",
                  table(("before", "after"), srows, flip=True), ""]
-    text.append(END)
     section = "\n".join(text)
     print(section)
-    json.dump(raw, open(os.path.join(TARGET, "multi-bench.json"), "w"), indent=1)
-    doc = open(args.out).read() if os.path.exists(args.out) else ""
-    if BEGIN in doc:
-        doc = doc[:doc.index(BEGIN)] + section + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-    open(args.out, "w").write(doc)
+    bl.write_results("multi", raw, cmd, machine, section, out_dir=args.out_dir)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Runs every load scenario against ssehub, the axum baseline and nginx+Nchan,
-on this machine, in one run, and writes BENCHMARKS.md.
+on this machine, in one run, and writes the results: the raw numbers as
+benches/results/<date>-peers.json, the full report as <date>-peers.md, and
+the charts (latency, CPU per delivery, idle memory) as <date>-peers-*.svg.
+BENCHMARKS.md quotes them (kept by hand).
 
     python3 benches/run.py            # everything (~10 minutes)
     python3 benches/run.py --quick    # smaller counts, for a smoke test
     python3 benches/run.py --only ssehub,axum
+    python3 benches/run.py --from benches/results/2026-11-24-peers.json   # report and charts again, no run
 
 Durable history (`--data-dir`) and the storage refactor have their own
-runner, benches/durable.py; this script keeps the sections it writes.
+runner, benches/durable.py.
 
 Servers run pinned to core 0, the load tools (sseload, oha) to core 1.
 Needs: nginx-light and libnginx-mod-nchan (Debian), oha (cargo install oha
@@ -15,53 +19,24 @@ Needs: nginx-light and libnginx-mod-nchan (Debian), oha (cargo install oha
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVER_CORE, CLIENT_CORE = "0", "1"
-SSELOAD = os.path.join(ROOT, "target/release/examples/sseload")
-SSEHUB = os.path.join(ROOT, "target/release/ssehub")
+import benchlib as bl
+from benchlib import CLIENT_CORE, ROOT, dig, fmt, free_port, log, run
+
+# Set by main(): where the build put them.
+SSELOAD = SSEHUB = None
 AXUM_DIR = os.path.join(ROOT, "benches/peers/axum-baseline")
 AXUM = os.path.join(AXUM_DIR, "target/release/axum-baseline")
 NCHAN_CONF = os.path.join(ROOT, "benches/peers/nginx-nchan.conf")
 
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-def run(cmd, **kw):
-    log("$", " ".join(cmd))
-    return subprocess.run(cmd, check=True, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 class Server:
@@ -82,14 +57,13 @@ class Server:
         return [self.proc.pid]
 
     def start(self):
-        pin = ["taskset", "-c", SERVER_CORE]
         if self.name == "ssehub":
-            cmd = pin + [SSEHUB, "--listen", f"127.0.0.1:{self.port}", "--tick", "0",
-                         "--buffer", "100000", "--max-topic-bytes", str(64 << 20),
-                         "--max-connections", "20000"]
+            cmd = [SSEHUB, "--listen", f"127.0.0.1:{self.port}", "--tick", "0",
+                   "--buffer", "100000", "--max-topic-bytes", str(64 << 20),
+                   "--max-connections", "20000"]
             env = dict(os.environ, RUST_LOG="warn")
         elif self.name == "axum":
-            cmd = pin + [AXUM, f"127.0.0.1:{self.port}", "100000"]
+            cmd = [AXUM, f"127.0.0.1:{self.port}", "100000"]
             env = os.environ
         else:
             self.tmp = tempfile.mkdtemp(prefix="ssehub-nchan-")
@@ -98,20 +72,13 @@ class Server:
             conf = open(NCHAN_CONF).read().replace("@PORT@", str(self.port)) \
                 .replace("@PREFIX@", self.tmp).replace("@STATIC@", self.tmp)
             open(os.path.join(self.tmp, "nginx.conf"), "w").write(conf)
-            cmd = pin + ["nginx", "-p", self.tmp, "-c", "nginx.conf"]
+            cmd = ["nginx", "-p", self.tmp, "-c", "nginx.conf"]
             env = os.environ
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        self.proc = bl.start(cmd, port=self.port, env=env)
         time.sleep(0.3)
 
     def stop(self):
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM if self.name != "nchan" else signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        bl.stop(self.proc, signal.SIGTERM if self.name != "nchan" else signal.SIGQUIT, timeout=15)
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -123,13 +90,7 @@ class Server:
 
 
 def sseload(server, topic, *mode):
-    cmd = ["taskset", "-c", CLIENT_CORE, SSELOAD, "--sub", server.sub_url(), "--publish", server.pub_url(),
-           "--topic", topic]
-    for pid in server.pids():
-        cmd += ["--server-pid", str(pid)]
-    cmd += list(mode)
-    out = run(cmd, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return bl.sseload(SSELOAD, server.sub_url(), server.pub_url(), server.pids(), *mode, topic=topic)
 
 
 def oha(url, *args, seconds=10):
@@ -202,27 +163,20 @@ def measure_redis(quick):
         return None
     rport = free_port()
     rdir = tempfile.mkdtemp(prefix="ssehub-redis-")
-    redis = subprocess.Popen(["taskset", "-c", SERVER_CORE, "redis-server", "--port", str(rport), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no", "--dir", rdir],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(rport)
+    redis = bl.start(["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+                      "--save", "", "--appendonly", "no", "--dir", rdir], port=rport)
     url = f"redis://127.0.0.1:{rport}/"
 
     def node():
         port = free_port()
-        proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, SSEHUB, "--listen", f"127.0.0.1:{port}", "--tick", "0",
-                                 "--buffer", "100000", "--max-topic-bytes", str(64 << 20), "--redis", url],
-                                env=dict(os.environ, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(port)
+        proc = bl.start([SSEHUB, "--listen", f"127.0.0.1:{port}", "--tick", "0", "--buffer", "100000",
+                         "--max-topic-bytes", str(64 << 20), "--redis", url],
+                        port=port, env=dict(os.environ, RUST_LOG="warn"))
         return port, proc
 
     def load(sub_port, pub_port, pids, topic, *mode):
-        cmd = ["taskset", "-c", CLIENT_CORE, SSELOAD, "--sub", f"http://127.0.0.1:{sub_port}/events/{{topic}}",
-               "--publish", f"http://127.0.0.1:{pub_port}/events/{{topic}}", "--topic", topic]
-        for pid in pids:
-            cmd += ["--server-pid", str(pid)]
-        out = run(cmd + list(mode), capture_output=True, text=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return bl.sseload(SSELOAD, f"http://127.0.0.1:{sub_port}/events/{{topic}}",
+                          f"http://127.0.0.1:{pub_port}/events/{{topic}}", pids, *mode, topic=topic)
 
     secs = "3" if quick else "10"
     results = {}
@@ -234,11 +188,9 @@ def measure_redis(quick):
         results["redis_two_nodes_2000x50"] = load(b, a, pids, "two", "fanout", "--subscribers", "2000", "--rate", "50", "--seconds", secs)
         results["redis_two_nodes_saturation_2000"] = load(b, a, pids, "sat", "fanout", "--subscribers", "2000", "--burst", "2000" if quick else "5000")
         for p in (pa, pb):
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=15)
+            bl.stop(p, timeout=15)
     finally:
-        redis.kill()
-        redis.wait()
+        bl.stop(redis, signal.SIGKILL)
         shutil.rmtree(rdir, ignore_errors=True)
     for k, v in results.items():
         log(k, json.dumps(v))
@@ -301,29 +253,6 @@ def oha_summary(r):
 
 # ---------------------------------------------------------------- report ----
 
-def machine():
-    cpu = "unknown"
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(open("/proc/meminfo").readline().split()[1]) // 1024 // 1024
-    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    oha_v = subprocess.run(["oha", "--version"], capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return f"{cpu}, {os.cpu_count()} cores, {mem} GiB, Linux {platform.release()}; {nginx}; {oha_v}; ssehub {commit}"
-
-
-def fmt(v, unit=""):
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        if abs(v) >= 100:
-            return f"{v:,.0f}{unit}"
-        return f"{v:.2f}{unit}"
-    return f"{v:,}{unit}"
-
-
 def ratio(ours, peers, lower_better):
     vals = [p for p in peers if p is not None and p > 0]
     if ours is None or not vals:
@@ -332,7 +261,8 @@ def ratio(ours, peers, lower_better):
     return f"{ours / best:.2f}", best
 
 
-def write_report(results, quick, path):
+def report(results, meta):
+    """The full report of one run, from its results (and their `meta`)."""
     servers = [s for s in ("ssehub", "axum", "nchan") if s in results]
     redis = results.get("redis")
     peers = [s for s in servers if s != "ssehub"]
@@ -432,12 +362,12 @@ Publisher flat out, 2,000 subscribers on node B, publishing on node A:
 {fmt(sat['deliveries_per_s']) if sat else 'n/a'} deliveries/s,
 {fmt(sat['lost_dup_ooo']) if sat else 'n/a'} lost.
 """
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = f"""# Benchmarks
+    return f"""# Against the peers: ssehub, axum, nginx+Nchan
 
-Generated by `python3 benches/run.py{' --quick' if quick else ''}` on {date}.
+Generated by `{meta.get('command', 'python3 benches/run.py')}` on {meta.get('date', '?')}.
+Raw numbers: the .json file of the same name; charts: its -*.svg files.
 
-Machine: {machine()}.
+Machine: {meta.get('machine', 'not recorded')}.
 Servers pinned to core 0, the load tools to core 1 (`taskset`). A fresh
 server process per scenario; the fixed-rate scenarios run three times and
 the run with the median p99 is shown (all three p99s are in the raw
@@ -451,7 +381,7 @@ ratios within one run, not absolute numbers across runs.
 - **nchan**: nginx 1.22 with Nchan (Debian's `nginx-light` and
   `libnginx-mod-nchan`), `benches/peers/nginx-nchan.conf`, one worker.
 
-The load tool is `examples/sseload.rs` (one thread, raw sockets, no
+The load tool is `benches/sseload/main.rs` (one thread, raw sockets, no
 allocation per event). Its own CPU is reported: near 100% would mean the
 figure describes the client, not the server. Ratios are ssehub / best peer:
 above 1 is better for throughput, below 1 is better for latency, CPU and
@@ -495,43 +425,32 @@ memory.
 - **Replay-and-close** is one `writev` per response (head, preamble,
   events, last chunk), about what nginx does for a static file.
 
-## Raw results
-
-```json
-{json.dumps(results, indent=1, sort_keys=True)}
-```
 """
-    # Sections other scripts write (benches/durable.py) or that are kept by
-    # hand (the storage engine's evaluation) sit between `<!-- NAME:begin -->`
-    # and `<!-- NAME:end -->` markers: keep them, before "What bounds".
-    if os.path.exists(path):
-        kept = "".join(m.group(0) + "\n" for m in
-                       re.finditer(r"<!-- (\w+):begin -->.*?<!-- \1:end -->", open(path).read(), re.S))
-        if kept:
-            anchor = "## What bounds each number"
-            text = text.replace(anchor, kept + "\n" + anchor, 1)
-    open(path, "w").write(text)
-    log("wrote", path)
-
-
-def dig(d, *keys):
-    for k in keys:
-        if d is None:
-            return None
-        d = d.get(k)
-    return d
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    global SSEHUB, SSELOAD
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="ssehub,axum,nchan,redis")
-    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--json", default=None, help="also save raw results here")
+    ap.add_argument("--out-dir", default=bl.RESULTS, help="where the results, report and charts go")
+    ap.add_argument("--from", dest="from_", metavar="RESULTS_JSON",
+                    help="no run: write the report and the charts of this results file again, beside it")
     ap.add_argument("--skip-build", action="store_true")
     args = ap.parse_args()
-    if not args.skip_build:
-        run(["cargo", "build", "--release", "--bin", "ssehub", "--example", "sseload"], cwd=ROOT)
+    if args.from_:
+        res = bl.load_results(args.from_)
+        md = os.path.splitext(args.from_)[0] + ".md"
+        open(md, "w").write(report(res, res["meta"]))
+        log("wrote", md)
+        import charts
+        for svg in charts.draw(args.from_):
+            log("wrote", svg)
+        return
+    if args.skip_build:
+        SSEHUB, SSELOAD = bl.built()
+    else:
+        SSEHUB, SSELOAD = bl.build()
         run(["cargo", "build", "--release"], cwd=AXUM_DIR)
     results = {}
     for name in args.only.split(","):
@@ -539,9 +458,10 @@ def main():
             results["redis"] = measure_redis(args.quick)
         else:
             results[name] = measure(name, args.quick)
-    if args.json:
-        json.dump(results, open(args.json, "w"), indent=1)
-    write_report(results, args.quick, args.out)
+    command = "python3 benches/run.py" + (" --quick" if args.quick else "") + (
+        f" --only {args.only}" if args.only != "ssehub,axum,nchan,redis" else "")
+    meta = {"date": bl.now(), "command": command, "machine": bl.machine(["nginx", "-v"], ["oha", "--version"])}
+    bl.write_results("peers", results, meta["command"], meta["machine"], report(results, meta), out_dir=args.out_dir)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,16 @@
 //! event. Prints one JSON object.
 //!
 //! ```sh
-//! cargo run --release --example sseload -- \
+//! cargo bench --bench sseload -- \
 //!     --sub 'http://127.0.0.1:8080/events/{topic}' \
 //!     --publish 'http://127.0.0.1:8080/events/{topic}' \
 //!     --server-pid "$(pgrep -x ssehub)" \
 //!     fanout --subscribers 2000 --rate 50 --seconds 10
 //! ```
+//!
+//! A bench target (`harness = false`), not an example: it is a tool for
+//! measuring servers, not a demonstration of the library. `cargo bench` and
+//! `cargo test --benches` run it without a mode, and it exits at once.
 //!
 //! Modes:
 //! - `fanout`: N subscribers; a publisher at a fixed rate for some seconds,
@@ -959,7 +963,15 @@ async fn resume(args: &Args, subscribers: usize, history: u64, back: u64) -> ser
 }
 
 fn main() {
-    let args = Args::parse();
+    // A bench target without a harness: `cargo bench` appends `--bench` to
+    // the arguments and `cargo test --benches` passes none. Neither asks
+    // for a load run, so with nothing else given there is nothing to do.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().filter(|a| a != "--bench").collect();
+    if argv.len() <= 1 {
+        eprintln!("sseload: no mode given, nothing to run (see --help)");
+        return;
+    }
+    let args = Args::parse_from(argv);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
