@@ -45,7 +45,8 @@ def _short(v):
 def _ticks(lo, hi, log):
     """Axis ticks between lo and hi: powers of 10 (log) or 4-6 round steps."""
     if log:
-        return [10 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+        first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        return [10 ** e for e in range(first, max(last, first + 1) + 1)]
     raw = hi / 5
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
@@ -66,6 +67,9 @@ class Panel:
         left, right, top, bottom = 62, 10, 26, 46
         px, py, pw, ph = x + left, y + top, w - left - right, h - top - bottom
         vals = [v for row in self.values for v in row if v is not None and v > 0]
+        if not vals:
+            return (f'<text x="{x + w / 2:.1f}" y="{y + h / 2:.1f}" text-anchor="middle" font-size="12" '
+                    f'fill="#888">{escape(self.title)}: not measured in this run</text>')
         hi = max(vals) * (1.15 if not self.log else 1.0)
         lo = min(vals) if self.log else 0
         ticks = _ticks(lo, hi, self.log)
@@ -129,7 +133,7 @@ def figure(title, panels, series, cols=None, panel_w=420, panel_h=260, note=None
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" {FONT}>',
            f'<rect width="{w}" height="{h}" fill="white"/>',
            f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">{escape(title)}</text>']
-    step = max(len(s) for s in series) * 7 + 34
+    step = max((len(s) for s in series), default=0) * 7 + 34
     lx = w / 2 - len(series) * step / 2
     for si, s in enumerate(series):
         out.append(f'<rect x="{lx + si * step:.1f}" y="32" width="12" height="12" fill="{PALETTE[si % len(PALETTE)]}"/>')
@@ -155,6 +159,8 @@ def _dig(d, *keys):
 def peers(res, source):
     """ssehub against axum and nginx+Nchan (benches/run.py)."""
     servers = [s for s in ("ssehub", "axum", "nchan") if res.get(s)]
+    if not servers:
+        return {}
     fixed = [("latency_100x1000", "100 subs x 1,000 ev/s"), ("latency_2000x20", "2,000 subs x 20 ev/s"),
              ("rate_2000x50", "2,000 subs x 50 ev/s"), ("rate_10000x10", "10,000 subs x 10 ev/s")]
     pcts = [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")]
