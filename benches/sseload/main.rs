@@ -47,7 +47,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 #[derive(Debug, Parser)]
-#[command(about = "Load generator for SSE servers (loopback only)")]
+#[command(
+    name = "sseload",
+    about = "Load generator for SSE servers (loopback only)"
+)]
 struct Args {
     /// Subscribe URL, `{topic}` replaced: http://127.0.0.1:8080/events/{topic}
     #[arg(long)]
