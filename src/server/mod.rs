@@ -519,7 +519,7 @@ impl<S: Serve> Conn<S> {
     }
 
     async fn serve_tls(
-        self,
+        mut self,
         tls: self::tls::TlsConfig,
         stream: TcpStream,
         peer: SocketAddr,
@@ -531,7 +531,12 @@ impl<S: Serve> Conn<S> {
         };
         match handshake {
             Ok(Ok((stream, h2))) => {
+                // ALPN `h2` binds the client to HTTP/2 (RFC 9113, 3.2):
+                // hyper's HTTP/2 alone. Otherwise HTTP/1.1, on the fast
+                // path (a client that sends the HTTP/2 preface anyway is
+                // handed to hyper there).
                 if h2 {
+                    self.builder = Arc::new((*self.builder).clone().http2_only());
                     self.hyper(stream).await
                 } else {
                     self.serve(stream).await
