@@ -642,7 +642,8 @@ fn reject(
         .header_read_timeout(timeout);
     tokio::spawn(async move {
         let svc = service_fn(|req: Request| {
-            let res = refuse(why, req.headers(), Some(&stats.refusals));
+            let mut res = refuse(why, req.headers(), Some(&stats.refusals));
+            stats.refusals.decorate(req.headers(), &mut res);
             async { Ok::<Response<ResponseBody>, Infallible>(res) }
         });
         let work = async {
