@@ -616,6 +616,68 @@ async fn tls_negotiates_h2_and_multiplexes_twenty_streams() {
     assert_eq!(events(&Parser::new().feed(&body))[0].data, "to every tab");
 }
 
+/// Everything a TLS client receives until the server closes (or `WAIT`).
+#[cfg(feature = "tls")]
+async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = tokio::time::Instant::now() + support::WAIT;
+    // A reset or a missing `close_notify` ends the reading too.
+    while let Ok(Ok(n)) = tokio::time::timeout_at(end, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// Regression guard (a mutation that survived every test: the ALPN `h2`
+/// check of `serve_tls` inverted, since hyper's detection and the fast
+/// path's hand-off each serve both protocols). ALPN decides: after `h2`
+/// the connection is HTTP/2 only (RFC 9113, 3.2), so an HTTP/1.1 request
+/// gets the HTTP/2 server preface (a SETTINGS frame) and no HTTP/1.1
+/// answer; after `http/1.1`, or no ALPN, it is HTTP/1.1.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn alpn_decides_the_protocol_of_a_tls_connection() {
+    use support::tls::{test_tls, tls_connect};
+
+    let (tls, roots) = test_tls();
+    let mut config = ServerConfig::default();
+    config.tls = Some(tls);
+    let server = TestServer::start_with(SseService::new(Hub::new()), config).await;
+    server.hub.publish("t", Event::new("x")).await.unwrap();
+    let e = server.hub.epoch();
+    let get = format!(
+        "GET /events/t?limit=1&lastEventId={e}-0 HTTP/1.1\r\nHost: localhost\r\n\
+         Accept: text/event-stream\r\nConnection: close\r\n\r\n"
+    );
+
+    let mut h2 = tls_connect(server.addr, roots.clone(), &[b"h2", b"http/1.1"]).await;
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    h2.write_all(get.as_bytes()).await.unwrap();
+    let got = read_until_closed(&mut h2).await;
+    assert!(
+        got.len() >= 9 && got[3] == 0x4,
+        "an HTTP/2 SETTINGS frame first: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        !got.windows(8).any(|w| w == b"HTTP/1.1"),
+        "no HTTP/1.1 answer after ALPN h2: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    for alpn in [&[&b"http/1.1"[..]][..], &[]] {
+        let mut h1 = tls_connect(server.addr, roots.clone(), alpn).await;
+        h1.write_all(get.as_bytes()).await.unwrap();
+        let got = String::from_utf8_lossy(&read_until_closed(&mut h1).await).into_owned();
+        assert!(got.starts_with("HTTP/1.1 200 "), "{alpn:?}: {got:?}");
+        assert!(got.contains(&format!("data: x\nid: {e}-1\n\n")), "{got:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_answers_503_and_spares_existing_streams() {
     let mut config = ServerConfig::default();

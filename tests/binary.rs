@@ -297,5 +297,207 @@ async fn deadline_flags_and_their_variables_set_the_deadlines() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --idle-timeout"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'--idle-timeout <SECS>'") && stderr.contains("0.001 to 31,536,000"),
+        "{stderr}"
+    );
+}
+
+/// Runs the binary as a server with `args` and `env` on an ephemeral port
+/// and returns its exit status and stderr; panics if it is still running
+/// after `WAIT` (it accepted the flags and served).
+async fn startup_error(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args(["--listen", "127.0.0.1:0", "--tick", "0"])
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ssehub");
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} {env:?}: started instead of refusing"))
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} {env:?}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Regression (issue 20, finding 4): an empty secret failed open. `--jwt-key
+/// ''` (or `SSEHUB_JWT_KEY=`) let anyone subscribe, `--publish-token ''` fell
+/// back to the loopback rule (behind a proxy: anyone publishes), and
+/// `--data-dir ''` ran in memory, so `201` silently stopped meaning durable.
+/// Each is now a startup error naming the flag and its variable, as is an
+/// empty `--redis`, `--tls-cert`, `--tls-key`, `--cors-origin` and
+/// `ssehub token --key`.
+#[tokio::test]
+async fn empty_secrets_urls_and_paths_are_startup_errors() {
+    let cases: [(&str, &str, &[&str]); 7] = [
+        ("--jwt-key", "SSEHUB_JWT_KEY", &[]),
+        ("--publish-token", "SSEHUB_PUBLISH_TOKEN", &[]),
+        ("--data-dir", "SSEHUB_DATA_DIR", &[]),
+        ("--redis", "SSEHUB_REDIS", &[]),
+        (
+            "--tls-cert",
+            "SSEHUB_TLS_CERT",
+            &["--tls-key", "/nonexistent/key.pem"],
+        ),
+        (
+            "--tls-key",
+            "SSEHUB_TLS_KEY",
+            &["--tls-cert", "/nonexistent/cert.pem"],
+        ),
+        ("--cors-origin", "SSEHUB_CORS_ORIGIN", &[]),
+    ];
+    let mut runs = Vec::new();
+    for (flag, env, extra) in cases {
+        let want = if flag == "--cors-origin" {
+            "invalid origin \"\""
+        } else {
+            "must not be empty"
+        };
+        runs.push(tokio::spawn(async move {
+            let mut args = vec![flag, ""];
+            args.extend_from_slice(extra);
+            let (code, stderr) = startup_error(&args, &[]).await;
+            assert_eq!(code, Some(2), "{flag} '': {stderr}");
+            assert!(
+                stderr.contains(flag) && stderr.contains(env) && stderr.contains(want),
+                "{flag} '': {stderr}"
+            );
+            let (code, stderr) = startup_error(extra, &[(env, "")]).await;
+            assert_eq!(code, Some(2), "{env}=: {stderr}");
+            assert!(
+                stderr.contains(env) && stderr.contains(want),
+                "{env}=: {stderr}"
+            );
+        }));
+    }
+    for run in runs {
+        run.await.unwrap();
+    }
+
+    for env in [&[][..], &[("SSEHUB_JWT_KEY", "")][..]] {
+        let mut args = vec!["token", "--subscribe", "t"];
+        if env.is_empty() {
+            args.extend(["--key", ""]);
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+            .args(&args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert!(
+            stderr.contains("--key") && stderr.contains("must not be empty"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "no token printed");
+    }
+}
+
+/// Regression (issue 20, finding 6): odd values were accepted. Some
+/// panicked on use (`--retry 3000000000000000000` in every refusal,
+/// `--keep-alive 9223372036854775807` in every stream, `ssehub token --ttl
+/// 18446744073709551615` at once), others were clamped or meant nothing
+/// (`--retry-jitter 2`, `inf`, `NaN`; `--max-topics 0` became 1;
+/// `--max-connections 0` answered even `/healthz` with `503`;
+/// `--max-total-bytes 0` answered every publish `413`; `--retry 0` gave
+/// refused browsers 5-20 ms hints; `--cors-origin 'not a url'`). Each is a
+/// startup error naming the flag, its variable and the range, from the
+/// flag or the variable alike.
+#[tokio::test]
+async fn odd_values_are_startup_errors_that_name_the_flag_and_the_range() {
+    let cases = [
+        ("--retry", "3000000000000000000", "100 to 3,600,000"),
+        ("--retry", "0", "100 to 3,600,000"),
+        ("--keep-alive", "9223372036854775807", "0 to 86,400"),
+        ("--retry-jitter", "2", "0 to 1"),
+        ("--retry-jitter", "inf", "0 to 1"),
+        ("--retry-jitter", "NaN", "0 to 1"),
+        ("--max-topics", "0", "1 to 10,000,000"),
+        ("--max-connections", "0", "1 to 10,000,000"),
+        ("--max-total-bytes", "0", "1,024 to 1,099,511,627,776"),
+        ("--cors-origin", "not a url", "invalid origin \"not a url\""),
+        ("--cors-origin", "null", "invalid origin \"null\""),
+        (
+            "--cors-origin",
+            "https://app.example/path",
+            "invalid origin",
+        ),
+        ("--retain-age", "1e300", "0.001 to 3,153,600,000"),
+        ("--header-timeout", "0", "0.001 to 31,536,000"),
+    ];
+    let mut runs = Vec::new();
+    for (flag, value, want) in cases {
+        runs.push(tokio::spawn(async move {
+            let env = format!("SSEHUB_{}", flag[2..].replace('-', "_").to_uppercase());
+            let (code, stderr) = startup_error(&[&format!("{flag}={value}")], &[]).await;
+            assert_eq!(code, Some(2), "{flag} {value}: {stderr}");
+            for part in [flag, env.as_str(), want] {
+                assert!(
+                    stderr.contains(part),
+                    "{flag} {value}: {part:?} in {stderr}"
+                );
+            }
+            let (code, stderr) = startup_error(&[], &[(&env, value)]).await;
+            assert_eq!(code, Some(2), "{env}={value}: {stderr}");
+            assert!(
+                stderr.contains(&env) && stderr.contains(want),
+                "{env}={value}: {stderr}"
+            );
+        }));
+    }
+    for run in runs {
+        run.await.unwrap();
+    }
+
+    for ttl in ["18446744073709551615", "0", "315360001"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+            .args(["token", "--key", "k", "--subscribe", "t", "--ttl", ttl])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--ttl {ttl}: {stderr}");
+        assert!(
+            stderr.contains("--ttl") && stderr.contains("1 to 315,360,000"),
+            "{stderr}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args([
+            "token",
+            "--key",
+            "k",
+            "--subscribe",
+            "t",
+            "--ttl",
+            "315360000",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the longest TTL");
+}
+
+/// Origins are taken as browsers send them: a trailing `/` dropped, the
+/// scheme and host in lowercase, so `HTTPS://App.Example/` still matches
+/// `Origin: https://app.example`.
+#[tokio::test]
+async fn cors_origins_match_as_browsers_send_them() {
+    let (child, addr) = start(&["--tick", "0", "--cors-origin", "HTTPS://App.Example/"]).await;
+    let c = SseClient::get(addr, "/events/t", &[("Origin", "https://app.example")]).await;
+    assert_eq!(c.status, 200);
+    assert_eq!(
+        c.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    sigterm(&child);
 }

@@ -565,3 +565,37 @@ async fn shutdown_is_not_held_by_a_stuck_preface() {
     until_closed(&mut s, t0).await;
     assert!(t0.elapsed() < ServerConfig::default().shutdown_timeout);
 }
+
+/// Property over extreme deadlines (issue 20, finding 6, beyond the
+/// flags): a library user's `ServerConfig` with every deadline at
+/// `Duration::MAX` (or `u64::MAX` seconds) serves a stream, a publish, a
+/// `HEAD` and an HTTP/2 request without a panic (the clock cannot add
+/// such a duration).
+#[tokio::test]
+async fn extreme_deadlines_never_panic_the_server() {
+    for d in [Duration::MAX, Duration::from_secs(u64::MAX)] {
+        let mut config = ServerConfig::default();
+        config.header_read_timeout = d;
+        config.body_read_timeout = d;
+        config.idle_timeout = d;
+        config.shutdown_timeout = d;
+        let server = TestServer::start_with(SseService::new(Hub::new()), config).await;
+        let mut c = SseClient::get(server.addr, "/events/t", &[]).await;
+        assert_eq!(c.status, 200);
+        let (status, _) = request(server.addr, "POST", "/events/t", &[], b"x").await;
+        assert_eq!(status, 201);
+        assert_eq!(c.next_event().await.data, "x");
+        let (status, _) = request(server.addr, "HEAD", "/events/t", &[], b"").await;
+        assert_eq!(status, 200);
+        let mut h2 = TcpStream::connect(server.addr).await.unwrap();
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        let mut settings = [0u8; 9];
+        tokio::time::timeout(support::WAIT, h2.read_exact(&mut settings))
+            .await
+            .expect("the server's SETTINGS in time")
+            .unwrap();
+        assert_eq!(settings[3], 0x4, "a SETTINGS frame");
+    }
+}

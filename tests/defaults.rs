@@ -273,3 +273,107 @@ fn the_library_defaults_are_the_readme_limits() {
     }
     assert_eq!(rows.len(), 23);
 }
+
+/// `--flag` -> (its variable, its range), from the README's Flags table.
+fn readme_ranges() -> BTreeMap<String, (String, String)> {
+    table("## Flags")
+        .into_iter()
+        .map(|row| {
+            let name = code(&row[0]).unwrap().split(' ').next().unwrap().to_owned();
+            let env = row[0].split('`').nth(3).unwrap().to_owned();
+            (name, (env, row[2].clone()))
+        })
+        .collect()
+}
+
+/// Runs `ssehub ARGS token ...`: the flags are parsed (and checked) as for
+/// a server, then a token is printed instead of serving.
+fn parse_only(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .args(["token", "--key", "k", "--subscribe", "t"])
+        .output()
+        .unwrap()
+}
+
+/// The README's range of every flag is what the binary enforces: both ends
+/// (and 0 where it means off) are accepted; just past either end, `NaN`,
+/// `inf` and an empty value are startup errors that name the flag, its
+/// variable and the range as the README writes it, whether the value came
+/// from the flag or the variable. The Limits table states the same ranges.
+#[test]
+fn every_flag_range_in_the_readme_is_the_one_the_binary_enforces() {
+    let ranges = readme_ranges();
+    let mut numeric = 0;
+    for (flag, (env, range)) in &ranges {
+        let rejected = |value: &str, want: &str| {
+            let arg = format!("{flag}={value}");
+            for out in [
+                parse_only(&[&arg], &[]),
+                parse_only(&[], &[(env.as_str(), value)]),
+            ] {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{arg}: {stderr}");
+                for part in [flag.as_str(), env.as_str(), want] {
+                    assert!(stderr.contains(part), "{arg}: {part:?} in {stderr}");
+                }
+            }
+        };
+        let accepted = |value: &str| {
+            let arg = format!("{flag}={value}");
+            let out = parse_only(&[&arg], &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{arg}: {stderr}");
+        };
+        if range == "not empty" {
+            rejected("", "must not be empty");
+            continue;
+        }
+        let Some((lo, hi)) = range.split_once(" to ") else {
+            // `--listen` and `--cors-origin`: tests/binary.rs holds those.
+            assert!(
+                flag == "--listen" || flag == "--cors-origin",
+                "{flag}: {range}"
+            );
+            continue;
+        };
+        numeric += 1;
+        let off = lo.strip_prefix("0 (off), or ");
+        let lo = off.unwrap_or(lo);
+        let hi = hi.split(" (").next().unwrap();
+        let want = format!("{lo} to {hi}");
+        let (lo_n, hi_n): (f64, f64) = (
+            lo.replace(',', "").parse().unwrap(),
+            hi.replace(',', "").parse().unwrap(),
+        );
+        for v in [lo, hi] {
+            accepted(&v.replace(',', ""));
+        }
+        if off.is_some() {
+            accepted("0");
+        } else if lo_n > 0.0 {
+            let below = if lo.contains('.') {
+                lo_n / 2.0
+            } else {
+                lo_n - 1.0
+            };
+            rejected(&below.to_string(), &want);
+        }
+        rejected("-1", &want);
+        rejected(&(hi_n + 1.0).to_string(), &want);
+        for odd in ["NaN", "inf", ""] {
+            rejected(odd, &want);
+        }
+    }
+    assert_eq!(numeric, 20, "the README's numeric flags");
+
+    // The Limits table: the same range as the flag's row.
+    for row in table("## Limits and defaults") {
+        match code(&row[2]) {
+            Some(flag) => assert_eq!(row[3], ranges[flag].1, "{}", row[0]),
+            None => assert_eq!(row[3], "fixed", "{}", row[0]),
+        }
+    }
+}

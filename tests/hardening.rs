@@ -411,3 +411,56 @@ async fn head_answers_the_get_status_and_headers_without_a_body() {
     }
     assert_eq!(server.hub.stats().subscribers, 0);
 }
+
+/// Regression (issue 20, finding 6): a JWT whose `exp` is `2^63` or more
+/// overflowed the clock when its expiry was computed, a panic on every
+/// `GET` and `HEAD` that carried it: the connection dropped with no answer
+/// (the server survived). Such a token is invalid: `401`, on a single
+/// stream and on a stream of several topics.
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn a_token_expiring_beyond_the_clock_is_refused_not_a_panic() {
+    let server = TestServer::start_service(jwt_server_service()).await;
+    for exp in [
+        serde_json::json!(9_223_372_036_854_775_808u64),
+        serde_json::json!(u64::MAX),
+        serde_json::json!(253_402_300_800u64),
+    ] {
+        let token = mint_hs256(
+            SECRET,
+            &serde_json::json!({"exp": exp, "ssehub": {"subscribe": ["*"]}}),
+        );
+        for (method, path) in [
+            ("GET", format!("/events/t?access_token={token}")),
+            ("HEAD", format!("/events/t?access_token={token}")),
+            (
+                "GET",
+                format!("/events?topic=a&topic=b&access_token={token}"),
+            ),
+        ] {
+            let (status, headers, body) = request_full(
+                server.addr,
+                method,
+                &path,
+                &[("Accept", "text/event-stream")],
+                b"",
+            )
+            .await;
+            assert_eq!(status, 401, "{method} exp {exp}: {headers:?} {body}");
+        }
+    }
+    // The latest expiry that is valid still is.
+    let token = mint_hs256(
+        SECRET,
+        &serde_json::json!({"exp": 253_402_300_799u64, "ssehub": {"subscribe": ["t"]}}),
+    );
+    let (status, _, _) = request_full(
+        server.addr,
+        "HEAD",
+        &format!("/events/t?access_token={token}"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+}

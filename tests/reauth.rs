@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ssehub::http::JwtKey;
 use ssehub::{Event, Hub, SseService};
@@ -13,6 +13,28 @@ use support::{Item, TestServer, events, seq};
 
 const SECRET: &[u8] = b"reauth secret";
 
+/// How late after the token's `exp` the `reauth` event and the end may
+/// come: scheduling on a loaded machine. The stream's timer is set to `exp`
+/// itself ([`JWT_LEEWAY`](ssehub::http::JWT_LEEWAY) only widens the check
+/// of a token when a request arrives, not the life of its stream).
+const LATE: Duration = Duration::from_millis(1500);
+
+/// `exp` (whole seconds since the Unix epoch) as a time.
+fn at(exp: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(exp as u64)
+}
+
+/// Regression guard (a mutation that survived: a stream that ended 5 s
+/// after its token's `exp`, bounded only by a 10 s wait): `what` came no
+/// earlier than `exp` and no later than `exp` + [`LATE`].
+fn at_expiry(what: &str, exp: i64) {
+    let now = SystemTime::now();
+    let exp = at(exp);
+    assert!(now >= exp, "{what} before the token's exp");
+    let late = now.duration_since(exp).unwrap();
+    assert!(late <= LATE, "{what} {late:?} after the token's exp");
+}
+
 #[tokio::test]
 async fn a_stream_ends_with_reauth_when_its_token_expires_and_resumes_exactly() {
     let service = SseService::builder(Hub::new())
@@ -20,15 +42,15 @@ async fn a_stream_ends_with_reauth_when_its_token_expires_and_resumes_exactly() 
         .build();
     let server = TestServer::start_service(service).await;
     let e = server.hub.epoch();
-    let token = |ttl: i64| {
+    let token = |exp: i64| {
         mint_hs256(
             SECRET,
-            &serde_json::json!({"exp": now() + ttl, "ssehub": {"subscribe": ["t"]}}),
+            &serde_json::json!({"exp": exp, "ssehub": {"subscribe": ["t"]}}),
         )
     };
-    let started = std::time::Instant::now();
+    let exp = now() + 2;
     let mut c = server
-        .subscribe(&format!("/events/t?access_token={}", token(2)))
+        .subscribe(&format!("/events/t?access_token={}", token(exp)))
         .await;
     assert_eq!(c.status, 200);
     for i in 1..=3 {
@@ -47,16 +69,14 @@ async fn a_stream_ends_with_reauth_when_its_token_expires_and_resumes_exactly() 
             None => panic!("ended without reauth"),
         }
     };
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "not before the expiry"
-    );
+    at_expiry("reauth", exp);
     assert_eq!(seen, [1, 2, 3]);
     let data: serde_json::Value = serde_json::from_str(&reauth.data).unwrap();
     assert_eq!(data["reason"], "expired");
     assert_eq!(data["lastEventId"], format!("{e}-3"));
     assert_eq!(reauth.last_event_id, format!("{e}-3"));
     c.expect_end().await;
+    at_expiry("the end", exp);
     assert!(
         c.ended_cleanly(),
         "the response ends, the client reconnects"
@@ -68,7 +88,7 @@ async fn a_stream_ends_with_reauth_when_its_token_expires_and_resumes_exactly() 
     let mut c = server
         .subscribe(&format!(
             "/events/t?access_token={}&lastEventId={e}-3&limit=1",
-            token(60)
+            token(now() + 60)
         ))
         .await;
     let evs = events(&c.until_end().await);
@@ -78,7 +98,7 @@ async fn a_stream_ends_with_reauth_when_its_token_expires_and_resumes_exactly() 
     // The expired token itself is refused: a browser without `reauth`
     // handling would stop here.
     let c = server
-        .subscribe(&format!("/events/t?access_token={}", token(-10)))
+        .subscribe(&format!("/events/t?access_token={}", token(now() - 10)))
         .await;
     assert_eq!(c.status, 401);
 }
@@ -93,16 +113,17 @@ async fn a_stream_of_several_topics_gets_one_reauth_with_every_position() {
         .build();
     let server = TestServer::start_service(service).await;
     let e = server.hub.epoch();
-    let token = |ttl: i64| {
+    let token = |exp: i64| {
         mint_hs256(
             SECRET,
-            &serde_json::json!({"exp": now() + ttl, "ssehub": {"subscribe": ["a", "b"]}}),
+            &serde_json::json!({"exp": exp, "ssehub": {"subscribe": ["a", "b"]}}),
         )
     };
+    let exp = now() + 2;
     let mut c = server
         .subscribe(&format!(
             "/events?topic=a&topic=b&access_token={}",
-            token(2)
+            token(exp)
         ))
         .await;
     assert_eq!(c.status, 200);
@@ -117,6 +138,7 @@ async fn a_stream_of_several_topics_gets_one_reauth_with_every_position() {
             None => panic!("ended without reauth"),
         }
     };
+    at_expiry("reauth", exp);
     seen.sort();
     assert_eq!(seen, [("a".into(), "a1".into()), ("b".into(), "b1".into())]);
     let data: serde_json::Value = serde_json::from_str(&reauth.data).unwrap();
@@ -124,6 +146,7 @@ async fn a_stream_of_several_topics_gets_one_reauth_with_every_position() {
     assert_eq!(data["lastEventId"], format!("{e}-1.1"));
     assert_eq!(reauth.last_event_id, format!("{e}-1.1"));
     c.expect_end().await;
+    at_expiry("the end", exp);
     assert!(c.ended_cleanly());
 
     server.hub.publish("a", Event::new("a2")).await.unwrap();
@@ -131,7 +154,7 @@ async fn a_stream_of_several_topics_gets_one_reauth_with_every_position() {
     let mut c = server
         .subscribe(&format!(
             "/events?topic=a&topic=b&access_token={}&lastEventId={e}-1.1&limit=2",
-            token(60)
+            token(now() + 60)
         ))
         .await;
     let got: Vec<_> = events(&c.until_end().await)

@@ -8,6 +8,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ssehub::http::CorsOrigins;
 use ssehub::server::ServerConfig;
 use ssehub::{Event, Hub, SseService};
 use support::chaos::{Chaos, ChaosProxy};
@@ -158,6 +159,72 @@ async fn over_the_connection_limit_a_browser_gets_a_hint_and_others_503() {
         (5_000, 20_000),
     )
     .await;
+}
+
+/// Regression (issue 20, finding 5): a transient refusal echoed any
+/// `Origin` with `Access-Control-Allow-Credentials: true`, `null` too,
+/// although the service listed only `https://app.example` (and the README
+/// says unlisted origins get no CORS headers). A refusal follows the same
+/// rule as the stream it stands for: the service's refusals (every topic
+/// slot taken) and the server's own (over the per-IP connection limit,
+/// answered before any service sees the request) alike.
+#[tokio::test]
+async fn refusals_follow_the_services_cors_policy() {
+    let hub = Hub::builder().max_topics(1).build();
+    let service = SseService::builder(hub.clone())
+        .cors(CorsOrigins::from_list(&["https://app.example"]))
+        .build();
+    let mut config = ServerConfig::default();
+    config.max_connections_per_ip = Some(2);
+    let server = TestServer::start_with(service, config).await;
+    let addr = server.addr;
+    let holder = SseClient::get(addr, "/events/a", &[]).await;
+    assert_eq!(holder.status, 200);
+    let _first = connect_from([127, 0, 0, 3], addr).await;
+    let _second = connect_from([127, 0, 0, 3], addr).await;
+
+    let cases = [
+        // (from, path, reason): the service's refusal, then the server's.
+        ([127, 0, 0, 2], "/events/b", "too many topics"),
+        (
+            [127, 0, 0, 3],
+            "/events/a",
+            "too many connections from this address",
+        ),
+    ];
+    for (from, path, reason) in cases {
+        for origin in ["null", "https://evil.example", "https://app.example"] {
+            let conn = connect_from(from, addr).await;
+            let mut c = SseClient::get_on(conn, path, &[("Origin", origin)]).await;
+            assert_eq!(c.status, 200, "{reason} {origin}");
+            let items = c.until_end().await;
+            assert!(
+                matches!(&items[0], Item::Comment(why) if why.trim() == reason),
+                "{items:?}"
+            );
+            let mut cors: Vec<(&str, &str)> = c
+                .headers
+                .iter()
+                .filter(|(k, _)| k.starts_with("access-control-") || k == "vary")
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            cors.sort();
+            if origin == "https://app.example" {
+                assert_eq!(
+                    cors,
+                    [
+                        ("access-control-allow-credentials", "true"),
+                        ("access-control-allow-origin", origin),
+                        ("vary", "origin"),
+                    ],
+                    "{reason}"
+                );
+            } else {
+                assert_eq!(cors, [("vary", "origin")], "{reason} {origin}");
+            }
+        }
+    }
+    drop(holder);
 }
 
 /// A request on a connection kept open: `POST` with a keep-alive answer.

@@ -31,8 +31,10 @@ pub enum CorsOrigins {
 }
 
 impl CorsOrigins {
-    /// The policy for a list of origins as given on the command line: empty
-    /// is [`CorsOrigins::StreamsOnly`], any `*` is [`CorsOrigins::Any`].
+    /// The policy for a list of origins: empty is
+    /// [`CorsOrigins::StreamsOnly`], any `*` is [`CorsOrigins::Any`]. The
+    /// entries are not checked (one that is not an origin matches no
+    /// request); [`CorsOrigins::try_from_list`] checks them.
     pub fn from_list<S: AsRef<str>>(origins: &[S]) -> Self {
         if origins.is_empty() {
             CorsOrigins::StreamsOnly
@@ -45,6 +47,65 @@ impl CorsOrigins {
                     .map(|o| o.as_ref().trim_end_matches('/').to_owned())
                     .collect(),
             )
+        }
+    }
+
+    /// The policy for a list of origins as given on the command line, each
+    /// checked with [`CorsOrigins::parse_origin`]: empty is
+    /// [`CorsOrigins::StreamsOnly`], any `*` is [`CorsOrigins::Any`].
+    ///
+    /// # Errors
+    ///
+    /// The first entry that is neither `*` nor an origin.
+    pub fn try_from_list<S: AsRef<str>>(origins: &[S]) -> Result<Self, InvalidOrigin> {
+        let parsed = origins
+            .iter()
+            .map(|o| CorsOrigins::parse_origin(o.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CorsOrigins::from_list(&parsed))
+    }
+
+    /// An origin as browsers send it in `Origin`: `http://` or `https://`,
+    /// a host and an optional port, nothing after but an optional `/`
+    /// (dropped); the scheme and host in lowercase (as browsers send them,
+    /// so that an origin written `https://App.example` still matches). `*`
+    /// stands for every origin. `null` (sandboxed frames, `file:` pages) is
+    /// not accepted: every such page sends it.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidOrigin`] for anything else (an empty string, a path, a
+    /// query, user info, another scheme, a bad port).
+    pub fn parse_origin(s: &str) -> Result<String, InvalidOrigin> {
+        if s == "*" {
+            return Ok(s.to_owned());
+        }
+        let bad = || InvalidOrigin(s.to_owned());
+        let lower = s.to_ascii_lowercase();
+        let trimmed = lower.strip_suffix('/').unwrap_or(&lower);
+        let authority = trimmed
+            .strip_prefix("https://")
+            .or_else(|| trimmed.strip_prefix("http://"))
+            .ok_or_else(bad)?;
+        let (host, port) = match authority.rsplit_once(':') {
+            // `[v6]` without a port.
+            Some((h, p)) if !authority.ends_with(']') => (h, Some(p)),
+            _ => (authority, None),
+        };
+        let host_ok = if let Some(v6) = host.strip_prefix('[') {
+            v6.strip_suffix(']')
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        } else {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        };
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+        if host_ok && port_ok {
+            Ok(trimmed.to_owned())
+        } else {
+            Err(bad())
         }
     }
 
@@ -152,6 +213,22 @@ impl CorsOrigins {
     }
 }
 
+/// A configured origin that is not one (see [`CorsOrigins::parse_origin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidOrigin(String);
+
+impl std::fmt::Display for InvalidOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invalid origin {:?}: expected `*` or http(s)://host[:port]",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidOrigin {}
+
 /// Whether `origin` (`scheme://host[:port]`) names the server the request
 /// was sent to (its `Host` or `:authority`).
 fn same_origin(origin: &HeaderValue, authority: Option<&str>) -> bool {
@@ -185,6 +262,50 @@ mod tests {
         assert!(list.may_publish(Some(&a), Some("localhost:8080")));
         assert!(!list.may_publish(Some(&hv("https://b.example")), None));
         assert!(CorsOrigins::from_list(&["*"]).may_publish(Some(&a), None));
+    }
+
+    #[test]
+    fn origins_are_checked_and_normalised() {
+        for (given, want) in [
+            ("*", "*"),
+            ("https://app.example", "https://app.example"),
+            ("HTTPS://App.Example/", "https://app.example"),
+            ("http://localhost:8080", "http://localhost:8080"),
+            ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
+            ("http://[::1]", "http://[::1]"),
+            ("http://[::1]:8080/", "http://[::1]:8080"),
+        ] {
+            assert_eq!(CorsOrigins::parse_origin(given).as_deref(), Ok(want));
+        }
+        for bad in [
+            "",
+            "null",
+            "not a url",
+            "app.example",
+            "ftp://app.example",
+            "https://",
+            "https://app.example/path",
+            "https://app.example?q",
+            "https://user@app.example",
+            "https://app.example:",
+            "https://app.example:0",
+            "https://app.example:65536",
+            "https://[::1",
+            "https://[zz]:80",
+            "https://app example",
+            "*.example",
+        ] {
+            assert!(CorsOrigins::parse_origin(bad).is_err(), "{bad:?}");
+        }
+        assert!(CorsOrigins::try_from_list(&["https://a.example", ""]).is_err());
+        assert_eq!(
+            CorsOrigins::try_from_list(&["HTTPS://A.example/"]),
+            Ok(CorsOrigins::List(vec!["https://a.example".into()]))
+        );
+        assert_eq!(
+            CorsOrigins::try_from_list::<&str>(&[]),
+            Ok(CorsOrigins::StreamsOnly)
+        );
     }
 
     #[test]

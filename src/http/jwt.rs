@@ -19,6 +19,12 @@ use crate::http::auth::Decision;
 /// and start (`nbf`).
 pub const JWT_LEEWAY: Duration = Duration::from_secs(2);
 
+/// The latest expiry a token may have: 9999-12-31T23:59:59Z, in seconds
+/// since the Unix epoch. A token with a later `exp` is invalid (its expiry
+/// would overflow the clock), and [`JwtKey::issue`] refuses a TTL that
+/// reaches past it.
+pub const MAX_JWT_EXP: u64 = 253_402_300_799;
+
 /// The topics a token grants.
 ///
 /// Patterns are a topic name, a prefix followed by `*` (`chat:*`), or `*`
@@ -128,30 +134,58 @@ pub struct JwtKey {
 
 impl JwtKey {
     /// A key from a shared secret.
+    ///
+    /// # Panics
+    ///
+    /// If `secret` is empty: anyone could sign tokens with it. Use
+    /// [`JwtKey::try_hs256`] for a secret read from configuration.
+    #[track_caller]
     pub fn hs256(secret: &[u8]) -> Self {
+        match JwtKey::try_hs256(secret) {
+            Ok(key) => key,
+            Err(e) => panic!("JwtKey::hs256: {e}"),
+        }
+    }
+
+    /// A key from a shared secret, for a secret read from configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::EmptySecret`] if `secret` is empty: anyone could sign
+    /// tokens with it, so it must not stand for "no check".
+    pub fn try_hs256(secret: &[u8]) -> Result<Self, AuthError> {
+        if secret.is_empty() {
+            return Err(AuthError::EmptySecret);
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = JWT_LEEWAY.as_secs();
         validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp"]);
-        JwtKey {
+        Ok(JwtKey {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-        }
+        })
     }
 
     /// Issues a token with these grants, valid for `ttl`.
     ///
     /// # Errors
     ///
-    /// [`AuthError::Jwt`] if the token cannot be encoded.
+    /// [`AuthError::TtlTooLong`] if the token would expire after
+    /// [`MAX_JWT_EXP`]; [`AuthError::Jwt`] if it cannot be encoded.
     pub fn issue(&self, grants: &Grants, ttl: Duration) -> Result<String, AuthError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        let exp = now
+            .checked_add(ttl)
+            .map(|exp| exp.as_secs())
+            .filter(|exp| *exp <= MAX_JWT_EXP)
+            .ok_or(AuthError::TtlTooLong)?;
         let claims = Claims {
-            exp: (now + ttl).as_secs(),
+            exp,
             ssehub: grants.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -164,7 +198,8 @@ impl JwtKey {
     /// # Errors
     ///
     /// [`AuthError::Expired`], [`AuthError::NotYetValid`] or
-    /// [`AuthError::InvalidToken`].
+    /// [`AuthError::InvalidToken`] (also for an `exp` after
+    /// [`MAX_JWT_EXP`]).
     pub fn verify(&self, token: &str) -> Result<Grants, AuthError> {
         self.verify_until(token).map(|(grants, _)| grants)
     }
@@ -172,6 +207,9 @@ impl JwtKey {
     /// As [`JwtKey::verify`], with the token's expiry.
     fn verify_until(&self, token: &str) -> Result<(Grants, SystemTime), AuthError> {
         match jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) {
+            // An expiry the clock cannot hold (`exp >= 2^63` overflowed it,
+            // a panic on every request with such a token) means nothing.
+            Ok(data) if data.claims.exp > MAX_JWT_EXP => Err(AuthError::InvalidToken),
             Ok(data) => Ok((
                 data.claims.ssehub,
                 UNIX_EPOCH + Duration::from_secs(data.claims.exp),
@@ -205,6 +243,10 @@ pub enum AuthError {
     NotYetValid,
     /// The JWT library failed to encode a token (the cause is the source).
     Jwt(jsonwebtoken::errors::Error),
+    /// A key was asked for with an empty secret.
+    EmptySecret,
+    /// A token was asked for that would expire after [`MAX_JWT_EXP`].
+    TtlTooLong,
 }
 
 impl fmt::Display for AuthError {
@@ -215,6 +257,8 @@ impl fmt::Display for AuthError {
             AuthError::Expired => f.write_str("token expired"),
             AuthError::NotYetValid => f.write_str("token not yet valid"),
             AuthError::Jwt(_) => f.write_str("cannot encode token"),
+            AuthError::EmptySecret => f.write_str("empty secret"),
+            AuthError::TtlTooLong => f.write_str("token would expire after year 9999"),
         }
     }
 }
@@ -326,6 +370,72 @@ mod tests {
             access.check_subscribe(&HeaderMap::new(), Some(&forged), "a"),
             Decision::Unauthorized("invalid token".into())
         );
+    }
+
+    /// Regression (issue 20, finding 4): a key from an empty secret is one
+    /// anyone can sign with; it is an error, never a key.
+    #[test]
+    fn an_empty_secret_is_no_key() {
+        assert!(matches!(
+            JwtKey::try_hs256(b""),
+            Err(AuthError::EmptySecret)
+        ));
+        assert!(JwtKey::try_hs256(b"k").is_ok());
+        let panicked = std::panic::catch_unwind(|| JwtKey::hs256(b""));
+        assert!(panicked.is_err());
+    }
+
+    /// Regression (issue 20, finding 6): `ssehub token --ttl
+    /// 18446744073709551615` overflowed `now + ttl` and panicked; a token
+    /// with `exp >= 2^63` overflowed the clock on every request that
+    /// carried it. Neither panics: a TTL past [`MAX_JWT_EXP`] is an error,
+    /// such a token is invalid.
+    #[test]
+    fn extreme_expiries_are_errors_not_panics() {
+        let key = JwtKey::hs256(b"k");
+        let grants = Grants::new().subscribe("a").unwrap();
+        for ttl in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX),
+            Duration::from_secs(i64::MAX as u64 + 1),
+            Duration::from_secs(MAX_JWT_EXP),
+        ] {
+            assert!(
+                matches!(key.issue(&grants, ttl), Err(AuthError::TtlTooLong)),
+                "{ttl:?}"
+            );
+        }
+        for ttl in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_secs(3600),
+        ] {
+            assert!(key.issue(&grants, ttl).is_ok(), "{ttl:?}");
+        }
+        let at = |exp: u64| {
+            let claims = Claims {
+                exp,
+                ssehub: grants.clone(),
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key.encoding).unwrap()
+        };
+        for exp in [
+            MAX_JWT_EXP + 1,
+            i64::MAX as u64,
+            i64::MAX as u64 + 1,
+            u64::MAX,
+        ] {
+            let token = at(exp);
+            assert_eq!(key.verify(&token), Err(AuthError::InvalidToken), "{exp}");
+            assert_eq!(
+                key.subscribe_decision(&token, "a"),
+                Decision::Unauthorized("invalid token".into())
+            );
+        }
+        assert!(matches!(
+            key.subscribe_decision(&at(MAX_JWT_EXP), "a"),
+            Decision::AllowUntil(_)
+        ));
     }
 
     #[test]

@@ -44,10 +44,10 @@ pub(crate) mod tokens;
 pub use self::auth::{AccessRequest, Authorize, Decision};
 pub use self::body::ResponseBody;
 pub use self::connections::ConnectionStats;
-pub use self::cors::CorsOrigins;
+pub use self::cors::{CorsOrigins, InvalidOrigin};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::jwt::{AuthError, Grants, JWT_LEEWAY, JwtKey};
+pub use self::jwt::{AuthError, Grants, JWT_LEEWAY, JwtKey, MAX_JWT_EXP};
 pub use self::publish::BodyError;
 pub use self::service::{
     DEFAULT_MAX_TOPICS_PER_STREAM, DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig,

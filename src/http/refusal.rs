@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::body::ResponseBody;
+use super::cors::CorsOrigins;
 use crate::hub::HubError;
 
 /// Why a stream request was refused for now.
@@ -86,7 +87,11 @@ impl Refusal {
     /// default, which gives 1-4 s for a restart, 2-8 s for storage, 5-15 s
     /// for topics and 5-20 s for connections): short for a restart, long
     /// when the server is full, so that the clients it turned away come
-    /// back spread out, not in one wave.
+    /// back spread out, not in one wave. `retry_ms` counts as at least
+    /// [`MIN_REFUSAL_BASE_MS`] (a refused fleet told to come back within
+    /// milliseconds would hammer the server it is meant to spare) and at
+    /// most [`MAX_REFUSAL_BASE_MS`]; every value, `u64::MAX` included,
+    /// gives a valid range.
     pub(crate) fn retry_range_ms(self, retry_ms: u64) -> (u64, u64) {
         let (lo, hi) = match self {
             Refusal::ShuttingDown => (1, 4),
@@ -94,7 +99,7 @@ impl Refusal {
             Refusal::Topics => (5, 15),
             Refusal::Connections | Refusal::ConnectionsPerIp => (5, 20),
         };
-        let third = retry_ms.max(3) / 3;
+        let third = retry_ms.clamp(MIN_REFUSAL_BASE_MS, MAX_REFUSAL_BASE_MS) / 3;
         (lo * third, hi * third)
     }
 
@@ -128,12 +133,14 @@ impl Answer {
     }
 }
 
-/// Refusals counted by reason and answer, and the `retry:` hint they are
-/// scaled from.
+/// Refusals counted by reason and answer, the `retry:` hint they are
+/// scaled from, and the service's CORS policy (the server's own refusals,
+/// at a connection limit, answer before any service sees the request).
 #[derive(Debug)]
 pub(crate) struct Refusals {
     counts: [[AtomicU64; 2]; 5],
     retry_ms: AtomicU64,
+    cors: std::sync::OnceLock<CorsOrigins>,
 }
 
 impl Default for Refusals {
@@ -141,12 +148,20 @@ impl Default for Refusals {
         Refusals {
             counts: Default::default(),
             retry_ms: AtomicU64::new(DEFAULT_RETRY_MS),
+            cors: std::sync::OnceLock::new(),
         }
     }
 }
 
 /// The hint refusals are scaled from when the streams send none.
 const DEFAULT_RETRY_MS: u64 = 3_000;
+
+/// The least stream hint refusals are scaled from: a restart is then
+/// answered 100-400 ms, a full server at least 500 ms.
+pub(crate) const MIN_REFUSAL_BASE_MS: u64 = 300;
+
+/// The most: an hour (a full server then answers 100-400 min at most).
+pub(crate) const MAX_REFUSAL_BASE_MS: u64 = 3_600_000;
 
 impl Refusals {
     /// Scales the hints from the streams' `retry:` hint.
@@ -155,6 +170,19 @@ impl Refusals {
             u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
         });
         self.retry_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The CORS policy of the service these refusals are counted for.
+    pub(crate) fn set_cors(&self, cors: CorsOrigins) {
+        let _ = self.cors.set(cors);
+    }
+
+    /// Adds the service's CORS headers to a refusal the server made (none
+    /// without a service that set its policy).
+    pub(crate) fn decorate(&self, request: &HeaderMap, res: &mut Response<ResponseBody>) {
+        if let Some(cors) = self.cors.get() {
+            cors.decorate(request.get(header::ORIGIN), res.headers_mut());
+        }
     }
 
     fn count(&self, why: Refusal, answer: Answer) {
@@ -202,11 +230,11 @@ pub(crate) fn wants_event_stream(headers: &HeaderMap) -> bool {
 /// The answer to a stream request refused for `why` (its headers are
 /// `request`), counted in `counts`.
 ///
-/// The browser's answer is readable from any origin (the request's origin
-/// echoed, credentials allowed): it holds no data, and a page of another
-/// origin that could not read it would see a network error where it must
-/// see a stream that ends. The connection limit answers before any service
-/// policy is known, so this cannot wait for one.
+/// It carries no CORS headers: the service's policy adds them, as to every
+/// response (the service's `with_cors`, or [`Refusals::decorate`] for the
+/// server's own refusals). A page of an origin the policy does not list
+/// sees a network error, as it would for the stream itself; a listed one
+/// sees a stream that ends.
 pub(crate) fn refuse(
     why: Refusal,
     request: &HeaderMap,
@@ -237,14 +265,6 @@ pub(crate) fn refuse(
             HeaderValue::from_static("text/event-stream"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        if let Some(origin) = request.get(header::ORIGIN) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        }
         res
     } else {
         let mut res = super::service::text(StatusCode::SERVICE_UNAVAILABLE, why.text());
@@ -303,19 +323,17 @@ mod tests {
             // No blank line either: nothing is dispatched.
             assert!(body.ends_with(&format!("\nretry: {ms}\n")), "{body}");
         }
+        // The policy's CORS headers, none of its own (see
+        // `server_refusals_follow_the_services_cors_policy`).
         let mut from_page = accept("text/event-stream");
-        from_page.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://app.example"),
-        );
+        from_page.insert(header::ORIGIN, HeaderValue::from_static("null"));
         let res = refuse(Refusal::ShuttingDown, &from_page, None);
-        assert_eq!(
-            res.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-            "https://app.example"
-        );
-        assert_eq!(
-            res.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS],
-            "true"
+        assert!(
+            !res.headers()
+                .keys()
+                .any(|k| k.as_str().starts_with("access-control-")),
+            "{:?}",
+            res.headers()
         );
         let plain = refuse(Refusal::Topics, &accept("*/*"), Some(&counts));
         assert_eq!(plain.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -331,10 +349,58 @@ mod tests {
         assert_eq!(Refusal::ShuttingDown.retry_range_ms(3_000), (1_000, 4_000));
         assert_eq!(Refusal::Connections.retry_range_ms(3_000), (5_000, 20_000));
         assert_eq!(Refusal::Topics.retry_range_ms(300), (500, 1_500));
-        assert_eq!(Refusal::Storage.retry_range_ms(0), (2, 8));
+        assert_eq!(Refusal::Storage.retry_range_ms(0), (200, 800));
+        assert_eq!(Refusal::Storage.retry_range_ms(299), (200, 800));
         let counts = Refusals::default();
         counts.set_retry(Some(std::time::Duration::from_millis(600)));
         assert_eq!(counts.retry_ms.load(Ordering::Relaxed), 600);
+    }
+
+    /// Regression: `--retry 3000000000000000000` overflowed `20 * third`
+    /// into a range whose start passed its end, and every refusal of a
+    /// browser panicked ("empty range") and dropped the connection.
+    #[test]
+    fn any_streams_hint_gives_a_valid_range_and_a_hint() {
+        let extremes = [
+            0,
+            1,
+            2,
+            3,
+            299,
+            300,
+            3_600_000,
+            3_600_001,
+            3_000_000_000_000_000_000,
+            i64::MAX as u64,
+            i64::MAX as u64 + 1,
+            u64::MAX / 3,
+            u64::MAX / 5 + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for why in Refusal::ALL {
+            for retry in extremes {
+                let (lo, hi) = why.retry_range_ms(retry);
+                assert!(lo >= 100 && lo < hi, "{why:?} {retry}: {lo}..{hi}");
+                assert!(hi <= 20 * MAX_REFUSAL_BASE_MS / 3, "{why:?} {retry}");
+                let ms = why.retry_hint_ms(retry);
+                assert!((lo..=hi).contains(&ms));
+            }
+        }
+        let counts = Refusals::default();
+        for d in [
+            std::time::Duration::ZERO,
+            std::time::Duration::from_millis(u64::MAX),
+            std::time::Duration::MAX,
+        ] {
+            counts.set_retry(Some(d));
+            let res = refuse(
+                Refusal::Connections,
+                &accept("text/event-stream"),
+                Some(&counts),
+            );
+            assert_eq!(res.status(), StatusCode::OK);
+        }
     }
 
     #[test]

@@ -721,7 +721,8 @@ impl StreamRequestError {
     /// `text/event-stream` (every `EventSource`), `200` with a `retry:`
     /// hint and an immediate end, so the browser reconnects later instead
     /// of giving up for good as it does on any other status. Others get
-    /// [`into_response`](Self::into_response).
+    /// [`into_response`](Self::into_response). No CORS headers: the
+    /// application's CORS layer adds them, as to its other responses.
     ///
     /// ```
     /// # async fn f() {
@@ -1030,6 +1031,11 @@ impl SseServiceBuilder {
 
     /// Requires `Authorization: Bearer <token>` to publish (compared in
     /// constant time). Without it, loopback clients may publish freely.
+    ///
+    /// # Panics
+    ///
+    /// If `token` is empty (see [`TokenPolicy::publish_token`]).
+    #[track_caller]
     pub fn publish_token(mut self, token: impl Into<String>) -> Self {
         self.config.tokens = self.config.tokens.publish_token(token);
         self
@@ -1063,6 +1069,7 @@ impl SseServiceBuilder {
     pub fn build(self) -> SseService {
         let connections = Arc::new(ConnectionStats::default());
         connections.refusals.set_retry(self.hub.config().retry);
+        connections.refusals.set_cors(self.config.cors.clone());
         SseService {
             shared: Arc::new(Shared {
                 metrics: Metrics::new(self.hub.clone(), connections.clone()),

@@ -64,9 +64,17 @@ impl TokenPolicy {
 
     /// Requires `Authorization: Bearer <token>` to publish (compared in
     /// constant time).
+    ///
+    /// # Panics
+    ///
+    /// If `token` is empty: a secret that is empty protects nothing (check
+    /// a token read from configuration before passing it).
     #[must_use]
+    #[track_caller]
     pub fn publish_token(mut self, token: impl Into<String>) -> Self {
-        self.publish_token = Some(token.into().into_bytes().into_boxed_slice());
+        let token = token.into();
+        assert!(!token.is_empty(), "TokenPolicy::publish_token: empty token");
+        self.publish_token = Some(token.into_bytes().into_boxed_slice());
         self
     }
 
@@ -362,6 +370,14 @@ mod tests {
             policy.check_publish(&good, None, far, None, "t"),
             Decision::Allow
         );
+    }
+
+    /// Regression (issue 20, finding 4): an empty publish token protects
+    /// nothing; the builder refuses it.
+    #[test]
+    #[should_panic(expected = "empty token")]
+    fn an_empty_publish_token_is_refused() {
+        let _ = TokenPolicy::new().publish_token("");
     }
 
     #[test]

@@ -1105,7 +1105,8 @@ impl HubBuilder {
     /// Most topics the hub holds. A new topic beyond it retires the least
     /// recently active topic without subscribers (its history is dropped:
     /// clients resuming from it get `resync`); if every topic has
-    /// subscribers, it fails with [`HubError::TooManyTopics`].
+    /// subscribers, it fails with [`HubError::TooManyTopics`]. At least 1
+    /// (0 counts as 1).
     pub fn max_topics(mut self, topics: usize) -> Self {
         self.config.max_topics = topics.max(1);
         self
@@ -1127,9 +1128,10 @@ impl HubBuilder {
     }
 
     /// Spreads the `retry:` hint: each stream gets the delay times a random
-    /// factor in `[1 - jitter, 1 + jitter]` (clamped to `0..=1`; 0 sends the
-    /// same hint to everyone). After a restart or a network blip, a fleet
-    /// of browsers then comes back over a window instead of all at once.
+    /// factor in `[1 - jitter, 1 + jitter]` (clamped to `0..=1`, NaN counts
+    /// as 0; 0 sends the same hint to everyone). After a restart or a
+    /// network blip, a fleet of browsers then comes back over a window
+    /// instead of all at once.
     pub fn retry_jitter(mut self, jitter: f64) -> Self {
         self.config.retry_jitter = if jitter.is_nan() {
             0.0
@@ -1140,7 +1142,8 @@ impl HubBuilder {
     }
 
     /// How long a stream may stay silent before it sends a keep-alive
-    /// comment, `None` for never.
+    /// comment, `None` (or zero) for never. A period longer than a year
+    /// counts as a year.
     pub fn keep_alive(mut self, period: Option<Duration>) -> Self {
         self.config.keep_alive = period.filter(|p| !p.is_zero());
         self

@@ -116,10 +116,15 @@ pub(crate) struct KeepAlive {
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
+/// The longest keep-alive period: a longer one counts as this. A period of
+/// `Duration::MAX` (or `--keep-alive 9223372036854775807`) overflowed the
+/// clock when added to it, a panic on every stream.
+pub(crate) const MAX_KEEP_ALIVE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl KeepAlive {
     pub(crate) fn new(period: Duration) -> Self {
         KeepAlive {
-            period,
+            period: period.min(MAX_KEEP_ALIVE),
             last_sent: Instant::now(),
             sleep: None,
         }
@@ -661,5 +666,86 @@ mod tests {
             (&keep_alive[..], start.elapsed()),
             (&b": keep-alive\n\n"[..], Duration::from_secs(15))
         );
+    }
+
+    /// Reads frames until one carries `data`, failing after a thousand (a
+    /// keep-alive of a nanosecond may come before each).
+    async fn frame_with<B>(stream: &mut B, data: &str) -> String
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Unpin,
+        B::Error: std::fmt::Debug,
+    {
+        for _ in 0..1000 {
+            let frame = tokio::time::timeout(Duration::from_secs(1), stream.frame())
+                .await
+                .expect("a frame is ready")
+                .expect("the stream goes on")
+                .unwrap();
+            let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+            if text.contains(data) {
+                return text;
+            }
+        }
+        panic!("no frame with {data:?}");
+    }
+
+    /// Regression (issue 20, finding 6): a keep-alive period the clock
+    /// cannot add (`--keep-alive 9223372036854775807`) panicked in every
+    /// stream on its first idle poll. Property over extreme settings (0, 1
+    /// ns, 1 ms, i64::MAX and i64::MAX + 1 s, u64::MAX s, `Duration::MAX`
+    /// as retry hint and keep-alive; NaN, ±inf, 2, -1 as jitter): a single
+    /// and a many-topic stream greet, idle, and deliver without a panic,
+    /// and the `retry:` hint is a number.
+    #[tokio::test(start_paused = true)]
+    async fn extreme_durations_and_jitters_never_panic_a_stream() {
+        let durations = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_millis(1),
+            Duration::from_secs(i64::MAX as u64),
+            Duration::from_secs(i64::MAX as u64 + 1),
+            Duration::from_secs(u64::MAX),
+            Duration::MAX,
+        ];
+        let jitters = [
+            0.0,
+            1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            2.0,
+            -1.0,
+        ];
+        for d in durations {
+            for jitter in jitters {
+                let hub = Hub::builder()
+                    .retry(Some(d))
+                    .retry_jitter(jitter)
+                    .keep_alive(Some(d))
+                    .build();
+                let mut one = hub.subscribe("t", Subscribe::new()).unwrap();
+                let mut many = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
+                for greeting in [
+                    frame_with(&mut one, "retry: ").await,
+                    frame_with(&mut many, "retry: ").await,
+                ] {
+                    let ms = greeting
+                        .strip_prefix("retry: ")
+                        .and_then(|r| r.split('\n').next())
+                        .unwrap();
+                    assert!(ms.parse::<u64>().is_ok(), "{d:?} {jitter}: {greeting}");
+                }
+                // Idle: the keep-alive timer is armed (a long one does not
+                // fire within this).
+                for _ in 0..2 {
+                    let _ = tokio::time::timeout(Duration::from_millis(5), one.frame()).await;
+                    let _ = tokio::time::timeout(Duration::from_millis(5), many.frame()).await;
+                }
+                hub.publish("t", Event::new("x")).await.unwrap();
+                hub.publish("b", Event::new("y")).await.unwrap();
+                frame_with(&mut one, "data: x").await;
+                frame_with(&mut many, "data: y").await;
+            }
+        }
     }
 }

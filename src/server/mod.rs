@@ -141,6 +141,9 @@ pub struct Server<S = SseService> {
 /// head deadline and the idle rule; the shorter wins. The `408` of a body
 /// that is too slow closes an HTTP/1.1 connection (`Connection: close`) and
 /// ends only the stream on HTTP/2.
+///
+/// A deadline longer than a year counts as a year: added to the clock,
+/// `Duration::MAX` would overflow it (a panic on every connection).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -185,6 +188,24 @@ pub struct ServerConfig {
     /// through hyper's connection, which keeps 16 KiB of buffers per
     /// connection for as long as a stream lasts (see the README).
     pub stream_fast_path: bool,
+}
+
+/// The longest deadline: a year (see [`ServerConfig`]).
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+impl ServerConfig {
+    /// These settings with every deadline at most [`MAX_DEADLINE`].
+    fn capped(mut self) -> Self {
+        for d in [
+            &mut self.shutdown_timeout,
+            &mut self.header_read_timeout,
+            &mut self.body_read_timeout,
+            &mut self.idle_timeout,
+        ] {
+            *d = (*d).min(MAX_DEADLINE);
+        }
+        self
+    }
 }
 
 impl Default for ServerConfig {
@@ -288,6 +309,7 @@ impl<S: Serve> Server<S> {
             service,
             config,
         } = self;
+        let config = config.capped();
         let builder = Arc::new(http_builder(&config));
         let stats = service.connection_stats().unwrap_or_default();
         let limiter = Arc::new(Limiter::new(&config, stats.clone()));
@@ -519,7 +541,7 @@ impl<S: Serve> Conn<S> {
     }
 
     async fn serve_tls(
-        self,
+        mut self,
         tls: self::tls::TlsConfig,
         stream: TcpStream,
         peer: SocketAddr,
@@ -531,7 +553,12 @@ impl<S: Serve> Conn<S> {
         };
         match handshake {
             Ok(Ok((stream, h2))) => {
+                // ALPN `h2` binds the client to HTTP/2 (RFC 9113, 3.2):
+                // hyper's HTTP/2 alone. Otherwise HTTP/1.1, on the fast
+                // path (a client that sends the HTTP/2 preface anyway is
+                // handed to hyper there).
                 if h2 {
+                    self.builder = Arc::new((*self.builder).clone().http2_only());
                     self.hyper(stream).await
                 } else {
                     self.serve(stream).await
@@ -637,7 +664,8 @@ fn reject(
         .header_read_timeout(timeout);
     tokio::spawn(async move {
         let svc = service_fn(|req: Request| {
-            let res = refuse(why, req.headers(), Some(&stats.refusals));
+            let mut res = refuse(why, req.headers(), Some(&stats.refusals));
+            stats.refusals.decorate(req.headers(), &mut res);
             async { Ok::<Response<ResponseBody>, Infallible>(res) }
         });
         let work = async {

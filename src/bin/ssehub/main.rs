@@ -45,7 +45,7 @@ fn token(args: TokenArgs) -> Result<ExitCode, Error> {
     for t in args.publish {
         grants = grants.publish(t)?;
     }
-    let key = JwtKey::hs256(args.key.as_bytes());
+    let key = JwtKey::try_hs256(args.key.as_bytes())?;
     println!("{}", key.issue(&grants, Duration::from_secs(args.ttl))?);
     Ok(ExitCode::SUCCESS)
 }
@@ -63,8 +63,6 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         .log_internal_errors(false)
         .init();
 
-    let tick = Duration::try_from_secs_f64(args.tick)
-        .map_err(|_| format!("invalid --tick {}", args.tick))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -72,27 +70,23 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         .buffer(usize::try_from(args.buffer)?)
         .max_topic_bytes(usize::try_from(args.max_topic_bytes)?)
         .max_total_bytes(usize::try_from(args.max_total_bytes)?)
-        .max_topics(args.max_topics)
+        .max_topics(usize::try_from(args.max_topics)?)
         .retry(Some(Duration::from_millis(args.retry)))
         .retry_jitter(args.retry_jitter)
+        // 0 is never (the builder's `None`).
         .keep_alive(Some(Duration::from_secs(args.keep_alive)));
-    if let Some(url) = args.redis.as_deref().filter(|u| !u.is_empty()) {
+    if let Some(url) = args.redis.as_deref() {
         let store = runtime
             .block_on(RedisStore::connect(url))
             .map_err(|e| format!("--redis {url}: {}", chain(&e)))?;
         builder = builder.storage(store);
     }
-    if let Some(dir) = args
-        .data_dir
-        .as_deref()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        let age = Duration::try_from_secs_f64(args.retain_age)
-            .map_err(|_| format!("invalid --retain-age {}", args.retain_age))?;
+    if let Some(dir) = args.data_dir.as_deref() {
         let retention = Retention::default()
             .events(args.retain_events)
             .bytes(args.retain_bytes)
-            .age(Some(age))
+            // 0 is no age limit (the builder's `None`).
+            .age(Some(args.retain_age))
             .total_bytes(args.max_disk_bytes);
         let store =
             DiskStore::open(dir, retention).map_err(|e| format!("--data-dir: {}", chain(&e)))?;
@@ -100,25 +94,30 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     }
     let hub = builder.build();
     let mut service = SseService::builder(hub.clone())
-        .max_body_bytes(args.max_body_bytes)
-        .max_topics_per_stream(args.max_topics_per_stream as usize)
-        .cors(CorsOrigins::from_list(&args.cors_origin));
-    if let Some(token) = args.publish_token.filter(|t| !t.is_empty()) {
+        .max_body_bytes(usize::try_from(args.max_body_bytes)?)
+        .max_topics_per_stream(usize::try_from(args.max_topics_per_stream)?)
+        // Each origin was checked as the flag was parsed.
+        .cors(CorsOrigins::try_from_list(&args.cors_origin)?);
+    // Neither can be empty: the flags refuse it (an empty secret must
+    // never turn its check off).
+    if let Some(token) = args.publish_token {
         service = service.publish_token(token);
     }
-    if let Some(key) = args.jwt_key.filter(|k| !k.is_empty()) {
-        service = service.jwt_key(JwtKey::hs256(key.as_bytes()));
+    if let Some(key) = args.jwt_key {
+        service = service.jwt_key(JwtKey::try_hs256(key.as_bytes())?);
     }
     let service = service.build();
 
     let mut config = ServerConfig::default();
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
-    config.header_read_timeout = deadline("--header-timeout", args.header_timeout)?;
-    config.body_read_timeout = deadline("--body-timeout", args.body_timeout)?;
-    config.idle_timeout = deadline("--idle-timeout", args.idle_timeout)?;
-    config.max_connections = args.max_connections;
-    config.max_connections_per_ip =
-        (args.max_connections_per_ip > 0).then_some(args.max_connections_per_ip);
+    config.header_read_timeout = args.header_timeout;
+    config.body_read_timeout = args.body_timeout;
+    config.idle_timeout = args.idle_timeout;
+    config.max_connections = usize::try_from(args.max_connections)?;
+    config.max_connections_per_ip = match args.max_connections_per_ip {
+        0 => None,
+        n => Some(usize::try_from(n)?),
+    };
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(TlsConfig::from_pem_files(cert, key)?);
     }
@@ -134,8 +133,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         // Tests and scripts read this line to find the port.
         println!("ssehub listening on {scheme}://{addr}");
         tracing::info!(%addr, epoch = %hub.epoch(), "listening");
-        if !tick.is_zero() {
-            ticker::spawn_ticker(hub.clone(), DEFAULT_STREAM_TOPIC, tick);
+        if !args.tick.is_zero() {
+            ticker::spawn_ticker(hub.clone(), DEFAULT_STREAM_TOPIC, args.tick);
         }
         server.run_until(shutdown_signal()).await?;
         tracing::info!("stopped");
@@ -154,15 +153,4 @@ fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
-}
-
-/// A deadline flag in seconds: fractions allowed, zero not (it would close
-/// every connection at once), nor more than a year (far beyond any use, and
-/// it keeps deadline arithmetic away from overflow).
-fn deadline(flag: &str, secs: f64) -> Result<Duration, Error> {
-    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-    match Duration::try_from_secs_f64(secs) {
-        Ok(d) if !d.is_zero() && d <= YEAR => Ok(d),
-        _ => Err(format!("invalid {flag} {secs}: expected seconds above 0, at most a year").into()),
-    }
 }
