@@ -100,9 +100,7 @@ fn check_order(trace: &str, marker: &str) -> Result<[usize; 4], String> {
     }
     let answered = after(read.at)
         .find(|l| {
-            is_call(l.text, WRITES)
-                && l.text.contains("HTTP/1.1 201")
-                && l.text.contains("TCP:")
+            is_call(l.text, WRITES) && l.text.contains("HTTP/1.1 201") && l.text.contains("TCP:")
         })
         .ok_or("no 201 is written to a socket")?;
     if answered.at < synced.at {
@@ -132,17 +130,23 @@ async fn traced_publish(dir: &Path, out: &Path, marker: &str) -> String {
         .expect("spawn strace");
     let stdout = strace.stdout.take().unwrap();
     let mut line = String::new();
-    tokio::time::timeout(support::WAIT * 3, BufReader::new(stdout).read_line(&mut line))
-        .await
-        .expect("ssehub starts under strace")
-        .unwrap();
+    tokio::time::timeout(
+        support::WAIT * 3,
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .expect("ssehub starts under strace")
+    .unwrap();
     let addr = line
         .trim()
         .strip_prefix("ssehub listening on http://")
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no listening line: {line:?}"));
     // The topic exists first, so the traced publish is an append only.
-    assert!(matches!(publish(addr, "t", "warm-up").await, Answer::Created(_)));
+    assert!(matches!(
+        publish(addr, "t", "warm-up").await,
+        Answer::Created(_)
+    ));
     match publish(addr, "t", marker).await {
         Answer::Created(_) => {}
         other => panic!("the traced publish: {other:?}"),
@@ -191,7 +195,8 @@ async fn a_201_is_written_only_after_the_journal_sync_returns() {
     match check_order(&trace, &marker) {
         Ok(at) => println!("read, journal write, sync, 201 at trace lines {at:?}"),
         Err(why) => {
-            let keep = std::env::temp_dir().join(format!("ssehub-synced-{}.trace", std::process::id()));
+            let keep =
+                std::env::temp_dir().join(format!("ssehub-synced-{}.trace", std::process::id()));
             let _ = std::fs::write(&keep, &trace);
             panic!("{why} (trace kept in {})", keep.display());
         }
@@ -206,13 +211,25 @@ fn the_order_check_refuses_an_answer_before_the_sync() {
     let write = r#"11 write(12</d/db/0.jnl>, "\2\0...MARK", 60) = 60"#;
     let sync_start = r#"11 fdatasync(12</d/db/0.jnl> <unfinished ...>"#;
     let sync_done = r#"11 <... fdatasync resumed>) = 0"#;
-    let answer = r#"10 write(9<TCP:[127.0.0.1:1->127.0.0.1:2]>, "HTTP/1.1 201 Created\r\n", 100) = 100"#;
+    let answer =
+        r#"10 write(9<TCP:[127.0.0.1:1->127.0.0.1:2]>, "HTTP/1.1 201 Created\r\n", 100) = 100"#;
     let good = [read, write, sync_start, sync_done, answer].join("\n");
     assert_eq!(check_order(&good, "MARK"), Ok([0, 1, 3, 4]));
     let early = [read, write, sync_start, answer, sync_done].join("\n");
-    assert!(check_order(&early, "MARK").unwrap_err().contains("before the journal's sync"));
+    assert!(
+        check_order(&early, "MARK")
+            .unwrap_err()
+            .contains("before the journal's sync")
+    );
     let unsynced = [read, sync_start, sync_done, write, answer].join("\n");
     assert!(check_order(&unsynced, "MARK").is_err());
-    let failed = [read, write, sync_start, "11 <... fdatasync resumed>) = -1 EIO", answer].join("\n");
+    let failed = [
+        read,
+        write,
+        sync_start,
+        "11 <... fdatasync resumed>) = -1 EIO",
+        answer,
+    ]
+    .join("\n");
     assert!(check_order(&failed, "MARK").unwrap_err().contains("failed"));
 }

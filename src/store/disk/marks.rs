@@ -247,7 +247,8 @@ mod tests {
         let (a, b): (Epoch, Epoch) = ("aa".parse().unwrap(), "bb".parse().unwrap());
         let mut m = Marks::open(tmp.path()).unwrap();
         assert!(m.get().is_empty());
-        m.record([("x", Some((a, 5))), ("y", Some((a, 2)))]).unwrap();
+        m.record([("x", Some((a, 5))), ("y", Some((a, 2)))])
+            .unwrap();
         m.record([("x", Some((b, 1))), ("y", None)]).unwrap();
         drop(m);
         let mut m = Marks::open(tmp.path()).unwrap();

@@ -695,10 +695,7 @@ impl History {
         }
         Err(StoreError::new(
             ErrorKind::Corrupt,
-            format!(
-                "events {from}..{} of the history are missing",
-                meta.next
-            ),
+            format!("events {from}..{} of the history are missing", meta.next),
         ))
     }
 }
