@@ -1123,7 +1123,7 @@ async fn check_one_resync_then_live(dir: &Path, epochs: &[String]) {
     assert_ne!(new_epochs[0], epochs[0]);
     assert_ne!(new_epochs[1], epochs[1]);
     let mut live = Vec::new();
-    for t in 0..4 {
+    for (t, old_epoch) in epochs.iter().enumerate() {
         let topic = format!("c{t}");
         let data = format!("{topic}-live");
         let Answer::Created(id) = publish(server.addr, &topic, &data).await else {
