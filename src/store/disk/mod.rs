@@ -48,9 +48,14 @@
 //!   crash in the middle of a commit) is not damage: it was never
 //!   acknowledged, and the engine drops it.
 //! - Damage found while reading a topic's events (a checksum that does not
-//!   match): that topic's history can no longer be served, so the topic
-//!   gets a new epoch: clients get `resync` (`epoch`), never wrong data
-//!   under an id they hold.
+//!   match, or events the topic's record says are there and the engine
+//!   does not find): that topic's history can no longer be served, so the
+//!   topic gets a new epoch, once: clients get one `resync` (`epoch`),
+//!   never wrong data under an id they hold.
+//! - A history the engine's journal recovery cut short without an error
+//!   (damage in the middle of the journal looks to it like a torn last
+//!   write): the topic's synced mark (see `marks`) is ahead of it, so at
+//!   startup the topic gets a new epoch, and no id names two events.
 //! - A full disk: appends fail (`507` over HTTP), streams go on, nothing
 //!   acknowledged is lost, and appends work again once there is space.
 //!
