@@ -253,9 +253,8 @@ async fn retention_by_bytes_keeps_the_newest_that_fit() {
 
 /// Events older than the age limit go from disk, even when nothing is
 /// published (the writer looks once a second); younger ones stay. (The
-/// limit is the disk's: the ring keeps the newest `buffer` events of this
-/// run whatever their age, so the young events here are more than the
-/// ring holds.)
+/// ring drops what the disk drops: `tests/retention.rs` checks it with a
+/// ring that holds everything.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_by_age_drops_old_events_while_idle() {
     let data = |i: u64| format!("e{i}");

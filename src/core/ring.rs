@@ -164,6 +164,16 @@ impl Ring {
         freed
     }
 
+    /// Drops the events before `first`. Returns the bytes freed.
+    #[cfg_attr(not(feature = "disk"), allow(dead_code))]
+    pub(crate) fn drop_before(&mut self, first: u64) -> usize {
+        let mut freed = 0;
+        while self.first < first && !self.frames.is_empty() {
+            freed += self.pop_front();
+        }
+        freed
+    }
+
     /// Starts over at event `next` of `epoch`, dropping everything: a new
     /// history, or the same one continuing after events this ring never
     /// got. Returns the bytes freed.

@@ -1236,6 +1236,12 @@ impl Sink for HubSink {
             hub.enforce_total_bytes();
         }
     }
+
+    fn trimmed(&self, topic: &str, epoch: Epoch, first: u64) {
+        if let Some((_, topic)) = self.topic(topic) {
+            topic.drop_before(epoch, first);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -255,6 +255,20 @@ impl Topic {
         freed
     }
 
+    /// Drops the events of history `epoch` before `first` (the store no
+    /// longer keeps them). Subscribers that had not read them get
+    /// `resync`.
+    #[cfg_attr(not(feature = "disk"), allow(dead_code))]
+    pub(crate) fn drop_before(&self, epoch: Epoch, first: u64) {
+        let mut ring = self.lock();
+        if self.is_closed() || ring.epoch() != epoch {
+            return;
+        }
+        let freed = ring.drop_before(first);
+        self.bytes.store(ring.bytes(), Ordering::Relaxed);
+        self.account(0, freed);
+    }
+
     /// Moves the hub-wide byte total; call with the ring locked.
     fn account(&self, added: usize, freed: usize) {
         let total = &self.counters.retained_bytes;

@@ -168,6 +168,12 @@ pub(crate) trait Sink: Send + Sync {
 
     /// Events of `topic`'s history `epoch` appended elsewhere, in order.
     fn append(&self, topic: &str, epoch: Epoch, events: Vec<(u64, Bytes)>);
+
+    /// The store dropped the events of `topic`'s history `epoch` before
+    /// `first` (retention): the ring drops them too, so that an event the
+    /// store no longer keeps is not served from memory either.
+    #[cfg_attr(not(feature = "disk"), allow(dead_code))]
+    fn trimmed(&self, topic: &str, epoch: Epoch, first: u64);
 }
 
 /// The ids a store gave an appended batch: `first` and the ones after it.

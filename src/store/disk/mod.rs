@@ -48,15 +48,21 @@
 //!   crash in the middle of a commit) is not damage: it was never
 //!   acknowledged, and the engine drops it.
 //! - Damage found while reading a topic's events (a checksum that does not
-//!   match): that topic's history can no longer be served, so the topic
-//!   gets a new epoch: clients get `resync` (`epoch`), never wrong data
-//!   under an id they hold.
+//!   match, or events the topic's record says are there and the engine
+//!   does not find): that topic's history can no longer be served, so the
+//!   topic gets a new epoch, once: clients get one `resync` (`epoch`),
+//!   never wrong data under an id they hold.
+//! - A history the engine's journal recovery cut short without an error
+//!   (damage in the middle of the journal looks to it like a torn last
+//!   write): the topic's synced mark (see `marks`) is ahead of it, so at
+//!   startup the topic gets a new epoch, and no id names two events.
 //! - A full disk: appends fail (`507` over HTTP), streams go on, nothing
 //!   acknowledged is lost, and appends work again once there is space.
 //!
 //! [fjall]: https://docs.rs/fjall
 
 mod layout;
+mod marks;
 mod writer;
 
 use std::collections::HashMap;
@@ -71,6 +77,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use self::layout::Meta;
+use self::marks::{Mark, Marks};
 use self::writer::Job;
 use super::{Appended, ErrorKind, Sink, StoreError};
 use crate::core::event::Encoded;
@@ -197,6 +204,9 @@ struct State {
     /// Bytes of the events of all topics.
     total_bytes: AtomicU64,
     sink: Mutex<Option<Arc<dyn Sink>>>,
+    /// Where each topic's history was last committed, outside the engine
+    /// (see `marks`): written by the writer after each commit.
+    marks: Mutex<Marks>,
     /// Held for the life of the store: another process cannot open the
     /// directory meanwhile.
     _lock: File,
@@ -308,6 +318,31 @@ impl DiskStore {
                 },
             );
         }
+        let mut marks = Marks::open(&dir).map_err(|e| {
+            StoreError::with_source(
+                ErrorKind::Unavailable,
+                named("cannot read the marks in data directory"),
+                e,
+            )
+        })?;
+        total -= renew_lost(&engine, &mut index, marks.get()).map_err(|e| {
+            StoreError::with_source(
+                kind_of(&e),
+                named("cannot give a damaged topic a new epoch in data directory"),
+                e,
+            )
+        })?;
+        let now = index
+            .iter()
+            .map(|(t, e)| (t.clone(), (e.meta.epoch, e.meta.next)))
+            .collect();
+        marks.reset(now).map_err(|e| {
+            StoreError::with_source(
+                ErrorKind::Unavailable,
+                named("cannot write the marks in data directory"),
+                e,
+            )
+        })?;
         let state = Arc::new(State {
             dir,
             retention,
@@ -315,6 +350,7 @@ impl DiskStore {
             index: Mutex::new(index),
             total_bytes: AtomicU64::new(total),
             sink: Mutex::new(None),
+            marks: Mutex::new(marks),
             _lock: lock,
         });
         let (tx, rx) = mpsc::channel();
@@ -479,6 +515,17 @@ impl State {
             .clone()
     }
 
+    /// Records (and syncs) the positions a commit wrote, before anything
+    /// of it is delivered or answered. A failure is logged: the events are
+    /// committed, only a later loss of them would go unnoticed; the next
+    /// commit rewrites the whole file.
+    fn mark(&self, changes: &[(Box<str>, Option<Mark>)]) {
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = marks.record(changes.iter().map(|(t, m)| (&**t, *m))) {
+            tracing::error!(error = %e, dir = %self.dir.display(), "cannot write the marks");
+        }
+    }
+
     fn sink(&self) -> Option<Arc<dyn Sink>> {
         self.sink
             .lock()
@@ -594,10 +641,8 @@ impl History {
             };
             if seq != expect {
                 if count == 0 {
-                    // Trimmed while we looked: continue where the store does.
-                    return Ok(Read::Lagged {
-                        oldest: self.first().max(seq),
-                    });
+                    // Trimmed while we looked, or lost.
+                    return self.missing(epoch, from);
                 }
                 break;
             }
@@ -615,19 +660,48 @@ impl History {
             }
         }
         if count == 0 {
-            // Nothing at `from`: either it was trimmed since we looked at
-            // `first`, or it is not written yet (the ring has it, or will).
-            let first = self.first();
-            return Ok(if from < first {
-                Read::Lagged { oldest: first }
-            } else {
-                Read::Empty
-            });
+            return self.missing(epoch, from);
         }
         Ok(Read::Ready {
             frame: frame.freeze(),
             count,
         })
+    }
+
+    /// What a read that found no event `from` of history `epoch` means:
+    /// trimmed since it looked at `first` (`Lagged`), not written yet
+    /// (`Empty`), or damage: the store's records say the event is there.
+    ///
+    /// The index tells which: the writer moves a topic's `first` there
+    /// (under its lock) before it commits the deletions, and its `next`
+    /// before it commits the events, so a read that no longer finds an
+    /// event that trimming removed sees the index's `first` past it. A
+    /// reader only asks for events older than the ring, which are all
+    /// committed: one missing below the index's `next` is lost, and
+    /// answering `Lagged` for it would send the stream back to the oldest
+    /// event, to find the same hole again, forever.
+    fn missing(&self, epoch: Epoch, from: u64) -> Result<Read, StoreError> {
+        let index = self.state.index();
+        let Some(entry) = index.get(&*self.topic) else {
+            // Retired meanwhile.
+            return Ok(Read::Empty);
+        };
+        let meta = entry.meta;
+        drop(index);
+        if meta.epoch != epoch {
+            // A new history meanwhile: the ring has it, or will.
+            return Ok(Read::Empty);
+        }
+        if from < meta.first {
+            return Ok(Read::Lagged { oldest: meta.first });
+        }
+        if from >= meta.next {
+            return Ok(Read::Empty);
+        }
+        Err(StoreError::new(
+            ErrorKind::Corrupt,
+            format!("events {from}..{} of the history are missing", meta.next),
+        ))
     }
 }
 
@@ -638,6 +712,53 @@ impl fmt::Debug for History {
             .field("first", &self.first())
             .finish_non_exhaustive()
     }
+}
+
+/// Gives a new epoch to every topic whose history, as the engine
+/// recovered it, ends before its mark or is of another epoch: the engine
+/// lost acknowledged events (a journal damaged in its middle, which its
+/// recovery takes for a write torn by a crash). Continuing the recovered
+/// history would give their sequence numbers to other events. Returns the
+/// bytes of the histories dropped.
+fn renew_lost(
+    engine: &Engine,
+    index: &mut HashMap<Box<str>, Entry>,
+    marks: &HashMap<Box<str>, Mark>,
+) -> Result<u64, fjall::Error> {
+    let mut batch = engine
+        .db
+        .batch()
+        .durability(Some(fjall::PersistMode::SyncAll));
+    let mut dropped = 0;
+    for (topic, entry) in index.iter_mut() {
+        let Some(&(epoch, next)) = marks.get(topic) else {
+            continue;
+        };
+        let old = entry.meta;
+        if old.epoch == epoch && old.next >= next {
+            continue;
+        }
+        tracing::error!(
+            topic = &**topic,
+            epoch = %old.epoch,
+            recovered = old.next - 1,
+            acknowledged = next - 1,
+            acknowledged_epoch = %epoch,
+            "the store lost acknowledged events of this topic (a damaged journal?): new epoch"
+        );
+        for seq in old.first..old.next {
+            batch.remove(&engine.events, layout::event_key(topic, old.epoch, seq));
+        }
+        writer::forget_keys(engine, &mut batch, topic, old.epoch, old.first, u64::MAX);
+        entry.meta = Meta::new(Epoch::generate());
+        entry.first.store(entry.meta.first, Ordering::Release);
+        batch.insert(&engine.meta, topic.as_bytes(), entry.meta.encode());
+        dropped += old.bytes;
+    }
+    if !batch.is_empty() {
+        batch.commit()?;
+    }
+    Ok(dropped)
 }
 
 /// Takes the directory's lock file, or says who holds it.

@@ -79,19 +79,22 @@ const CLOSE_FLUSH_WAIT: Duration = Duration::from_secs(3);
 const REOPEN_BACKOFF: Duration = Duration::from_millis(200);
 
 pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
+    // Every topic is checked against retention once at startup: settings
+    // lowered since the last run apply to idle topics too.
+    let backlog = state.index().keys().cloned().collect();
     let mut writer = Writer {
         state,
         retry: Vec::new(),
         deferred: Vec::new(),
         reopen: false,
         oldest_ms: HashMap::new(),
-        backlog: HashSet::new(),
+        backlog,
         last_age_scan: std::time::Instant::now(),
     };
     loop {
         // Deferred appends go first, in their order, and do not wait.
         let mut jobs = std::mem::take(&mut writer.deferred);
-        let wait = if !jobs.is_empty() {
+        let wait = if !jobs.is_empty() || !writer.backlog.is_empty() {
             Duration::ZERO
         } else if writer.retry.is_empty() {
             IDLE_TICK
@@ -332,11 +335,15 @@ impl Writer {
             &mut undo,
             appended.into_iter(),
         );
+        // The positions this commit writes, for the marks.
+        let mut marked = Vec::with_capacity(undo.len());
         for topic in undo.keys() {
+            let mark = index.get(topic).map(|e| (e.meta.epoch, e.meta.next));
             match index.get(topic) {
                 Some(entry) => batch.insert(&engine.meta, topic.as_bytes(), entry.meta.encode()),
                 None => batch.remove(&engine.meta, topic.as_bytes()),
             }
+            marked.push((topic.clone(), mark));
         }
         drop(index);
         if undo.is_empty() {
@@ -345,6 +352,7 @@ impl Writer {
 
         match batch.commit() {
             Ok(()) => {
+                self.state.mark(&marked);
                 self.committed(&trimmed, &retired, &rotated, &undo);
                 for p in pending {
                     let frames: Vec<Bytes> = p
@@ -359,6 +367,7 @@ impl Writer {
                         first: p.first,
                     })));
                 }
+                self.trimmed(&trimmed);
             }
             Err(e) => {
                 let kind = kind_of(&e);
@@ -414,6 +423,7 @@ impl Writer {
                 entry.first.store(entry.meta.first, Ordering::Release);
             }
         }
+
         let rotations: Vec<_> = rotated
             .iter()
             .filter_map(|(t, _)| Some((t.clone(), index.get(t)?.meta)))
@@ -434,6 +444,25 @@ impl Writer {
                 self.oldest_ms.remove(&topic);
                 sink.load(&topic, meta.epoch, meta.next, Vec::new());
             }
+        }
+    }
+
+    /// One retention, whichever layer serves an event: the rings drop
+    /// what the store no longer keeps (after this round's events reached
+    /// them, which a trim of the same round may have cut into).
+    fn trimmed(&self, trimmed: &HashSet<Box<str>>) {
+        let Some(sink) = self.state.sink() else {
+            return;
+        };
+        let trims: Vec<_> = {
+            let index = self.state.index();
+            trimmed
+                .iter()
+                .filter_map(|t| Some((t, index.get(t)?.meta)))
+                .collect()
+        };
+        for (topic, meta) in trims {
+            sink.trimmed(topic, meta.epoch, meta.first);
         }
     }
 
@@ -714,7 +743,7 @@ fn known_key(
 
 /// Removes (in `batch`) the idempotency keys of `topic`'s history `epoch`
 /// whose last event is in `from..to`.
-fn forget_keys(
+pub(super) fn forget_keys(
     engine: &Engine,
     batch: &mut fjall::OwnedWriteBatch,
     topic: &str,
