@@ -105,7 +105,7 @@ pub struct ServiceConfig {
     /// Most topics one `GET /events?topic=...` stream may follow.
     pub max_topics_per_stream: usize,
     /// The largest request head the server in front accepts
-    /// ([`ServerConfig::max_header_bytes`](crate::ServerConfig::max_header_bytes),
+    /// ([`ServerConfig::max_header_bytes`](crate::server::ServerConfig::max_header_bytes),
     /// 16 KiB by default). A stream of several topics is opened only if
     /// its reconnects fit: the request with its id at its longest, both
     /// in `Last-Event-ID` and in `?lastEventId=`.
@@ -1110,7 +1110,7 @@ impl SseServiceBuilder {
     }
 
     /// The largest request head the server in front accepts (16 KiB by
-    /// default, as [`ServerConfig`](crate::ServerConfig)): a stream of
+    /// default, as [`ServerConfig`](crate::server::ServerConfig)): a stream of
     /// several topics whose reconnects could be longer is refused (`400`)
     /// when it is opened, not when a browser reconnects (any status but
     /// `200` closes an `EventSource` for good).
