@@ -641,7 +641,8 @@ pub fn stream_response(
 /// # Errors
 ///
 /// [`StreamRequestError`]: a bad query, or what the hub refused (an empty
-/// or repeated topic, a last event id of other topics: `400`).
+/// or repeated topic, a last event id of other topics or of these in
+/// another order, more topics than the hub holds: `400`).
 ///
 /// # Examples
 ///
@@ -654,9 +655,12 @@ pub fn stream_response(
 /// let res = stream_response_many(&hub, ["chat", "news"], &parts).unwrap();
 /// assert_eq!(res.headers()["content-type"], "text/event-stream");
 ///
-/// let (parts, ()) = http::Request::get("/feed?lastEventId=x-1").body(()).unwrap().into_parts();
+/// // The id of the same topics in another order is refused, not misread.
+/// let other = hub.subscribe_many(["news", "chat"], Default::default()).unwrap().position();
+/// let uri = format!("/feed?lastEventId={other}");
+/// let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
 /// let refused = stream_response_many(&hub, ["chat", "news"], &parts).unwrap_err();
-/// assert_eq!(refused.status(), 400, "an id of one topic, for two");
+/// assert_eq!(refused.status(), 400, "an id of (news, chat), for (chat, news)");
 /// ```
 pub fn stream_response_many<T: IntoTopic>(
     hub: &Hub,
