@@ -105,11 +105,13 @@ async fn head_answers_the_position_a_snapshot_resumes_from() {
         (11, "after")
     );
 
-    // A topic nothing was published to yet: its position is fixed by the
-    // read, so the first event comes right after it.
+    // A topic that does not exist: the HEAD does not create it, and its
+    // position is sequence 0 of the epoch it is then created with, so the
+    // first event comes right after it.
     let (_, headers, _) = request_full(server.addr, "HEAD", "/events/new", &[], b"").await;
     let at = header(&headers, "last-event-id").unwrap().to_owned();
     assert_eq!(at, format!("{e}-0"));
+    assert!(server.hub.topic_info("new").is_none(), "not created");
     let id = server
         .hub
         .publish("new", Event::new("first"))

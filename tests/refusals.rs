@@ -401,3 +401,71 @@ async fn until_refused(publisher: &mut KeepAlive, n: u64, seen: &mut u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Regression (issue 20, finding 2): with `--data-dir` and
+/// `--max-topics 5`, `GET /events?topic=n1&...&topic=n6` was refused (an
+/// `EventSource` got `200` and `retry:`, for a condition that never
+/// passes, and came back every 5-15 s to do it again) after retiring the
+/// idle topics, and `HEAD /events/h1` ... `h5` retired them too: after a
+/// restart, `precious` resumed with `resync`, its durable history gone. A
+/// stream wider than the hub is a permanent `400`, and neither it, nor a
+/// stream refused for want of room, nor a `HEAD`, creates or retires a
+/// topic.
+#[tokio::test]
+async fn a_refusal_or_a_head_keeps_durable_history_across_a_restart() {
+    use support::process::{Answer, publish, read_history};
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--max-topics", "5"];
+    let server = Ssehub::start(tmp.path(), &args).await;
+    let addr = server.addr;
+    let mut epoch = String::new();
+    for i in 1..=3 {
+        let Answer::Created(id) = publish(addr, "precious", &format!("p{i}")).await else {
+            panic!("published");
+        };
+        epoch = id.rsplit_once('-').unwrap().0.to_owned();
+    }
+    for t in ["i1", "i2"] {
+        assert!(matches!(publish(addr, t, "x").await, Answer::Created(_)));
+    }
+    let six = "/events?topic=n1&topic=n2&topic=n3&topic=n4&topic=n5&topic=n6";
+    let browser = SseClient::get(addr, six, &[]).await;
+    assert_eq!(browser.status, 400, "a stream that can never be served");
+    let (status, body) = support::request(addr, "GET", six, &[], b"").await;
+    assert_eq!(
+        (status, body.trim_end()),
+        (
+            400,
+            "the stream names 6 topics; the server holds at most 5 (--max-topics)"
+        )
+    );
+    let (status, _) = support::request(addr, "HEAD", six, &[], b"").await;
+    assert_eq!(status, 400, "HEAD answers what GET does");
+    // Two held topics leave room for at most three new ones (with every
+    // idle one retired): four are refused for now, and nothing goes.
+    let _i1 = SseClient::get(addr, "/events/i1", &[]).await;
+    let _i2 = SseClient::get(addr, "/events/i2", &[]).await;
+    let four = "/events?topic=n1&topic=n2&topic=n3&topic=n4";
+    let (status, _) = support::request(addr, "GET", four, &[], b"").await;
+    assert_eq!(status, 503);
+    let (status, _) = support::request(addr, "HEAD", four, &[], b"").await;
+    assert_eq!(status, 503);
+    for i in 1..=5 {
+        let (status, _) = support::request(addr, "HEAD", &format!("/events/h{i}"), &[], b"").await;
+        assert_eq!(status, 200);
+    }
+    let (_, _, metrics) = support::request_full(addr, "GET", "/metrics", &[], b"").await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("ssehub_topics_retired"))
+        .expect("the retired counter");
+    assert!(line.ends_with(" 0"), "nothing retired: {line}");
+    drop((_i1, _i2));
+    server.stop().await;
+
+    let server = Ssehub::start(tmp.path(), &args).await;
+    let history = read_history(server.addr, "precious", &epoch, 3).await;
+    let data: Vec<_> = history.iter().map(|h| h.1.as_str()).collect();
+    assert_eq!(data, ["p1", "p2", "p3"], "precious kept its history");
+    server.stop().await;
+}

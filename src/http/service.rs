@@ -30,9 +30,9 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::service::Service;
 
-use crate::core::MultiId;
 use crate::core::event::Event;
 use crate::core::{EventId, IntoTopic, TopicName};
+use crate::core::{MultiId, MultiIdError};
 use crate::http::auth::{AccessRequest, Authorize, Decision};
 use crate::http::body::ResponseBody;
 use crate::http::connections::ConnectionStats;
@@ -104,6 +104,12 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
     /// Most topics one `GET /events?topic=...` stream may follow.
     pub max_topics_per_stream: usize,
+    /// The largest request head the server in front accepts
+    /// ([`ServerConfig::max_header_bytes`](crate::server::ServerConfig::max_header_bytes),
+    /// 16 KiB by default). A stream of several topics is opened only if
+    /// its reconnects fit: the request with its id at its longest, both
+    /// in `Last-Event-ID` and in `?lastEventId=`.
+    pub max_head_bytes: usize,
     /// Which origins may read streams and publish from a browser page.
     pub cors: CorsOrigins,
     /// The built-in policy (token, JWT, loopback), unless `authorize`.
@@ -129,6 +135,7 @@ impl fmt::Debug for ServiceConfig {
             .field("stream_topic", &self.stream_topic)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_topics_per_stream", &self.max_topics_per_stream)
+            .field("max_head_bytes", &self.max_head_bytes)
             .field("cors", &self.cors)
             .field("tokens", &self.tokens)
             .field("authorize", &self.authorize.as_ref().map(|_| "<custom>"))
@@ -143,6 +150,7 @@ impl Default for ServiceConfig {
             stream_topic: DEFAULT_STREAM_TOPIC.to_owned(),
             max_body_bytes: 1 << 20,
             max_topics_per_stream: DEFAULT_MAX_TOPICS_PER_STREAM,
+            max_head_bytes: 16 << 10,
             cors: CorsOrigins::default(),
             tokens: TokenPolicy::default(),
             authorize: None,
@@ -257,18 +265,14 @@ impl SseService {
             Ok((topic, _)) => topic,
             Err(res) => return ResponseFuture::ready(res),
         };
-        let hub = self.hub.clone();
+        // It creates and retires nothing (see `Hub::position`), and is
+        // refused as the `GET` would be.
+        let this = self.clone();
+        let headers = refusal_headers(req.headers());
         ResponseFuture::boxed(async move {
-            match hub.position(&topic, SUBSCRIBE_PATIENCE).await {
-                Ok(id) => {
-                    let mut res = Response::new(ResponseBody::empty());
-                    stream_headers(res.headers_mut());
-                    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-                        res.headers_mut().insert("last-event-id", v);
-                    }
-                    res
-                }
-                Err(e) => hub_error(e),
+            match this.hub.position(&topic, SUBSCRIBE_PATIENCE).await {
+                Ok(id) => position_response(&id.to_string()),
+                Err(e) => this.stream_refused(e, &headers),
             }
         })
     }
@@ -323,14 +327,34 @@ impl SseService {
         let options = subscribe_options(req.uri(), req.headers()).map_err(bad)?;
         let topics = query_topics(req.uri().query(), self.config.max_topics_per_stream)
             .map_err(|msg| bad(&msg))?;
-        if let Some(id) = options.requested_id() {
-            let from = if req.headers().contains_key("last-event-id") {
-                "Last-Event-ID"
-            } else {
-                "lastEventId"
-            };
-            if let Err(e) = MultiId::parse(id, topics.len()) {
-                return Err(bad(&format!("invalid {from}: {e}")));
+        match options.requested_id() {
+            Some(id) => {
+                let from = if req.headers().contains_key("last-event-id") {
+                    "Last-Event-ID"
+                } else {
+                    "lastEventId"
+                };
+                match MultiId::parse(id, &topics) {
+                    // What cannot be a position of these topics but may
+                    // come from a browser starts every topic with
+                    // `resync`: a refusal would close its `EventSource`.
+                    Ok(_) | Err(MultiIdError::TooLong | MultiIdError::NoCheck) => {}
+                    Err(e) => return Err(bad(&format!("invalid {from}: {e}"))),
+                }
+            }
+            // A new stream is opened only if its reconnects will fit in
+            // the server's request head: one refused for its size would
+            // close the `EventSource` for good.
+            None => {
+                let worst = reconnect_head_len(req, topics.len());
+                let max = self.config.max_head_bytes;
+                if worst > max {
+                    return Err(bad(&format!(
+                        "a reconnect of this stream could need a request head of {worst} \
+                         bytes (its id at its longest, in Last-Event-ID and in \
+                         ?lastEventId=), over the server's {max}: name fewer topics"
+                    )));
+                }
             }
         }
         let access = AccessRequest::new(req);
@@ -388,18 +412,14 @@ impl SseService {
             Ok((topics, _)) => topics,
             Err(res) => return ResponseFuture::ready(res),
         };
-        let hub = self.hub.clone();
+        // It creates and retires nothing (see `Hub::position_many`), and
+        // is refused as the `GET` would be.
+        let this = self.clone();
+        let headers = refusal_headers(req.headers());
         ResponseFuture::boxed(async move {
-            match hub.position_many(topics, SUBSCRIBE_PATIENCE).await {
-                Ok(id) => {
-                    let mut res = Response::new(ResponseBody::empty());
-                    stream_headers(res.headers_mut());
-                    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-                        res.headers_mut().insert("last-event-id", v);
-                    }
-                    res
-                }
-                Err(e) => hub_error(e),
+            match this.hub.position_many(topics, SUBSCRIBE_PATIENCE).await {
+                Ok(id) => position_response(&id.to_string()),
+                Err(e) => this.stream_refused(e, &headers),
             }
         })
     }
@@ -621,7 +641,8 @@ pub fn stream_response(
 /// # Errors
 ///
 /// [`StreamRequestError`]: a bad query, or what the hub refused (an empty
-/// or repeated topic, a last event id of other topics: `400`).
+/// or repeated topic, a last event id of other topics or of these in
+/// another order, more topics than the hub holds: `400`).
 ///
 /// # Examples
 ///
@@ -634,9 +655,12 @@ pub fn stream_response(
 /// let res = stream_response_many(&hub, ["chat", "news"], &parts).unwrap();
 /// assert_eq!(res.headers()["content-type"], "text/event-stream");
 ///
-/// let (parts, ()) = http::Request::get("/feed?lastEventId=x-1").body(()).unwrap().into_parts();
+/// // The id of the same topics in another order is refused, not misread.
+/// let other = hub.subscribe_many(["news", "chat"], Default::default()).unwrap().position();
+/// let uri = format!("/feed?lastEventId={other}");
+/// let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
 /// let refused = stream_response_many(&hub, ["chat", "news"], &parts).unwrap_err();
-/// assert_eq!(refused.status(), 400, "an id of one topic, for two");
+/// assert_eq!(refused.status(), 400, "an id of (news, chat), for (chat, news)");
 /// ```
 pub fn stream_response_many<T: IntoTopic>(
     hub: &Hub,
@@ -650,6 +674,30 @@ pub fn stream_response_many<T: IntoTopic>(
     let mut res = Response::new(stream);
     stream_headers(res.headers_mut());
     Ok(res)
+}
+
+/// The length of the head of a reconnect of the stream `req` opens (a
+/// request without a last event id): `req` as HTTP/1.1 sends it, with the
+/// stream's id at its longest added twice, in `Last-Event-ID` and in
+/// `?lastEventId=` (a page that resumes with the query parameter gets the
+/// header too when its `EventSource` reconnects).
+fn reconnect_head_len<B>(req: &Request<B>, topics: usize) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    // `GET <target> HTTP/1.1\r\n`, each header, the empty line.
+    let mut len = req.method().as_str().len() + 1 + target + 11;
+    for (name, value) in req.headers() {
+        len += name.as_str().len() + 2 + value.len() + 2;
+    }
+    if req.headers().get(header::HOST).is_none() {
+        // HTTP/2's `:authority` is a `Host` header in HTTP/1.1.
+        len += req
+            .uri()
+            .authority()
+            .map_or(0, |a| 6 + a.as_str().len() + 2);
+    }
+    len += 2;
+    let id = crate::core::multi_id::max_len(topics);
+    len + "last-event-id: ".len() + id + 2 + "&lastEventId=".len() + id
 }
 
 /// The topics of `GET /events?topic=a&topic=b`: at least one, at most
@@ -756,7 +804,8 @@ impl StreamRequestError {
                 HubError::InvalidTopic
                 | HubError::NoTopics
                 | HubError::DuplicateTopic(_)
-                | HubError::InvalidLastEventId(_),
+                | HubError::InvalidLastEventId(_)
+                | HubError::StreamTooWide { .. },
             ) => (StatusCode::BAD_REQUEST, ()),
             StreamRequestError::Hub(HubError::TooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, ()),
             StreamRequestError::Hub(_) => (StatusCode::SERVICE_UNAVAILABLE, ()),
@@ -802,6 +851,17 @@ fn refusal_headers(request: &http::HeaderMap) -> http::HeaderMap {
         }
     }
     headers
+}
+
+/// The answer to a `HEAD` of a stream: its headers, and the position in
+/// `Last-Event-ID`.
+fn position_response(id: &str) -> Response<ResponseBody> {
+    let mut res = Response::new(ResponseBody::empty());
+    stream_headers(res.headers_mut());
+    if let Ok(v) = HeaderValue::from_str(id) {
+        res.headers_mut().insert("last-event-id", v);
+    }
+    res
 }
 
 fn multi_body_response(stream: MultiEventStream) -> Response<ResponseBody> {
@@ -1059,6 +1119,16 @@ impl SseServiceBuilder {
         self
     }
 
+    /// The largest request head the server in front accepts (16 KiB by
+    /// default, as [`ServerConfig`](crate::server::ServerConfig)): a stream of
+    /// several topics whose reconnects could be longer is refused (`400`)
+    /// when it is opened, not when a browser reconnects (any status but
+    /// `200` closes an `EventSource` for good).
+    pub fn max_head_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_head_bytes = bytes;
+        self
+    }
+
     /// Which origins may read streams and publish from browser pages.
     pub fn cors(mut self, origins: CorsOrigins) -> Self {
         self.config.cors = origins;
@@ -1285,7 +1355,8 @@ pub(crate) fn hub_error(e: HubError) -> Response<ResponseBody> {
         HubError::InvalidTopic
         | HubError::NoTopics
         | HubError::DuplicateTopic(_)
-        | HubError::InvalidLastEventId(_) => (StatusCode::BAD_REQUEST, e.to_string()),
+        | HubError::InvalidLastEventId(_)
+        | HubError::StreamTooWide { .. } => (StatusCode::BAD_REQUEST, e.to_string()),
         HubError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         HubError::KeyReused => (StatusCode::CONFLICT, e.to_string()),
         // The cause is logged where it happened; clients get the gist.

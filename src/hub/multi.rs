@@ -48,14 +48,14 @@ use tokio::time::Sleep;
 
 use crate::core::event::{checkpoint_frame, frame_parts, reauth_frame, resync_frame};
 use crate::core::id::{Epoch, EventId};
-use crate::core::multi_id::{MultiId, MultiIdText};
+use crate::core::multi_id::{MultiId, MultiIdError, MultiIdText};
 use crate::core::resync::{Greeting, Resync, ResyncReason, locate, oldest_retained};
 use crate::core::ring::{Read, Ring};
 use crate::core::{IntoTopic, TopicName};
 use crate::hub::stream::{KeepAlive, StreamParams, expiry_timer, retry_line};
 use crate::hub::sync::{Arc, OwnedNotified};
 use crate::hub::topic::Topic;
-use crate::hub::{Hub, HubError, LOOKUP_ATTEMPTS, Subscribe, Subscribing};
+use crate::hub::{Hub, HubError, Subscribe, Subscribing};
 
 /// Most events one topic sends in its turn before the next topic's turn.
 pub const TURN_EVENTS: usize = 16;
@@ -104,13 +104,15 @@ pub const COPY_UP_TO: usize = 512;
 /// while let Some(frame) = stream.frame().await {
 ///     text.extend_from_slice(&frame?.into_data().unwrap());
 /// }
+/// // Ids start with a check of the stream's topics, then the positions.
+/// let c = stream.position().to_string().split_once('_').unwrap().0.to_owned();
 /// let e = hub.epoch();
 /// assert_eq!(
 ///     String::from_utf8(text)?,
 ///     format!(
-///         "id: {e}-0.0\n\n\
-///          event: chat/message\ndata: hi\nid: {e}-1.0\n\n\
-///          event: news\ndata: extra\nid: {e}-1.1\n\n"
+///         "id: {c}_{e}-0.0\n\n\
+///          event: chat/message\ndata: hi\nid: {c}_{e}-1.0\n\n\
+///          event: news\ndata: extra\nid: {c}_{e}-1.1\n\n"
 ///     )
 /// );
 /// # Ok(())
@@ -142,7 +144,7 @@ enum State {
     /// Some topics' histories are still being loaded (Redis): the stream
     /// starts once all are.
     Loading {
-        last_event_id: Option<MultiId>,
+        last_event_id: Option<Last>,
         rewind: u64,
         retry_ms: Option<u64>,
     },
@@ -280,7 +282,11 @@ impl MultiEventStream {
             .counters()
             .subscribers
             .fetch_add(1, Ordering::Relaxed);
-        let id = MultiIdText::new(members.iter().map(|m| EventId::new(m.epoch, m.cursor - 1)));
+        let names: Vec<&str> = members.iter().map(|m| m.topic.name()).collect();
+        let id = MultiIdText::new(
+            &names,
+            members.iter().map(|m| EventId::new(m.epoch, m.cursor - 1)),
+        );
         let mut ready: Box<[u64]> = vec![0; n.div_ceil(64)].into_boxed_slice();
         // Every member looks at its ring once at the start.
         for i in 0..n {
@@ -310,7 +316,9 @@ impl MultiEventStream {
     /// handed on (or of the position it started from). This is the `id:`
     /// of the last event sent.
     pub fn position(&self) -> MultiId {
+        let names: Vec<&str> = self.topics().collect();
         MultiId::new(
+            &names,
             self.members
                 .iter()
                 .map(|m| EventId::new(m.epoch, m.cursor - 1))
@@ -330,10 +338,13 @@ impl MultiEventStream {
 
     /// Starts a stream whose topics are all primed: every member's start,
     /// and the greeting (retry hint, checkpoint or resyncs).
-    fn begin(&mut self, last: Option<&MultiId>, rewind: u64, retry_ms: Option<u64>) {
+    fn begin(&mut self, last: Option<&Last>, rewind: u64, retry_ms: Option<u64>) {
         let mut resyncs = Vec::new();
         for (i, m) in self.members.iter_mut().enumerate() {
-            let requested = last.map(|l| l.ids()[i].to_string());
+            let requested = last.map(|l| match l {
+                Last::Id(id) => id.ids()[i].to_string(),
+                Last::Unusable(text) => text.clone(),
+            });
             let ring = m.topic.lock();
             let start = locate(&ring, requested.as_deref(), rewind, m.topic.durable_first());
             m.replay_end = ring.next_seq();
@@ -874,33 +885,27 @@ impl Hub {
         options: Subscribe,
     ) -> Result<MultiEventStream, HubError> {
         let names = checked_topics(topics)?;
-        let last = match &options.last_event_id {
-            Some(id) => {
-                Some(MultiId::parse(id, names.len()).map_err(HubError::InvalidLastEventId)?)
-            }
-            None => None,
-        };
-        let params = self.stream_params(&options);
-        let mut members: Vec<(Arc<Topic>, Epoch, u64)> = Vec::with_capacity(names.len());
-        // Detaches the members attached so far if a topic is refused.
-        struct Attached<'a>(&'a mut Vec<(Arc<Topic>, Epoch, u64)>);
-        impl Drop for Attached<'_> {
-            fn drop(&mut self) {
-                for (t, ..) in self.0.drain(..) {
-                    t.detach();
-                }
-            }
-        }
-        let attached = Attached(&mut members);
-        for name in &names {
-            let topic = self.attach(name)?;
-            // A placeholder position until the stream begins.
-            attached.0.push((topic, Epoch::placeholder(), 1));
-        }
-        let members = std::mem::take(attached.0);
-        drop(attached);
-        let loading = members.iter().any(|(t, ..)| !t.is_primed());
+        let last = parse_last(&options, &names)?;
+        let members = self.attach_all(&names)?;
+        Ok(self.stream_of(members, last, &options))
+    }
+
+    /// The stream of `members` (attached, in the stream's order), resuming
+    /// after `last`.
+    fn stream_of(
+        &self,
+        members: Vec<Arc<Topic>>,
+        last: Option<Last>,
+        options: &Subscribe,
+    ) -> MultiEventStream {
+        let params = self.stream_params(options);
+        let loading = members.iter().any(|t| !t.is_primed());
         let retry_ms = params.retry_ms;
+        // A placeholder position until the stream begins.
+        let members = members
+            .into_iter()
+            .map(|t| (t, Epoch::placeholder(), 1))
+            .collect();
         let mut stream = MultiEventStream::new(
             members,
             params,
@@ -925,24 +930,7 @@ impl Hub {
             };
             stream.begin(last_event_id.as_ref(), rewind, retry_ms);
         }
-        Ok(stream)
-    }
-
-    /// Finds or creates `name` and counts a stream on it, under its lock
-    /// (so that it is not retired meanwhile).
-    fn attach(&self, name: &TopicName) -> Result<Arc<Topic>, HubError> {
-        for _ in 0..LOOKUP_ATTEMPTS {
-            let topic = self.topic(name)?;
-            let ring = topic.lock();
-            if topic.is_closed() {
-                // Retired between the lookup and the lock: look again.
-                continue;
-            }
-            topic.attach();
-            drop(ring);
-            return Ok(topic);
-        }
-        Err(HubError::Closed)
+        stream
     }
 
     /// Like [`Hub::subscribe_many`], but with Redis, first waits (at most
@@ -959,27 +947,32 @@ impl Hub {
         patience: Duration,
     ) -> Result<MultiEventStream, HubError> {
         let names = checked_topics(topics)?;
-        if self.store().loads_topics() {
-            let last = match &options.last_event_id {
-                Some(id) => {
-                    Some(MultiId::parse(id, names.len()).map_err(HubError::InvalidLastEventId)?)
+        let last = parse_last(&options, &names)?;
+        // Every topic first, all or nothing, so the store loads them all at
+        // once; then the waits, within one patience.
+        // Detaches the topics if this future is dropped while it waits.
+        struct Attached(Vec<Arc<Topic>>);
+        impl Drop for Attached {
+            fn drop(&mut self) {
+                for t in self.0.drain(..) {
+                    t.detach();
                 }
-                None => None,
-            };
-            // Every topic first, so the store loads them all at once; then
-            // the waits, within one patience.
-            let topics = names
-                .iter()
-                .map(|name| self.topic(name))
-                .collect::<Result<Vec<_>, _>>()?;
+            }
+        }
+        let mut members = Attached(self.attach_all(&names)?);
+        if self.store().loads_topics() {
             let deadline = tokio::time::Instant::now() + patience;
-            for (i, t) in topics.iter().enumerate() {
-                let wanted = last.as_ref().map(|l| l.ids()[i]);
+            for (i, t) in members.0.iter().enumerate() {
+                let wanted = match &last {
+                    Some(Last::Id(id)) => Some(id.ids()[i]),
+                    _ => None,
+                };
                 // If the storage is down, the stream starts when it is back.
                 let _ = tokio::time::timeout_at(deadline, caught_up(t, wanted)).await;
             }
         }
-        let mut stream = self.subscribe_many(names, options)?;
+        let members = std::mem::take(&mut members.0);
+        let mut stream = self.stream_of(members, last, &options);
         if stream.is_loading() {
             stream.try_begin();
         }
@@ -1006,11 +999,14 @@ impl Hub {
     /// The position of several topics at once, as the id a stream of
     /// these topics would start from (see [`Hub::position`]): a page that
     /// renders a snapshot of several topics reads it with the snapshot,
-    /// then opens its stream with `?lastEventId=` set to it.
+    /// then opens its stream with `?lastEventId=` set to it. Like
+    /// [`Hub::position`], it creates and retires nothing (but with Redis,
+    /// which loads the topics this node has not loaded).
     ///
     /// # Errors
     ///
-    /// As [`Hub::subscribe_many`] and [`Hub::position`].
+    /// As [`Hub::subscribe_many`] and [`Hub::position`]: a stream of these
+    /// topics that would be refused is refused here too.
     ///
     /// ```
     /// use std::time::Duration;
@@ -1021,7 +1017,8 @@ impl Hub {
     /// let hub = Hub::new();
     /// hub.publish("a", Event::new("1")).await?;
     /// let seen = hub.position_many(["a", "b"], Duration::from_secs(2)).await?;
-    /// assert_eq!(seen.to_string(), format!("{}-1.0", hub.epoch()));
+    /// assert!(seen.to_string().ends_with(&format!("_{}-1.0", hub.epoch())));
+    /// assert!(hub.topic_info("b").is_none(), "b is not created");
     /// # Ok(())
     /// # }
     /// ```
@@ -1031,9 +1028,12 @@ impl Hub {
         patience: Duration,
     ) -> Result<MultiId, HubError> {
         let names = checked_topics(topics)?;
-        // Every topic first, so the store loads them all at once.
-        for name in &names {
-            self.topic(name)?;
+        // Nothing is created or retired unless a stream of these topics
+        // would be served (and then, only with Redis: see `Hub::position`).
+        self.could_hold(&names)?;
+        if self.store().loads_topics() {
+            // Every topic first, so the store loads them all at once.
+            self.attach_all(&names)?.iter().for_each(|t| t.detach());
         }
         let deadline = tokio::time::Instant::now() + patience;
         let mut ids = Vec::with_capacity(names.len());
@@ -1041,7 +1041,7 @@ impl Hub {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             ids.push(self.position(name, left).await?);
         }
-        Ok(MultiId::new(ids))
+        Ok(MultiId::new(&names, ids))
     }
 }
 
@@ -1062,6 +1062,30 @@ pub(crate) async fn caught_up(t: &Topic, wanted: Option<EventId>) {
             }
         }
         notified.await;
+    }
+}
+
+/// Where a stream of several topics resumes from.
+enum Last {
+    /// The id of the stream.
+    Id(MultiId),
+    /// Something that can be no position of it, but that a browser may
+    /// send all the same (too long to be an id of these topics, or an id
+    /// from before ids carried the check of their topics): every topic
+    /// starts with `resync` (`malformed`), never with a refusal that would
+    /// close an `EventSource` for good.
+    Unusable(String),
+}
+
+/// The last event id of `options`, the id of a stream of `names`.
+fn parse_last(options: &Subscribe, names: &[TopicName]) -> Result<Option<Last>, HubError> {
+    let Some(id) = &options.last_event_id else {
+        return Ok(None);
+    };
+    match MultiId::parse(id, names) {
+        Ok(id) => Ok(Some(Last::Id(id))),
+        Err(MultiIdError::TooLong | MultiIdError::NoCheck) => Ok(Some(Last::Unusable(id.clone()))),
+        Err(e) => Err(HubError::InvalidLastEventId(e)),
     }
 }
 
@@ -1094,6 +1118,7 @@ mod tests {
 
     use super::*;
     use crate::core::event::Event;
+    use crate::core::multi_id::check_prefix;
 
     fn hub(buffer: usize) -> Hub {
         Hub::builder()
@@ -1158,24 +1183,25 @@ mod tests {
     async fn events_are_typed_with_their_topic_and_carry_every_position() {
         let hub = hub(100);
         let e = hub.epoch();
+        let c = check_prefix(&["a", "b"]);
         let mut s = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
         assert_eq!(
             next_text(&mut s).await,
-            format!("retry: 1000\nid: {e}-0.0\n\n")
+            format!("retry: 1000\nid: {c}{e}-0.0\n\n")
         );
         hub.publish("a", Event::new("x").with_type("t").unwrap())
             .await
             .unwrap();
         assert_eq!(
             next_text(&mut s).await,
-            format!("event: a/t\ndata: x\nid: {e}-1.0\n\n")
+            format!("event: a/t\ndata: x\nid: {c}{e}-1.0\n\n")
         );
         hub.publish("b", Event::new("y\nz")).await.unwrap();
         assert_eq!(
             next_text(&mut s).await,
-            format!("event: b\ndata: y\ndata: z\nid: {e}-1.1\n\n")
+            format!("event: b\ndata: y\ndata: z\nid: {c}{e}-1.1\n\n")
         );
-        assert_eq!(s.position().to_string(), format!("{e}-1.1"));
+        assert_eq!(s.position().to_string(), format!("{c}{e}-1.1"));
         assert_eq!(s.topics().collect::<Vec<_>>(), ["a", "b"]);
         let stats = hub.stats();
         assert_eq!((stats.subscribers, stats.delivered), (1, 2));
@@ -1189,20 +1215,21 @@ mod tests {
     async fn one_id_resumes_every_topic_exactly() {
         let hub = hub(100);
         let e = hub.epoch();
+        let c = check_prefix(&["a", "b", "c"]);
         for i in 1..=3 {
             hub.publish("a", Event::new(format!("a{i}"))).await.unwrap();
         }
         for i in 1..=2 {
             hub.publish("b", Event::new(format!("b{i}"))).await.unwrap();
         }
-        let opts = Subscribe::new().last_event_id(format!("{e}-1.1.0"));
+        let opts = Subscribe::new().last_event_id(format!("{c}{e}-1.1.0"));
         let mut s = hub.subscribe_many(["a", "b", "c"], opts).unwrap();
         assert_eq!(next_text(&mut s).await, "retry: 1000\n");
         let got = events(&ready_text(&mut s).await);
         let want = [
-            ("a", "a2", format!("{e}-2.1.0")),
-            ("a", "a3", format!("{e}-3.1.0")),
-            ("b", "b2", format!("{e}-3.2.0")),
+            ("a", "a2", format!("{c}{e}-2.1.0")),
+            ("a", "a3", format!("{c}{e}-3.1.0")),
+            ("b", "b2", format!("{c}{e}-3.2.0")),
         ];
         assert_eq!(got.len(), want.len(), "{got:?}");
         for ((ty, data, id), (wt, wd, wi)) in got.iter().zip(&want) {
@@ -1215,26 +1242,27 @@ mod tests {
     async fn a_resync_is_per_topic_and_names_it() {
         let hub = hub(2);
         let e = hub.epoch();
+        let c = check_prefix(&["a", "b", "c"]);
         for i in 1..=5 {
             hub.publish("a", Event::new(format!("a{i}"))).await.unwrap();
         }
         hub.publish("b", Event::new("b1")).await.unwrap();
         // a is evicted up to 3; b resumes exactly; c is of another epoch.
-        let opts = Subscribe::new().last_event_id(format!("{e}-1.0.zz-4"));
+        let opts = Subscribe::new().last_event_id(format!("{c}{e}-1.0.zz-4"));
         let mut s = hub.subscribe_many(["a", "b", "c"], opts).unwrap();
         assert_eq!(
             next_text(&mut s).await,
             format!(
                 "retry: 1000\nevent: resync\ndata: {{\"topic\":\"a\",\"reason\":\"evicted\",\
                  \"requested\":\"{e}-1\",\"oldest\":\"{e}-4\",\"latest\":\"{e}-5\",\"missed\":2}}\n\
-                 id: {e}-3.0.0\n\n"
+                 id: {c}{e}-3.0.0\n\n"
             )
         );
         assert_eq!(
             next_text(&mut s).await,
             format!(
                 "event: resync\ndata: {{\"topic\":\"c\",\"reason\":\"epoch\",\
-                 \"requested\":\"zz-4\",\"oldest\":null,\"latest\":\"{e}-0\"}}\nid: {e}-3.0.0\n\n"
+                 \"requested\":\"zz-4\",\"oldest\":null,\"latest\":\"{e}-0\"}}\nid: {c}{e}-3.0.0\n\n"
             )
         );
         let got = events(&ready_text(&mut s).await);
@@ -1242,9 +1270,9 @@ mod tests {
         assert_eq!(
             ids,
             [
-                ("a4", format!("{e}-4.0.0")),
-                ("a5", format!("{e}-5.0.0")),
-                ("b1", format!("{e}-5.1.0"))
+                ("a4", format!("{c}{e}-4.0.0")),
+                ("a5", format!("{c}{e}-5.0.0")),
+                ("b1", format!("{c}{e}-5.1.0"))
             ]
         );
         assert_eq!(hub.stats().resyncs, 2);
@@ -1254,6 +1282,7 @@ mod tests {
     async fn a_lagging_topic_gets_its_own_resync_and_the_others_go_on() {
         let hub = hub(4);
         let e = hub.epoch();
+        let c = check_prefix(&["a", "b"]);
         let mut s = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
         next(&mut s).await;
         for i in 1..=10 {
@@ -1264,7 +1293,7 @@ mod tests {
         assert!(
             text.starts_with(&format!(
                 "event: resync\ndata: {{\"topic\":\"a\",\"reason\":\"lagged\",\"requested\":\"{e}-0\",\
-                 \"oldest\":\"{e}-7\",\"latest\":\"{e}-10\",\"missed\":6}}\nid: {e}-6.0\n\n"
+                 \"oldest\":\"{e}-7\",\"latest\":\"{e}-10\",\"missed\":6}}\nid: {c}{e}-6.0\n\n"
             )),
             "{text}"
         );
@@ -1316,6 +1345,7 @@ mod tests {
     async fn large_data_is_shared_not_copied() {
         let hub = hub(10);
         let e = hub.epoch();
+        let c = check_prefix(&["a", "b"]);
         let mut s = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
         next(&mut s).await;
         let big = "x".repeat(COPY_UP_TO + 1);
@@ -1325,7 +1355,7 @@ mod tests {
         let tail = next(&mut s).await;
         assert_eq!(head, "event: b\n");
         assert_eq!(data, format!("data: {big}\n"));
-        assert_eq!(tail, format!("id: {e}-0.1\n\n"));
+        assert_eq!(tail, format!("id: {c}{e}-0.1\n\n"));
         let topic = hub.read_topics().get("b").cloned().unwrap();
         let Read::Ready { frame, .. } = topic.read(e, 1, 1, usize::MAX) else {
             panic!("the event is in the ring")
@@ -1339,7 +1369,7 @@ mod tests {
         hub.publish("a", Event::new("small")).await.unwrap();
         assert_eq!(
             next_text(&mut s).await,
-            format!("event: a\ndata: small\nid: {e}-1.1\n\n")
+            format!("event: a\ndata: small\nid: {c}{e}-1.1\n\n")
         );
     }
 
@@ -1347,6 +1377,7 @@ mod tests {
     async fn the_limit_counts_every_topic_and_rewind_each() {
         let hub = hub(100);
         let e = hub.epoch();
+        let c = check_prefix(&["a", "b"]);
         for t in ["a", "b"] {
             for i in 1..=5 {
                 hub.publish(t, Event::new(format!("{t}{i}"))).await.unwrap();
@@ -1357,7 +1388,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             next_text(&mut s).await,
-            format!("retry: 1000\nid: {e}-3.3\n\n")
+            format!("retry: 1000\nid: {c}{e}-3.3\n\n")
         );
         let mut text = String::new();
         while let Some(f) = s.frame().await {
@@ -1372,6 +1403,7 @@ mod tests {
     async fn reauth_carries_the_stream_position() {
         let hub = hub(100);
         let e = hub.epoch();
+        let c = check_prefix(&["a", "b"]);
         let at = std::time::SystemTime::now() + Duration::from_secs(30);
         let mut s = hub
             .subscribe_many(["a", "b"], Subscribe::new().expires_at(at))
@@ -1383,8 +1415,8 @@ mod tests {
         assert_eq!(
             next_text(&mut s).await,
             format!(
-                "event: reauth\ndata: {{\"reason\":\"expired\",\"lastEventId\":\"{e}-0.1\"}}\n\
-                 id: {e}-0.1\n\n"
+                "event: reauth\ndata: {{\"reason\":\"expired\",\"lastEventId\":\"{c}{e}-0.1\"}}\n\
+                 id: {c}{e}-0.1\n\n"
             )
         );
         assert!(s.frame().await.is_none());
@@ -1407,8 +1439,12 @@ mod tests {
             Err(HubError::InvalidTopic)
         ));
         let e = hub.epoch();
+        let c = check_prefix(&["a", "b"]);
         assert!(matches!(
-            hub.subscribe_many(["a", "b"], Subscribe::new().last_event_id(format!("{e}-1"))),
+            hub.subscribe_many(
+                ["a", "b"],
+                Subscribe::new().last_event_id(format!("{c}{e}-1"))
+            ),
             Err(HubError::InvalidLastEventId(
                 crate::core::MultiIdError::Count {
                     expected: 2,

@@ -34,6 +34,11 @@ pub(crate) struct Counters {
     /// A logical clock: ticks on every publish and subscription change, so
     /// topics can be ordered by their last activity.
     activity: AtomicU64,
+    /// Topics with at least one subscriber (the others may be retired).
+    pub(crate) busy_topics: AtomicUsize,
+    /// Topics that lost their last subscriber while out of the hub's
+    /// retirement order: the hub puts them back in it when it next looks.
+    pub(crate) idle_again: Mutex<Vec<Box<str>>>,
 }
 
 impl Default for Counters {
@@ -48,6 +53,8 @@ impl Default for Counters {
             idempotent_replays: AtomicU64::new(0),
             idempotent_conflicts: AtomicU64::new(0),
             activity: AtomicU64::new(0),
+            busy_topics: AtomicUsize::new(0),
+            idle_again: Mutex::new(Vec::new()),
         }
     }
 }
@@ -73,6 +80,12 @@ pub(crate) struct Topic {
     bytes: AtomicUsize,
     /// Last publish or subscription change, on the hub's logical clock.
     last_active: AtomicU64,
+    /// In the hub's retirement order, or queued to go back in it: a topic
+    /// with subscribers leaves it when the hub finds it there, and its last
+    /// subscriber's departure queues it (see [`Counters::idle_again`]).
+    /// Whoever turns this from false to true puts the topic back, so it is
+    /// there at most once.
+    in_order: AtomicBool,
     counters: Arc<Counters>,
     /// The history its store keeps beyond the ring, if any (disk).
     history: Option<History>,
@@ -111,6 +124,7 @@ impl Topic {
             subscribers: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             last_active: AtomicU64::new(now),
+            in_order: AtomicBool::new(true),
             counters,
             history: None,
         }
@@ -401,11 +415,18 @@ impl Topic {
     /// Subscriptions register under the ring's lock, so a subscriber either
     /// registered before this check or finds the topic closed and looks it
     /// up again.
+    #[cfg(test)]
     pub(crate) fn retire(&self) -> Option<usize> {
-        let mut ring = self.lock();
+        let ring = self.lock();
         if self.subscriber_count() > 0 {
             return None;
         }
+        Some(self.retire_locked(ring))
+    }
+
+    /// Closes the topic, whose lock the caller holds (`ring`) after
+    /// checking that it has no subscriber; returns the bytes it held.
+    pub(crate) fn retire_locked(&self, mut ring: MutexGuard<'_, Ring>) -> usize {
         self.closed.store(true, Ordering::Release);
         let epoch = ring.epoch();
         let next = ring.next_seq();
@@ -414,7 +435,7 @@ impl Topic {
         self.account(0, bytes);
         drop(ring);
         self.notify.notify_waiters();
-        Some(bytes)
+        bytes
     }
 
     /// Bytes retained, without taking the lock.
@@ -450,14 +471,33 @@ impl Topic {
     /// Counts a stream that follows this topic among others (the hub
     /// counts the stream once). Call with the ring locked (see `retire`).
     pub(crate) fn attach(&self) {
-        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        if self.subscribers.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.counters.busy_topics.fetch_add(1, Ordering::Relaxed);
+        }
         self.touch();
     }
 
     /// Undoes [`Topic::attach`].
     pub(crate) fn detach(&self) {
-        self.subscribers.fetch_sub(1, Ordering::Relaxed);
         self.touch();
+        if self.subscribers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.counters.busy_topics.fetch_sub(1, Ordering::Relaxed);
+            if !self.in_order.swap(true, Ordering::SeqCst) {
+                // Idle again: the hub may retire it once it puts it back
+                // in the order (see `in_order`).
+                self.counters
+                    .idle_again
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(self.name.clone());
+            }
+        }
+    }
+
+    /// Marks the topic as in the hub's retirement order, or out of it;
+    /// returns whether it was in it.
+    pub(crate) fn set_in_order(&self, yes: bool) -> bool {
+        self.in_order.swap(yes, Ordering::SeqCst)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Reading the ids of multi-topic streams the way a client would, from the
-//! format the README documents (none of ssehub's code): parts joined by
-//! `.`, one per topic in the request's order, each `<epoch>-<seq>` or just
+//! format the README documents (none of ssehub's code): for two topics or
+//! more, a check of the list of topics and `_`, then parts joined by `.`,
+//! one per topic in the request's order, each `<epoch>-<seq>` or just
 //! `<seq>` when the epoch is the part before's.
 
 use super::flaky::Seen;
@@ -12,7 +13,18 @@ use super::flaky::Seen;
 /// If `id` is not one (a test failure).
 pub fn topic_ids(id: &str) -> Vec<String> {
     let mut epoch = None;
-    id.split('.')
+    let parts = match id.split_once('_') {
+        Some((check, parts)) => {
+            assert!(
+                check.len() == 5 && check.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "bad check in {id:?}"
+            );
+            parts
+        }
+        None => id,
+    };
+    parts
+        .split('.')
         .map(|part| match part.rsplit_once('-') {
             Some((e, seq)) => {
                 assert!(
@@ -89,4 +101,16 @@ pub fn split(topics: &[String], items: &[(String, String, String)]) -> Vec<PerTo
         out[i].seen.push(Seen::Event(ids[i].clone(), data.clone()));
     }
     out
+}
+
+/// The check at the start of the ids of the stream of `topics` on the
+/// server at `addr` (`HEAD` answers an id of it), with its `_`.
+pub async fn check_of(addr: std::net::SocketAddr, topics: &[&str]) -> String {
+    let q: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
+    let path = format!("/events?{}", q.join("&"));
+    let (status, headers, _) = super::request_full(addr, "HEAD", &path, &[], b"").await;
+    assert_eq!(status, 200, "HEAD {path}");
+    let id = super::header(&headers, "last-event-id").expect("a position");
+    let (check, _) = id.split_once('_').expect("a check");
+    format!("{check}_")
 }

@@ -17,7 +17,7 @@ pub(crate) use std::sync::Arc;
 #[cfg(not(all(test, ssehub_loom)))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 #[cfg(not(all(test, ssehub_loom)))]
-pub(crate) use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+pub(crate) use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 #[cfg(not(all(test, ssehub_loom)))]
 pub(crate) use tokio::sync::Notify;
 #[cfg(not(all(test, ssehub_loom)))]
@@ -31,4 +31,4 @@ pub(crate) use self::notify::{Notify, OwnedNotified};
 #[cfg(all(test, ssehub_loom))]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 #[cfg(all(test, ssehub_loom))]
-pub(crate) use loom::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+pub(crate) use loom::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
