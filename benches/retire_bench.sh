@@ -1,7 +1,7 @@
 #!/bin/sh
 # Publishes/s on random topic names with the hub full (--max-topics
 # 10000) and unbounded, for a given ssehub binary (loopback only).
-#   sh bench/retire_bench.sh path/to/ssehub [seconds]
+#   sh benches/retire_bench.sh path/to/ssehub [seconds]
 set -e
 BIN=${1:?binary}
 SECS=${2:-15}

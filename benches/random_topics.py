@@ -2,7 +2,7 @@
 """Publishes to random topic names as fast as it can, over keep-alive
 HTTP/1.1 connections to 127.0.0.1 (loopback only), and prints publishes/s.
 
-    python3 bench/random_topics.py --port 8080 --seconds 10 --conns 8 --names 1000000
+    python3 benches/random_topics.py --port 8080 --seconds 10 --conns 8 --names 1000000
 
 Every publish names a topic drawn at random from `--names` names, so with
 `--max-topics` far below that, nearly every publish creates a topic and (once
