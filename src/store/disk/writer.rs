@@ -43,6 +43,10 @@ pub(super) enum Job {
     Append {
         topic: Box<str>,
         events: Vec<Encoded>,
+        /// Each event's value on disk, built by the publisher's task (see
+        /// `DiskStore::append`): the writer, whose work every publisher of
+        /// the next round waits for, only adds keys.
+        values: Vec<fjall::Slice>,
         published_ms: u64,
         deliver: Deliver,
         /// Append only if this idempotency key is free.
@@ -65,6 +69,9 @@ pub(super) enum Job {
 
 /// Most jobs in one round.
 const MAX_JOBS: usize = 1024;
+
+/// How a round's commit reaches the disk.
+const SYNC: fjall::PersistMode = fjall::PersistMode::SyncData;
 
 /// Most events retention trims per round.
 const TRIM_PER_ROUND: usize = 2048;
@@ -164,10 +171,10 @@ impl Writer {
             }
             return;
         };
-        let mut batch = engine
-            .db
-            .batch()
-            .durability(Some(fjall::PersistMode::SyncAll));
+        // `fdatasync`, as Redis's `appendfsync always`: the journal's data
+        // and what is needed to read it back (its size, its blocks) reach
+        // the disk; only its times may not.
+        let mut batch = engine.db.batch().durability(Some(SYNC));
         // The index as it was before this round, per topic it changed.
         let mut undo: HashMap<Box<str>, Option<Meta>> = HashMap::new();
         let mut pending = Vec::new();
@@ -190,6 +197,7 @@ impl Writer {
                 Job::Append {
                     topic,
                     events,
+                    values,
                     published_ms,
                     deliver,
                     key,
@@ -200,6 +208,7 @@ impl Writer {
                             self.deferred.push(Job::Append {
                                 topic,
                                 events,
+                                values,
                                 published_ms,
                                 deliver,
                                 key,
@@ -248,8 +257,7 @@ impl Writer {
                     if meta.first == meta.next {
                         self.oldest_ms.insert(topic.clone(), published_ms);
                     }
-                    for enc in &events {
-                        let value = layout::event_value(published_ms, enc.lines());
+                    for value in values {
                         meta.bytes += value.len() as u64;
                         batch.insert(
                             &engine.events,
@@ -345,6 +353,9 @@ impl Writer {
 
         match batch.commit() {
             Ok(()) => {
+                if !pending.is_empty() {
+                    self.state.syncs.fetch_add(1, Ordering::Relaxed);
+                }
                 self.committed(&trimmed, &retired, &rotated, &undo);
                 for p in pending {
                     let frames: Vec<Bytes> = p
