@@ -70,6 +70,10 @@ pub(super) enum Job {
 /// Most jobs in one round.
 const MAX_JOBS: usize = 1024;
 
+/// Most a round waits for the publishers the last round answered (at
+/// most as long as the last sync took, and never this long).
+const MAX_GATHER: Duration = Duration::from_millis(2);
+
 /// How a round's commit reaches the disk.
 const SYNC: fjall::PersistMode = fjall::PersistMode::SyncData;
 
@@ -94,10 +98,15 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
         oldest_ms: HashMap::new(),
         backlog: HashSet::new(),
         last_age_scan: std::time::Instant::now(),
+        queued: Vec::new(),
+        answered: 0,
+        last_sync: Duration::ZERO,
     };
     loop {
-        // Deferred appends go first, in their order, and do not wait.
+        // Deferred appends go first, in their order, and do not wait; then
+        // what was queued while the last round synced.
         let mut jobs = std::mem::take(&mut writer.deferred);
+        jobs.append(&mut writer.queued);
         let wait = if !jobs.is_empty() {
             Duration::ZERO
         } else if writer.retry.is_empty() {
@@ -106,6 +115,12 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
             REOPEN_BACKOFF
         };
         jobs.append(&mut writer.retry);
+        // The publishers the last round answered are about to publish
+        // again (a closed loop: answer, next request): wait for them too,
+        // a bounded time, instead of syncing what is queued alone and
+        // leaving them to the round after (publishers would then split
+        // into two groups that take turns, each waiting two syncs).
+        let gather = (jobs.len() + writer.answered).min(MAX_JOBS);
         match rx.recv_timeout(wait) {
             Ok(job) => jobs.push(job),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -121,7 +136,17 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        writer.round(jobs);
+        if !jobs.is_empty() && jobs.len() < gather {
+            let deadline = std::time::Instant::now() + writer.last_sync.min(MAX_GATHER);
+            while jobs.len() < gather {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        writer.round(jobs, &rx);
     }
     writer.close();
 }
@@ -142,6 +167,13 @@ struct Writer {
     backlog: HashSet<Box<str>>,
     /// When every topic was last checked against the age rule.
     last_age_scan: std::time::Instant,
+    /// Jobs queued while the last round synced (taken before it answered
+    /// its publishers): the next round's, first.
+    queued: Vec<Job>,
+    /// Appends the last round answered.
+    answered: usize,
+    /// How long the last round's commit (and sync) took.
+    last_sync: Duration,
 }
 
 /// An append waiting for its commit.
@@ -155,7 +187,8 @@ struct Pending {
 }
 
 impl Writer {
-    fn round(&mut self, jobs: Vec<Job>) {
+    fn round(&mut self, jobs: Vec<Job>, rx: &mpsc::Receiver<Job>) {
+        self.answered = 0;
         let Some(engine) = self.engine() else {
             // Still cannot write: answer appends, keep the rest.
             for job in jobs {
@@ -351,11 +384,24 @@ impl Writer {
             return;
         }
 
-        match batch.commit() {
+        let started = std::time::Instant::now();
+        let committed = batch.commit();
+        self.last_sync = started.elapsed();
+        match committed {
             Ok(()) => {
                 if !pending.is_empty() {
                     self.state.syncs.fetch_add(1, Ordering::Relaxed);
                 }
+                // What was queued while this round synced goes first in the
+                // next; what its publishers send once answered is gathered
+                // after it (see `run`).
+                while self.queued.len() < MAX_JOBS {
+                    match rx.try_recv() {
+                        Ok(job) => self.queued.push(job),
+                        Err(_) => break,
+                    }
+                }
+                self.answered = pending.len();
                 self.committed(&trimmed, &retired, &rotated, &undo);
                 for p in pending {
                     let frames: Vec<Bytes> = p
