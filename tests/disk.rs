@@ -526,3 +526,46 @@ async fn a_stream_of_several_topics_resumes_from_disk_exactly() {
         }
     }
 }
+
+/// Group commit (issue 20): publishers of many topics that publish at the
+/// same moment share syncs, and each still gets its own id, in order per
+/// topic, with every event kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_of_many_topics_share_syncs() {
+    const TOPICS: usize = 16;
+    const PER_TOPIC: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, store) = hub_with(dir.path(), Retention::default(), 1024);
+    let go = std::sync::Arc::new(tokio::sync::Barrier::new(TOPICS * PER_TOPIC));
+    let tasks: Vec<_> = (0..TOPICS * PER_TOPIC)
+        .map(|i| {
+            let (hub, go) = (hub.clone(), go.clone());
+            tokio::spawn(async move {
+                go.wait().await;
+                let topic = format!("t{}", i % TOPICS);
+                let id = hub.publish(&topic, Event::new(format!("e{i}"))).await;
+                (topic, id.expect("published"))
+            })
+        })
+        .collect();
+    let mut ids: std::collections::HashMap<String, Vec<u64>> = Default::default();
+    for t in tasks {
+        let (topic, id) = tokio::time::timeout(support::WAIT, t)
+            .await
+            .expect("answered")
+            .unwrap();
+        ids.entry(topic).or_default().push(id.seq());
+    }
+    for (topic, mut seqs) in ids {
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=PER_TOPIC as u64).collect::<Vec<_>>(), "{topic}");
+        let info = hub.topic_info(topic.as_str()).expect("the topic");
+        assert_eq!(info.retained_events, PER_TOPIC, "{topic}");
+    }
+    let syncs = store.syncs();
+    assert!(
+        (1..=(TOPICS * PER_TOPIC / 2) as u64).contains(&syncs),
+        "{} appends took {syncs} syncs",
+        TOPICS * PER_TOPIC
+    );
+}

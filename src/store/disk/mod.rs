@@ -203,6 +203,8 @@ struct State {
     index: Mutex<HashMap<Box<str>, Entry>>,
     /// Bytes of the events of all topics.
     total_bytes: AtomicU64,
+    /// Commits that synced appends (see [`DiskStore::syncs`]).
+    syncs: AtomicU64,
     sink: Mutex<Option<Arc<dyn Sink>>>,
     /// Where each topic's history was last committed, outside the engine
     /// (see `marks`): written by the writer after each commit.
@@ -349,6 +351,7 @@ impl DiskStore {
             engine: RwLock::new(Some(engine)),
             index: Mutex::new(index),
             total_bytes: AtomicU64::new(total),
+            syncs: AtomicU64::new(0),
             sink: Mutex::new(None),
             marks: Mutex::new(marks),
             _lock: lock,
@@ -385,6 +388,14 @@ impl DiskStore {
     /// Bytes of the events of all topics (the directory takes more).
     pub fn retained_bytes(&self) -> u64 {
         self.handle.state.total_bytes.load(Ordering::Relaxed)
+    }
+
+    /// How many syncs have made appends durable since the store was
+    /// opened. Each sync commits every append queued when it began, of
+    /// all topics (group commit), so under concurrent publishing this
+    /// grows much slower than the number of appends.
+    pub fn syncs(&self) -> u64 {
+        self.handle.state.syncs.load(Ordering::Relaxed)
     }
 
     pub(crate) fn attach(&self, sink: Arc<dyn Sink>) {
@@ -451,10 +462,19 @@ impl DiskStore {
         key: Option<(&IdempotencyKey, Fingerprint)>,
     ) -> Result<Keyed<Appended>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let published_ms = now_ms();
+        // Built here, on the publisher's task, not by the writer: the
+        // writer's work between two syncs is what every publisher of the
+        // next round waits for.
+        let values = events
+            .iter()
+            .map(|enc| fjall::Slice::from(layout::event_value(published_ms, enc.lines())))
+            .collect();
         let job = Job::Append {
             topic: topic.into(),
             events,
-            published_ms: now_ms(),
+            values,
+            published_ms,
             deliver,
             key: key.map(|(k, fp)| (k.clone(), fp)),
             reply,

@@ -43,6 +43,10 @@ pub(super) enum Job {
     Append {
         topic: Box<str>,
         events: Vec<Encoded>,
+        /// Each event's value on disk, built by the publisher's task (see
+        /// `DiskStore::append`): the writer, whose work every publisher of
+        /// the next round waits for, only adds keys.
+        values: Vec<fjall::Slice>,
         published_ms: u64,
         deliver: Deliver,
         /// Append only if this idempotency key is free.
@@ -65,6 +69,13 @@ pub(super) enum Job {
 
 /// Most jobs in one round.
 const MAX_JOBS: usize = 1024;
+
+/// Most a round waits for the publishers the last round answered (at
+/// most as long as the last sync took, and never this long).
+const MAX_GATHER: Duration = Duration::from_millis(2);
+
+/// How a round's commit reaches the disk.
+const SYNC: fjall::PersistMode = fjall::PersistMode::SyncData;
 
 /// Most events retention trims per round.
 const TRIM_PER_ROUND: usize = 2048;
@@ -90,10 +101,15 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
         oldest_ms: HashMap::new(),
         backlog,
         last_age_scan: std::time::Instant::now(),
+        queued: Vec::new(),
+        answered: 0,
+        last_sync: Duration::ZERO,
     };
     loop {
-        // Deferred appends go first, in their order, and do not wait.
+        // Deferred appends go first, in their order, and do not wait; then
+        // what was queued while the last round synced.
         let mut jobs = std::mem::take(&mut writer.deferred);
+        jobs.append(&mut writer.queued);
         let wait = if !jobs.is_empty() || !writer.backlog.is_empty() {
             Duration::ZERO
         } else if writer.retry.is_empty() {
@@ -102,6 +118,12 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
             REOPEN_BACKOFF
         };
         jobs.append(&mut writer.retry);
+        // The publishers the last round answered are about to publish
+        // again (a closed loop: answer, next request): wait for them too,
+        // a bounded time, instead of syncing what is queued alone and
+        // leaving them to the round after (publishers would then split
+        // into two groups that take turns, each waiting two syncs).
+        let gather = (jobs.len() + writer.answered).min(MAX_JOBS);
         match rx.recv_timeout(wait) {
             Ok(job) => jobs.push(job),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -117,7 +139,17 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        writer.round(jobs);
+        if !jobs.is_empty() && jobs.len() < gather {
+            let deadline = std::time::Instant::now() + writer.last_sync.min(MAX_GATHER);
+            while jobs.len() < gather {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        writer.round(jobs, &rx);
     }
     writer.close();
 }
@@ -138,6 +170,13 @@ struct Writer {
     backlog: HashSet<Box<str>>,
     /// When every topic was last checked against the age rule.
     last_age_scan: std::time::Instant,
+    /// Jobs queued while the last round synced (taken before it answered
+    /// its publishers): the next round's, first.
+    queued: Vec<Job>,
+    /// Appends the last round answered.
+    answered: usize,
+    /// How long the last round's commit (and sync) took.
+    last_sync: Duration,
 }
 
 /// An append waiting for its commit.
@@ -151,7 +190,8 @@ struct Pending {
 }
 
 impl Writer {
-    fn round(&mut self, jobs: Vec<Job>) {
+    fn round(&mut self, jobs: Vec<Job>, rx: &mpsc::Receiver<Job>) {
+        self.answered = 0;
         let Some(engine) = self.engine() else {
             // Still cannot write: answer appends, keep the rest.
             for job in jobs {
@@ -167,10 +207,10 @@ impl Writer {
             }
             return;
         };
-        let mut batch = engine
-            .db
-            .batch()
-            .durability(Some(fjall::PersistMode::SyncAll));
+        // `fdatasync`, as Redis's `appendfsync always`: the journal's data
+        // and what is needed to read it back (its size, its blocks) reach
+        // the disk; only its times may not.
+        let mut batch = engine.db.batch().durability(Some(SYNC));
         // The index as it was before this round, per topic it changed.
         let mut undo: HashMap<Box<str>, Option<Meta>> = HashMap::new();
         let mut pending = Vec::new();
@@ -193,6 +233,7 @@ impl Writer {
                 Job::Append {
                     topic,
                     events,
+                    values,
                     published_ms,
                     deliver,
                     key,
@@ -203,6 +244,7 @@ impl Writer {
                             self.deferred.push(Job::Append {
                                 topic,
                                 events,
+                                values,
                                 published_ms,
                                 deliver,
                                 key,
@@ -251,8 +293,7 @@ impl Writer {
                     if meta.first == meta.next {
                         self.oldest_ms.insert(topic.clone(), published_ms);
                     }
-                    for enc in &events {
-                        let value = layout::event_value(published_ms, enc.lines());
+                    for value in values {
                         meta.bytes += value.len() as u64;
                         batch.insert(
                             &engine.events,
@@ -350,9 +391,25 @@ impl Writer {
             return;
         }
 
-        match batch.commit() {
+        let started = std::time::Instant::now();
+        let committed = batch.commit();
+        self.last_sync = started.elapsed();
+        match committed {
             Ok(()) => {
                 self.state.mark(&marked);
+                if !pending.is_empty() {
+                    self.state.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                // What was queued while this round synced goes first in the
+                // next; what its publishers send once answered is gathered
+                // after it (see `run`).
+                while self.queued.len() < MAX_JOBS {
+                    match rx.try_recv() {
+                        Ok(job) => self.queued.push(job),
+                        Err(_) => break,
+                    }
+                }
+                self.answered = pending.len();
                 self.committed(&trimmed, &retired, &rotated, &undo);
                 for p in pending {
                     let frames: Vec<Bytes> = p
