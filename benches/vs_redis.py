@@ -236,7 +236,7 @@ def cell(o, kind, conc, topics, rep, calib):
             r = redis_bench(srv.port, conc, calib[k], data, topics)
             r["answered_total"] = r["requests"] + probed
         else:
-            srv = Ssehub(o.ssehub, d, trace).start()
+            srv = Ssehub(o.baseline if kind == "before" else o.ssehub, d, trace).start()
             c0 = cpu_s(srv.server_pid())
             r = oha(srv.port, conc, data, o.seconds) if kind == "ssehub-oha" else pubload(o, srv.port, conc, topics)
         # Whole-run CPU (warm-up included for pubload) per request measured.
@@ -263,10 +263,12 @@ def table(results, o):
               and r.get(field) is not None]
         return statistics.median(xs) if xs else None
 
-    kinds = ["ssehub", "redis"] + (["ssehub-oha"] if o.oha else [])
     head = ("| topics | publishers | ssehub --data-dir (/s) | Redis always (/s) | ssehub / Redis | "
             "ratios per rep | p99 ssehub / Redis (ms) |")
     rows = [head, "|---|---:|---:|---:|---:|---|---:|"]
+    if o.baseline:
+        rows[0] += " --baseline (/s, and / Redis) |"
+        rows[1] += "---:|"
     for topics in o.topics:
         for conc in o.concs:
             s, r = med("ssehub", conc, topics), med("redis", conc, topics)
@@ -280,7 +282,9 @@ def table(results, o):
                     per.append(f"{a[0] / b[0]:.2f}")
             ratio = f"**{s / r:.2f}**" if s and r else "n/a"
             rows.append(f"| {topics} | {conc} | {s:,.0f} | {r:,.0f} | {ratio} | {' '.join(per)} | "
-                        f"{med('ssehub', conc, topics, 'p99_ms'):.2f} / {med('redis', conc, topics, 'p99_ms'):.2f} |")
+                        f"{med('ssehub', conc, topics, 'p99_ms'):.2f} / {med('redis', conc, topics, 'p99_ms'):.2f} |"
+                        + (f" {med('before', conc, topics):,.0f} ({med('before', conc, topics) / r:.2f}) |"
+                           if o.baseline else ""))
     if o.oha:
         rows.append("")
         rows.append("oha on ssehub, one topic (a check on the load tool): " + ", ".join(
@@ -296,6 +300,7 @@ def main():
     ap.add_argument("--concs", default="1,16,64")
     ap.add_argument("--topics", default="1,16")
     ap.add_argument("--oha", action="store_true", help="also load ssehub with oha (one topic)")
+    ap.add_argument("--baseline", default=None, help="another ssehub binary (say, before a change) in the same cells")
     ap.add_argument("--syncs", action="store_true", help="count syncs with strace")
     ap.add_argument("--target", default=os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")))
     ap.add_argument("--ssehub", default=None, help="the ssehub binary (default: this tree's release build)")
@@ -324,7 +329,7 @@ def main():
             "data_dir": o.data, "load": [load_note()]}
     log("load:", meta["load"][0])
     results, calib = [], {}
-    kinds = ["ssehub", "redis"] + (["ssehub-oha"] if o.oha else [])
+    kinds = ["ssehub", "redis"] + (["before"] if o.baseline else []) + (["ssehub-oha"] if o.oha else [])
     for rep in range(o.reps):
         for topics in o.topics:
             for conc in o.concs:
