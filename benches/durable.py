@@ -215,7 +215,12 @@ class Redis:
 def oha(url, *args, seconds, regex=False):
     cmd = ["taskset", "-c", CLIENT_CORE, "oha", "--no-tui", "--output-format", "json", "-z", f"{seconds}s"]
     if regex:
-        cmd.append("--rand-regex-url")
+        # oha's --rand-regex-url turns `127\\.0\\.0\\.1` into a garbage host
+        # and its requests leave the machine: never use it. The scenarios
+        # that spread requests over names need a loader of their own
+        # (examples/pubload.rs does it for publishing).
+        raise SystemExit("oha --rand-regex-url is not allowed here (its requests leave the machine); "
+                         "this scenario needs a loader that spreads names itself")
     c0 = children_cpu()
     out = run(cmd + list(args) + [url], capture_output=True, text=True).stdout
     client = children_cpu() - c0
