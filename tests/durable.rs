@@ -1101,7 +1101,9 @@ async fn check_one_resync_then_live(dir: &Path, epochs: &[String]) {
     let resume = format!("{}-3499", epochs[0]);
     let mut single = SseClient::get(server.addr, "/events/c0", &[("Last-Event-ID", &resume)]).await;
     let mut rewind = SseClient::get(server.addr, "/events/c1?rewind=5", &[]).await;
-    let both = format!("{}-3499.{}-3499", epochs[2], epochs[3]);
+    // A stream's id opens with a check of its topics (what HEAD answers).
+    let check = support::multi::check_of(server.addr, &["c2", "c3"]).await;
+    let both = format!("{check}{}-3499.{}-3499", epochs[2], epochs[3]);
     let mut multi = SseClient::get(
         server.addr,
         "/events?topic=c2&topic=c3",
