@@ -37,20 +37,17 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import string
 import subprocess
 import sys
 import time
 
+from benchlib import free_port, log, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_CORE, CLIENT_CORE = "0", "1"
 PAYLOAD_BYTES = 1000
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
 
 def load_note():
@@ -75,23 +72,6 @@ def cpu_s(pid):
         return 0.0
     f = f[f.rfind(")") + 2:].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def strace_prefix(out):
