@@ -707,13 +707,20 @@ impl History {
             return Ok(Read::Empty);
         };
         let meta = entry.meta;
+        if meta.epoch == epoch && from < meta.first {
+            // Trimmed: the deletion is committed (the event is gone), but
+            // the writer may not have published the new `first` to readers
+            // yet. Published here, under the index's lock, so that the
+            // stream's `resync` counts from it: with the old `first` it
+            // would say nothing was missed and send the stream back to
+            // events that are gone.
+            entry.first.fetch_max(meta.first, Ordering::AcqRel);
+            return Ok(Read::Lagged { oldest: meta.first });
+        }
         drop(index);
         if meta.epoch != epoch {
             // A new history meanwhile: the ring has it, or will.
             return Ok(Read::Empty);
-        }
-        if from < meta.first {
-            return Ok(Read::Lagged { oldest: meta.first });
         }
         if from >= meta.next {
             return Ok(Read::Empty);

@@ -435,6 +435,9 @@ impl Writer {
                         Some(meta) => {
                             if let Some(entry) = index.get_mut(&topic) {
                                 entry.meta = meta;
+                                // A reader may have published the trim
+                                // that did not happen (see `missing`).
+                                entry.first.store(meta.first, Ordering::Release);
                             }
                         }
                         None => {
