@@ -4,14 +4,29 @@
 //!
 //! The built-in implementation is [`TokenPolicy`](crate::http::TokenPolicy);
 //! an embedder that authenticates requests itself implements the trait.
+//! A refusal is answered here too: `401` with its `WWW-Authenticate`
+//! challenge, or `403`.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
-use http::HeaderMap;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
 
 use crate::core::TopicName;
+use crate::http::body::ResponseBody;
+use crate::http::responses::text;
+
+/// The address of the client, for services not run by [`Server`](crate::Server).
+///
+/// [`Server`](crate::Server) tells the service each connection's peer; an
+/// embedder with its own accept loop inserts this into the request's
+/// extensions so that the loopback rule for publishing can apply. Without
+/// it, a client is not considered local.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Who may subscribe to and publish on which topic: [`SseService`]
 /// asks its policy before every stream and every publish.
@@ -98,11 +113,9 @@ impl<'a> AccessRequest<'a> {
     }
 
     /// The client's address, if the server (or the embedder) said so with
-    /// [`PeerAddr`](crate::http::PeerAddr).
+    /// [`PeerAddr`].
     pub fn peer(&self) -> Option<IpAddr> {
-        self.extensions
-            .get::<crate::http::PeerAddr>()
-            .map(|p| p.0.ip())
+        self.extensions.get::<PeerAddr>().map(|p| p.0.ip())
     }
 
     /// The first value of a query parameter, decoded.
@@ -132,10 +145,118 @@ pub enum Decision {
     /// Go ahead, with credentials that expire then: a stream ends at that
     /// time with a `reauth` event (see [`Subscribe::expires_at`](crate::Subscribe::expires_at)).
     AllowUntil(SystemTime),
-    /// `401` with this text and `WWW-Authenticate: Bearer`: credentials
-    /// missing or not valid.
-    Unauthorized(Cow<'static, str>),
+    /// `401` with `WWW-Authenticate: Bearer`: credentials missing or not
+    /// valid (see [`Unauthorized`]).
+    Unauthorized(Unauthorized),
     /// `403` with this text: valid credentials (or none needed) but not for
     /// this.
     Forbidden(Cow<'static, str>),
+}
+
+/// Why a request's credentials were not accepted (`401`).
+///
+/// The challenge differs (RFC 6750, 3.1): a request without credentials
+/// is only told how to authenticate, one with credentials that do not
+/// hold is also told `error="invalid_token"`. A text converts into
+/// [`Unauthorized::Invalid`], so `Decision::Unauthorized("...".into())`
+/// reads as before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unauthorized {
+    /// No credentials (`401 missing token`).
+    Missing,
+    /// Credentials that are not valid (expired, forged, unknown): `401`
+    /// with this text.
+    Invalid(Cow<'static, str>),
+}
+
+impl Unauthorized {
+    /// The text of the `401`.
+    pub fn text(&self) -> &str {
+        match self {
+            Unauthorized::Missing => "missing token",
+            Unauthorized::Invalid(why) => why,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge.
+    fn challenge(&self) -> HeaderValue {
+        match self {
+            Unauthorized::Missing => HeaderValue::from_static("Bearer realm=\"ssehub\""),
+            Unauthorized::Invalid(_) => {
+                HeaderValue::from_static("Bearer realm=\"ssehub\", error=\"invalid_token\"")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl From<&'static str> for Unauthorized {
+    fn from(why: &'static str) -> Self {
+        Unauthorized::Invalid(why.into())
+    }
+}
+
+impl From<String> for Unauthorized {
+    fn from(why: String) -> Self {
+        Unauthorized::Invalid(why.into())
+    }
+}
+
+impl From<Cow<'static, str>> for Unauthorized {
+    fn from(why: Cow<'static, str>) -> Self {
+        Unauthorized::Invalid(why)
+    }
+}
+
+impl Decision {
+    /// The answer to a refused request, naming the refused topic of a
+    /// stream of several; `None` if allowed.
+    pub(crate) fn refusal(self, topic: Option<&TopicName>) -> Option<Response<ResponseBody>> {
+        let say = |why: &str| match topic {
+            Some(t) => format!("topic \"{t}\": {why}"),
+            None => why.to_owned(),
+        };
+        match self {
+            Decision::Allow | Decision::AllowUntil(_) => None,
+            Decision::Unauthorized(why) => {
+                let mut res = text(StatusCode::UNAUTHORIZED, &say(why.text()));
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, why.challenge());
+                Some(res)
+            }
+            Decision::Forbidden(why) => Some(text(StatusCode::FORBIDDEN, &say(&why))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_credentials_get_a_challenge_without_an_error() {
+        let res = Decision::Unauthorized(Unauthorized::Missing)
+            .refusal(None)
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"ssehub\""
+        );
+        // Any text, "missing token" too, is credentials that do not hold.
+        let res = Decision::Unauthorized("missing token".into())
+            .refusal(None)
+            .unwrap();
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"ssehub\", error=\"invalid_token\""
+        );
+        assert!(Decision::Allow.refusal(None).is_none());
+    }
 }

@@ -128,7 +128,7 @@ impl CorsOrigins {
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 HeaderValue::from_static("Last-Event-ID"),
             );
-        } else if headers.contains_key(crate::http::publish::IDEMPOTENT_REPLAYED) {
+        } else if headers.contains_key(crate::http::responses::IDEMPOTENT_REPLAYED) {
             headers.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
                 HeaderValue::from_static("Idempotent-Replayed"),

@@ -1,22 +1,25 @@
-//! HTTP meaning: the endpoints ([`SseService`]), publish bodies, who may
-//! publish and subscribe, CORS, metrics, and the response body.
+//! HTTP meaning: the endpoints ([`SseService`]), who may publish and
+//! subscribe, CORS, metrics, and the response body. The crate documentation
+//! maps the whole crate; this is the table of contents of `http/`.
 //!
-//! [`SseService`] is a `hyper` and `tower` service for any request body;
-//! mount it as it is, under a path prefix, or inside another router
-//! (axum's `nest_service`). Handlers that do their own routing answer with
-//! [`stream_response`].
+//! What every protocol shares sits at the top; each protocol is a folder
+//! below it (today `native/`, ssehub's own API).
 //!
-//! | module file | concept |
+//! | file | concern |
 //! |---|---|
-//! | `service.rs` | the endpoints, routing, [`stream_response`] |
-//! | `auth.rs` | the hook that decides who may subscribe and publish: [`Authorize`] |
+//! | `service.rs` | [`SseService`], its settings ([`ServiceConfig`]) and builder |
+//! | `routing.rs` | which path goes where: the `hyper` and `tower` `Service` impls, a mount per protocol |
+//! | `native/` | the native API: stream and publish endpoints, [`stream_response`] |
+//! | `future.rs` | [`ResponseFuture`] |
+//! | `responses.rs` | small answers and headers, the one `HubError` -> status table (a leaf) |
+//! | `body.rs` | [`ResponseBody`]: a stream or a complete body |
+//! | `auth.rs` | the hook that decides who may subscribe and publish: [`Authorize`], [`PeerAddr`] |
 //! | `tokens.rs` | the built-in policy: [`TokenPolicy`] (publish token, loopback rule) |
 //! | `jwt.rs` | JWTs granting topics: `JwtKey`, `Grants` (feature `jwt`) |
 //! | `cors.rs` | cross-origin rules: [`CorsOrigins`] |
-//! | `publish.rs` | publish bodies, text or JSON |
-//! | `metrics.rs` | `GET /metrics`, Prometheus text (feature `metrics`) |
+//! | `refusal.rs` | refusals that pass, answered so that a browser keeps trying |
 //! | `connections.rs` | [`ConnectionStats`], kept by the server |
-//! | `body.rs` | [`ResponseBody`]: a stream or a complete body |
+//! | `metrics.rs` | `GET /metrics`, Prometheus text (feature `metrics`) |
 //!
 //! Without `jwt` or `metrics`, `no_jwt.rs` and `no_metrics.rs` stand in
 //! for them inside the crate: the built-in policy has no JWT branch, and
@@ -26,6 +29,7 @@ pub(crate) mod auth;
 pub(crate) mod body;
 pub(crate) mod connections;
 pub(crate) mod cors;
+pub(crate) mod future;
 #[cfg(feature = "jwt")]
 pub(crate) mod jwt;
 #[cfg(not(feature = "jwt"))]
@@ -36,21 +40,25 @@ pub(crate) mod metrics;
 #[cfg(not(feature = "metrics"))]
 #[path = "no_metrics.rs"]
 pub(crate) mod metrics;
-pub(crate) mod publish;
+pub(crate) mod native;
 pub(crate) mod refusal;
+pub(crate) mod responses;
+pub(crate) mod routing;
 pub(crate) mod service;
 pub(crate) mod tokens;
 
-pub use self::auth::{AccessRequest, Authorize, Decision};
+pub use self::auth::{AccessRequest, Authorize, Decision, PeerAddr, Unauthorized};
 pub use self::body::ResponseBody;
 pub use self::connections::ConnectionStats;
 pub use self::cors::{CorsOrigins, InvalidOrigin};
+pub use self::future::ResponseFuture;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::jwt::{AuthError, Grants, JWT_LEEWAY, JwtKey, MAX_JWT_EXP};
-pub use self::publish::BodyError;
+pub use self::native::embed::{StreamRequestError, stream_response, stream_response_many};
+pub use self::native::publish::BodyError;
 pub use self::service::{
-    DEFAULT_MAX_TOPICS_PER_STREAM, DEFAULT_STREAM_TOPIC, PeerAddr, ResponseFuture, ServiceConfig,
-    SseService, SseServiceBuilder, StreamRequestError, stream_response, stream_response_many,
+    DEFAULT_MAX_TOPICS_PER_STREAM, DEFAULT_STREAM_TOPIC, PolicyCustom, PolicyTokens, PolicyUnset,
+    ServiceConfig, SseService, SseServiceBuilder,
 };
 pub use self::tokens::{TOKEN_COOKIE, TokenPolicy};

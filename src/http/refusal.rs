@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use super::body::ResponseBody;
-use super::cors::CorsOrigins;
+use crate::http::body::ResponseBody;
+use crate::http::cors::CorsOrigins;
+use crate::http::responses::text;
 use crate::hub::HubError;
 
 /// Why a stream request was refused for now.
@@ -267,7 +268,7 @@ pub(crate) fn refuse(
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         res
     } else {
-        let mut res = super::service::text(StatusCode::SERVICE_UNAVAILABLE, why.text());
+        let mut res = text(StatusCode::SERVICE_UNAVAILABLE, why.text());
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         res

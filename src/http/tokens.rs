@@ -25,7 +25,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use subtle::ConstantTimeEq;
 
 use crate::core::TopicName;
-use crate::http::auth::{AccessRequest, Authorize, Decision};
+use crate::http::auth::{AccessRequest, Authorize, Decision, Unauthorized};
 use crate::http::jwt::JwtKey;
 
 /// The cookie a browser can carry a token in.
@@ -130,7 +130,7 @@ impl TokenPolicy {
             return Decision::Allow;
         };
         let Some(token) = find_token(headers, query_token) else {
-            return Decision::Unauthorized("missing token".into());
+            return Decision::Unauthorized(Unauthorized::Missing);
         };
         jwt.subscribe_decision(token, topic)
     }
@@ -166,7 +166,7 @@ impl TokenPolicy {
     fn without_token(&self, peer: Option<IpAddr>, host: Option<&str>) -> Decision {
         let local = peer.is_some_and(is_loopback);
         if self.publish_token.is_some() || (self.jwt.is_some() && !local) {
-            Decision::Unauthorized("missing token".into())
+            Decision::Unauthorized(Unauthorized::Missing)
         } else if !local {
             Decision::Forbidden("publishing without a token is only allowed from loopback".into())
         } else if !host.is_some_and(is_loopback_host) {
@@ -264,6 +264,53 @@ mod tests {
         h
     }
 
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn jwt_rules() {
+        let key = crate::http::JwtKey::hs256(b"k");
+        let access = TokenPolicy {
+            publish_token: None,
+            jwt: Some(key.clone()),
+        };
+        let far: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
+        let grants = crate::http::Grants::new()
+            .subscribe("a")
+            .unwrap()
+            .publish("p:*")
+            .unwrap();
+        let t = key
+            .issue(&grants, std::time::Duration::from_secs(60))
+            .unwrap();
+        let h = headers(&[("authorization", &format!("Bearer {t}"))]);
+        assert!(matches!(
+            access.check_subscribe(&h, None, "a"),
+            Decision::AllowUntil(_)
+        ));
+        assert!(matches!(
+            access.check_subscribe(&h, None, "b"),
+            Decision::Forbidden(_)
+        ));
+        assert_eq!(
+            access.check_publish(&h, None, far, None, "p:1"),
+            Decision::Allow
+        );
+        assert!(matches!(
+            access.check_publish(&h, None, far, None, "a"),
+            Decision::Forbidden(_)
+        ));
+        assert_eq!(
+            access.check_subscribe(&HeaderMap::new(), None, "a"),
+            Decision::Unauthorized(Unauthorized::Missing)
+        );
+        let forged = crate::http::JwtKey::hs256(b"other")
+            .issue(&grants, std::time::Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            access.check_subscribe(&HeaderMap::new(), Some(&forged), "a"),
+            Decision::Unauthorized("invalid token".into())
+        );
+    }
+
     #[test]
     fn token_sources_in_order() {
         let h = headers(&[
@@ -334,7 +381,7 @@ mod tests {
         );
         assert_eq!(
             token.check_publish(&none, None, lo, host, "t"),
-            Decision::Unauthorized("missing token".into())
+            Decision::Unauthorized(Unauthorized::Missing)
         );
         // The publish token counts only in `Authorization`.
         assert_eq!(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ssehub::http::{CorsOrigins, DEFAULT_STREAM_TOPIC, Grants, JwtKey};
+use ssehub::http::{CorsOrigins, DEFAULT_STREAM_TOPIC, Grants, JwtKey, TokenPolicy};
 use ssehub::server::{ServerConfig, TlsConfig, shutdown_signal};
 use ssehub::store::{DiskStore, RedisStore, Retention};
 use ssehub::{Hub, Server, SseService};
@@ -93,20 +93,22 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
         builder = builder.storage(store);
     }
     let hub = builder.build();
-    let mut service = SseService::builder(hub.clone())
+    // Neither can be empty: the flags refuse it (an empty secret must
+    // never turn its check off).
+    let mut tokens = TokenPolicy::new();
+    if let Some(token) = args.publish_token {
+        tokens = tokens.publish_token(token);
+    }
+    if let Some(key) = args.jwt_key {
+        tokens = tokens.jwt(JwtKey::try_hs256(key.as_bytes())?);
+    }
+    let service = SseService::builder(hub.clone())
         .max_body_bytes(usize::try_from(args.max_body_bytes)?)
         .max_topics_per_stream(usize::try_from(args.max_topics_per_stream)?)
         // Each origin was checked as the flag was parsed.
-        .cors(CorsOrigins::try_from_list(&args.cors_origin)?);
-    // Neither can be empty: the flags refuse it (an empty secret must
-    // never turn its check off).
-    if let Some(token) = args.publish_token {
-        service = service.publish_token(token);
-    }
-    if let Some(key) = args.jwt_key {
-        service = service.jwt_key(JwtKey::try_hs256(key.as_bytes())?);
-    }
-    let service = service.build();
+        .cors(CorsOrigins::try_from_list(&args.cors_origin)?)
+        .tokens(tokens)
+        .build();
 
     let mut config = ServerConfig::default();
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
