@@ -17,6 +17,8 @@
 //! - Nothing bounds a request body. [`BodyTimeout`] fails a body whose bytes
 //!   stop arriving, or arrive too slowly on average, with an [`io::Error`]
 //!   of kind [`TimedOut`](io::ErrorKind::TimedOut).
+//!
+//! `serve.rs` puts both around each request of a connection.
 
 use std::fmt;
 use std::future::Future;
@@ -28,10 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Buf;
-use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::service::Service;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -279,6 +278,16 @@ pub(crate) struct Tracked<B> {
     _in_progress: InProgress,
 }
 
+impl<B> Tracked<B> {
+    /// `inner`, keeping its request in progress while it lives.
+    pub(crate) fn new(inner: B, in_progress: InProgress) -> Self {
+        Tracked {
+            inner,
+            _in_progress: in_progress,
+        }
+    }
+}
+
 impl<B: Body + Unpin> Body for Tracked<B> {
     type Data = B::Data;
     type Error = B::Error;
@@ -299,87 +308,11 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
-/// The per-request deadlines a [`Deadlines`] service applies.
+/// The per-request deadlines a connection's service applies.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyLimits {
     pub(crate) silence: Duration,
     pub(crate) min_rate: u64,
-}
-
-/// A service wrapped for one hyper connection: request bodies get a
-/// [`BodyTimeout`], and each request counts as in progress on the
-/// connection's [`Activity`] until its response body is dropped.
-#[derive(Debug)]
-pub(crate) struct Deadlines<S> {
-    inner: S,
-    peer: Option<std::net::SocketAddr>,
-    activity: Arc<Activity>,
-    body: BodyLimits,
-}
-
-impl<S> Deadlines<S> {
-    pub(crate) fn new(
-        inner: S,
-        peer: Option<std::net::SocketAddr>,
-        activity: Arc<Activity>,
-        body: BodyLimits,
-    ) -> Self {
-        Deadlines {
-            inner,
-            peer,
-            activity,
-            body,
-        }
-    }
-}
-
-impl<S: super::Serve> Service<Request<Incoming>> for Deadlines<S> {
-    type Response = Response<Tracked<S::Body>>;
-    type Error = std::convert::Infallible;
-    type Future = TrackedFuture<S::Future>;
-
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let in_progress = self.activity.start();
-        let limits = self.body;
-        let mut req = req.map(|body| {
-            super::RequestBody::incoming(BodyTimeout::new(body, limits.silence, limits.min_rate))
-        });
-        if let Some(peer) = self.peer {
-            req.extensions_mut().insert(crate::http::PeerAddr(peer));
-        }
-        TrackedFuture {
-            inner: self.inner.serve(req),
-            in_progress: Some(in_progress),
-        }
-    }
-}
-
-/// The future of [`Deadlines`]: the request is in progress while it runs,
-/// then while its response body lives.
-#[derive(Debug)]
-pub(crate) struct TrackedFuture<F> {
-    inner: F,
-    in_progress: Option<InProgress>,
-}
-
-impl<F, B> Future for TrackedFuture<F>
-where
-    F: Future<Output = Response<B>> + Unpin,
-{
-    type Output = Result<Response<Tracked<B>>, std::convert::Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let res = std::task::ready!(Pin::new(&mut this.inner).poll(cx));
-        let Some(in_progress) = this.in_progress.take() else {
-            // Polled after completion: the inner future decides.
-            return Poll::Pending;
-        };
-        Poll::Ready(Ok(res.map(|inner| Tracked {
-            inner,
-            _in_progress: in_progress,
-        })))
-    }
 }
 
 #[cfg(test)]

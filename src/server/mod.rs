@@ -60,7 +60,8 @@ use crate::http::body::ResponseBody;
 use crate::http::connections::ConnectionStats;
 use crate::http::refusal::{Refusal, refuse};
 use crate::http::service::SseService;
-use crate::server::deadline::{Activity, BodyLimits, Deadlines};
+use crate::server::deadline::{Activity, BodyLimits};
+use crate::server::serve::Deadlines;
 
 pub(crate) mod deadline;
 #[cfg(any(test, fuzzing))]
@@ -205,6 +206,16 @@ impl ServerConfig {
             *d = (*d).min(MAX_DEADLINE);
         }
         self
+    }
+}
+
+impl ServerConfig {
+    /// The TLS settings, if the server serves HTTPS.
+    fn tls_config(&self) -> Option<self::tls::TlsConfig> {
+        #[cfg(feature = "tls")]
+        return self.tls.clone();
+        #[cfg(not(feature = "tls"))]
+        None
     }
 }
 

@@ -8,8 +8,6 @@ use std::io;
 
 use tokio::net::TcpStream;
 
-use crate::server::ServerConfig;
-
 /// No TLS settings can exist without the `tls` feature.
 #[derive(Debug, Clone)]
 pub(crate) enum TlsConfig {}
@@ -20,12 +18,5 @@ pub(crate) type TlsStream = TcpStream;
 impl TlsConfig {
     pub(crate) async fn accept(&self, _: TcpStream) -> io::Result<(TlsStream, bool)> {
         match *self {}
-    }
-}
-
-impl ServerConfig {
-    /// Always cleartext.
-    pub(crate) fn tls_config(&self) -> Option<TlsConfig> {
-        None
     }
 }

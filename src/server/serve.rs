@@ -1,5 +1,7 @@
 //! What a [`Server`](super::Server) runs: [`Serve`], for [`SseService`] and,
-//! through [`Routes`], for any other tower or hyper service.
+//! through [`Routes`], for any other tower or hyper service; and how each
+//! request reaches it on a connection served by hyper, under the deadlines
+//! of `deadline.rs`.
 
 use std::fmt;
 use std::future::Future;
@@ -12,7 +14,7 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::deadline::BodyTimeout;
+use super::deadline::{Activity, BodyLimits, BodyTimeout, InProgress, Tracked};
 use crate::http::connections::ConnectionStats;
 use crate::http::{ResponseBody, ResponseFuture, SseService};
 
@@ -275,6 +277,79 @@ where
                 SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
             }
         }
+    }
+}
+
+/// A service wrapped for one hyper connection: request bodies get a
+/// [`BodyTimeout`], and each request counts as in progress on the
+/// connection's [`Activity`] until its response body is dropped.
+#[derive(Debug)]
+pub(crate) struct Deadlines<S> {
+    inner: S,
+    peer: Option<std::net::SocketAddr>,
+    activity: Arc<Activity>,
+    body: BodyLimits,
+}
+
+impl<S> Deadlines<S> {
+    pub(crate) fn new(
+        inner: S,
+        peer: Option<std::net::SocketAddr>,
+        activity: Arc<Activity>,
+        body: BodyLimits,
+    ) -> Self {
+        Deadlines {
+            inner,
+            peer,
+            activity,
+            body,
+        }
+    }
+}
+
+impl<S: Serve> hyper::service::Service<Request<Incoming>> for Deadlines<S> {
+    type Response = Response<Tracked<S::Body>>;
+    type Error = std::convert::Infallible;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let in_progress = self.activity.start();
+        let limits = self.body;
+        let mut req = req.map(|body| {
+            RequestBody::incoming(BodyTimeout::new(body, limits.silence, limits.min_rate))
+        });
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(crate::http::PeerAddr(peer));
+        }
+        TrackedFuture {
+            inner: self.inner.serve(req),
+            in_progress: Some(in_progress),
+        }
+    }
+}
+
+/// The future of [`Deadlines`]: the request is in progress while it runs,
+/// then while its response body lives.
+#[derive(Debug)]
+pub(crate) struct TrackedFuture<F> {
+    inner: F,
+    in_progress: Option<InProgress>,
+}
+
+impl<F, B> Future for TrackedFuture<F>
+where
+    F: Future<Output = Response<B>> + Unpin,
+{
+    type Output = Result<Response<Tracked<B>>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let res = std::task::ready!(Pin::new(&mut this.inner).poll(cx));
+        let Some(in_progress) = this.in_progress.take() else {
+            // Polled after completion: the inner future decides.
+            return Poll::Pending;
+        };
+        Poll::Ready(Ok(res.map(|inner| Tracked::new(inner, in_progress))))
     }
 }
 

@@ -13,8 +13,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 
-use crate::server::ServerConfig;
-
 /// A connection after the handshake.
 pub(crate) type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
@@ -80,13 +78,6 @@ impl TlsConfig {
         let stream = self.acceptor.accept(tcp).await?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         Ok((stream, h2))
-    }
-}
-
-impl ServerConfig {
-    /// The TLS settings, if the server serves HTTPS.
-    pub(crate) fn tls_config(&self) -> Option<TlsConfig> {
-        self.tls.clone()
     }
 }
 

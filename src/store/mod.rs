@@ -52,27 +52,25 @@ pub mod disk;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-
-use bytes::Bytes;
 
 use crate::core::event::{Encoded, Event};
 use crate::core::id::Epoch;
 use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 use crate::core::ring::Read;
 
+mod error;
+mod sink;
+
 #[cfg(feature = "disk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
 pub use self::disk::{DiskStore, Retention};
+pub use self::error::{ErrorKind, StoreError};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
-
-/// Puts a committed batch's frames (ids `first..` of `epoch`) where
-/// subscribers read: the hub's ring.
-pub(crate) type Deliver = Box<dyn FnOnce(Epoch, u64, Vec<Bytes>) + Send>;
+pub(crate) use self::sink::{Appended, Deliver, Sink};
 
 /// Where a [`Hub`](crate::Hub) keeps the history of its topics: in memory
 /// (the default), or in one of the stores of this module.
@@ -155,32 +153,6 @@ pub(crate) enum Store {
     /// Topics in Redis Streams, shared by every node with the same Redis.
     #[cfg(feature = "redis")]
     Redis(RedisStore),
-}
-
-/// Where a store reports what it learns by itself. The hub implements it.
-// Only Redis learns of events appended elsewhere.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) trait Sink: Send + Sync {
-    /// `topic`'s history is now `epoch`, whose next event will be `next`,
-    /// and these are its newest events (in order, consecutive). Returns
-    /// `false` if the hub no longer has the topic.
-    fn load(&self, topic: &str, epoch: Epoch, next: u64, events: Vec<(u64, Bytes)>) -> bool;
-
-    /// Events of `topic`'s history `epoch` appended elsewhere, in order.
-    fn append(&self, topic: &str, epoch: Epoch, events: Vec<(u64, Bytes)>);
-
-    /// The store dropped the events of `topic`'s history `epoch` before
-    /// `first` (retention): the ring drops them too, so that an event the
-    /// store no longer keeps is not served from memory either.
-    #[cfg_attr(not(feature = "disk"), allow(dead_code))]
-    fn trimmed(&self, topic: &str, epoch: Epoch, first: u64);
-}
-
-/// The ids a store gave an appended batch: `first` and the ones after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Appended {
-    pub(crate) epoch: Epoch,
-    pub(crate) first: u64,
 }
 
 impl Store {
@@ -325,76 +297,5 @@ impl History {
             #[cfg(feature = "disk")]
             History::Disk(ref d) => d.read(epoch, from, max_events, max_bytes),
         }
-    }
-}
-
-/// Why a store could not do what was asked.
-///
-/// It keeps the error of the layer below (Redis, the file system) as its
-/// [`source`](std::error::Error::source).
-#[derive(Debug)]
-pub struct StoreError {
-    kind: ErrorKind,
-    context: Cow<'static, str>,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-/// What kind of trouble a [`StoreError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The storage cannot be reached or refused the operation (Redis down,
-    /// an I/O error): it may work again later.
-    Unavailable,
-    /// The storage holds something ssehub did not write, or lost part of
-    /// what it wrote.
-    Corrupt,
-    /// The disk is full: appends fail until there is space again.
-    Full,
-}
-
-impl StoreError {
-    pub(crate) fn new(kind: ErrorKind, context: impl Into<Cow<'static, str>>) -> Self {
-        StoreError {
-            kind,
-            context: context.into(),
-            source: None,
-        }
-    }
-
-    #[cfg_attr(not(any(feature = "redis", feature = "disk")), allow(dead_code))]
-    pub(crate) fn with_source(
-        kind: ErrorKind,
-        context: impl Into<Cow<'static, str>>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        StoreError {
-            kind,
-            context: context.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    /// What kind of trouble this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            ErrorKind::Unavailable => write!(f, "storage unavailable: {}", self.context),
-            ErrorKind::Corrupt => write!(f, "unexpected data in storage: {}", self.context),
-            ErrorKind::Full => write!(f, "storage full: {}", self.context),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
