@@ -19,7 +19,7 @@ use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use ssehub::server::{Routes, ServerConfig};
+use ssehub::server::{ServerConfig, ServiceAdapter};
 use ssehub::{Hub, Server, SseService};
 use support::{Item, SseClient, WAIT, header, request, request_full, seq};
 use tokio::net::{TcpListener, TcpStream};
@@ -398,13 +398,13 @@ async fn graceful_shutdown_ends_open_streams_in_bounded_time() {
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
-/// The same axum app run by ssehub's `Server` through `Routes`: the
+/// The same axum app run by ssehub's `Server` through `ServiceAdapter`: the
 /// middleware and the hook apply to the HTTP/1.1 fast path too, and the
 /// server's shutdown ends the streams.
 #[tokio::test]
 async fn the_axum_app_runs_under_ssehubs_server() {
     let hub = Hub::builder().retry_jitter(0.0).build();
-    let routes = Routes::new(example::app(hub.clone()))
+    let routes = ServiceAdapter::new(example::app(hub.clone()))
         .streams(["/sse/events/", "/stream", "/rooms/"])
         .on_shutdown({
             let hub = hub.clone();
@@ -413,7 +413,7 @@ async fn the_axum_app_runs_under_ssehubs_server() {
     let server = Server::bind("127.0.0.1:0", routes)
         .await
         .unwrap()
-        .config(ServerConfig::default());
+        .with_config(ServerConfig::default());
     let addr = server.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run_until(async {

@@ -19,6 +19,40 @@
 //!   of kind [`TimedOut`](io::ErrorKind::TimedOut).
 //!
 //! `serve.rs` puts both around each request of a connection.
+//!
+//! # Where each deadline is enforced
+//!
+//! (The table of what each state may take is in `ServerConfig`'s docs.)
+//!
+//! - *Before a protocol is known* (first bytes, TLS handshake):
+//!   `first_bytes_within` and `serve_tls` (`mod.rs`), `header_read_timeout` each.
+//! - *HTTP/1.1 heads*: the fast path's head loop in `Conn::serve` re-arms
+//!   `header_read_timeout` for each request; hyper's own
+//!   `header_read_timeout` does the same for the connections it serves, and
+//!   its timer also runs while a kept-alive connection waits for the next
+//!   request. So for HTTP/1.1, idle and head are one deadline.
+//! - *Everything else before a request*, on any connection hyper serves:
+//!   hyper-util's version detection and hyper's HTTP/2 server have no
+//!   deadline of their own (a partial preface, a preface without SETTINGS,
+//!   an HTTP/2 connection without streams, or whose client only PINGs). A
+//!   timer per protocol state would need hooks hyper does not have, and
+//!   would miss the next state nobody thought of; instead `Conn::hyper`
+//!   (`mod.rs`) counts the requests in progress and shuts the
+//!   connection down after `idle_timeout` with none, whatever hyper is
+//!   doing. The graceful shutdown sends `GOAWAY` on HTTP/2 (and abandons an
+//!   unfinished preface at once); a client that does not let the connection
+//!   close, for instance by never answering the PING that follows `GOAWAY`,
+//!   is dropped after `IDLE_GRACE`. A request that raced the `GOAWAY` in
+//!   is answered first: the grace only counts while nothing is in progress.
+//! - *Request bodies*: every request served through hyper gets a
+//!   [`BodyTimeout`] body in `serve.rs` (silence, then a minimum
+//!   average rate); the fast path only takes requests without a body.
+//! - *Refusals* (`reject`) run under their own total timeout, and shutdown
+//!   aborts whatever outlives `shutdown_timeout`.
+//!
+//! An event stream is a response in progress for as long as it lasts, so it
+//! is never idle: its keep-alive comments show the client is there, and a
+//! client that stops reading costs bounded memory.
 
 use std::fmt;
 use std::future::Future;

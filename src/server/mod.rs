@@ -1,40 +1,14 @@
 //! The server loop: accept, limit, serve HTTP/1.1 and HTTP/2 (h2c, or TLS
 //! with ALPN) on one port, shut down gracefully.
 //!
-//! # Deadlines
-//!
-//! Every state of a connection has a deadline except a response in progress
-//! (the table is in [`ServerConfig`]'s docs). Where each one lives:
-//!
-//! - *Before a protocol is known* (first bytes, TLS handshake):
-//!   `first_bytes_within` and `serve_tls`, `header_read_timeout` each.
-//! - *HTTP/1.1 heads*: the fast path's head loop in `Conn::serve` re-arms
-//!   `header_read_timeout` for each request; hyper's own
-//!   `header_read_timeout` does the same for the connections it serves, and
-//!   its timer also runs while a kept-alive connection waits for the next
-//!   request. So for HTTP/1.1, idle and head are one deadline.
-//! - *Everything else before a request*, on any connection hyper serves:
-//!   hyper-util's version detection and hyper's HTTP/2 server have no
-//!   deadline of their own (a partial preface, a preface without SETTINGS,
-//!   an HTTP/2 connection without streams, or whose client only PINGs). A
-//!   timer per protocol state would need hooks hyper does not have, and
-//!   would miss the next state nobody thought of; instead `Conn::hyper`
-//!   counts the requests in progress and shuts the
-//!   connection down after `idle_timeout` with none, whatever hyper is
-//!   doing. The graceful shutdown sends `GOAWAY` on HTTP/2 (and abandons an
-//!   unfinished preface at once); a client that does not let the connection
-//!   close, for instance by never answering the PING that follows `GOAWAY`,
-//!   is dropped after [`IDLE_GRACE`]. A request that raced the `GOAWAY` in
-//!   is answered first: the grace only counts while nothing is in progress.
-//! - *Request bodies*: every request served through hyper gets a
-//!   [`BodyTimeout`] body (silence, then a minimum
-//!   average rate); the fast path only takes requests without a body.
-//! - *Refusals* (`reject`) run under their own total timeout, and shutdown
-//!   aborts whatever outlives `shutdown_timeout`.
-//!
-//! An event stream is a response in progress for as long as it lasts, so it
-//! is never idle: its keep-alive comments show the client is there, and a
-//! client that stops reading costs bounded memory.
+//! | file | concern |
+//! |---|---|
+//! | `mod.rs` | [`Server`], [`ServerConfig`] (its docs hold the table of deadlines), the accept loop, connection limits |
+//! | `serve.rs` | what a server runs: [`Serve`], [`ServiceAdapter`]; each request of a connection hyper serves |
+//! | `deadline.rs` | the deadlines hyper lacks ([`BodyTimeout`], idle connections), and where each deadline is enforced |
+//! | `h1.rs` | the HTTP/1.1 fast path of event streams |
+//! | `tls.rs` | HTTPS (feature `tls`; `no_tls.rs` stands in without it) |
+//! | `differential.rs`, `fuzzing.rs` | test harnesses, built for tests and `cargo fuzz` only |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -79,12 +53,12 @@ pub(crate) mod tls;
 pub(crate) mod tls;
 
 pub use self::deadline::BodyTimeout;
-pub use self::serve::{Either, Ready, RequestBody, Routes, Serve};
+pub use self::serve::{AdapterBody, RequestBody, Serve, ServeFuture, ServiceAdapter};
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use self::tls::{TlsConfig, TlsError};
 
-/// Serves an [`SseService`], or any service wrapped in [`Routes`], on a
+/// Serves an [`SseService`], or any service wrapped in a [`ServiceAdapter`], on a
 /// TCP listener.
 ///
 /// HTTP/1.1 and HTTP/2 share the port: with prior knowledge (h2c) in
@@ -130,7 +104,7 @@ pub struct Server<S = SseService> {
 /// | accepted, nothing received | [`header_read_timeout`](Self::header_read_timeout) | closed |
 /// | TLS handshake | [`header_read_timeout`](Self::header_read_timeout) | closed |
 /// | HTTP/1.1 request head, including the wait for the next request on a kept-alive connection | [`header_read_timeout`](Self::header_read_timeout) | closed |
-/// | no request in progress on a connection served by hyper: the HTTP/2 preface and SETTINGS, an HTTP/2 connection without a stream (PINGs do not count), a head in HTTP/2 frames | [`idle_timeout`](Self::idle_timeout) | shut down gracefully (HTTP/2: `GOAWAY`), closed [`IDLE_GRACE`] later if still open and idle |
+/// | no request in progress on a connection served by hyper: the HTTP/2 preface and SETTINGS, an HTTP/2 connection without a stream (PINGs do not count), a head in HTTP/2 frames | [`idle_timeout`](Self::idle_timeout) | shut down gracefully (HTTP/2: `GOAWAY`), closed 1 s later if still open and idle |
 /// | request body: silence between bytes | [`body_read_timeout`](Self::body_read_timeout) | `408` |
 /// | request body: average rate once `body_read_timeout` has passed | [`min_body_rate`](Self::min_body_rate) | `408` |
 /// | answering `503` to a connection over the limits | twice the shorter of `header_read_timeout` and 5 s | closed |
@@ -168,7 +142,7 @@ pub struct ServerConfig {
     /// body started (default 1024; `0` turns the rule off).
     pub min_body_rate: u64,
     /// How long a connection may have no request in progress before it is
-    /// shut down: `GOAWAY` on HTTP/2, then closed at most [`IDLE_GRACE`]
+    /// shut down: `GOAWAY` on HTTP/2, then closed at most a second
     /// later (sooner if this timeout is shorter) unless a request came in
     /// meanwhile (default 10 s). Applies to every connection served through
     /// hyper, whatever it is doing, so it also bounds the HTTP/2 preface and
@@ -241,10 +215,10 @@ impl Default for ServerConfig {
 /// (HTTP/2: after `GOAWAY`, the time for the client's answer to the PING that
 /// follows it) before it is dropped; at most
 /// [`ServerConfig::idle_timeout`].
-pub const IDLE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// The listen backlog [`Server::bind`] asks for.
-pub const LISTEN_BACKLOG: u32 = 4096;
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
 
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -273,7 +247,7 @@ impl<S: Serve> Server<S> {
 
     /// Binds `addr` and makes a server on it.
     ///
-    /// The listen backlog is [`LISTEN_BACKLOG`] (the kernel caps it at
+    /// The listen backlog is 4096 (the kernel caps it at
     /// `net.core.somaxconn`), not the 128 of `TcpListener::bind`: after a
     /// restart or a network blip, thousands of `EventSource`s reconnect
     /// within a second, and connections beyond the backlog are dropped until
@@ -293,9 +267,9 @@ impl<S: Serve> Server<S> {
         Err(last)
     }
 
-    /// Replaces the settings.
+    /// The server with these settings instead of the defaults.
     #[must_use]
-    pub fn config(mut self, config: ServerConfig) -> Self {
+    pub fn with_config(mut self, config: ServerConfig) -> Self {
         self.config = config;
         self
     }
@@ -802,5 +776,18 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grace is private, but the README's table of limits states it.
+    #[test]
+    fn the_readme_states_the_idle_grace() {
+        let readme = include_str!("../../README.md");
+        let said = format!("dropped {} s later", IDLE_GRACE.as_secs());
+        assert!(readme.contains(&said), "README.md: {said:?}");
     }
 }

@@ -1,5 +1,5 @@
 //! What a [`Server`](super::Server) runs: [`Serve`], for [`SseService`] and,
-//! through [`Routes`], for any other tower or hyper service; and how each
+//! through [`ServiceAdapter`], for any other tower or hyper service; and how each
 //! request reaches it on a connection served by hyper, under the deadlines
 //! of `deadline.rs`.
 
@@ -26,7 +26,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// have the server's body deadlines), and the client's address in the
 /// request's extensions as [`PeerAddr`](crate::http::PeerAddr).
 /// [`SseService`] implements it; wrap any other service (an axum `Router`,
-/// a `tower` stack, a hyper `service_fn`) in [`Routes`].
+/// a `tower` stack, a hyper `service_fn`) in [`ServiceAdapter`].
 pub trait Serve: Clone + Send + Sync + 'static {
     /// The response body.
     type Body: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static;
@@ -58,10 +58,10 @@ pub trait Serve: Clone + Send + Sync + 'static {
 
 impl Serve for SseService {
     type Body = ResponseBody;
-    type Future = Ready;
+    type Future = ServeFuture;
 
-    fn serve(&self, req: Request<RequestBody>) -> Ready {
-        Ready(hyper::service::Service::call(self, req))
+    fn serve(&self, req: Request<RequestBody>) -> ServeFuture {
+        ServeFuture(hyper::service::Service::call(self, req))
     }
 
     fn is_stream(&self, path: &str) -> bool {
@@ -80,9 +80,9 @@ impl Serve for SseService {
 
 /// The future of [`SseService`]'s answers for a [`Server`](super::Server).
 #[derive(Debug)]
-pub struct Ready(ResponseFuture);
+pub struct ServeFuture(ResponseFuture);
 
-impl Future for Ready {
+impl Future for ServeFuture {
     type Output = Response<ResponseBody>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -103,7 +103,7 @@ impl Future for Ready {
 /// ```no_run
 /// use std::convert::Infallible;
 /// use http_body_util::{BodyExt, Full};
-/// use ssehub::server::{RequestBody, Routes};
+/// use ssehub::server::{RequestBody, ServiceAdapter};
 /// use ssehub::{Hub, Server, SseService};
 ///
 /// # #[tokio::main]
@@ -122,23 +122,23 @@ impl Future for Ready {
 ///         }
 ///     }
 /// });
-/// let routes = Routes::new(app)
+/// let app = ServiceAdapter::new(app)
 ///     .streams(["/sse/stream", "/sse/events/"])
 ///     .on_shutdown(move || hub.close());
-/// Server::bind("127.0.0.1:8080", routes).await?.run_until(ssehub::server::shutdown_signal()).await
+/// Server::bind("127.0.0.1:8080", app).await?.run_until(ssehub::server::shutdown_signal()).await
 /// # }
 /// ```
-pub struct Routes<S> {
+pub struct ServiceAdapter<S> {
     service: S,
     /// Paths that are streams: exact, or a prefix when ending with `/`.
     streams: Arc<[Box<str>]>,
     on_shutdown: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
-impl<S> Routes<S> {
+impl<S> ServiceAdapter<S> {
     /// Runs `service`, with no stream routes.
     pub fn new(service: S) -> Self {
-        Routes {
+        ServiceAdapter {
             service,
             streams: Arc::from([]),
             on_shutdown: None,
@@ -162,9 +162,9 @@ impl<S> Routes<S> {
     }
 }
 
-impl<S: Clone> Clone for Routes<S> {
+impl<S: Clone> Clone for ServiceAdapter<S> {
     fn clone(&self) -> Self {
-        Routes {
+        ServiceAdapter {
             service: self.service.clone(),
             streams: self.streams.clone(),
             on_shutdown: self.on_shutdown.clone(),
@@ -172,9 +172,9 @@ impl<S: Clone> Clone for Routes<S> {
     }
 }
 
-impl<S> fmt::Debug for Routes<S> {
+impl<S> fmt::Debug for ServiceAdapter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Routes")
+        f.debug_struct("ServiceAdapter")
             .field("streams", &self.streams)
             .finish_non_exhaustive()
     }
@@ -182,7 +182,7 @@ impl<S> fmt::Debug for Routes<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B> Serve for Routes<S>
+impl<S, B> Serve for ServiceAdapter<S>
 where
     S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
         + Clone
@@ -193,8 +193,8 @@ where
     S::Error: Into<BoxError> + Send + 'static,
     B: Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static,
 {
-    type Body = Either<B>;
-    type Future = BoxFuture<Response<Either<B>>>;
+    type Body = AdapterBody<B>;
+    type Future = BoxFuture<Response<AdapterBody<B>>>;
 
     fn serve(&self, req: Request<RequestBody>) -> Self::Future {
         let mut service = self.service.clone();
@@ -205,11 +205,11 @@ where
                 Err(e) => Err(e),
             };
             match result {
-                Ok(res) => res.map(Either::Service),
+                Ok(res) => res.map(AdapterBody::Service),
                 Err(e) => {
                     let e: BoxError = e.into();
                     tracing::warn!(error = %e, "service failed");
-                    let mut res = Response::new(Either::Error(Some(Bytes::from_static(
+                    let mut res = Response::new(AdapterBody::Error(Some(Bytes::from_static(
                         b"internal server error\n",
                     ))));
                     *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -236,17 +236,17 @@ where
     }
 }
 
-/// The body of a [`Routes`] response: the service's, or a short error the
+/// The body of a [`ServiceAdapter`] response: the service's, or a short error the
 /// server wrote when the service failed.
 #[derive(Debug)]
-pub enum Either<B> {
+pub enum AdapterBody<B> {
     /// The service's body.
     Service(B),
     /// The server's `500` text.
     Error(Option<Bytes>),
 }
 
-impl<B> Body for Either<B>
+impl<B> Body for AdapterBody<B>
 where
     B: Body<Data = Bytes, Error: Into<BoxError>> + Unpin,
 {
@@ -258,22 +258,22 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Either::Service(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Either::Error(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
+            AdapterBody::Service(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            AdapterBody::Error(text) => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Either::Service(b) => b.is_end_stream(),
-            Either::Error(text) => text.is_none(),
+            AdapterBody::Service(b) => b.is_end_stream(),
+            AdapterBody::Error(text) => text.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Either::Service(b) => b.size_hint(),
-            Either::Error(text) => {
+            AdapterBody::Service(b) => b.size_hint(),
+            AdapterBody::Error(text) => {
                 SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
             }
         }

@@ -54,7 +54,7 @@ impl TestServer {
         let server = Server::bind("127.0.0.1:0", service)
             .await
             .expect("bind")
-            .config(config);
+            .with_config(config);
         let addr = server.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run_until(async {

@@ -130,7 +130,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     };
 
     runtime.block_on(async move {
-        let server = Server::bind(args.listen, service).await?.config(config);
+        let server = Server::bind(args.listen, service)
+            .await?
+            .with_config(config);
         let addr = server.local_addr()?;
         // Tests and scripts read this line to find the port.
         println!("ssehub listening on {scheme}://{addr}");
