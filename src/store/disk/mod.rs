@@ -63,13 +63,15 @@
 
 mod layout;
 mod marks;
+mod retention;
+mod state;
 mod writer;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak, mpsc};
 use std::time::Duration;
@@ -78,84 +80,15 @@ use bytes::BytesMut;
 
 use self::layout::Meta;
 use self::marks::{Mark, Marks};
+use self::state::{Engine, Entry, State, kind_of, now_ms};
 use self::writer::Job;
+
+pub use self::retention::Retention;
 use super::{Appended, ErrorKind, Sink, StoreError};
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
 use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 use crate::core::ring::Read;
-
-/// How much history a [`DiskStore`] keeps.
-///
-/// | setting | default | flag |
-/// |---|---|---|
-/// | [`events`](Retention::events) per topic | 100,000 | `--retain-events` |
-/// | [`bytes`](Retention::bytes) per topic | 256 MiB | `--retain-bytes` |
-/// | [`age`](Retention::age) | none | `--retain-age` |
-/// | [`total_bytes`](Retention::total_bytes) of all topics | 4 GiB | `--max-disk-bytes` |
-///
-/// Bytes are the events' own bytes; the directory takes more (the engine's
-/// journal, and space it reclaims by compacting in the background).
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use ssehub::store::Retention;
-///
-/// let r = Retention::default().events(10_000).age(Some(Duration::from_secs(86_400)));
-/// assert_eq!(r.events, 10_000);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-#[must_use]
-pub struct Retention {
-    /// Most events kept per topic.
-    pub events: u64,
-    /// Most bytes kept per topic (the newest event is kept even if larger).
-    pub bytes: u64,
-    /// Events older than this are dropped (`None`: no age limit).
-    pub age: Option<Duration>,
-    /// Most bytes kept by all topics together.
-    pub total_bytes: u64,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            events: 100_000,
-            bytes: 256 << 20,
-            age: None,
-            total_bytes: 4 << 30,
-        }
-    }
-}
-
-impl Retention {
-    /// Most events kept per topic (at least 1).
-    pub fn events(mut self, events: u64) -> Self {
-        self.events = events.max(1);
-        self
-    }
-
-    /// Most bytes kept per topic.
-    pub fn bytes(mut self, bytes: u64) -> Self {
-        self.bytes = bytes;
-        self
-    }
-
-    /// Drop events older than `age`.
-    pub fn age(mut self, age: Option<Duration>) -> Self {
-        self.age = age.filter(|a| !a.is_zero());
-        self
-    }
-
-    /// Most bytes kept by all topics together.
-    pub fn total_bytes(mut self, bytes: u64) -> Self {
-        self.total_bytes = bytes;
-        self
-    }
-}
 
 /// Topics kept in a directory on disk: see the [module documentation](self).
 ///
@@ -192,54 +125,6 @@ struct Handle {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-/// What the writer thread, the store's handles and readers share.
-struct State {
-    dir: PathBuf,
-    retention: Retention,
-    /// `None` while the engine is being reopened after a failed write.
-    engine: RwLock<Option<Engine>>,
-    /// Every topic's history as committed (plus new topics not yet
-    /// written): the writer assigns sequence numbers from here.
-    index: Mutex<HashMap<Box<str>, Entry>>,
-    /// Bytes of the events of all topics.
-    total_bytes: AtomicU64,
-    /// Commits that synced appends (see [`DiskStore::syncs`]).
-    syncs: AtomicU64,
-    sink: Mutex<Option<Arc<dyn Sink>>>,
-    /// Where each topic's history was last committed, outside the engine
-    /// (see `marks`): written by the writer after each commit.
-    marks: Mutex<Marks>,
-    /// Held for the life of the store: another process cannot open the
-    /// directory meanwhile.
-    _lock: File,
-}
-
-struct Entry {
-    meta: Meta,
-    /// The first retained sequence number, shared with readers.
-    first: Arc<AtomicU64>,
-}
-
-/// The engine's handles.
-#[derive(Clone)]
-struct Engine {
-    db: fjall::Database,
-    events: fjall::Keyspace,
-    meta: fjall::Keyspace,
-    /// Idempotency keys by key (see `layout`).
-    keys: fjall::Keyspace,
-    /// Idempotency keys by the last event they published.
-    key_order: fjall::Keyspace,
-}
-
-/// The journal is rotated (and old journals dropped once flushed) at this
-/// size: it bounds both the journal's share of the directory and the work
-/// of replaying it at startup.
-const MAX_JOURNAL_BYTES: u64 = 64 << 20;
-
-/// The engine's block cache.
-const CACHE_BYTES: u64 = 64 << 20;
-
 /// How long a reader waits for the engine the writer is reopening.
 const ENGINE_WAIT: Duration = Duration::from_secs(5);
 
@@ -248,26 +133,6 @@ const ROTATE_WAIT: Duration = Duration::from_secs(5);
 
 /// The lock file, written with the holder's process id.
 const LOCK_FILE: &str = "ssehub.lock";
-
-impl Engine {
-    fn open(dir: &Path) -> Result<Engine, fjall::Error> {
-        let db = fjall::Database::builder(dir.join("db"))
-            .cache_size(CACHE_BYTES)
-            .max_journaling_size(MAX_JOURNAL_BYTES)
-            .open()?;
-        let events = db.keyspace("events", fjall::KeyspaceCreateOptions::default)?;
-        let meta = db.keyspace("meta", fjall::KeyspaceCreateOptions::default)?;
-        let keys = db.keyspace("keys", fjall::KeyspaceCreateOptions::default)?;
-        let key_order = db.keyspace("key_order", fjall::KeyspaceCreateOptions::default)?;
-        Ok(Engine {
-            db,
-            events,
-            meta,
-            keys,
-            key_order,
-        })
-    }
-}
 
 impl DiskStore {
     /// Opens (or creates) the store in `dir`.
@@ -520,37 +385,6 @@ impl Drop for Handle {
         if let Some(writer) = writer {
             let _ = writer.join();
         }
-    }
-}
-
-impl State {
-    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
-        self.index.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn engine(&self) -> Option<Engine> {
-        self.engine
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Records (and syncs) the positions a commit wrote, before anything
-    /// of it is delivered or answered. A failure is logged: the events are
-    /// committed, only a later loss of them would go unnoticed; the next
-    /// commit rewrites the whole file.
-    fn mark(&self, changes: &[(Box<str>, Option<Mark>)]) {
-        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = marks.record(changes.iter().map(|(t, m)| (&**t, *m))) {
-            tracing::error!(error = %e, dir = %self.dir.display(), "cannot write the marks");
-        }
-    }
-
-    fn sink(&self) -> Option<Arc<dyn Sink>> {
-        self.sink
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 }
 
@@ -834,27 +668,4 @@ fn lock(dir: &Path) -> Result<File, StoreError> {
     let _ = file.set_len(0);
     let _ = writeln!(file, "{}", std::process::id());
     Ok(file)
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// What kind of trouble an engine error is.
-fn kind_of(e: &fjall::Error) -> ErrorKind {
-    fn is_full(e: &std::io::Error) -> bool {
-        e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
-    }
-    match e {
-        fjall::Error::Io(io) if is_full(io) => ErrorKind::Full,
-        fjall::Error::Storage(fjall::LsmError::Io(io)) if is_full(io) => ErrorKind::Full,
-        fjall::Error::Io(_) | fjall::Error::Poisoned | fjall::Error::Locked => {
-            ErrorKind::Unavailable
-        }
-        fjall::Error::Storage(fjall::LsmError::Io(_)) => ErrorKind::Unavailable,
-        _ => ErrorKind::Corrupt,
-    }
 }

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::layout::{self, Meta};
-use super::{Engine, Entry, State, kind_of, now_ms};
+use super::state::{Engine, Entry, State, kind_of, now_ms};
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
 use crate::core::idempotency::{Fingerprint, IdempotencyKey, KeyRecord, Keyed};
