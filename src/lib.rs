@@ -8,15 +8,19 @@
 //!
 //! # The map
 //!
-//! Each layer only uses the ones above it in this list.
+//! The only map of `src/`; each folder's `mod.rs` is a table of contents of
+//! its own files. The folders are the layers: each only uses the ones above
+//! it in this table, and no file depends on itself through others
+//! (`tests/layers.rs` parses the imports and checks both).
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`core`] | the model, no I/O: [`EventId`]s and epochs, [`Event`]s and their wire encoding, topic names, the ring, where a subscription starts (`resync`), idempotency keys |
-//! | [`store`] | where history lives: memory (the default), disk (`--data-dir`, feature `disk`), Redis (feature `redis`); the seam they share |
-//! | [`hub`] | the fan-out: [`Hub`] (topics by name, publish, subscribe) and [`EventStream`], one subscriber's response body |
-//! | [`http`] | HTTP meaning: [`SseService`] (the endpoints, for hyper or tower), [`stream_response`](http::stream_response) for handlers, publish bodies, who may publish and subscribe ([`Authorize`](http::Authorize), the publish token, JWTs with feature `jwt`), CORS, metrics (feature `metrics`) |
-//! | [`server`] | sockets: [`Server`] (the accept loop, limits and deadlines, HTTP/2, TLS with feature `tls`, graceful shutdown, the HTTP/1.1 fast path), for [`SseService`] or any service |
+//! | [`core`] | the model, no I/O: `event.rs` ([`Event`]s and their wire encoding), `id.rs` (epochs and [`EventId`]s), `topic_name.rs`, `ring.rs` (the bounded ring of encoded events), `resync.rs` (where a subscription starts), `idempotency.rs`, `multi_id.rs` (the ids of streams of several topics) |
+//! | [`store`] | where history lives: `mod.rs` ([`Storage`], the seam every store shares; the only place the `redis` and `disk` features are gated), `error.rs`, `sink.rs` (what a store reports to the hub), `disk/` (`--data-dir`, feature `disk`: the store, its shared `state.rs`, the writer's group commit `writer.rs`, `layout.rs`, `marks.rs`, `retention.rs`), `redis.rs` (feature `redis`) |
+//! | [`hub`] | the fan-out: `mod.rs` ([`Hub`]: topics by name, publish, subscribe), `topic.rs` (a ring behind a lock, waking subscribers), `stream.rs` ([`EventStream`], one subscriber's body), `multi.rs` ([`MultiEventStream`]), `sync/` (the locks, swapped for `loom`'s in `loom_tests.rs`) |
+//! | [`http`] | HTTP meaning, shared by every protocol: `service.rs` ([`SseService`], its settings), `routing.rs` (which path goes where; a mount per protocol), `native/` (ssehub's own API: the stream and publish endpoints, [`stream_response`](http::stream_response) for handlers, the page), `responses.rs` (a leaf: texts, headers, the one `HubError` -> status table), `future.rs`, `body.rs`, `auth.rs` ([`Authorize`](http::Authorize)), `tokens.rs` (the publish token, loopback rule), `jwt.rs` (feature `jwt`), `cors.rs`, `refusal.rs` (refusals that pass), `connections.rs`, `metrics.rs` (feature `metrics`) |
+//! | [`server`] | sockets: `mod.rs` ([`Server`]: the accept loop, limits, shutdown; the table of deadlines on `ServerConfig`), `serve.rs` (what a server runs, any service through `ServiceAdapter`), `deadline.rs` (body deadlines, idle connections), `h1.rs` (the HTTP/1.1 fast path), `tls.rs` (feature `tls`), `differential.rs` and `fuzzing.rs` (harnesses, tests and `cargo fuzz` only) |
+//! | `bin/ssehub/` | the binary: the flags as typed (`args.rs`), then the library (`main.rs`); the demo ticker (`ticker.rs`) |
 //!
 //! The root re-exports the handful of types most programs need. An
 //! [`EventStream`] is a plain [`http_body::Body`] with `Data = Bytes`, so it

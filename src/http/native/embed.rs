@@ -131,7 +131,7 @@ impl StreamRequestError {
     }
 
     /// The answer to the request whose headers are `request`, the way
-    /// [`SseService`] answers: a refusal that will pass (shutting down, no
+    /// [`SseService`](crate::SseService) answers: a refusal that will pass (shutting down, no
     /// topic slot, storage out of reach) is, for a request that accepts
     /// `text/event-stream` (every `EventSource`), `200` with a `retry:`
     /// hint and an immediate end, so the browser reconnects later instead
