@@ -23,7 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Conn, ServerConfig, http_builder};
+use super::ServerConfig;
+use super::conn::{Conn, http_builder};
 use crate::core::event::Event;
 use crate::http::service::SseService;
 
