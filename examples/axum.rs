@@ -37,7 +37,9 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use ssehub::core::TopicName;
-use ssehub::http::{AccessRequest, Authorize, CorsOrigins, Decision, stream_response};
+use ssehub::http::{
+    AccessRequest, Authorize, CorsOrigins, Decision, Unauthorized, stream_response,
+};
 use ssehub::{Event, Hub, SseService};
 use tokio::net::TcpListener;
 
@@ -178,7 +180,7 @@ impl Authorize for Rooms {
             return Decision::Allow;
         }
         match req.extensions().get::<Principal>() {
-            None => Decision::Unauthorized("sign in first".into()),
+            None => Decision::Unauthorized(Unauthorized::Missing("sign in first".into())),
             Some(p) if p.admin || p.rooms.contains(&topic.as_str()) => Decision::Allow,
             Some(_) => Decision::Forbidden("not one of your rooms".into()),
         }
@@ -186,7 +188,7 @@ impl Authorize for Rooms {
 
     fn publish(&self, req: &AccessRequest<'_>, _: &TopicName) -> Decision {
         match req.extensions().get::<Principal>() {
-            None => Decision::Unauthorized("sign in first".into()),
+            None => Decision::Unauthorized(Unauthorized::Missing("sign in first".into())),
             Some(p) if p.admin => Decision::Allow,
             Some(_) => {
                 Decision::Forbidden("members post through /api/rooms/{room}/messages".into())

@@ -159,14 +159,14 @@ async fn the_hook_decides_from_the_principal_the_middleware_found() {
     // A principal, but the wrong one: 403 with the hook's text.
     let (status, body) = request(app.addr, "GET", "/sse/events/alice", &[BOB], b"").await;
     assert_eq!((status, body.as_str()), (403, "not one of your rooms\n"));
-    // No principal: 401 with the hook's text and a challenge.
+    // No principal: 401 with the hook's text and a challenge that says
+    // how to authenticate, not that a token was bad (RFC 6750, 3.1).
     let (status, headers, body) =
         request_full(app.addr, "GET", "/sse/events/alice", &[], b"").await;
     assert_eq!((status, body.as_str()), (401, "sign in first\n"));
-    assert!(
-        header(&headers, "www-authenticate")
-            .unwrap()
-            .starts_with("Bearer")
+    assert_eq!(
+        header(&headers, "www-authenticate"),
+        Some("Bearer realm=\"ssehub\"")
     );
     // The middleware refuses an unknown session before ssehub sees it.
     let (status, body) = request(

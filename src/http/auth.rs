@@ -157,14 +157,23 @@ pub enum Decision {
 ///
 /// The challenge differs (RFC 6750, 3.1): a request without credentials
 /// is only told how to authenticate, one with credentials that do not
-/// hold is also told `error="invalid_token"`. A text converts into
+/// hold is also told `error="invalid_token"`. A text alone converts into
 /// [`Unauthorized::Invalid`], so `Decision::Unauthorized("...".into())`
 /// reads as before.
+///
+/// ```
+/// use ssehub::http::{Decision, Unauthorized};
+///
+/// // No session at all: say how to sign in, not that a token is bad.
+/// let no_one = Decision::Unauthorized(Unauthorized::Missing("sign in first".into()));
+/// # let _ = no_one;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Unauthorized {
-    /// No credentials (`401 missing token`).
-    Missing,
+    /// No credentials: `401` with this text (the built-in policy says
+    /// `missing token`).
+    Missing(Cow<'static, str>),
     /// Credentials that are not valid (expired, forged, unknown): `401`
     /// with this text.
     Invalid(Cow<'static, str>),
@@ -174,15 +183,14 @@ impl Unauthorized {
     /// The text of the `401`.
     pub fn text(&self) -> &str {
         match self {
-            Unauthorized::Missing => "missing token",
-            Unauthorized::Invalid(why) => why,
+            Unauthorized::Missing(why) | Unauthorized::Invalid(why) => why,
         }
     }
 
     /// The `WWW-Authenticate` challenge.
     fn challenge(&self) -> HeaderValue {
         match self {
-            Unauthorized::Missing => HeaderValue::from_static("Bearer realm=\"ssehub\""),
+            Unauthorized::Missing(_) => HeaderValue::from_static("Bearer realm=\"ssehub\""),
             Unauthorized::Invalid(_) => {
                 HeaderValue::from_static("Bearer realm=\"ssehub\", error=\"invalid_token\"")
             }
@@ -241,7 +249,7 @@ mod tests {
 
     #[test]
     fn missing_credentials_get_a_challenge_without_an_error() {
-        let res = Decision::Unauthorized(Unauthorized::Missing)
+        let res = Decision::Unauthorized(Unauthorized::Missing("sign in".into()))
             .refusal(None)
             .unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

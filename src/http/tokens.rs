@@ -130,7 +130,7 @@ impl TokenPolicy {
             return Decision::Allow;
         };
         let Some(token) = find_token(headers, query_token) else {
-            return Decision::Unauthorized(Unauthorized::Missing);
+            return Decision::Unauthorized(Unauthorized::Missing("missing token".into()));
         };
         jwt.subscribe_decision(token, topic)
     }
@@ -166,7 +166,7 @@ impl TokenPolicy {
     fn without_token(&self, peer: Option<IpAddr>, host: Option<&str>) -> Decision {
         let local = peer.is_some_and(is_loopback);
         if self.publish_token.is_some() || (self.jwt.is_some() && !local) {
-            Decision::Unauthorized(Unauthorized::Missing)
+            Decision::Unauthorized(Unauthorized::Missing("missing token".into()))
         } else if !local {
             Decision::Forbidden("publishing without a token is only allowed from loopback".into())
         } else if !host.is_some_and(is_loopback_host) {
@@ -300,7 +300,7 @@ mod tests {
         ));
         assert_eq!(
             access.check_subscribe(&HeaderMap::new(), None, "a"),
-            Decision::Unauthorized(Unauthorized::Missing)
+            Decision::Unauthorized(Unauthorized::Missing("missing token".into()))
         );
         let forged = crate::http::JwtKey::hs256(b"other")
             .issue(&grants, std::time::Duration::from_secs(60))
@@ -381,7 +381,7 @@ mod tests {
         );
         assert_eq!(
             token.check_publish(&none, None, lo, host, "t"),
-            Decision::Unauthorized(Unauthorized::Missing)
+            Decision::Unauthorized(Unauthorized::Missing("missing token".into()))
         );
         // The publish token counts only in `Authorization`.
         assert_eq!(
