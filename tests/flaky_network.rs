@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ssehub::Hub;
-use support::chaos::{Chaos, ChaosProxy};
+use support::chaos::{Chaos, ChaosProxy, all_cut};
 use support::flaky::{
     Seen, check_exactly_once, check_gaps_announced, publish_until, publish_until_many,
     whole_run_hub,
@@ -122,10 +122,12 @@ async fn chromium_the_page_reloaded_or_not_and_node_eventsource_through_chaos() 
         "reloadEveryMs": [1500, 3000],
         "timeoutMs": 120_000,
     }));
-    let stats: Vec<_> = proxies.iter().map(|p| p.stats.clone()).collect();
-    let end = publish_until(&server.hub, "chaos", Duration::from_millis(3), || {
-        stats.iter().all(|s| s.cuts() >= MIN_CUTS)
-    })
+    let end = publish_until(
+        &server.hub,
+        "chaos",
+        Duration::from_millis(3),
+        all_cut(&proxies, MIN_CUTS),
+    )
     .await;
     let report = node.report(STALL).await;
 
@@ -183,10 +185,12 @@ async fn one_eventsource_on_twelve_topics_through_chaos_in_chromium_and_node() {
         "end": "end",
         "timeoutMs": 150_000,
     }));
-    let stats: Vec<_> = proxies.iter().map(|p| p.stats.clone()).collect();
-    let ends = publish_until_many(&server.hub, &topics, Duration::from_millis(3), || {
-        stats.iter().all(|s| s.cuts() >= MIN_CUTS)
-    })
+    let ends = publish_until_many(
+        &server.hub,
+        &topics,
+        Duration::from_millis(3),
+        all_cut(&proxies, MIN_CUTS),
+    )
     .await;
     let report = node.report(STALL).await;
 

@@ -49,18 +49,30 @@ const nextLine = () =>
 
 // Waits until `cond()`, failing when nothing progressed for `ms`; with
 // `fixed`, after `ms` whatever happens (a measurement window).
-async function until(what, cond, ms = stallMs, { fixed = false } = {}) {
+async function until(what, cond, ms = stallMs, { fixed = false, explain } = {}) {
   let seen = progress;
   let since = Date.now();
-  while (!(await cond())) {
+  while (!(await bounded(what, cond(), ms))) {
     if (!fixed && progress !== seen) {
       seen = progress;
       since = Date.now();
     } else if (Date.now() - since > ms) {
-      throw new Error("timed out waiting for " + what + (fixed ? "" : ": nothing progressed for " + ms + " ms"));
+      const why = explain ? "; " + JSON.stringify(await bounded("explain", explain(), 10_000).catch((e) => e.message)) : "";
+      throw new Error("timed out waiting for " + what + (fixed ? "" : ": nothing progressed for " + ms + " ms") + why);
     }
     await sleep(25);
   }
+}
+
+// `promise`, or an error naming `what` once it has hung for `ms`: a page
+// whose renderer stops answering fails the run with a reason instead of
+// holding it until the Rust side gives up.
+function bounded(what, promise, ms) {
+  let timer;
+  const hung = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(what + ": no answer for " + ms + " ms")), ms);
+  });
+  return Promise.race([promise, hung]).finally(() => clearTimeout(timer));
 }
 
 async function launch() {
@@ -478,6 +490,20 @@ const scenarios = {
           nextReload = Date.now() + lo + Math.random() * (hi - lo);
         }
         return done(native, c.end) && done(alone.log, c.end) && done(reload.log, c.end) && done(node, c.end);
+      }, stallMs, {
+        // Which client stopped, where, and what its EventSource last did.
+        explain: async () => {
+          const tail = (l) => ({ events: l.events.length, last: l.events.at(-1)?.[0], done: done(l, c.end) });
+          const page = async (p) => {
+            try { const s = await bounded("state", state(p), 5_000); return { ...s, timeline: s.timeline.slice(-4) }; }
+            catch (e) { return e.message; }
+          };
+          return {
+            native: tail(native), page: { ...tail(alone.log), es: await page(alone.page) },
+            reload: { ...tail(reload.log), reloads, es: await page(reload.page) },
+            node: { ...tail(node), opens: node.opens, errors: node.errors },
+          };
+        },
       });
       node.close();
       const ns = await native.state();

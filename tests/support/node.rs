@@ -72,6 +72,10 @@ impl NodeRun {
     /// most once a second) whenever they received anything, and each such
     /// line starts the wait anew, so a slow machine is waited for.
     pub async fn next(&mut self, stall: Duration) -> serde_json::Value {
+        // The runner's own stall limit (`timeoutMs`, the same length) fires
+        // first and says which client stopped; this one only catches a
+        // runner that hangs.
+        let stall = stall + Duration::from_secs(30);
         loop {
             let line = tokio::time::timeout(stall, self.stdout.next_line())
                 .await
