@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -68,6 +68,31 @@ impl Chaos {
             p_reset: 0.5,
             hold_while_down: None,
         }
+    }
+}
+
+/// A stop condition for publishing under chaos: every proxy has cut its
+/// connections `min` times. While not, it prints where each proxy stands
+/// every 10 s (libtest shows it when the test fails), so a client that
+/// stopped connecting is named instead of the publisher just running out.
+pub fn all_cut(proxies: &[ChaosProxy], min: u64) -> impl Fn() -> bool + use<> {
+    let stats: Vec<_> = proxies.iter().map(|p| p.stats.clone()).collect();
+    let last = Mutex::new(Instant::now());
+    move || {
+        let done = stats.iter().all(|s| s.cuts() >= min);
+        let mut last = last.lock().unwrap();
+        if !done && last.elapsed() >= Duration::from_secs(10) {
+            *last = Instant::now();
+            for (i, s) in stats.iter().enumerate() {
+                eprintln!(
+                    "proxy {i}: {} connections, {} cuts; last: {:?}",
+                    s.connections.load(Ordering::Relaxed),
+                    s.cuts(),
+                    s.recent().last()
+                );
+            }
+        }
+        done
     }
 }
 

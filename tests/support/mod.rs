@@ -32,6 +32,49 @@ pub use sse::{Item, Parser, SseEvent};
 /// The longest any test waits for one thing to happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// How long a wait on progress ([`until_progress`]) tolerates no progress
+/// at all: a machine whose cores others take runs a test slowly, and only
+/// one where nothing moves for this long is stuck.
+pub const STALL: Duration = Duration::from_secs(120);
+
+/// Polls `check` every 20 ms until it says done. `check` also returns a
+/// measure of progress (say, how many clients are connected): the wait
+/// fails only when that measure has not changed for `stall`, so a starved
+/// machine makes the test slower, never red, and a stuck one still fails.
+///
+/// # Panics
+///
+/// When nothing progressed for `stall`, naming `what` and where it stood.
+#[track_caller]
+pub fn until_progress<'a, P, F>(
+    what: &'a str,
+    stall: Duration,
+    mut check: F,
+) -> impl std::future::Future<Output = ()> + 'a
+where
+    P: PartialEq + std::fmt::Debug + 'a,
+    F: FnMut() -> (bool, P) + 'a,
+{
+    let caller = std::panic::Location::caller();
+    async move {
+        let mut last: Option<P> = None;
+        let mut since = tokio::time::Instant::now();
+        loop {
+            let (done, now) = check();
+            if done {
+                return;
+            }
+            if last.as_ref() != Some(&now) {
+                last = Some(now);
+                since = tokio::time::Instant::now();
+            } else if since.elapsed() > stall {
+                panic!("{caller}: {what}: no progress for {stall:?}, stuck at {now:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A server running in this process on `127.0.0.1:0`.
 pub struct TestServer {
     pub addr: SocketAddr,

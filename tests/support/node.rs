@@ -66,24 +66,36 @@ impl NodeRun {
         }
     }
 
-    /// The next JSON line; panics with the runner's error if it failed.
-    pub async fn next(&mut self, timeout: Duration) -> serde_json::Value {
-        let line = tokio::time::timeout(timeout, self.stdout.next_line())
-            .await
-            .expect("the JS clients answer in time")
-            .unwrap()
-            .expect("the JS clients printed a line");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}, {} bytes): {}",
-                line.len(),
-                &line[line.len().saturating_sub(300)..]
-            )
-        });
-        if let Some(e) = v.get("error") {
-            panic!("the JS clients failed: {}", e.as_str().unwrap_or_default());
+    /// The next JSON line other than a progress line; panics with the
+    /// runner's error if it failed. `stall` is how long it waits while the
+    /// clients make no progress: the runner prints `{"progress": n}` (at
+    /// most once a second) whenever they received anything, and each such
+    /// line starts the wait anew, so a slow machine is waited for.
+    pub async fn next(&mut self, stall: Duration) -> serde_json::Value {
+        // The runner's own stall limit (`timeoutMs`, the same length) fires
+        // first and says which client stopped; this one only catches a
+        // runner that hangs.
+        let stall = stall + Duration::from_secs(30);
+        loop {
+            let line = tokio::time::timeout(stall, self.stdout.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("the JS clients made no progress for {stall:?}"))
+                .unwrap()
+                .expect("the JS clients printed a line");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+                panic!(
+                    "not JSON ({e}, {} bytes): {}",
+                    line.len(),
+                    &line[line.len().saturating_sub(300)..]
+                )
+            });
+            if let Some(e) = v.get("error") {
+                panic!("the JS clients failed: {}", e.as_str().unwrap_or_default());
+            }
+            if v.get("progress").is_none() {
+                return v;
+            }
         }
-        v
     }
 
     pub async fn send(&mut self, line: &str) {
@@ -93,9 +105,9 @@ impl NodeRun {
             .unwrap();
     }
 
-    /// The final report.
-    pub async fn report(mut self, timeout: Duration) -> serde_json::Value {
-        let v = self.next(timeout).await;
+    /// The final report (`stall` as in [`NodeRun::next`]).
+    pub async fn report(mut self, stall: Duration) -> serde_json::Value {
+        let v = self.next(stall).await;
         let _ = self.child.wait().await;
         v["report"].clone()
     }
