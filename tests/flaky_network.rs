@@ -36,12 +36,11 @@ async fn rust_client_through_chaos_gets_every_event_once() {
     let proxy = ChaosProxy::start(server.addr, Chaos::flaky(0xC0FFEE)).await;
     let client = ResumingClient::spawn(proxy.addr, "/events/chaos".into(), "end");
 
-    let stats = proxy.stats.clone();
     let log = client.log.clone();
-    let end = publish_until(&server.hub, "chaos", Duration::from_millis(3), || {
-        stats.cuts() >= MIN_CUTS && !log.lock().unwrap().events.is_empty()
-    })
-    .await;
+    let received = log.clone();
+    let goal = all_cut(std::slice::from_ref(&proxy), MIN_CUTS)
+        .and(move || !received.lock().unwrap().events.is_empty());
+    let end = publish_until(&server.hub, "chaos", Duration::from_millis(3), goal).await;
     until_progress("the client reaches the end", STALL, || {
         (client.is_done(), log.lock().unwrap().events.len())
     })

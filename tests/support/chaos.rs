@@ -71,28 +71,62 @@ impl Chaos {
     }
 }
 
-/// A stop condition for publishing under chaos: every proxy has cut its
-/// connections `min` times. While not, it prints where each proxy stands
-/// every 10 s (libtest shows it when the test fails), so a client that
-/// stopped connecting is named instead of the publisher just running out.
-pub fn all_cut(proxies: &[ChaosProxy], min: u64) -> impl Fn() -> bool + use<> {
-    let stats: Vec<_> = proxies.iter().map(|p| p.stats.clone()).collect();
-    let last = Mutex::new(Instant::now());
-    move || {
-        let done = stats.iter().all(|s| s.cuts() >= min);
-        let mut last = last.lock().unwrap();
-        if !done && last.elapsed() >= Duration::from_secs(10) {
-            *last = Instant::now();
-            for (i, s) in stats.iter().enumerate() {
-                eprintln!(
-                    "proxy {i}: {} connections, {} cuts; last: {:?}",
-                    s.connections.load(Ordering::Relaxed),
-                    s.cuts(),
-                    s.recent().last()
-                );
-            }
+/// The goal of publishing under chaos: every proxy has cut its
+/// connections `min` times (and `also()` holds). Its progress is the cuts
+/// still needed, so publishing waits for a client that a starved machine
+/// keeps offline; while not reached, it prints where each proxy stands
+/// every 10 s (libtest shows it when the test fails).
+pub fn all_cut(proxies: &[ChaosProxy], min: u64) -> AllCut {
+    AllCut {
+        stats: proxies.iter().map(|p| p.stats.clone()).collect(),
+        min,
+        also: Box::new(|| true),
+        printed: Mutex::new(Instant::now()),
+    }
+}
+
+/// See [`all_cut`].
+pub struct AllCut {
+    stats: Vec<Arc<ChaosStats>>,
+    min: u64,
+    also: Box<dyn Fn() -> bool + Send + Sync>,
+    printed: Mutex<Instant>,
+}
+
+impl AllCut {
+    /// Also waits for `also()`.
+    pub fn and(mut self, also: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.also = Box::new(also);
+        self
+    }
+}
+
+impl super::flaky::Goal for AllCut {
+    fn reached(&self) -> bool {
+        let done = self.stats.iter().all(|s| s.cuts() >= self.min) && (self.also)();
+        let mut printed = self.printed.lock().unwrap();
+        if !done && printed.elapsed() >= Duration::from_secs(10) {
+            *printed = Instant::now();
+            eprintln!("{}", self.explain());
         }
         done
+    }
+
+    fn progress(&self) -> Option<u64> {
+        Some(self.stats.iter().map(|s| s.cuts().min(self.min)).sum())
+    }
+
+    fn explain(&self) -> String {
+        let mut out = String::new();
+        for (i, s) in self.stats.iter().enumerate() {
+            out += &format!(
+                "\nproxy {i}: {} connections, {} cuts; last: {:?}",
+                s.connections.load(Ordering::Relaxed),
+                s.cuts(),
+                s.recent().last()
+            );
+        }
+        out
     }
 }
 

@@ -8,7 +8,7 @@
 //! it tells an announced gap (a `resync` whose `missed` matches) from a
 //! silent one (a bug).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ssehub::{Event, Hub};
 
@@ -27,61 +27,90 @@ pub fn whole_run_hub(retry: Duration) -> Hub {
         .build()
 }
 
+/// What a publisher under chaos runs until.
+pub trait Goal {
+    /// Whether the run may end.
+    fn reached(&self) -> bool;
+    /// A measure that grows while the clients still get somewhere (the
+    /// cuts still needed, say), or `None` when there is none: with one,
+    /// publishing pauses once [`PAUSE_AFTER`] events went out without it
+    /// moving, and fails after [`STALL`](super::STALL) of no movement.
+    fn progress(&self) -> Option<u64> {
+        None
+    }
+    /// Where things stand, for a failure message.
+    fn explain(&self) -> String {
+        String::new()
+    }
+}
+
+impl<F: Fn() -> bool> Goal for F {
+    fn reached(&self) -> bool {
+        self()
+    }
+}
+
+/// How many events a publisher with a [`Goal::progress`] sends without it
+/// moving before it waits: on a machine whose cores others take, the
+/// clients get their cuts later, and the run waits for them instead of
+/// running through the ring that was sized for it.
+pub const PAUSE_AFTER: u64 = 2_000;
+
 /// Publishes events whose data is their sequence number, one every
-/// `period`, until `stop()` is true; then publishes `"end"`. Returns the
-/// sequence number of `"end"`.
+/// `period` (or slower, when the machine is), until `goal` is reached;
+/// then publishes `"end"`. Returns the sequence number of `"end"`.
 ///
 /// # Panics
 ///
-/// After [`MAX_EVENTS`]: a ring of that size holds the whole run.
-pub async fn publish_until(
-    hub: &Hub,
-    topic: &str,
-    period: Duration,
-    stop: impl Fn() -> bool,
-) -> u64 {
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
-        if stop() {
-            let id = hub.publish(topic, Event::new("end")).await.unwrap();
-            return id.seq();
-        }
-        let next = hub.topic_info(topic).map_or(1, |i| i.latest.seq() + 1);
-        assert!(
-            next < MAX_EVENTS,
-            "{topic}: {MAX_EVENTS} events published and the stop condition still not met"
-        );
-        let id = hub
-            .publish(topic, Event::new(next.to_string()))
-            .await
-            .unwrap();
-        assert_eq!(id.seq(), next);
-    }
+/// After [`MAX_EVENTS`] (a ring of that size holds the whole run), or when
+/// the goal's progress stands still for [`STALL`](super::STALL).
+pub async fn publish_until(hub: &Hub, topic: &str, period: Duration, goal: impl Goal) -> u64 {
+    publish_until_many(hub, &[topic.to_owned()], period, goal).await[0]
 }
 
 /// [`publish_until`] over several topics: each tick publishes the next
 /// event (data: its sequence number) of one topic, topic 0 every other
-/// tick (a busy topic) and the others in turn; once `stop()` is true,
+/// tick (a busy topic) and the others in turn; once the goal is reached,
 /// `"end"` to every topic. Returns the sequence number of each topic's
 /// `"end"`.
 pub async fn publish_until_many(
     hub: &Hub,
     topics: &[String],
     period: Duration,
-    stop: impl Fn() -> bool,
+    goal: impl Goal,
 ) -> Vec<u64> {
     let mut tick = tokio::time::interval(period);
+    // A starved publisher publishes less, rather than catching up in bursts.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut k = 0usize;
+    let mut last = goal.progress();
+    let mut since = (0u64, Instant::now());
     loop {
         tick.tick().await;
-        if stop() {
+        if goal.reached() {
             let mut ends = Vec::with_capacity(topics.len());
             for t in topics {
                 ends.push(hub.publish(t, Event::new("end")).await.unwrap().seq());
             }
             return ends;
         }
+        let now = goal.progress();
+        if now != last {
+            last = now;
+            since = (0, Instant::now());
+        } else if now.is_some() {
+            assert!(
+                since.1.elapsed() < super::STALL,
+                "no progress for {:?} after {} events: {}",
+                super::STALL,
+                since.0,
+                goal.explain()
+            );
+            if since.0 >= PAUSE_AFTER {
+                continue;
+            }
+        }
+        since.0 += 1;
         let t = if k.is_multiple_of(2) || topics.len() == 1 {
             &topics[0]
         } else {
@@ -91,7 +120,8 @@ pub async fn publish_until_many(
         let next = hub.topic_info(t).map_or(1, |i| i.latest.seq() + 1);
         assert!(
             next < MAX_EVENTS,
-            "{t}: {MAX_EVENTS} events published and the stop condition still not met"
+            "{t}: {MAX_EVENTS} events published and the goal still not reached: {}",
+            goal.explain()
         );
         let id = hub.publish(t, Event::new(next.to_string())).await.unwrap();
         assert_eq!(id.seq(), next);
