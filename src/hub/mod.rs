@@ -2,16 +2,15 @@
 //! streams that read them ([`EventStream`] for one topic,
 //! [`MultiEventStream`] for several).
 
-pub(crate) mod multi;
 pub(crate) mod stream;
+mod subscribe_multi;
 mod sync;
 pub(crate) mod topic;
 
 #[cfg(all(test, ssehub_loom))]
 mod loom_tests;
 
-pub use self::multi::{COPY_UP_TO, MultiEventStream, TURN_EVENTS};
-pub use self::stream::EventStream;
+pub use self::stream::{EventStream, MultiEventStream};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -536,7 +535,7 @@ impl Hub {
                 .as_deref()
                 .and_then(|id| id.parse::<EventId>().ok());
             // If the storage is down, the stream starts when it is back.
-            let _ = tokio::time::timeout(patience, multi::caught_up(&t, wanted)).await;
+            let _ = tokio::time::timeout(patience, t.caught_up(wanted)).await;
         }
         let mut stream = self.subscribe(topic, options)?;
         if stream.is_deferred() {

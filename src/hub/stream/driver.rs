@@ -1,0 +1,339 @@
+//! The machinery every stream shares, written once: the order in which a
+//! stream's frames go out (queued control frames, its event limit, the
+//! expiry of its credentials, the wait for its topics' histories, events,
+//! keep-alive), its greeting, how it ends, and the `http_body::Body` impl.
+//! What differs between a stream of one topic and one of several (how
+//! events are read and framed, what the `id:` is) is a [`Strategy`].
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tokio::time::Sleep;
+
+use crate::core::event::{FrameId, checkpoint_frame, resync_frame, retry_line};
+use crate::hub::stream::keep_alive::{KeepAlive, expiry_timer};
+
+/// How a stream is set up; built by the hub.
+pub(crate) struct StreamParams {
+    pub(crate) retry_ms: Option<u64>,
+    pub(crate) keep_alive: Option<Duration>,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) limit: Option<u64>,
+    pub(crate) expires_at: Option<std::time::SystemTime>,
+}
+
+/// What a stream of one topic and a stream of several do their own way.
+pub(crate) trait Strategy {
+    /// Where a stream whose topics are still loading resumes from.
+    type Resume;
+
+    /// Called first on every poll.
+    fn register(&self, _cx: &mut Context<'_>) {}
+
+    /// Whether every topic's history is loaded (or a topic closed), without
+    /// registering a wake-up.
+    fn loaded(&self) -> Loaded;
+
+    /// [`loaded`](Self::loaded), registering the wake-ups of the topics
+    /// still loading. Arms each wait before it looks at the topic, so that
+    /// no `prime` (or close) goes unnoticed.
+    fn poll_loaded(&mut self, cx: &mut Context<'_>) -> Loaded;
+
+    /// Fixes every topic's start (their histories are loaded) and queues
+    /// the greeting (see [`queue_greeting`]).
+    fn begin(
+        &mut self,
+        resume: Option<&Self::Resume>,
+        rewind: u64,
+        retry_ms: Option<u64>,
+        pending: &mut VecDeque<Bytes>,
+    );
+
+    /// The next frame of events (or a `resync`), spending `budget`; may
+    /// queue more frames that must follow it into `pending`. `Ready(None)`
+    /// once a topic is closed; otherwise registers the wake-ups.
+    fn poll_events(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: &mut Budget,
+        pending: &mut VecDeque<Bytes>,
+    ) -> Poll<Option<Bytes>>;
+
+    /// The `reauth` event at the stream's position.
+    fn reauth(&self) -> Bytes;
+
+    /// The stream ended: lets go of what it waits on.
+    fn finish(&mut self) {}
+}
+
+/// Whether a stream's topics are ready to fix its start.
+pub(crate) enum Loaded {
+    /// Every history is loaded.
+    Yes,
+    /// One still loads.
+    No,
+    /// A topic was closed (the hub shut down): the stream ends.
+    Closed,
+}
+
+/// What a stream may still send: events before its limit, bytes per frame.
+pub(crate) struct Budget {
+    /// Events left to send before the stream ends, `None` for no limit.
+    remaining: Option<u64>,
+    /// The largest frame built from several ready events.
+    pub(crate) max_frame_bytes: usize,
+}
+
+impl Budget {
+    /// Most events that may go out now.
+    pub(crate) fn events(&self) -> u64 {
+        self.remaining.unwrap_or(u64::MAX)
+    }
+
+    /// `count` events went out.
+    pub(crate) fn spend(&mut self, count: u64) {
+        if let Some(r) = &mut self.remaining {
+            *r -= count.min(*r);
+        }
+    }
+
+    /// The limit is reached: the stream ends.
+    pub(crate) fn is_spent(&self) -> bool {
+        self.remaining == Some(0)
+    }
+
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        self.remaining
+    }
+}
+
+/// Where a stream is in its life.
+enum Phase<R> {
+    /// The store is loading a topic's history: the start, and the rest of
+    /// the greeting, are fixed once it is loaded. Boxed: only with Redis,
+    /// and only until then.
+    Loading(Box<Waiting<R>>),
+    /// Sending events, and waiting for them.
+    Live,
+    /// Ended (its limit reached, its credentials expired, the hub closed):
+    /// nothing more to send.
+    Done,
+}
+
+/// What a loading stream needs to fix its start.
+struct Waiting<R> {
+    resume: Option<R>,
+    rewind: u64,
+    retry_ms: Option<u64>,
+}
+
+/// A stream: a [`Strategy`] driven by the rules every stream follows.
+pub(crate) struct Driver<S: Strategy> {
+    pub(super) strategy: S,
+    phase: Phase<S::Resume>,
+    /// Frames to send before anything else, in order.
+    pub(super) pending: VecDeque<Bytes>,
+    pub(super) budget: Budget,
+    keep_alive: Option<KeepAlive>,
+    /// When the credentials the stream was opened with expire: it then
+    /// sends `reauth` and ends.
+    expiry: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S: Strategy> Driver<S> {
+    /// A stream whose start is fixed: the caller queues its greeting.
+    pub(crate) fn started(strategy: S, params: &StreamParams) -> Self {
+        Driver {
+            strategy,
+            phase: Phase::Live,
+            pending: VecDeque::new(),
+            budget: Budget {
+                remaining: params.limit,
+                max_frame_bytes: params.max_frame_bytes,
+            },
+            keep_alive: params.keep_alive.map(KeepAlive::new),
+            expiry: params.expires_at.map(expiry_timer),
+        }
+    }
+
+    /// A stream that fixes its start once its topics are loaded. The retry
+    /// hint goes out at once; the rest of the greeting once the start is
+    /// known.
+    pub(crate) fn loading(
+        strategy: S,
+        params: &StreamParams,
+        resume: Option<S::Resume>,
+        rewind: u64,
+    ) -> Self {
+        let mut driver = Driver::started(strategy, params);
+        driver.phase = Phase::Loading(Box::new(Waiting {
+            resume,
+            rewind,
+            retry_ms: params.retry_ms,
+        }));
+        driver.pending.extend(params.retry_ms.map(retry_line));
+        driver
+    }
+
+    pub(crate) fn is_loading(&self) -> bool {
+        matches!(self.phase, Phase::Loading(_))
+    }
+
+    /// Fixes the start of a loading stream now, if its topics are loaded.
+    pub(crate) fn start_if_loaded(&mut self) {
+        if self.is_loading() && matches!(self.strategy.loaded(), Loaded::Yes) {
+            self.begin();
+        }
+    }
+
+    fn begin(&mut self) {
+        let Phase::Loading(waiting) = std::mem::replace(&mut self.phase, Phase::Live) else {
+            return;
+        };
+        // The retry hint is still queued if nothing was sent yet: the
+        // greeting replaces it, so it must carry it.
+        let retry_ms = self.pending.pop_front().and(waiting.retry_ms);
+        self.strategy.begin(
+            waiting.resume.as_ref(),
+            waiting.rewind,
+            retry_ms,
+            &mut self.pending,
+        );
+    }
+
+    /// A frame goes out now.
+    fn sent(&mut self, frame: Bytes) -> Poll<Option<Bytes>> {
+        if let Some(ka) = &mut self.keep_alive {
+            ka.sent();
+        }
+        Poll::Ready(Some(frame))
+    }
+
+    fn finish(&mut self) {
+        self.phase = Phase::Done;
+        self.pending.clear();
+        self.keep_alive = None;
+        self.expiry = None;
+        self.strategy.finish();
+    }
+
+    /// The stream ends now.
+    fn end(&mut self) -> Poll<Option<Bytes>> {
+        self.finish();
+        Poll::Ready(None)
+    }
+
+    /// `reauth`, once the stream's credentials expired; the stream then
+    /// ends. Only between frames: never in the middle of a batch.
+    fn poll_expiry(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
+        let expiry = self.expiry.as_mut()?;
+        if expiry.as_mut().poll(cx).is_pending() || self.is_loading() {
+            return None;
+        }
+        let frame = self.strategy.reauth();
+        self.finish();
+        Some(frame)
+    }
+
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        match &mut self.keep_alive {
+            Some(ka) => ka.poll(cx),
+            None => Poll::Pending,
+        }
+    }
+
+    /// The next frame: what is queued, the end at the limit, `reauth`, the
+    /// start once the topics are loaded, events, else a keep-alive once
+    /// the stream was silent for its period.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Phase::Done = self.phase {
+            return Poll::Ready(None);
+        }
+        self.strategy.register(cx);
+        if let Some(frame) = self.pending.pop_front() {
+            return self.sent(frame);
+        }
+        if self.budget.is_spent() {
+            return self.end();
+        }
+        if let Some(frame) = self.poll_expiry(cx) {
+            return Poll::Ready(Some(frame));
+        }
+        if self.is_loading() {
+            match self.strategy.poll_loaded(cx) {
+                Loaded::Closed => return self.end(),
+                Loaded::No => return self.poll_keep_alive(cx),
+                Loaded::Yes => {
+                    self.begin();
+                    if let Some(frame) = self.pending.pop_front() {
+                        return self.sent(frame);
+                    }
+                }
+            }
+        }
+        match self
+            .strategy
+            .poll_events(cx, &mut self.budget, &mut self.pending)
+        {
+            Poll::Ready(Some(frame)) => self.sent(frame),
+            Poll::Ready(None) => self.end(),
+            Poll::Pending => self.poll_keep_alive(cx),
+        }
+    }
+
+    /// [`poll_next`](Self::poll_next) as `http_body::Body::poll_frame`.
+    pub(crate) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.poll_next(cx).map(|f| f.map(|f| Ok(Frame::data(f))))
+    }
+
+    pub(crate) fn is_end_stream(&self) -> bool {
+        matches!(self.phase, Phase::Done) || (self.pending.is_empty() && self.budget.is_spent())
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        if self.is_end_stream() {
+            SizeHint::with_exact(0)
+        } else {
+            SizeHint::default()
+        }
+    }
+
+    /// The phase, for `Debug`.
+    pub(crate) fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Loading(_) => "loading",
+            Phase::Live => "live",
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// Queues the greeting of a stream whose start was just fixed, at its
+/// position `id`: a fresh stream's id-only checkpoint, then each topic's
+/// `resync` (a resume that cannot be exact), the first of them carrying the
+/// `retry:` hint; a `retry:` line alone when neither goes out (an exact
+/// resume).
+pub(crate) fn queue_greeting(
+    pending: &mut VecDeque<Bytes>,
+    mut retry_ms: Option<u64>,
+    fresh: bool,
+    resyncs: impl IntoIterator<Item = String>,
+    id: &impl FrameId,
+) {
+    if fresh {
+        pending.push_back(checkpoint_frame(retry_ms.take(), id));
+    }
+    for json in resyncs {
+        pending.push_back(resync_frame(retry_ms.take(), &json, id));
+    }
+    pending.extend(retry_ms.map(retry_line));
+}
