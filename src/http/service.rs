@@ -385,7 +385,7 @@ impl SseService {
         };
         match self
             .hub
-            .subscribe_many_for_response(topics, options, SUBSCRIBE_PATIENCE)
+            .subscribe_multi_for_response(topics, options, SUBSCRIBE_PATIENCE)
         {
             Subscribing::Ready(result) => ResponseFuture::ready(match result {
                 Ok(stream) => multi_body_response(stream),
@@ -406,18 +406,18 @@ impl SseService {
 
     /// `HEAD` of a stream of several topics: what `GET` would answer, and
     /// the position of all its topics in `Last-Event-ID` (see
-    /// [`Hub::position_many`]).
+    /// [`Hub::position_multi`]).
     fn head_many<B>(&self, req: &Request<B>) -> ResponseFuture {
         let topics = match self.stream_request_many(req) {
             Ok((topics, _)) => topics,
             Err(res) => return ResponseFuture::ready(res),
         };
-        // It creates and retires nothing (see `Hub::position_many`), and
+        // It creates and retires nothing (see `Hub::position_multi`), and
         // is refused as the `GET` would be.
         let this = self.clone();
         let headers = refusal_headers(req.headers());
         ResponseFuture::boxed(async move {
-            match this.hub.position_many(topics, SUBSCRIBE_PATIENCE).await {
+            match this.hub.position_multi(topics, SUBSCRIBE_PATIENCE).await {
                 Ok(id) => position_response(&id.to_string()),
                 Err(e) => this.stream_refused(e, &headers),
             }
@@ -656,7 +656,7 @@ pub fn stream_response(
 /// assert_eq!(res.headers()["content-type"], "text/event-stream");
 ///
 /// // The id of the same topics in another order is refused, not misread.
-/// let other = hub.subscribe_many(["news", "chat"], Default::default()).unwrap().position();
+/// let other = hub.subscribe_multi(["news", "chat"], Default::default()).unwrap().position();
 /// let uri = format!("/feed?lastEventId={other}");
 /// let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
 /// let refused = stream_response_many(&hub, ["chat", "news"], &parts).unwrap_err();
@@ -669,7 +669,7 @@ pub fn stream_response_many<T: IntoTopic>(
 ) -> Result<Response<MultiEventStream>, StreamRequestError> {
     let options = subscribe_options(&req.uri, &req.headers).map_err(StreamRequestError::Query)?;
     let stream = hub
-        .subscribe_many(topics, options)
+        .subscribe_multi(topics, options)
         .map_err(StreamRequestError::Hub)?;
     let mut res = Response::new(stream);
     stream_headers(res.headers_mut());

@@ -1,4 +1,4 @@
-//! Opening a stream of several topics: [`Hub::subscribe_many`] and its
+//! Opening a stream of several topics: [`Hub::subscribe_multi`] and its
 //! kin, which check the list of topics and the client's id, attach every
 //! topic (all or none) and hand them to a [`MultiEventStream`].
 
@@ -33,18 +33,18 @@ impl Hub {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let hub = Hub::new();
-    /// let stream = hub.subscribe_many(["a", "b"], Subscribe::new())?;
+    /// let stream = hub.subscribe_multi(["a", "b"], Subscribe::new())?;
     /// hub.publish("b", Event::new("x")).await?;
     /// // A client that saw nothing resumes from the stream's start:
     /// let id = stream.position().to_string();
-    /// let resumed = hub.subscribe_many(["a", "b"], Subscribe::new().last_event_id(id))?;
+    /// let resumed = hub.subscribe_multi(["a", "b"], Subscribe::new().last_event_id(id))?;
     /// assert_eq!(resumed.position(), stream.position(), "b's event comes next");
     /// // An id of another list of topics is refused.
-    /// assert!(hub.subscribe_many(["a"], Subscribe::new().last_event_id("x-1.2")).is_err());
+    /// assert!(hub.subscribe_multi(["a"], Subscribe::new().last_event_id("x-1.2")).is_err());
     /// # Ok(())
     /// # }
     /// ```
-    pub fn subscribe_many<T: IntoTopic>(
+    pub fn subscribe_multi<T: IntoTopic>(
         &self,
         topics: impl IntoIterator<Item = T>,
         options: Subscribe,
@@ -67,14 +67,14 @@ impl Hub {
         MultiEventStream::new(members, last, options.rewind, params)
     }
 
-    /// Like [`Hub::subscribe_many`], but with Redis, first waits (at most
+    /// Like [`Hub::subscribe_multi`], but with Redis, first waits (at most
     /// `patience` in all) until this node has loaded every topic's history
     /// and caught up with the client's id, as [`Hub::subscribe_ready`].
     ///
     /// # Errors
     ///
-    /// As [`Hub::subscribe_many`].
-    pub async fn subscribe_many_ready<T: IntoTopic>(
+    /// As [`Hub::subscribe_multi`].
+    pub async fn subscribe_multi_ready<T: IntoTopic>(
         &self,
         topics: impl IntoIterator<Item = T>,
         options: Subscribe,
@@ -114,19 +114,19 @@ impl Hub {
     }
 
     /// Subscribes to several topics for an HTTP response: at once in
-    /// memory, else after [`Hub::subscribe_many_ready`]'s wait.
-    pub(crate) fn subscribe_many_for_response(
+    /// memory, else after [`Hub::subscribe_multi_ready`]'s wait.
+    pub(crate) fn subscribe_multi_for_response(
         &self,
         topics: Vec<TopicName>,
         options: Subscribe,
         patience: Duration,
     ) -> Subscribing<MultiEventStream> {
         if !self.store().loads_topics() {
-            return Subscribing::Ready(self.subscribe_many(topics, options));
+            return Subscribing::Ready(self.subscribe_multi(topics, options));
         }
         let hub = self.clone();
         Subscribing::Waiting(Box::pin(async move {
-            hub.subscribe_many_ready(topics, options, patience).await
+            hub.subscribe_multi_ready(topics, options, patience).await
         }))
     }
 
@@ -139,7 +139,7 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// As [`Hub::subscribe_many`] and [`Hub::position`]: a stream of these
+    /// As [`Hub::subscribe_multi`] and [`Hub::position`]: a stream of these
     /// topics that would be refused is refused here too.
     ///
     /// ```
@@ -150,13 +150,13 @@ impl Hub {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let hub = Hub::new();
     /// hub.publish("a", Event::new("1")).await?;
-    /// let seen = hub.position_many(["a", "b"], Duration::from_secs(2)).await?;
+    /// let seen = hub.position_multi(["a", "b"], Duration::from_secs(2)).await?;
     /// assert!(seen.to_string().ends_with(&format!("_{}-1.0", hub.epoch())));
     /// assert!(hub.topic_info("b").is_none(), "b is not created");
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn position_many<T: IntoTopic>(
+    pub async fn position_multi<T: IntoTopic>(
         &self,
         topics: impl IntoIterator<Item = T>,
         patience: Duration,
@@ -176,6 +176,53 @@ impl Hub {
             ids.push(self.position(name, left).await?);
         }
         Ok(MultiId::new(&names, ids))
+    }
+}
+
+/// The names these methods had before one word ("multi") named several
+/// topics throughout the hub's API.
+impl Hub {
+    /// Renamed [`Hub::subscribe_multi`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::subscribe_multi`].
+    #[deprecated(note = "renamed `Hub::subscribe_multi`")]
+    pub fn subscribe_many<T: IntoTopic>(
+        &self,
+        topics: impl IntoIterator<Item = T>,
+        options: Subscribe,
+    ) -> Result<MultiEventStream, HubError> {
+        self.subscribe_multi(topics, options)
+    }
+
+    /// Renamed [`Hub::subscribe_multi_ready`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::subscribe_multi_ready`].
+    #[deprecated(note = "renamed `Hub::subscribe_multi_ready`")]
+    pub async fn subscribe_many_ready<T: IntoTopic>(
+        &self,
+        topics: impl IntoIterator<Item = T>,
+        options: Subscribe,
+        patience: Duration,
+    ) -> Result<MultiEventStream, HubError> {
+        self.subscribe_multi_ready(topics, options, patience).await
+    }
+
+    /// Renamed [`Hub::position_multi`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::position_multi`].
+    #[deprecated(note = "renamed `Hub::position_multi`")]
+    pub async fn position_many<T: IntoTopic>(
+        &self,
+        topics: impl IntoIterator<Item = T>,
+        patience: Duration,
+    ) -> Result<MultiId, HubError> {
+        self.position_multi(topics, patience).await
     }
 }
 
@@ -289,7 +336,7 @@ mod tests {
         let hub = hub(100);
         let e = hub.epoch();
         let c = check_prefix(&["a", "b"]);
-        let mut s = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
+        let mut s = hub.subscribe_multi(["a", "b"], Subscribe::new()).unwrap();
         assert_eq!(
             next_text(&mut s).await,
             format!("retry: 1000\nid: {c}{e}-0.0\n\n")
@@ -328,7 +375,7 @@ mod tests {
             hub.publish("b", Event::new(format!("b{i}"))).await.unwrap();
         }
         let opts = Subscribe::new().last_event_id(format!("{c}{e}-1.1.0"));
-        let mut s = hub.subscribe_many(["a", "b", "c"], opts).unwrap();
+        let mut s = hub.subscribe_multi(["a", "b", "c"], opts).unwrap();
         assert_eq!(next_text(&mut s).await, "retry: 1000\n");
         let got = events(&ready_text(&mut s).await);
         let want = [
@@ -354,7 +401,7 @@ mod tests {
         hub.publish("b", Event::new("b1")).await.unwrap();
         // a is evicted up to 3; b resumes exactly; c is of another epoch.
         let opts = Subscribe::new().last_event_id(format!("{c}{e}-1.0.zz-4"));
-        let mut s = hub.subscribe_many(["a", "b", "c"], opts).unwrap();
+        let mut s = hub.subscribe_multi(["a", "b", "c"], opts).unwrap();
         assert_eq!(
             next_text(&mut s).await,
             format!(
@@ -388,7 +435,7 @@ mod tests {
         let hub = hub(4);
         let e = hub.epoch();
         let c = check_prefix(&["a", "b"]);
-        let mut s = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
+        let mut s = hub.subscribe_multi(["a", "b"], Subscribe::new()).unwrap();
         next(&mut s).await;
         for i in 1..=10 {
             hub.publish("a", Event::new(format!("a{i}"))).await.unwrap();
@@ -417,7 +464,7 @@ mod tests {
     async fn a_busy_topic_does_not_starve_the_others() {
         let hub = hub(10_000);
         let mut s = hub
-            .subscribe_many(["busy", "quiet", "other"], Subscribe::new())
+            .subscribe_multi(["busy", "quiet", "other"], Subscribe::new())
             .unwrap();
         next(&mut s).await;
         for i in 1..=5000 {
@@ -451,7 +498,7 @@ mod tests {
         let hub = hub(10);
         let e = hub.epoch();
         let c = check_prefix(&["a", "b"]);
-        let mut s = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
+        let mut s = hub.subscribe_multi(["a", "b"], Subscribe::new()).unwrap();
         next(&mut s).await;
         let big = "x".repeat(COPY_UP_TO + 1);
         hub.publish("b", Event::new(big.clone())).await.unwrap();
@@ -489,7 +536,7 @@ mod tests {
             }
         }
         let mut s = hub
-            .subscribe_many(["a", "b"], Subscribe::new().rewind(2).limit(3))
+            .subscribe_multi(["a", "b"], Subscribe::new().rewind(2).limit(3))
             .unwrap();
         assert_eq!(
             next_text(&mut s).await,
@@ -511,7 +558,7 @@ mod tests {
         let c = check_prefix(&["a", "b"]);
         let at = std::time::SystemTime::now() + Duration::from_secs(30);
         let mut s = hub
-            .subscribe_many(["a", "b"], Subscribe::new().expires_at(at))
+            .subscribe_multi(["a", "b"], Subscribe::new().expires_at(at))
             .unwrap();
         next(&mut s).await;
         hub.publish("b", Event::new("1")).await.unwrap();
@@ -532,21 +579,21 @@ mod tests {
         let hub = Hub::new();
         let none: [&str; 0] = [];
         assert!(matches!(
-            hub.subscribe_many(none, Subscribe::new()),
+            hub.subscribe_multi(none, Subscribe::new()),
             Err(HubError::NoTopics)
         ));
         assert!(matches!(
-            hub.subscribe_many(["a", "b", "a"], Subscribe::new()),
+            hub.subscribe_multi(["a", "b", "a"], Subscribe::new()),
             Err(HubError::DuplicateTopic(t)) if t.as_str() == "a"
         ));
         assert!(matches!(
-            hub.subscribe_many(["a", "b/c"], Subscribe::new()),
+            hub.subscribe_multi(["a", "b/c"], Subscribe::new()),
             Err(HubError::InvalidTopic)
         ));
         let e = hub.epoch();
         let c = check_prefix(&["a", "b"]);
         assert!(matches!(
-            hub.subscribe_many(
+            hub.subscribe_multi(
                 ["a", "b"],
                 Subscribe::new().last_event_id(format!("{c}{e}-1"))
             ),
@@ -565,7 +612,7 @@ mod tests {
     #[tokio::test]
     async fn closing_the_hub_ends_the_stream() {
         let hub = Hub::builder().retry(None).build();
-        let mut s = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
+        let mut s = hub.subscribe_multi(["a", "b"], Subscribe::new()).unwrap();
         s.frame().await.unwrap().unwrap();
         let closer = {
             let hub = hub.clone();
@@ -581,5 +628,23 @@ mod tests {
                 .is_none()
         );
         closer.await.unwrap();
+    }
+
+    /// The old names still work, as the new ones.
+    #[tokio::test]
+    #[allow(deprecated)]
+    async fn the_old_names_of_the_multi_topic_methods_still_work() {
+        let hub = hub(100);
+        hub.publish("a", Event::new("1")).await.unwrap();
+        let old = hub.position_many(["a", "b"], Duration::from_secs(1)).await;
+        let new = hub.position_multi(["a", "b"], Duration::from_secs(1)).await;
+        assert_eq!(old.unwrap(), new.unwrap());
+        let s = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
+        assert_eq!(s.topics().collect::<Vec<_>>(), ["a", "b"]);
+        let s = hub
+            .subscribe_many_ready(["b", "a"], Subscribe::new(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(s.topics().collect::<Vec<_>>(), ["b", "a"]);
     }
 }

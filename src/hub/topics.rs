@@ -390,12 +390,12 @@ mod tests {
         }
         // Five topics where the hub holds four: never.
         assert!(matches!(
-            hub.subscribe_many(["n1", "n2", "n3", "n4", "n5"], Subscribe::new()),
+            hub.subscribe_multi(["n1", "n2", "n3", "n4", "n5"], Subscribe::new()),
             Err(HubError::StreamTooWide { topics: 5, max: 4 })
         ));
         // Four new topics need four idle ones; three are.
         assert!(matches!(
-            hub.subscribe_many(["n1", "n2", "n3", "n4"], Subscribe::new()),
+            hub.subscribe_multi(["n1", "n2", "n3", "n4"], Subscribe::new()),
             Err(HubError::TooManyTopics)
         ));
         let stats = hub.stats();
@@ -404,7 +404,7 @@ mod tests {
         // x is the least recently active, but it is on the stream: y and z
         // make room.
         let s = hub
-            .subscribe_many(["x", "n1", "n2"], Subscribe::new())
+            .subscribe_multi(["x", "n1", "n2"], Subscribe::new())
             .unwrap();
         assert_eq!(hub.topic_info("x").unwrap().retained_events, 1);
         assert!(hub.topic_info("y").is_none() && hub.topic_info("z").is_none());

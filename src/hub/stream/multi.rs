@@ -83,7 +83,7 @@ pub(crate) const COPY_UP_TO: usize = 512;
 /// every subscriber shares, between this stream's own `event:` and `id:`
 /// lines; shorter ones are copied into the frame being built (cheaper than
 /// one more piece to write). Get one from
-/// [`Hub::subscribe_many`](crate::Hub::subscribe_many).
+/// [`Hub::subscribe_multi`](crate::Hub::subscribe_multi).
 ///
 /// # Examples
 ///
@@ -94,7 +94,7 @@ pub(crate) const COPY_UP_TO: usize = 512;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let hub = Hub::builder().retry(None).build();
-/// let mut stream = hub.subscribe_many(["chat", "news"], Subscribe::new().limit(2))?;
+/// let mut stream = hub.subscribe_multi(["chat", "news"], Subscribe::new().limit(2))?;
 /// hub.publish("news", Event::new("extra")).await?;
 /// hub.publish("chat", Event::new("hi").with_type("message")?).await?;
 ///

@@ -481,7 +481,7 @@ mod tests {
                     .keep_alive(Some(d))
                     .build();
                 let mut one = hub.subscribe("t", Subscribe::new()).unwrap();
-                let mut many = hub.subscribe_many(["a", "b"], Subscribe::new()).unwrap();
+                let mut many = hub.subscribe_multi(["a", "b"], Subscribe::new()).unwrap();
                 for greeting in [
                     frame_with(&mut one, "retry: ").await,
                     frame_with(&mut many, "retry: ").await,
