@@ -107,23 +107,27 @@ impl Budget {
     pub(crate) fn is_spent(&self) -> bool {
         self.remaining == Some(0)
     }
-
-    pub(crate) fn remaining(&self) -> Option<u64> {
-        self.remaining
-    }
 }
 
-/// Where a stream is in its life.
-enum Phase<R> {
-    /// The store is loading a topic's history: the start, and the rest of
-    /// the greeting, are fixed once it is loaded. Boxed: only with Redis,
-    /// and only until then.
-    Loading(Box<Waiting<R>>),
-    /// Sending events, and waiting for them.
-    Live,
-    /// Ended (its limit reached, its credentials expired, the hub closed):
-    /// nothing more to send.
-    Done,
+/// What few streams need: a limit, credentials that expire, a history
+/// still loading (Redis). Boxed, and only when one of them is there, so
+/// the common stream (endless, open, loaded), which stays resident for as
+/// long as its client is connected, does not carry them.
+struct Cold<R> {
+    /// Events left to send before the stream ends, `None` for no limit.
+    remaining: Option<u64>,
+    /// When the credentials the stream was opened with expire: it then
+    /// sends `reauth` and ends.
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// While a topic's history loads: what fixes the start once it is
+    /// loaded (the rest of the greeting goes out then).
+    waiting: Option<Waiting<R>>,
+}
+
+impl<R> Cold<R> {
+    fn is_empty(&self) -> bool {
+        self.remaining.is_none() && self.expiry.is_none() && self.waiting.is_none()
+    }
 }
 
 /// What a loading stream needs to fix its start.
@@ -136,29 +140,34 @@ struct Waiting<R> {
 /// A stream: a [`Strategy`] driven by the rules every stream follows.
 pub(crate) struct Driver<S: Strategy> {
     pub(super) strategy: S,
-    phase: Phase<S::Resume>,
     /// Frames to send before anything else, in order.
     pub(super) pending: VecDeque<Bytes>,
-    pub(super) budget: Budget,
     keep_alive: Option<KeepAlive>,
-    /// When the credentials the stream was opened with expire: it then
-    /// sends `reauth` and ends.
-    expiry: Option<Pin<Box<Sleep>>>,
+    /// See [`Cold`]; `None` for most streams.
+    cold: Option<Box<Cold<S::Resume>>>,
+    /// The largest frame built from several ready events (beyond 4 GiB
+    /// there is no difference: a frame is sent before it is that large).
+    max_frame_bytes: u32,
+    /// Ended (its limit reached, its credentials expired, the hub closed):
+    /// nothing more to send.
+    done: bool,
 }
 
 impl<S: Strategy> Driver<S> {
     /// A stream whose start is fixed: the caller queues its greeting.
     pub(crate) fn started(strategy: S, params: &StreamParams) -> Self {
+        let cold = Cold {
+            remaining: params.limit,
+            expiry: params.expires_at.map(expiry_timer),
+            waiting: None,
+        };
         Driver {
             strategy,
-            phase: Phase::Live,
             pending: VecDeque::new(),
-            budget: Budget {
-                remaining: params.limit,
-                max_frame_bytes: params.max_frame_bytes,
-            },
             keep_alive: params.keep_alive.map(KeepAlive::new),
-            expiry: params.expires_at.map(expiry_timer),
+            cold: (!cold.is_empty()).then(|| Box::new(cold)),
+            max_frame_bytes: u32::try_from(params.max_frame_bytes).unwrap_or(u32::MAX),
+            done: false,
         }
     }
 
@@ -172,17 +181,33 @@ impl<S: Strategy> Driver<S> {
         rewind: u64,
     ) -> Self {
         let mut driver = Driver::started(strategy, params);
-        driver.phase = Phase::Loading(Box::new(Waiting {
+        let cold = driver.cold.get_or_insert_with(|| {
+            Box::new(Cold {
+                remaining: None,
+                expiry: None,
+                waiting: None,
+            })
+        });
+        cold.waiting = Some(Waiting {
             resume,
             rewind,
             retry_ms: params.retry_ms,
-        }));
+        });
         driver.pending.extend(params.retry_ms.map(retry_line));
         driver
     }
 
     pub(crate) fn is_loading(&self) -> bool {
-        matches!(self.phase, Phase::Loading(_))
+        self.cold.as_ref().is_some_and(|c| c.waiting.is_some())
+    }
+
+    /// Events left before the limit, `None` for no limit.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        self.cold.as_ref().and_then(|c| c.remaining)
+    }
+
+    fn is_spent(&self) -> bool {
+        self.remaining() == Some(0)
     }
 
     /// Fixes the start of a loading stream now, if its topics are loaded.
@@ -193,9 +218,12 @@ impl<S: Strategy> Driver<S> {
     }
 
     fn begin(&mut self) {
-        let Phase::Loading(waiting) = std::mem::replace(&mut self.phase, Phase::Live) else {
+        let Some(waiting) = self.cold.as_mut().and_then(|c| c.waiting.take()) else {
             return;
         };
+        if self.cold.as_ref().is_some_and(|c| c.is_empty()) {
+            self.cold = None;
+        }
         // The retry hint is still queued if nothing was sent yet: the
         // greeting replaces it, so it must carry it.
         let retry_ms = self.pending.pop_front().and(waiting.retry_ms);
@@ -216,10 +244,10 @@ impl<S: Strategy> Driver<S> {
     }
 
     fn finish(&mut self) {
-        self.phase = Phase::Done;
+        self.done = true;
         self.pending.clear();
         self.keep_alive = None;
-        self.expiry = None;
+        self.cold = None;
         self.strategy.finish();
     }
 
@@ -232,8 +260,9 @@ impl<S: Strategy> Driver<S> {
     /// `reauth`, once the stream's credentials expired; the stream then
     /// ends. Only between frames: never in the middle of a batch.
     fn poll_expiry(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
-        let expiry = self.expiry.as_mut()?;
-        if expiry.as_mut().poll(cx).is_pending() || self.is_loading() {
+        let cold = self.cold.as_mut()?;
+        let expiry = cold.expiry.as_mut()?;
+        if expiry.as_mut().poll(cx).is_pending() || cold.waiting.is_some() {
             return None;
         }
         let frame = self.strategy.reauth();
@@ -252,14 +281,14 @@ impl<S: Strategy> Driver<S> {
     /// start once the topics are loaded, events, else a keep-alive once
     /// the stream was silent for its period.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if let Phase::Done = self.phase {
+        if self.done {
             return Poll::Ready(None);
         }
         self.strategy.register(cx);
         if let Some(frame) = self.pending.pop_front() {
             return self.sent(frame);
         }
-        if self.budget.is_spent() {
+        if self.is_spent() {
             return self.end();
         }
         if let Some(frame) = self.poll_expiry(cx) {
@@ -277,10 +306,17 @@ impl<S: Strategy> Driver<S> {
                 }
             }
         }
-        match self
+        let mut budget = Budget {
+            remaining: self.remaining(),
+            max_frame_bytes: self.max_frame_bytes as usize,
+        };
+        let polled = self
             .strategy
-            .poll_events(cx, &mut self.budget, &mut self.pending)
-        {
+            .poll_events(cx, &mut budget, &mut self.pending);
+        if let Some(cold) = &mut self.cold {
+            cold.remaining = budget.remaining;
+        }
+        match polled {
             Poll::Ready(Some(frame)) => self.sent(frame),
             Poll::Ready(None) => self.end(),
             Poll::Pending => self.poll_keep_alive(cx),
@@ -296,7 +332,7 @@ impl<S: Strategy> Driver<S> {
     }
 
     pub(crate) fn is_end_stream(&self) -> bool {
-        matches!(self.phase, Phase::Done) || (self.pending.is_empty() && self.budget.is_spent())
+        self.done || (self.pending.is_empty() && self.is_spent())
     }
 
     pub(crate) fn size_hint(&self) -> SizeHint {
@@ -309,10 +345,12 @@ impl<S: Strategy> Driver<S> {
 
     /// The phase, for `Debug`.
     pub(crate) fn phase_name(&self) -> &'static str {
-        match self.phase {
-            Phase::Loading(_) => "loading",
-            Phase::Live => "live",
-            Phase::Done => "done",
+        if self.done {
+            "done"
+        } else if self.is_loading() {
+            "loading"
+        } else {
+            "live"
         }
     }
 }

@@ -614,7 +614,7 @@ impl fmt::Debug for MultiEventStream {
             .field("topics", &self.topics().collect::<Vec<_>>())
             .field("state", &self.driver.phase_name())
             .field("position", &self.position())
-            .field("remaining", &self.driver.budget.remaining())
+            .field("remaining", &self.driver.remaining())
             .finish_non_exhaustive()
     }
 }

@@ -344,7 +344,7 @@ impl fmt::Debug for EventStream {
             .field("topic", &self.topic())
             .field("state", &state)
             .field("position", &self.position())
-            .field("remaining", &self.driver.budget.remaining())
+            .field("remaining", &self.driver.remaining())
             .finish_non_exhaustive()
     }
 }
@@ -367,6 +367,16 @@ mod tests {
             .expect("the stream goes on")
             .unwrap();
         String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+    }
+
+    /// Regression guard (issue 19): a stream is resident for as long as its
+    /// client is connected, inside the connection's future; what only a
+    /// few streams need (a limit, an expiry, a history loading) is boxed
+    /// apart. It was 184 bytes before.
+    #[test]
+    fn a_stream_carries_only_what_every_stream_needs() {
+        let size = std::mem::size_of::<EventStream>();
+        assert!(size <= 152, "{size} bytes");
     }
 
     /// Regression guard: a live subscriber whose unsent events were
