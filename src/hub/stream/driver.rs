@@ -197,15 +197,18 @@ impl<S: Strategy> Driver<S> {
         driver
     }
 
+    #[inline]
     pub(crate) fn is_loading(&self) -> bool {
         self.cold.as_ref().is_some_and(|c| c.waiting.is_some())
     }
 
     /// Events left before the limit, `None` for no limit.
+    #[inline]
     pub(crate) fn remaining(&self) -> Option<u64> {
         self.cold.as_ref().and_then(|c| c.remaining)
     }
 
+    #[inline]
     fn is_spent(&self) -> bool {
         self.remaining() == Some(0)
     }
@@ -236,6 +239,7 @@ impl<S: Strategy> Driver<S> {
     }
 
     /// A frame goes out now.
+    #[inline]
     fn sent(&mut self, frame: Bytes) -> Poll<Option<Bytes>> {
         if let Some(ka) = &mut self.keep_alive {
             ka.sent();
@@ -280,6 +284,7 @@ impl<S: Strategy> Driver<S> {
     /// The next frame: what is queued, the end at the limit, `reauth`, the
     /// start once the topics are loaded, events, else a keep-alive once
     /// the stream was silent for its period.
+    #[inline]
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.done {
             return Poll::Ready(None);
@@ -288,20 +293,24 @@ impl<S: Strategy> Driver<S> {
         if let Some(frame) = self.pending.pop_front() {
             return self.sent(frame);
         }
-        if self.is_spent() {
-            return self.end();
-        }
-        if let Some(frame) = self.poll_expiry(cx) {
-            return Poll::Ready(Some(frame));
-        }
-        if self.is_loading() {
-            match self.strategy.poll_loaded(cx) {
-                Loaded::Closed => return self.end(),
-                Loaded::No => return self.poll_keep_alive(cx),
-                Loaded::Yes => {
-                    self.begin();
-                    if let Some(frame) = self.pending.pop_front() {
-                        return self.sent(frame);
+        // Most streams have no limit, no expiry and no history loading:
+        // one look at `cold` skips the three.
+        if self.cold.is_some() {
+            if self.is_spent() {
+                return self.end();
+            }
+            if let Some(frame) = self.poll_expiry(cx) {
+                return Poll::Ready(Some(frame));
+            }
+            if self.is_loading() {
+                match self.strategy.poll_loaded(cx) {
+                    Loaded::Closed => return self.end(),
+                    Loaded::No => return self.poll_keep_alive(cx),
+                    Loaded::Yes => {
+                        self.begin();
+                        if let Some(frame) = self.pending.pop_front() {
+                            return self.sent(frame);
+                        }
                     }
                 }
             }
@@ -324,6 +333,7 @@ impl<S: Strategy> Driver<S> {
     }
 
     /// [`poll_next`](Self::poll_next) as `http_body::Body::poll_frame`.
+    #[inline]
     pub(crate) fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,

@@ -179,15 +179,17 @@ impl Single {
     }
 
     /// Arms the wait if it is not: before any look at the topic.
+    #[inline(always)]
     fn arm(&mut self) -> &mut Pin<Box<OwnedNotified>> {
         let topic = &self.cursor.topic;
         self.wait
             .get_or_insert_with(|| Box::pin(topic.notify().clone().notified_owned()))
     }
 
-    /// Waits for the topic's next wake-up: `true` if it came (re-armed).
+    /// Waits for the topic's next wake-up (the wait is armed): `true` if
+    /// it came (re-armed).
+    #[inline(always)]
     fn woken(&mut self, cx: &mut Context<'_>) -> bool {
-        self.arm();
         let Some(wait) = self.wait.as_mut() else {
             return false;
         };
@@ -275,8 +277,9 @@ impl Strategy for Single {
                 Read::Ready { frame, count } => {
                     // Re-arm now: the wake-up that brought us here is spent,
                     // and the next poll then reads the ring once, not twice.
-                    let notified = self.cursor.topic.notify().clone().notified_owned();
-                    self.arm().set(notified);
+                    if let Some(wait) = self.wait.as_mut() {
+                        wait.set(self.cursor.topic.notify().clone().notified_owned());
+                    }
                     self.cursor.next += count;
                     self.cursor.delivered(count);
                     budget.spend(count);
