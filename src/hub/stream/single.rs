@@ -236,6 +236,7 @@ impl Strategy for Single {
         self.greet(greeting, retry_ms, pending);
     }
 
+    #[inline]
     fn poll_events(
         &mut self,
         cx: &mut Context<'_>,
