@@ -263,7 +263,7 @@ fn multi(c: &mut Criterion) {
     });
 
     let h = hub();
-    let mut multi = h.subscribe_many(&topics, Subscribe::new()).unwrap();
+    let mut multi = h.subscribe_multi(&topics, Subscribe::new()).unwrap();
     while poll_multi(&mut multi).is_some() {}
     for t in &topics {
         now(h.publish_batch(t, (0..1000).map(|_| Event::new(data)))).unwrap();

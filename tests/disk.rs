@@ -469,14 +469,14 @@ async fn a_stream_of_several_topics_resumes_from_disk_exactly() {
                     .unwrap();
             }
             if i == 15 {
-                seen = Some(hub.position_many(["a", "b"], support::WAIT).await.unwrap());
+                seen = Some(hub.position_multi(["a", "b"], support::WAIT).await.unwrap());
             }
         }
         seen.unwrap().to_string()
     };
     let hub = hub_on(dir.path(), 8);
     let stream = hub
-        .subscribe_many(
+        .subscribe_multi(
             ["a", "b"],
             Subscribe::new().last_event_id(seen).limit(287 + 97),
         )

@@ -390,6 +390,14 @@ pub(crate) fn frame_parts(frame: &[u8]) -> Option<FrameParts> {
 /// A comment that keeps idle connections (and proxies) alive.
 pub(crate) const KEEP_ALIVE_FRAME: &[u8] = b": keep-alive\n\n";
 
+/// A `retry:` line alone: the reconnection hint of a stream that starts
+/// without a checkpoint or a `resync` to carry it (a resume).
+pub(crate) fn retry_line(ms: u64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(28);
+    put_retry(&mut buf, Some(ms));
+    buf.freeze()
+}
+
 fn put_retry(buf: &mut BytesMut, retry_ms: Option<u64>) {
     if let Some(ms) = retry_ms {
         buf.put_slice(b"retry: ");
@@ -411,6 +419,12 @@ mod tests {
     #[test]
     fn plain_event() {
         assert_eq!(frame(&Event::new("hi")), &b"data: hi\nid: k3f9-7\n\n"[..]);
+    }
+
+    #[test]
+    fn retry_line_is_the_hint_in_milliseconds_alone() {
+        assert_eq!(retry_line(3000), &b"retry: 3000\n"[..]);
+        assert_eq!(retry_line(u64::MAX), &b"retry: 18446744073709551615\n"[..]);
     }
 
     #[test]

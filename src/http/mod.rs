@@ -55,7 +55,10 @@ pub use self::future::ResponseFuture;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::jwt::{AuthError, Grants, JWT_LEEWAY, JwtKey, MAX_JWT_EXP};
-pub use self::native::embed::{StreamRequestError, stream_response, stream_response_many};
+#[allow(deprecated)]
+pub use self::native::embed::{
+    StreamRequestError, stream_response, stream_response_many, stream_response_multi,
+};
 pub use self::native::publish::BodyError;
 pub use self::service::{
     DEFAULT_MAX_TOPICS_PER_STREAM, DEFAULT_STREAM_TOPIC, PolicyCustom, PolicyTokens, PolicyUnset,

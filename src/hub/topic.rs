@@ -330,6 +330,26 @@ impl Topic {
         self.primed.load(Ordering::Acquire)
     }
 
+    /// Waits until the topic is loaded and, if a client resumes from
+    /// `wanted`, this node has read up to it (or the topic is closed).
+    pub(crate) async fn caught_up(&self, wanted: Option<EventId>) {
+        loop {
+            let notified = self.notify().notified();
+            if self.is_closed() {
+                return;
+            }
+            if self.is_primed() {
+                let ring = self.lock();
+                let behind = wanted
+                    .is_some_and(|id| id.epoch() == ring.epoch() && id.seq() >= ring.next_seq());
+                if !behind {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Replaces the ring's content with a history loaded from storage:
     /// `events` (in order, consecutive) of `epoch`, whose next event is
     /// `next`. Wakes everyone: subscribers waiting for the topic to be

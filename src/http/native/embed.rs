@@ -1,4 +1,4 @@
-//! The embedding API: [`stream_response`] and [`stream_response_many`]
+//! The embedding API: [`stream_response`] and [`stream_response_multi`]
 //! answer one stream request inside a handler that does its own routing,
 //! and [`StreamRequestError`] says why they could not.
 
@@ -70,32 +70,42 @@ pub fn stream_response(
 ///
 /// ```
 /// use ssehub::Hub;
-/// use ssehub::http::stream_response_many;
+/// use ssehub::http::stream_response_multi;
 ///
 /// let hub = Hub::new();
 /// let (parts, ()) = http::Request::get("/feed").body(()).unwrap().into_parts();
-/// let res = stream_response_many(&hub, ["chat", "news"], &parts).unwrap();
+/// let res = stream_response_multi(&hub, ["chat", "news"], &parts).unwrap();
 /// assert_eq!(res.headers()["content-type"], "text/event-stream");
 ///
 /// // The id of the same topics in another order is refused, not misread.
-/// let other = hub.subscribe_many(["news", "chat"], Default::default()).unwrap().position();
+/// let other = hub.subscribe_multi(["news", "chat"], Default::default()).unwrap().position();
 /// let uri = format!("/feed?lastEventId={other}");
 /// let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
-/// let refused = stream_response_many(&hub, ["chat", "news"], &parts).unwrap_err();
+/// let refused = stream_response_multi(&hub, ["chat", "news"], &parts).unwrap_err();
 /// assert_eq!(refused.status(), 400, "an id of (news, chat), for (chat, news)");
 /// ```
-pub fn stream_response_many<T: IntoTopic>(
+pub fn stream_response_multi<T: IntoTopic>(
     hub: &Hub,
     topics: impl IntoIterator<Item = T>,
     req: &http::request::Parts,
 ) -> Result<Response<MultiEventStream>, StreamRequestError> {
     let options = subscribe_options(&req.uri, &req.headers).map_err(StreamRequestError::Query)?;
     let stream = hub
-        .subscribe_many(topics, options)
+        .subscribe_multi(topics, options)
         .map_err(StreamRequestError::Hub)?;
     let mut res = Response::new(stream);
     stream_headers(res.headers_mut());
     Ok(res)
+}
+
+/// The old name of [`stream_response_multi`].
+#[deprecated(note = "renamed `stream_response_multi`")]
+pub fn stream_response_many<T: IntoTopic>(
+    hub: &Hub,
+    topics: impl IntoIterator<Item = T>,
+    req: &http::request::Parts,
+) -> Result<Response<MultiEventStream>, StreamRequestError> {
+    stream_response_multi(hub, topics, req)
 }
 
 /// Why [`stream_response`] could not answer with a stream.

@@ -19,7 +19,7 @@
 //! | `stream.rs` | the stream endpoints |
 //! | `publish.rs` | the publish endpoint and its bodies, text or JSON |
 //! | `query.rs` | what a stream request asks for (query and headers) |
-//! | `embed.rs` | [`stream_response`], [`stream_response_many`], [`StreamRequestError`] for handlers that route themselves |
+//! | `embed.rs` | [`stream_response`], [`stream_response_multi`], [`StreamRequestError`] for handlers that route themselves |
 //! | `page.html` | the page of `GET /` |
 
 pub(crate) mod embed;
@@ -38,7 +38,7 @@ use crate::http::responses::{not_allowed, text};
 use crate::http::service::SseService;
 
 #[cfg(doc)]
-use self::embed::{StreamRequestError, stream_response, stream_response_many};
+use self::embed::{StreamRequestError, stream_response, stream_response_multi};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -114,7 +114,7 @@ where
         (Route::Topic(_, true), _) => {
             ResponseFuture::ready(not_allowed("GET, HEAD, POST, OPTIONS"))
         }
-        (Route::Topics, Method::GET) => stream::subscribe_many(service, &req),
+        (Route::Topics, Method::GET) => stream::subscribe_multi(service, &req),
         (Route::Topics, Method::HEAD) => stream::head_many(service, &req),
         (Route::Topic(_, false) | Route::Topics, _) => {
             ResponseFuture::ready(not_allowed("GET, HEAD, OPTIONS"))

@@ -181,14 +181,14 @@ fn stream_request_many<B>(
     ))
 }
 
-pub(crate) fn subscribe_many<B>(service: &SseService, req: &Request<B>) -> ResponseFuture {
+pub(crate) fn subscribe_multi<B>(service: &SseService, req: &Request<B>) -> ResponseFuture {
     let (topics, options) = match stream_request_many(service, req) {
         Ok(checked) => checked,
         Err(res) => return ResponseFuture::ready(res),
     };
     match service
         .hub
-        .subscribe_many_for_response(topics, options, SUBSCRIBE_PATIENCE)
+        .subscribe_multi_for_response(topics, options, SUBSCRIBE_PATIENCE)
     {
         Subscribing::Ready(result) => ResponseFuture::ready(match result {
             Ok(stream) => multi_body_response(stream),
@@ -209,18 +209,18 @@ pub(crate) fn subscribe_many<B>(service: &SseService, req: &Request<B>) -> Respo
 
 /// `HEAD` of a stream of several topics: what `GET` would answer, and
 /// the position of all its topics in `Last-Event-ID` (see
-/// [`Hub::position_many`]).
+/// [`Hub::position_multi`]).
 pub(crate) fn head_many<B>(service: &SseService, req: &Request<B>) -> ResponseFuture {
     let topics = match stream_request_many(service, req) {
         Ok((topics, _)) => topics,
         Err(res) => return ResponseFuture::ready(res),
     };
-    // It creates and retires nothing (see `Hub::position_many`), and
+    // It creates and retires nothing (see `Hub::position_multi`), and
     // is refused as the `GET` would be.
     let this = service.clone();
     let headers = refusal_headers(req.headers());
     ResponseFuture::boxed(async move {
-        match this.hub.position_many(topics, SUBSCRIBE_PATIENCE).await {
+        match this.hub.position_multi(topics, SUBSCRIBE_PATIENCE).await {
             Ok(id) => position_response(&id.to_string()),
             Err(e) => stream_refused(&this, e, &headers),
         }

@@ -6,7 +6,7 @@
 //! directly. The lib's unit tests built with `--cfg ssehub_loom` get
 //! `loom`'s mutexes and atomics instead, and a [`Notify`] built on them (see
 //! `notify.rs`), so `loom` can run every interleaving of the hub's locks,
-//! atomics and wake-ups (`src/hub/loom_tests.rs`).
+//! atomics and wake-ups (`src/hub/testing/loom.rs`).
 //!
 //! `Arc` stays `std`'s in both: `loom`'s has no `Weak` (the hub's store sink
 //! holds one) and cannot be a method receiver (`notified_owned(self:

@@ -43,14 +43,14 @@ use http_body_util::BodyExt;
 use loom::future::block_on;
 use loom::thread;
 
-use super::stream::{EventStream, StreamParams};
-use super::sync::Arc;
-use super::topic::{Counters, Topic};
-use super::{Hub, HubBuilder, HubError, Subscribe};
 use crate::core::event::Event;
 use crate::core::id::{Epoch, EventId};
 use crate::core::ring::RingLimits;
 use crate::core::topic_name::TopicName;
+use crate::hub::stream::{EventStream, StreamParams};
+use crate::hub::sync::Arc;
+use crate::hub::topic::{Counters, Topic};
+use crate::hub::{Hub, HubBuilder, HubError, Subscribe};
 
 /// Enough for the races here (each is one or two preemptions deep), and
 /// keeps the whole set in seconds.
