@@ -4,7 +4,7 @@
 //! chaos proxy, SIGKILL during heavy concurrent publishing, the directory
 //! lock, damaged tables and journals, and a full disk.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! request that accepts `text/event-stream` with `200`, a reason, a `retry:`
 //! hint and the end; other clients keep `503`; permanent refusals stay.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

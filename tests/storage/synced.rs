@@ -8,7 +8,7 @@
 //! Needs `strace` (Debian's package; `.ci/run` installs it). Missing, the
 //! test fails under CI (`CI=true`) and says it did not run elsewhere.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Stdio;

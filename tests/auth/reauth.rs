@@ -2,7 +2,7 @@
 //! `reauth` event with the position, then the end of the response; the
 //! client resumes with a new token from exactly there.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

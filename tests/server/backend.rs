@@ -2,7 +2,7 @@
 //! bounds, publisher and subscriber auth, CORS, TLS with HTTP/2, connection
 //! limits, slow-loris, health, metrics and the page.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -789,7 +789,7 @@ async fn health_and_page() {
 /// `("ssehub_events_published_total", "counter")`.
 #[cfg(feature = "metrics")]
 fn readme_metrics() -> Vec<(String, String)> {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = readme
         .split("\n### Metrics\n")
         .nth(1)
