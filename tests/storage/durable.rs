@@ -18,7 +18,7 @@ use support::flaky::{Seen, check_gaps_announced};
 use support::node::{NodeRun, pairs, seen};
 use support::process::{Answer, Ssehub, latest, publish, read_history, until};
 use support::resume_client::ResumingClient;
-use support::{Item, SseClient};
+use support::{Item, STALL, SseClient, until_progress};
 use tokio::sync::watch;
 
 /// The sequence number of an id.
@@ -309,14 +309,18 @@ async fn restarts_under_load_lose_nothing_and_resync_no_one() {
         let target = ledger.lock().unwrap().last_acked();
         let logs: Vec<_> = clients.iter().map(|c| c.log.clone()).collect();
         async move {
-            until(what, Duration::from_secs(30), || {
-                logs.iter().all(|l| {
-                    l.lock()
-                        .unwrap()
-                        .events
-                        .last()
-                        .is_some_and(|e| seq(&e.last_event_id) >= target)
-                })
+            until_progress(what, STALL, || {
+                let at: Vec<u64> = logs
+                    .iter()
+                    .map(|l| {
+                        l.lock()
+                            .unwrap()
+                            .events
+                            .last()
+                            .map_or(0, |e| seq(&e.last_event_id))
+                    })
+                    .collect();
+                (at.iter().all(|&s| s >= target), at)
             })
             .await;
         }
@@ -364,11 +368,13 @@ async fn restarts_under_load_lose_nothing_and_resync_no_one() {
         Answer::Created(id) => seq(&id),
         other => panic!("the end event: {other:?}"),
     };
-    until(
-        "every Rust client reaches the end",
-        Duration::from_secs(30),
-        || clients.iter().all(|c| c.is_done()),
-    )
+    until_progress("every Rust client reaches the end", STALL, || {
+        let received: usize = clients
+            .iter()
+            .map(|c| c.log.lock().unwrap().events.len())
+            .sum();
+        (clients.iter().all(|c| c.is_done()), received)
+    })
     .await;
     let report = tokio::spawn(node.report(Duration::from_secs(60)))
         .await
@@ -486,20 +492,20 @@ async fn sigkill_during_concurrent_publishing_keeps_every_acknowledged_event() {
             .unwrap_or_else(|| panic!("acknowledged {epoch}-{s} is gone"));
         assert_eq!(got, data, "{id}");
     }
-    until(
-        "the subscribers to catch up",
-        Duration::from_secs(30),
-        || {
-            subscribers.iter().all(|c| {
+    until_progress("the subscribers to catch up", STALL, || {
+        let at: Vec<u64> = subscribers
+            .iter()
+            .map(|c| {
                 c.log
                     .lock()
                     .unwrap()
                     .events
                     .last()
-                    .is_some_and(|e| seq(&e.last_event_id) == n)
+                    .map_or(0, |e| seq(&e.last_event_id))
             })
-        },
-    )
+            .collect();
+        (at.iter().all(|&s| s == n), at)
+    })
     .await;
     for (i, c) in subscribers.iter().enumerate() {
         let log = c.log.lock().unwrap();
