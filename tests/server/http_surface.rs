@@ -11,7 +11,7 @@ use support::{Parser, SseClient, TestServer, events, header, request, request_fu
 use tokio::net::TcpStream;
 
 #[tokio::test]
-async fn stream_headers() {
+async fn a_stream_is_event_stream_uncached_unbuffered_and_unsized() {
     let server = TestServer::start(Hub::new()).await;
     for path in ["/stream", "/events/news"] {
         let c = server.subscribe(path).await;
