@@ -1,5 +1,5 @@
-// Real clients for ssehub's flaky-network tests, driven by tests/flaky_network.rs
-// and tests/durable.rs.
+// Real clients for ssehub's flaky-network tests, driven by tests/clients/flaky_network.rs
+// and tests/storage/durable.rs.
 //
 //   node clients.mjs '<json config>'
 //
@@ -523,7 +523,7 @@ const scenarios = {
     }
   },
 
-  // One page through restarts of the server (tests/durable.rs): says when it
+  // One page through restarts of the server (tests/storage/durable.rs): says when it
   // receives, then runs until the end event.
   async follow(c) {
     const browser = await launch();

@@ -4,7 +4,7 @@
 //! stream exactly), the directory lock, retention by count, bytes, age and
 //! for all topics together, with the exact `resync` each leaves.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -253,7 +253,7 @@ async fn retention_by_bytes_keeps_the_newest_that_fit() {
 
 /// Events older than the age limit go from disk, even when nothing is
 /// published (the writer looks once a second); younger ones stay. (The
-/// ring drops what the disk drops: `tests/retention.rs` checks it with a
+/// ring drops what the disk drops: `tests/storage/retention.rs` checks it with a
 /// ring that holds everything.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_by_age_drops_old_events_while_idle() {

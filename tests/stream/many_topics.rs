@@ -3,7 +3,7 @@
 //! id that is a cursor for every topic (resume across cuts, exactly once
 //! per topic), per-topic `resync`, `HEAD`, `rewind`, `limit`, and HTTP/2.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! responses. (The byte-exact comparison with hyper, at every split of the
 //! input, is the unit test `server::differential`.)
 
-mod support;
+use crate::support;
 
 use ssehub::{Event, Hub};
 use support::{TestServer, WAIT, answers, exchange, header};

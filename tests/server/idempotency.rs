@@ -10,7 +10,7 @@
 //! reached the server and before the answer reached the client) gets every
 //! logical publish into the stream exactly once.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

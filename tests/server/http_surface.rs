@@ -1,17 +1,17 @@
 //! The HTTP surface over real sockets: headers, publishing, bad input, h2c,
 //! and shutdown with open streams.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ssehub::{Event, Hub, SseService};
-use support::{Parser, SseClient, TestServer, events, request, request_full, seq};
+use support::{Parser, SseClient, TestServer, events, header, request, request_full, seq};
 use tokio::net::TcpStream;
 
 #[tokio::test]
-async fn stream_headers() {
+async fn a_stream_is_event_stream_uncached_unbuffered_and_unsized() {
     let server = TestServer::start(Hub::new()).await;
     for path in ["/stream", "/events/news"] {
         let c = server.subscribe(path).await;
@@ -442,4 +442,117 @@ async fn connection_close_among_other_tokens_closes() {
         .expect("the server closes")
         .unwrap();
     assert!(String::from_utf8_lossy(&out).contains("connection: close"));
+}
+
+// An event larger than `--max-total-bytes` is refused (`413`), not
+// acknowledged and then replaced by a `resync` (`lagged`) for a live
+// subscriber (found in an adversarial pass, issue 12).
+#[tokio::test]
+async fn an_event_larger_than_the_hub_retains_is_refused() {
+    let hub = Hub::builder().max_total_bytes(4096).build();
+    let server = TestServer::start(hub).await;
+    let addr = server.addr;
+    let mut sub = server.subscribe("/events/big").await;
+    sub.next_item().await; // retry
+    sub.next_item().await; // checkpoint
+
+    let big = "x".repeat(5000);
+    let (status, body) = request(addr, "POST", "/events/big", &[], big.as_bytes()).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            413,
+            "event is larger than the server retains (--max-total-bytes)\n"
+        )
+    );
+    // A batch that together exceeds it: nothing of it is published.
+    let part = "y".repeat(1500);
+    let batch = serde_json::json!([{"data": part}, {"data": part}, {"data": part}]);
+    let (status, _) = request(
+        addr,
+        "POST",
+        "/events/big",
+        &[("Content-Type", "application/json")],
+        batch.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert_eq!(server.hub.stats().published, 0);
+
+    // One that fits is delivered, and is the first thing the subscriber sees.
+    let fits = "z".repeat(3000);
+    let (status, _) = request(addr, "POST", "/events/big", &[], fits.as_bytes()).await;
+    assert_eq!(status, 201);
+    let ev = sub.next_event().await;
+    assert_eq!((ev.event_type.as_str(), ev.data.len()), ("message", 3000));
+    assert!(matches!(
+        server.hub.publish("big", Event::new(big)).await,
+        Err(ssehub::HubError::TooLarge)
+    ));
+}
+
+// `HEAD` answers what `GET` would, without a body, on `/healthz` and the
+// stream URLs too (RFC 9110 9.1; it used to answer `405`, issue 12).
+#[tokio::test]
+async fn head_answers_the_get_status_and_headers_without_a_body() {
+    let server = TestServer::start(Hub::new()).await;
+    let addr = server.addr;
+    for path in ["/healthz", "/metrics", "/", "/events/t", "/stream"] {
+        let (get_status, get_headers, get_body) =
+            if path.starts_with("/events") || path == "/stream" {
+                (200, Vec::new(), String::new())
+            } else {
+                request_full(addr, "GET", path, &[], b"").await
+            };
+        let (status, headers, body) = request_full(addr, "HEAD", path, &[], b"").await;
+        assert_eq!(status, get_status, "{path}");
+        assert_eq!(body, "", "{path}: no body");
+        if !get_body.is_empty() && path != "/metrics" {
+            assert_eq!(
+                header(&headers, "content-length"),
+                Some(get_body.len().to_string().as_str()),
+                "{path}"
+            );
+        }
+        for name in ["content-type"] {
+            if let Some(v) = header(&get_headers, name) {
+                assert_eq!(header(&headers, name), Some(v), "{path}");
+            }
+        }
+        if path.starts_with("/events") || path == "/stream" {
+            assert_eq!(header(&headers, "content-type"), Some("text/event-stream"));
+            assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
+        }
+    }
+    // It opened no stream.
+    assert_eq!(server.hub.stats().subscribers, 0);
+    // Refusals are the GET's.
+    let (status, _, body) = request_full(addr, "HEAD", "/events/bad$name", &[], b"").await;
+    assert_eq!((status, body.as_str()), (400, ""));
+    let (status, _, _) = request_full(addr, "HEAD", "/nope", &[], b"").await;
+    assert_eq!(status, 404);
+
+    // Over HTTP/2, where a body on a HEAD response is a protocol error.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for (path, len) in [("/healthz", Some("3")), ("/events/t", None)] {
+        let req = http::Request::head(format!("http://localhost{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(
+            res.headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap()),
+            len
+        );
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty());
+    }
+    assert_eq!(server.hub.stats().subscribers, 0);
 }

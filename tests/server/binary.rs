@@ -2,7 +2,7 @@
 //! SIGTERM with thousands of open streams ends them all and exits 0 quickly,
 //! and the flags (environment variables, tokens, TLS, deadlines) take effect.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

@@ -6,7 +6,7 @@
 //! `EventSource` turned away for now is told to retry), and closing the hub
 //! ends the streams. The body's `Stream` view is read too.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

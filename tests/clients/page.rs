@@ -3,7 +3,7 @@
 //! token, topic names that are also names of `Object.prototype`, and typed
 //! events, which it must show like any other.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ use ssehub::http::ServiceConfig;
 use ssehub::hub::HubConfig;
 use ssehub::server::ServerConfig;
 
-const README: &str = include_str!("../README.md");
+const README: &str = include_str!("../../README.md");
 
 /// The body rows of the first table after `heading`, as trimmed cells.
 fn table(heading: &str) -> Vec<Vec<String>> {
@@ -238,7 +238,7 @@ fn the_library_defaults_are_the_readme_limits() {
                 assert_eq!(quantity(default.trim_start_matches("at most ")), bound);
                 continue;
             }
-            // Not a number: tests/deadlines.rs holds it to its word.
+            // Not a number: tests/server/deadlines.rs holds it to its word.
             w if w.starts_with("an event stream, or any response") => continue,
             "frame built from several ready events" => size(hub.max_frame_bytes),
             w if w.starts_with("topics per stream") => size(service.max_topics_per_stream),
@@ -327,7 +327,7 @@ fn every_flag_range_in_the_readme_is_the_one_the_binary_enforces() {
             continue;
         }
         let Some((lo, hi)) = range.split_once(" to ") else {
-            // `--listen` and `--cors-origin`: tests/binary.rs holds those.
+            // `--listen` and `--cors-origin`: tests/server/binary.rs holds those.
             assert!(
                 flag == "--listen" || flag == "--cors-origin",
                 "{flag}: {range}"

@@ -2,7 +2,7 @@
 //! back and resume with nothing lost, and the jittered `retry:` hint spreads
 //! their return instead of bringing them back in the same millisecond.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! Several ssehub nodes sharing topics, ids and history through a real
 //! `redis-server` (started by each test on a free loopback port).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

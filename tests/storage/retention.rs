@@ -3,7 +3,7 @@
 //! real sockets: one rule whatever layer (the in-memory ring or the disk)
 //! serves an event, applied to idle topics too, from startup on.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! A first connect with backlog (`?rewind=N`), and the position read
 //! (`HEAD` answers the topic's newest id), over real sockets.
 
-mod support;
+use crate::support;
 
 use ssehub::{Event, Hub};
 use support::{Item, TestServer, events, header, request_full, seq};

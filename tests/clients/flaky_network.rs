@@ -6,7 +6,7 @@
 //! Then the signals a browser sees: `resync` beyond the ring and after a
 //! restart, the `retry:` hint, and twenty streams in one page over HTTP/2.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

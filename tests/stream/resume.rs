@@ -1,7 +1,7 @@
 //! Resumption over real sockets: replay exactness, the checkpoint frame, every
 //! `resync` case, `?limit`, and the seam between replay and live events.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

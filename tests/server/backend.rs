@@ -2,7 +2,7 @@
 //! bounds, publisher and subscriber auth, CORS, TLS with HTTP/2, connection
 //! limits, slow-loris, health, metrics and the page.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -287,7 +287,7 @@ async fn publish_token_is_required_when_set() {
 
 #[cfg(feature = "jwt")]
 #[tokio::test]
-async fn jwt_matrix() {
+async fn subscriber_jwts_are_401_unless_valid_and_403_outside_their_grants() {
     let key = JwtKey::hs256(b"jwt secret");
     let service = SseService::builder(Hub::new()).jwt_key(key.clone()).build();
     let server = TestServer::start_service(service).await;
@@ -726,7 +726,7 @@ async fn connection_limit_answers_503_and_spares_existing_streams() {
 }
 
 #[tokio::test]
-async fn per_ip_limit() {
+async fn a_connection_over_the_per_ip_limit_gets_503() {
     let mut config = ServerConfig::default();
     config.max_connections_per_ip = Some(2);
     let server = TestServer::start_with(SseService::new(Hub::new()), config).await;
@@ -766,7 +766,7 @@ async fn slow_loris_connections_are_closed() {
 }
 
 #[tokio::test]
-async fn health_and_page() {
+async fn healthz_answers_ok_and_the_page_reads_the_stream_with_fetch() {
     let server = TestServer::start(Hub::new()).await;
     let addr = server.addr;
     assert_eq!(
@@ -789,7 +789,7 @@ async fn health_and_page() {
 /// `("ssehub_events_published_total", "counter")`.
 #[cfg(feature = "metrics")]
 fn readme_metrics() -> Vec<(String, String)> {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = readme
         .split("\n### Metrics\n")
         .nth(1)
@@ -1009,7 +1009,7 @@ async fn every_metric_in_the_readme_has_its_exact_value() {
         ("ssehub_events_replayed_total", 3 + 3 + 1),
         ("ssehub_resyncs_total", 2),
         ("ssehub_topics_retired_total", 1),
-        // Non-zero values: tests/idempotency.rs.
+        // Non-zero values: tests/server/idempotency.rs.
         ("ssehub_idempotent_replays_total", 0),
         ("ssehub_idempotent_conflicts_total", 0),
         ("ssehub_connections_accepted_total", 2),

@@ -6,10 +6,10 @@
 //! with `stream_response`, graceful shutdown with open streams, and the same
 //! app under ssehub's own `Server`.
 
-mod support;
+use crate::support;
 
 #[allow(dead_code)]
-#[path = "../examples/axum.rs"]
+#[path = "../../examples/axum.rs"]
 mod example;
 
 use std::net::SocketAddr;

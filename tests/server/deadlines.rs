@@ -7,7 +7,7 @@
 //! `ServerConfig`; every wait is bounded by [`BOUND`], far longer than any
 //! deadline and far shorter than the defaults.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

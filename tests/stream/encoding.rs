@@ -2,7 +2,7 @@
 //! reads it, except that CRLF and lone CR arrive as LF (the format cannot
 //! carry a CR).
 
-mod support;
+use crate::support;
 
 use http_body_util::BodyExt;
 use proptest::prelude::*;

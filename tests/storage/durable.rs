@@ -4,7 +4,7 @@
 //! chaos proxy, SIGKILL during heavy concurrent publishing, the directory
 //! lock, damaged tables and journals, and a full disk.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use support::flaky::{Seen, check_gaps_announced};
 use support::node::{NodeRun, pairs, seen};
 use support::process::{Answer, Ssehub, latest, publish, read_history, until};
 use support::resume_client::ResumingClient;
-use support::{Item, SseClient};
+use support::{Item, STALL, SseClient, until_progress};
 use tokio::sync::watch;
 
 /// The sequence number of an id.
@@ -309,14 +309,18 @@ async fn restarts_under_load_lose_nothing_and_resync_no_one() {
         let target = ledger.lock().unwrap().last_acked();
         let logs: Vec<_> = clients.iter().map(|c| c.log.clone()).collect();
         async move {
-            until(what, Duration::from_secs(30), || {
-                logs.iter().all(|l| {
-                    l.lock()
-                        .unwrap()
-                        .events
-                        .last()
-                        .is_some_and(|e| seq(&e.last_event_id) >= target)
-                })
+            until_progress(what, STALL, || {
+                let at: Vec<u64> = logs
+                    .iter()
+                    .map(|l| {
+                        l.lock()
+                            .unwrap()
+                            .events
+                            .last()
+                            .map_or(0, |e| seq(&e.last_event_id))
+                    })
+                    .collect();
+                (at.iter().all(|&s| s >= target), at)
             })
             .await;
         }
@@ -364,11 +368,13 @@ async fn restarts_under_load_lose_nothing_and_resync_no_one() {
         Answer::Created(id) => seq(&id),
         other => panic!("the end event: {other:?}"),
     };
-    until(
-        "every Rust client reaches the end",
-        Duration::from_secs(30),
-        || clients.iter().all(|c| c.is_done()),
-    )
+    until_progress("every Rust client reaches the end", STALL, || {
+        let received: usize = clients
+            .iter()
+            .map(|c| c.log.lock().unwrap().events.len())
+            .sum();
+        (clients.iter().all(|c| c.is_done()), received)
+    })
     .await;
     let report = tokio::spawn(node.report(Duration::from_secs(60)))
         .await
@@ -486,20 +492,20 @@ async fn sigkill_during_concurrent_publishing_keeps_every_acknowledged_event() {
             .unwrap_or_else(|| panic!("acknowledged {epoch}-{s} is gone"));
         assert_eq!(got, data, "{id}");
     }
-    until(
-        "the subscribers to catch up",
-        Duration::from_secs(30),
-        || {
-            subscribers.iter().all(|c| {
+    until_progress("the subscribers to catch up", STALL, || {
+        let at: Vec<u64> = subscribers
+            .iter()
+            .map(|c| {
                 c.log
                     .lock()
                     .unwrap()
                     .events
                     .last()
-                    .is_some_and(|e| seq(&e.last_event_id) == n)
+                    .map_or(0, |e| seq(&e.last_event_id))
             })
-        },
-    )
+            .collect();
+        (at.iter().all(|&s| s == n), at)
+    })
     .await;
     for (i, c) in subscribers.iter().enumerate() {
         let log = c.log.lock().unwrap();
@@ -754,34 +760,29 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// `None` where this process may not mount (not root, no
-    /// `CAP_SYS_ADMIN`), said on stderr; under CI (`CI=true`, where the
-    /// tests run as root) that is a failure, not a skip.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let not_run = |why: &str| {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "cannot run under CI: {why}"
-            );
-            eprintln!("NOT RUN: {why}");
-            None
-        };
+    /// Panics, saying what is missing, where this process may not mount
+    /// (not root, no `CAP_SYS_ADMIN`): a test that did not run never
+    /// passes. CI runs the tests as root.
+    fn mount(size: &str) -> Tmpfs {
         let uid = std::process::Command::new("id")
             .arg("-u")
             .output()
             .expect("id -u");
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            return not_run("mounting a small tmpfs needs root");
-        }
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "cannot run: mounting a small tmpfs (a disk to fill) needs root"
+        );
         let dir = tempfile::tempdir().unwrap();
         let status = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
             .status();
-        if !status.is_ok_and(|s| s.success()) {
-            return not_run("cannot mount a tmpfs here (no CAP_SYS_ADMIN?)");
-        }
-        Some(Tmpfs { dir })
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "cannot run: mounting a tmpfs failed (no CAP_SYS_ADMIN?): {status:?}"
+        );
+        Tmpfs { dir }
     }
 
     fn path(&self) -> &Path {
@@ -844,9 +845,7 @@ async fn until_refused(
 /// nothing either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_publishes_keeps_streams_and_recovers_by_itself() {
-    let Some(fs) = Tmpfs::mount("24m") else {
-        return;
-    };
+    let fs = Tmpfs::mount("24m");
     let pad = "y".repeat(3000);
     // Larger than the few pages the engine frees when it reopens after a
     // failed write (it drops superseded files), so a full disk stays full;
