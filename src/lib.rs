@@ -19,7 +19,7 @@
 //! | [`store`] | where history lives: `mod.rs` ([`Storage`], the seam every store shares; the only place the `redis` and `disk` features are gated), `error.rs`, `sink.rs` (what a store reports to the hub), `disk/` (`--data-dir`, feature `disk`: the store, its shared `state.rs`, the writer's group commit `writer.rs`, `layout.rs`, `marks.rs`, `retention.rs`), `redis.rs` (feature `redis`) |
 //! | [`hub`] | the fan-out: `mod.rs` (its table of contents), `handle.rs` ([`Hub`]), `publish.rs`, `subscribe.rs` and `subscribe_multi.rs`, `topics.rs` (topics by name, their retirement), `budget.rs` (the memory budget), `config.rs`, `error.rs` ([`HubError`]), `stats.rs`, `sink.rs`, `topic.rs` (a ring behind a lock, waking subscribers), `stream/` (the bodies: one driver `driver.rs` and one cursor per topic `cursor.rs` under [`EventStream`] `single.rs` and [`MultiEventStream`] `multi.rs`), `sync/` (the locks, swapped for `loom`'s in the models of `testing/loom.rs`) |
 //! | [`http`] | HTTP meaning, shared by every protocol: `service.rs` ([`SseService`], its settings), `routing.rs` (which path goes where; a mount per protocol), `native/` (ssehub's own API: the stream and publish endpoints, [`stream_response`](http::stream_response) for handlers, the page), `responses.rs` (a leaf: texts, headers, the one `HubError` -> status table), `future.rs`, `body.rs`, `auth.rs` ([`Authorize`](http::Authorize)), `tokens.rs` (the publish token, loopback rule), `jwt.rs` (feature `jwt`), `cors.rs`, `refusal.rs` (refusals that pass), `connections.rs`, `metrics.rs` (feature `metrics`) |
-//! | [`server`] | sockets: `mod.rs` ([`Server`]: the accept loop, shutdown), `config.rs` (`ServerConfig`, with the table of deadlines), `limits.rs`, `conn.rs` (one connection), `serve.rs` (what a server runs, any service through `ServiceAdapter`), `deadline.rs` (body deadlines, idle connections), `h1.rs` (the HTTP/1.1 fast path), `tls.rs` (feature `tls`), `differential.rs` and `fuzzing.rs` (harnesses, tests and `cargo fuzz` only) |
+//! | [`server`] | sockets: `mod.rs` ([`Server`]: the accept loop, shutdown), `config.rs` (`ServerConfig`, with the table of deadlines), `limits.rs`, `conn.rs` (one connection), `serve.rs` (what a server runs, any service through `ServiceAdapter`), `deadline.rs` (body deadlines, idle connections), `h1.rs` (the HTTP/1.1 fast path), `tls.rs` (feature `tls`), `testing/` (harnesses: `differential.rs`, `fuzzing.rs`; tests and `cargo fuzz` only) |
 //! | `bin/ssehub/` | the binary: the flags as typed (`args.rs`), then the library (`main.rs`); the demo ticker (`ticker.rs`) |
 //!
 //! The root re-exports the handful of types most programs need. An
@@ -84,7 +84,7 @@ pub mod store;
 // Built for `cargo fuzz` (`--cfg fuzzing`), and in tests to run the seeds.
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
-pub use crate::server::fuzzing;
+pub use crate::server::testing::fuzzing;
 
 pub use crate::core::{Event, EventId};
 pub use crate::http::SseService;

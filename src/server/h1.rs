@@ -25,7 +25,7 @@
 //! arrives (one read of at most `MAX_PIPELINED` bytes), as hyper does: a
 //! close is noticed meanwhile, and a client that pipelines more is pushed
 //! back by TCP, its requests answered in order once the response is
-//! complete. `server::differential` checks all of this against hyper
+//! complete. `server::testing::differential` checks all of this against hyper
 //! alone.
 
 use std::cell::RefCell;

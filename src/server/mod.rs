@@ -11,7 +11,7 @@
 //! | `deadline.rs` | the deadlines hyper lacks ([`BodyTimeout`], idle connections), and where each deadline is enforced |
 //! | `h1.rs` | the HTTP/1.1 fast path of event streams |
 //! | `tls.rs` | HTTPS (feature `tls`; `no_tls.rs` stands in without it) |
-//! | `differential.rs`, `fuzzing.rs` | test harnesses, built for tests and `cargo fuzz` only |
+//! | `testing/` | test harnesses (`differential.rs`: the fast path against hyper; `fuzzing.rs`), built for tests and `cargo fuzz` only |
 
 use std::fmt;
 use std::future::Future;
@@ -31,15 +31,13 @@ use crate::http::service::SseService;
 mod config;
 mod conn;
 pub(crate) mod deadline;
-#[cfg(any(test, fuzzing))]
-pub(crate) mod differential;
 // Built for `cargo fuzz` (`--cfg fuzzing`), and in tests to run the seeds.
-#[cfg(any(test, fuzzing))]
-#[doc(hidden)]
-pub mod fuzzing;
 pub(crate) mod h1;
 mod limits;
 pub(crate) mod serve;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod testing;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
 #[cfg(not(feature = "tls"))]

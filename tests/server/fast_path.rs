@@ -1,7 +1,7 @@
 //! The HTTP/1.1 fast path over real sockets: pipelining behind event
 //! streams, the request head limit, and the chunked terminator of its own
 //! responses. (The byte-exact comparison with hyper, at every split of the
-//! input, is the unit test `server::differential`.)
+//! input, is the unit test `server::testing::differential`.)
 
 use crate::support;
 

@@ -197,7 +197,7 @@ pub(crate) struct ServeArgs {
 // Every numeric flag has a range, checked as it is parsed: a value outside
 // it is an error that names the flag, its variable and the range, never a
 // silent clamp, a panic on first use, or a limit that refuses everything.
-// The README's Flags table states the same ranges (tests/defaults.rs holds
+// The README's Flags table states the same ranges (tests/server/defaults.rs holds
 // it to them).
 
 /// A tebibyte and a pebibyte, in bytes.

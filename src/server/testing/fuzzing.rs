@@ -11,7 +11,7 @@ use crate::core::event::Event;
 use crate::http::service::SseService;
 use crate::hub::Hub;
 use crate::server::ServerConfig;
-use crate::server::differential::{self, Delivery};
+use crate::server::testing::differential::{self, Delivery};
 
 /// Bytes of one server write, picked by the low three bits of the first
 /// input byte (`0`: no limit).

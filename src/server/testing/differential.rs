@@ -6,12 +6,15 @@
 //! de-chunked bodies, how many responses, and whether the server closed the
 //! connection. The unit tests below run the findings of issue 12 and every
 //! split of small inputs through it; the fuzz target `h1_fast_path` runs
-//! arbitrary bytes (see `crate::server::fuzzing`).
+//! arbitrary bytes (see `crate::server::testing::fuzzing`).
 //!
 //! It runs on a current-thread runtime with a paused clock, which makes it
 //! deterministic: each chunk of input is released only once the server is
 //! idle (a 1 ms sleep returns when nothing else can run), and the exchange
 //! is over when the server task ends or has been idle for a second.
+//!
+//! Over 700 lines: a harness with its own scripted socket and HTTP
+//! comparison, most of it the unit tests that run the cases through it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -23,10 +26,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::ServerConfig;
-use super::conn::{Conn, http_builder};
 use crate::core::event::Event;
 use crate::http::service::SseService;
+use crate::server::ServerConfig;
+use crate::server::conn::{Conn, http_builder};
 
 /// How long an exchange may stay idle before it is taken as over (less than
 /// the header read timeout and the hub's keep-alive period).
