@@ -88,29 +88,52 @@ fn check_order(trace: &str, marker: &str) -> Result<[usize; 4], String> {
         .find(|l| is_call(l.text, SYNCS) && l.text.contains(".jnl>"))
         .ok_or("the journal is never synced after the event is written")?;
     // Done when it returns: on its line, or on its `resumed` line.
-    let synced = if sync.text.contains("<unfinished ...>") {
-        after(sync.at)
-            .find(|l| l.pid == sync.pid && l.text.starts_with("<... ") && is_call(l.text, SYNCS))
-            .ok_or("the journal's sync never returns")?
-    } else {
-        sync
+    let returned = |sync: &Line<'_>, what: &str| -> Result<usize, String> {
+        let done = if sync.text.contains("<unfinished ...>") {
+            all.iter()
+                .filter(|l| l.at > sync.at)
+                .find(|l| {
+                    l.pid == sync.pid && l.text.starts_with("<... ") && is_call(l.text, SYNCS)
+                })
+                .ok_or(format!("{what}'s sync never returns"))?
+        } else {
+            sync
+        };
+        if !done.text.contains("= 0") {
+            return Err(format!("{what}'s sync failed: {}", done.text));
+        }
+        Ok(done.at)
     };
-    if !synced.text.contains("= 0") {
-        return Err(format!("the sync failed: {}", synced.text));
-    }
+    let synced = returned(sync, "the journal")?;
+    // The commit's marks (`marks`, see the disk store): written and synced
+    // before the answer too, beside the journal or after it.
+    let marks_written = after(read.at)
+        .find(|l| is_call(l.text, WRITES) && l.text.contains("/marks>"))
+        .ok_or("the marks are never written")?;
+    let marks_sync = after(marks_written.at)
+        .find(|l| is_call(l.text, SYNCS) && l.text.contains("/marks>"))
+        .ok_or("the marks are never synced after they are written")?;
+    let marks_synced = returned(marks_sync, "the marks")?;
     let answered = after(read.at)
         .find(|l| {
             is_call(l.text, WRITES) && l.text.contains("HTTP/1.1 201") && l.text.contains("TCP:")
         })
         .ok_or("no 201 is written to a socket")?;
-    if answered.at < synced.at {
+    if answered.at < synced {
         return Err(format!(
             "the 201 (line {}) is written before the journal's sync returns (line {})",
             answered.at + 1,
-            synced.at + 1
+            synced + 1
         ));
     }
-    Ok([read.at, written.at, synced.at, answered.at])
+    if answered.at < marks_synced {
+        return Err(format!(
+            "the 201 (line {}) is written before the marks' sync returns (line {})",
+            answered.at + 1,
+            marks_synced + 1
+        ));
+    }
+    Ok([read.at, written.at, synced.max(marks_synced), answered.at])
 }
 
 /// Runs the binary on `dir` under strace (trace in `out`), publishes
@@ -172,7 +195,7 @@ async fn traced_publish(dir: &Path, out: &Path, marker: &str) -> String {
 /// returned, then `201`. A store that answered before its sync (or never
 /// synced) fails here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_201_is_written_only_after_the_journal_sync_returns() {
+async fn a_201_is_written_only_after_the_journal_and_marks_syncs_return() {
     assert!(
         strace_available(),
         "cannot run: strace is missing (apt-get install strace, or bash .ci/run)"
@@ -207,22 +230,43 @@ fn the_order_check_refuses_an_answer_before_the_sync() {
     let write = r#"11 write(12</d/db/0.jnl>, "\2\0...MARK", 60) = 60"#;
     let sync_start = r#"11 fdatasync(12</d/db/0.jnl> <unfinished ...>"#;
     let sync_done = r#"11 <... fdatasync resumed>) = 0"#;
+    let marks = r#"13 write(14</d/marks>, "\1t...", 30) = 30"#;
+    let marks_sync = r#"13 fdatasync(14</d/marks>) = 0"#;
     let answer =
         r#"10 write(9<TCP:[127.0.0.1:1->127.0.0.1:2]>, "HTTP/1.1 201 Created\r\n", 100) = 100"#;
-    let good = [read, write, sync_start, sync_done, answer].join("\n");
-    assert_eq!(check_order(&good, "MARK"), Ok([0, 1, 3, 4]));
-    let early = [read, write, sync_start, answer, sync_done].join("\n");
+    let good = [
+        read, write, sync_start, marks, marks_sync, sync_done, answer,
+    ]
+    .join("\n");
+    assert_eq!(check_order(&good, "MARK"), Ok([0, 1, 5, 6]));
+    let early = [
+        read, write, sync_start, marks, marks_sync, answer, sync_done,
+    ]
+    .join("\n");
     assert!(
         check_order(&early, "MARK")
             .unwrap_err()
             .contains("before the journal's sync")
     );
+    let marks_late = [
+        read, write, sync_start, sync_done, marks, answer, marks_sync,
+    ]
+    .join("\n");
+    assert!(
+        check_order(&marks_late, "MARK")
+            .unwrap_err()
+            .contains("before the marks' sync")
+    );
+    let unmarked = [read, write, sync_start, sync_done, answer].join("\n");
+    assert!(check_order(&unmarked, "MARK").is_err());
     let unsynced = [read, sync_start, sync_done, write, answer].join("\n");
     assert!(check_order(&unsynced, "MARK").is_err());
     let failed = [
         read,
         write,
         sync_start,
+        marks,
+        marks_sync,
         "11 <... fdatasync resumed>) = -1 EIO",
         answer,
     ]

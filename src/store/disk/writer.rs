@@ -19,6 +19,10 @@
 //! written with the events. A second append with the key of an append of
 //! the same round waits for the next round (`deferred`): by then the first
 //! has committed (the second is a replay) or failed (the key is free).
+//!
+//! Over 700 lines, as one concern: a round (gather, number, write, trim,
+//! commit, answer or roll back) reads best whole; retention's trimming and
+//! the engine's reopening are the parts that could move out next.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::layout::{self, Meta};
+use super::marks::Mark;
 use super::state::{Engine, Entry, State, kind_of, now_ms};
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
@@ -93,8 +98,10 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
     // Every topic is checked against retention once at startup: settings
     // lowered since the last run apply to idle topics too.
     let backlog = state.index().keys().cloned().collect();
+    let marks = MarksThread::start(state.clone());
     let mut writer = Writer {
         state,
+        marks,
         retry: Vec::new(),
         deferred: Vec::new(),
         reopen: false,
@@ -154,8 +161,54 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
     writer.close();
 }
 
+/// Writes and syncs a round's marks on a thread of its own while the
+/// round's journal syncs: the two files' syncs overlap instead of adding
+/// up. Both are done before anything of the round is answered or
+/// delivered. A round whose commit fails has written its marks all the
+/// same; if nothing commits those topics again before a stop, the next
+/// start finds the marks ahead of the journal and gives them a new epoch
+/// (a resync for their clients, never a reused id).
+struct MarksThread {
+    tx: mpsc::Sender<Vec<(Box<str>, Option<Mark>)>>,
+    done: mpsc::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl MarksThread {
+    /// `None` if no thread can be started: the writer then writes the
+    /// marks itself, after the journal.
+    fn start(state: Arc<State>) -> Option<MarksThread> {
+        let (tx, rx) = mpsc::channel::<Vec<(Box<str>, Option<Mark>)>>();
+        let (done_tx, done) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("ssehub-disk-marks".into())
+            .spawn(move || {
+                for changes in rx {
+                    state.mark(&changes);
+                    if done_tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot start the marks thread"))
+            .ok()?;
+        Some(MarksThread { tx, done, thread })
+    }
+
+    /// Ends the thread once it has written what it was sent; it holds the
+    /// store's state (its directory's lock among it) until then.
+    fn stop(self) {
+        drop(self.tx);
+        if self.thread.join().is_err() {
+            tracing::error!("the marks thread panicked");
+        }
+    }
+}
+
 struct Writer {
     state: Arc<State>,
+    /// Syncs the marks beside the journal (see [`MarksThread`]).
+    marks: Option<MarksThread>,
     /// Jobs other than appends that a failed round must do again.
     retry: Vec<Job>,
     /// Appends whose idempotency key an earlier append of their round was
@@ -392,11 +445,28 @@ impl Writer {
         }
 
         let started = std::time::Instant::now();
+        // The marks sync beside the journal (on their thread), or after it.
+        let mut inline = Some(marked);
+        if let Some(m) = &self.marks {
+            match m.tx.send(inline.take().unwrap_or_default()) {
+                Ok(()) => {}
+                Err(mpsc::SendError(marked)) => inline = Some(marked),
+            }
+        }
         let committed = batch.commit();
+        match &inline {
+            Some(marked) => self.state.mark(marked),
+            None => {
+                let m = self.marks.as_ref().expect("sent to the marks thread");
+                if m.done.recv().is_err() {
+                    tracing::error!("the marks thread ended");
+                    self.marks = None;
+                }
+            }
+        }
         self.last_sync = started.elapsed();
         match committed {
             Ok(()) => {
-                self.state.mark(&marked);
                 if !pending.is_empty() {
                     self.state.syncs.fetch_add(1, Ordering::Relaxed);
                 }
@@ -731,7 +801,10 @@ impl Writer {
 
     /// Flushes the engine so that the next start replays no journal, and
     /// lets the directory go.
-    fn close(self) {
+    fn close(mut self) {
+        if let Some(marks) = self.marks.take() {
+            marks.stop();
+        }
         let engine = self
             .state
             .engine
