@@ -47,8 +47,7 @@
 //! for, it asks through the methods of the crate-private `Store`.
 
 #[cfg(feature = "disk")]
-#[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
-pub mod disk;
+pub(crate) mod disk;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
