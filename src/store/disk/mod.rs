@@ -1,65 +1,5 @@
-//! Topics on disk (`--data-dir`): history that survives restarts and is
-//! deeper than memory, in the embedded LSM engine [fjall].
-//!
-//! # What a `201` promises
-//!
-//! An event is appended by one writer thread that commits groups of appends
-//! with one sync to disk (group commit: concurrent publishers share a sync,
-//! so durability costs latency, not throughput). Only after the sync does
-//! the event get its place in the topic's ring, reach subscribers, and its
-//! publisher get an answer. So every acknowledged or delivered event
-//! survives a crash (`kill -9`, power loss on a disk that honours syncs),
-//! and an id never names two different events: an append that fails (a
-//! full disk) publishes nothing, and its sequence numbers are given again.
-//!
-//! # Memory
-//!
-//! The ring of each topic holds only the newest events of this run (the
-//! hub's `buffer`); everything else is read from disk, in chunks of at most
-//! the hub's frame size, when a client resumes from further back. Startup
-//! reads only each topic's metadata (its epoch, first and next sequence
-//! numbers), never its events.
-//!
-//! # Idempotency keys
-//!
-//! A publish under an idempotency key is looked up by the writer, on
-//! demand (startup loads no keys): a key of the topic's current history
-//! that is already there answers with its record and writes nothing; a
-//! free key is written with the events, in the same batch, so a restart
-//! (or a crash) keeps both or neither. A second publish with a key that
-//! an earlier publish of the same round is writing waits for the next
-//! round, when that one has committed or failed. Retention forgets a key
-//! with the last event it published, in the same commit.
-//!
-//! # Retention
-//!
-//! Per topic by count, bytes and age, and for all topics together by bytes
-//! (the largest topics give up their oldest events first, as in memory);
-//! see [`Retention`]. The writer trims a bounded number of events per
-//! commit, so trimming never pauses publishing.
-//!
-//! # Bad states
-//!
-//! - The directory is locked by another process: [`DiskStore::open`] fails
-//!   with a message naming it.
-//! - A damaged journal or table that the engine cannot recover: `open`
-//!   fails with the engine's error and the directory's name (startup
-//!   stops; the operator moves the directory aside). A torn last write (a
-//!   crash in the middle of a commit) is not damage: it was never
-//!   acknowledged, and the engine drops it.
-//! - Damage found while reading a topic's events (a checksum that does not
-//!   match, or events the topic's record says are there and the engine
-//!   does not find): that topic's history can no longer be served, so the
-//!   topic gets a new epoch, once: clients get one `resync` (`epoch`),
-//!   never wrong data under an id they hold.
-//! - A history the engine's journal recovery cut short without an error
-//!   (damage in the middle of the journal looks to it like a torn last
-//!   write): the topic's synced mark (see `marks`) is ahead of it, so at
-//!   startup the topic gets a new epoch, and no id names two events.
-//! - A full disk: appends fail (`507` over HTTP), streams go on, nothing
-//!   acknowledged is lost, and appends work again once there is space.
-//!
-//! [fjall]: https://docs.rs/fjall
+//! Topics on disk (`--data-dir`): [`DiskStore`], whose documentation says
+//! how they are kept, synced, trimmed and checked for damage.
 
 mod layout;
 mod marks;
@@ -90,7 +30,68 @@ use crate::core::id::{Epoch, EventId};
 use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 use crate::core::ring::Read;
 
-/// Topics kept in a directory on disk: see the [module documentation](self).
+/// Topics on disk (`--data-dir`): history that survives restarts and is
+/// deeper than memory, in the embedded LSM engine [fjall].
+///
+/// # What a `201` promises
+///
+/// An event is appended by one writer thread that commits groups of appends
+/// with one sync to disk (group commit: concurrent publishers share a sync,
+/// so durability costs latency, not throughput). Only after the sync does
+/// the event get its place in the topic's ring, reach subscribers, and its
+/// publisher get an answer. So every acknowledged or delivered event
+/// survives a crash (`kill -9`, power loss on a disk that honours syncs),
+/// and an id never names two different events: an append that fails (a
+/// full disk) publishes nothing, and its sequence numbers are given again.
+///
+/// # Memory
+///
+/// The ring of each topic holds only the newest events of this run (the
+/// hub's `buffer`); everything else is read from disk, in chunks of at most
+/// the hub's frame size, when a client resumes from further back. Startup
+/// reads only each topic's metadata (its epoch, first and next sequence
+/// numbers), never its events.
+///
+/// # Idempotency keys
+///
+/// A publish under an idempotency key is looked up by the writer, on
+/// demand (startup loads no keys): a key of the topic's current history
+/// that is already there answers with its record and writes nothing; a
+/// free key is written with the events, in the same batch, so a restart
+/// (or a crash) keeps both or neither. A second publish with a key that
+/// an earlier publish of the same round is writing waits for the next
+/// round, when that one has committed or failed. Retention forgets a key
+/// with the last event it published, in the same commit.
+///
+/// # Retention
+///
+/// Per topic by count, bytes and age, and for all topics together by bytes
+/// (the largest topics give up their oldest events first, as in memory);
+/// see [`Retention`]. The writer trims a bounded number of events per
+/// commit, so trimming never pauses publishing.
+///
+/// # Bad states
+///
+/// - The directory is locked by another process: [`DiskStore::open`] fails
+///   with a message naming it.
+/// - A damaged journal or table that the engine cannot recover: `open`
+///   fails with the engine's error and the directory's name (startup
+///   stops; the operator moves the directory aside). A torn last write (a
+///   crash in the middle of a commit) is not damage: it was never
+///   acknowledged, and the engine drops it.
+/// - Damage found while reading a topic's events (a checksum that does not
+///   match, or events the topic's record says are there and the engine
+///   does not find): that topic's history can no longer be served, so the
+///   topic gets a new epoch, once: clients get one `resync` (`epoch`),
+///   never wrong data under an id they hold.
+/// - A history the engine's journal recovery cut short without an error
+///   (damage in the middle of the journal looks to it like a torn last
+///   write): the topic's synced mark (see `marks`) is ahead of it, so at
+///   startup the topic gets a new epoch, and no id names two events.
+/// - A full disk: appends fail (`507` over HTTP), streams go on, nothing
+///   acknowledged is lost, and appends work again once there is space.
+///
+/// [fjall]: https://docs.rs/fjall
 ///
 /// Cheap to clone. Open it once per process and give it to
 /// [`HubBuilder::storage`](crate::hub::HubBuilder::storage). Dropping the last
