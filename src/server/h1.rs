@@ -27,6 +27,10 @@
 //! back by TCP, its requests answered in order once the response is
 //! complete. `server::testing::differential` checks all of this against hyper
 //! alone.
+//!
+//! About 750 lines, one concern: parsing a request head, deciding, and
+//! pumping the stream share the connection's buffers and state machine;
+//! split, each part would reach into the others.
 
 use std::cell::RefCell;
 use std::future::Future;

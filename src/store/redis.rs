@@ -28,6 +28,10 @@
 //! fails (`503`), open streams keep their keep-alives, and the reader
 //! reconnects with backoff; if the history survived, it continues from the
 //! last entry it read, otherwise subscribers get `resync`.
+//!
+//! About 730 lines, one concern: the store's Lua scripts and the reader
+//! that follows the streams; issue 18 (Cluster, Sentinel) will split it by
+//! connection kind.
 
 use std::collections::HashMap;
 use std::fmt;
