@@ -15,7 +15,7 @@ use crate::http::native::query::{query_topics, reconnect_head_len, subscribe_opt
 use crate::http::refusal::{Refusal, refuse};
 use crate::http::responses::{Attempt, hub_error, stream_headers, text};
 use crate::http::service::SseService;
-use crate::hub::{EventStream, HubError, MultiEventStream, Subscribe, Subscribing};
+use crate::hub::{HubError, Subscribe, Subscribing};
 
 /// The checks and options of a stream request (`GET` or `HEAD`): the
 /// query, the topic name, the subscriber's credentials, the position to
@@ -82,25 +82,13 @@ pub(crate) fn subscribe<B>(service: &SseService, topic: &str, req: &Request<B>) 
     };
     // A store that loads topics fixes the start before the answer
     // (see `Hub::subscribe_ready`); in memory it is fixed at once.
-    match service
-        .hub
-        .subscribe_for_response(&topic, options, SUBSCRIBE_PATIENCE)
-    {
-        Subscribing::Ready(result) => ResponseFuture::ready(match result {
-            Ok(stream) => stream_body_response(stream),
-            Err(e) => stream_refused(service, e, req.headers()),
-        }),
-        Subscribing::Waiting(fut) => {
-            let this = service.clone();
-            let headers = refusal_headers(req.headers());
-            ResponseFuture::boxed(async move {
-                match fut.await {
-                    Ok(stream) => stream_body_response(stream),
-                    Err(e) => stream_refused(&this, e, &headers),
-                }
-            })
-        }
-    }
+    answer(
+        service,
+        service
+            .hub
+            .subscribe_for_response(&topic, options, SUBSCRIBE_PATIENCE),
+        req.headers(),
+    )
 }
 
 /// The answer to a stream request the hub refused: one that will pass
@@ -186,25 +174,13 @@ pub(crate) fn subscribe_multi<B>(service: &SseService, req: &Request<B>) -> Resp
         Ok(checked) => checked,
         Err(res) => return ResponseFuture::ready(res),
     };
-    match service
-        .hub
-        .subscribe_multi_for_response(topics, options, SUBSCRIBE_PATIENCE)
-    {
-        Subscribing::Ready(result) => ResponseFuture::ready(match result {
-            Ok(stream) => multi_body_response(stream),
-            Err(e) => stream_refused(service, e, req.headers()),
-        }),
-        Subscribing::Waiting(fut) => {
-            let this = service.clone();
-            let headers = refusal_headers(req.headers());
-            ResponseFuture::boxed(async move {
-                match fut.await {
-                    Ok(stream) => multi_body_response(stream),
-                    Err(e) => stream_refused(&this, e, &headers),
-                }
-            })
-        }
-    }
+    answer(
+        service,
+        service
+            .hub
+            .subscribe_multi_for_response(topics, options, SUBSCRIBE_PATIENCE),
+        req.headers(),
+    )
 }
 
 /// `HEAD` of a stream of several topics: what `GET` would answer, and
@@ -232,8 +208,36 @@ pub(crate) fn head_many<B>(service: &SseService, req: &Request<B>) -> ResponseFu
 /// Redis is back).
 const SUBSCRIBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn stream_body_response(stream: EventStream) -> Response<ResponseBody> {
-    let mut res = Response::new(ResponseBody::from(stream));
+/// The answer to a stream request once the hub has subscribed it (at once,
+/// or after loading its topics): the stream, or the refusal.
+fn answer<S>(
+    service: &SseService,
+    subscribing: Subscribing<S>,
+    request: &http::HeaderMap,
+) -> ResponseFuture
+where
+    S: Into<ResponseBody> + Send + 'static,
+{
+    match subscribing {
+        Subscribing::Ready(result) => ResponseFuture::ready(match result {
+            Ok(stream) => body_response(stream),
+            Err(e) => stream_refused(service, e, request),
+        }),
+        Subscribing::Waiting(fut) => {
+            let this = service.clone();
+            let headers = refusal_headers(request);
+            ResponseFuture::boxed(async move {
+                match fut.await {
+                    Ok(stream) => body_response(stream),
+                    Err(e) => stream_refused(&this, e, &headers),
+                }
+            })
+        }
+    }
+}
+
+fn body_response(stream: impl Into<ResponseBody>) -> Response<ResponseBody> {
+    let mut res = Response::new(stream.into());
     stream_headers(res.headers_mut());
     res
 }
@@ -257,11 +261,5 @@ fn position_response(id: &str) -> Response<ResponseBody> {
     if let Ok(v) = HeaderValue::from_str(id) {
         res.headers_mut().insert("last-event-id", v);
     }
-    res
-}
-
-fn multi_body_response(stream: MultiEventStream) -> Response<ResponseBody> {
-    let mut res = Response::new(ResponseBody::from(stream));
-    stream_headers(res.headers_mut());
     res
 }
