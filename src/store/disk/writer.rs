@@ -446,13 +446,14 @@ impl Writer {
 
         let started = std::time::Instant::now();
         // The marks sync beside the journal (on their thread), or after it.
-        let mut inline = Some(marked);
-        if let Some(m) = &self.marks {
-            match m.tx.send(inline.take().unwrap_or_default()) {
-                Ok(()) => {}
-                Err(mpsc::SendError(marked)) => inline = Some(marked),
+        let inline = match &self.marks {
+            Some(m) => {
+                m.tx.send(marked)
+                    .err()
+                    .map(|mpsc::SendError(marked)| marked)
             }
-        }
+            None => Some(marked),
+        };
         let committed = batch.commit();
         match &inline {
             Some(marked) => self.state.mark(marked),
