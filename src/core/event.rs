@@ -230,28 +230,7 @@ impl Encoded {
             buf.put_slice(event_type);
             buf.put_u8(b'\n');
         }
-        let mut rest = data;
-        loop {
-            buf.put_slice(b"data: ");
-            match memchr::memchr2(b'\r', b'\n', rest) {
-                Some(i) => {
-                    buf.put_slice(&rest[..i]);
-                    buf.put_u8(b'\n');
-                    // CRLF is one line break, not two.
-                    let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
-                        2
-                    } else {
-                        1
-                    };
-                    rest = &rest[i + skip..];
-                }
-                None => {
-                    buf.put_slice(rest);
-                    buf.put_u8(b'\n');
-                    break;
-                }
-            }
-        }
+        put_data_lines(&mut buf, b"data: ", data);
         Encoded { buf }
     }
 
@@ -273,6 +252,35 @@ impl Encoded {
         id.write_to(&mut self.buf);
         self.buf.put_slice(b"\n\n");
         self.buf.freeze()
+    }
+}
+
+/// Writes `data` as `data:` lines, each starting with `prefix` (`data: `
+/// here, `data:` for Durable Streams): one per line of `data`, split on
+/// CRLF, lone CR and lone LF (CRLF is one break), so no byte of the data
+/// can end a line, or an event, early.
+pub(crate) fn put_data_lines(buf: &mut BytesMut, prefix: &[u8], data: &[u8]) {
+    let mut rest = data;
+    loop {
+        buf.put_slice(prefix);
+        match memchr::memchr2(b'\r', b'\n', rest) {
+            Some(i) => {
+                buf.put_slice(&rest[..i]);
+                buf.put_u8(b'\n');
+                // CRLF is one line break, not two.
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                rest = &rest[i + skip..];
+            }
+            None => {
+                buf.put_slice(rest);
+                buf.put_u8(b'\n');
+                break;
+            }
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! The model, with no I/O: event ids and epochs, events and their
 //! `text/event-stream` encoding, topic names, the ring of encoded events,
 //! where a subscription starts (the `resync` signal), idempotency keys, and
-//! the ids of streams of several topics.
+//! the ids of streams of several topics, and the model of Durable Streams
+//! (`durable/`).
 //!
 //! Everything above builds on these: stores keep [`Event`]s under
 //! [`EventId`]s, the hub keeps encoded frames in rings, streams send them.
 
+pub(crate) mod durable;
 pub(crate) mod event;
 pub(crate) mod id;
 pub(crate) mod idempotency;

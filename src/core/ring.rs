@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::core::durable::StreamMeta;
 use crate::core::id::Epoch;
 use crate::core::idempotency::{IdempotencyKey, KeyRecord, Keys};
 
@@ -64,6 +65,9 @@ pub(crate) struct Ring {
     limits: RingLimits,
     /// Idempotency keys of the retained events (memory store only).
     keys: Keys,
+    /// The Durable Stream this ring holds, if it holds one: its metadata
+    /// changes under the same lock as its messages.
+    stream: Option<Box<StreamMeta>>,
 }
 
 impl Ring {
@@ -80,7 +84,42 @@ impl Ring {
                 max_bytes: limits.max_bytes,
             },
             keys: Keys::default(),
+            stream: None,
         }
+    }
+
+    /// The Durable Stream this ring holds, if any.
+    pub(crate) fn stream(&self) -> Option<&StreamMeta> {
+        self.stream.as_deref()
+    }
+
+    pub(crate) fn stream_mut(&mut self) -> Option<&mut StreamMeta> {
+        self.stream.as_deref_mut()
+    }
+
+    /// Makes the ring hold a Durable Stream (bounded by bytes only: a
+    /// stream keeps every message its byte bound allows), or none.
+    pub(crate) fn set_stream(&mut self, meta: Option<StreamMeta>) {
+        self.stream = meta.map(Box::new);
+        if self.stream.is_some() {
+            self.limits.max_events = usize::MAX;
+        }
+    }
+
+    /// Takes the Durable Stream's metadata out of the ring.
+    pub(crate) fn take_stream(&mut self) -> Option<StreamMeta> {
+        self.stream.take().map(|b| *b)
+    }
+
+    /// Appends frames of a Durable Stream (see [`Ring::push`]); returns the
+    /// bytes added and evicted.
+    pub(crate) fn push_all(&mut self, frames: impl IntoIterator<Item = Bytes>) -> (usize, usize) {
+        let (mut added, mut evicted) = (0, 0);
+        for f in frames {
+            added += f.len();
+            evicted += self.push(f);
+        }
+        (added, evicted)
     }
 
     pub(crate) fn epoch(&self) -> Epoch {

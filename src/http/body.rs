@@ -27,6 +27,9 @@ enum Kind {
     // Boxed: a stream of one topic, the most common body, stays small.
     Multi(Box<MultiEventStream>),
     Full(Option<Bytes>),
+    /// Written by a task of its own (a Durable Streams `live=sse` read);
+    /// ends when the task drops its sender.
+    Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl ResponseBody {
@@ -42,6 +45,14 @@ impl ResponseBody {
     pub fn empty() -> Self {
         ResponseBody {
             kind: Kind::Full(None),
+        }
+    }
+
+    /// A body that a task writes, chunk by chunk, until it drops the
+    /// sender; dropping the body tells the task (its sends fail).
+    pub(crate) fn channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        ResponseBody {
+            kind: Kind::Channel(rx),
         }
     }
 
@@ -90,6 +101,7 @@ impl Body for ResponseBody {
             Kind::Stream(s) => Pin::new(s).poll_frame(cx),
             Kind::Multi(s) => Pin::new(&mut **s).poll_frame(cx),
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Channel(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -98,6 +110,7 @@ impl Body for ResponseBody {
             Kind::Stream(s) => s.is_end_stream(),
             Kind::Multi(s) => s.is_end_stream(),
             Kind::Full(b) => b.is_none(),
+            Kind::Channel(_) => false,
         }
     }
 
@@ -106,6 +119,7 @@ impl Body for ResponseBody {
             Kind::Stream(s) => s.size_hint(),
             Kind::Multi(s) => s.size_hint(),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Channel(_) => SizeHint::default(),
         }
     }
 }
@@ -119,6 +133,7 @@ impl fmt::Debug for ResponseBody {
                 .debug_struct("ResponseBody")
                 .field("len", &b.as_ref().map_or(0, Bytes::len))
                 .finish(),
+            Kind::Channel(_) => f.write_str("ResponseBody(channel)"),
         }
     }
 }

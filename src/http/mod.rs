@@ -3,16 +3,18 @@
 //! maps the whole crate; this is the table of contents of `http/`.
 //!
 //! What every protocol shares sits at the top; each protocol is a folder
-//! below it (today `native/`, ssehub's own API).
+//! below it: `native/` (ssehub's own API) and `durable/` (Durable Streams).
 //!
 //! | file | concern |
 //! |---|---|
 //! | `service.rs` | [`SseService`], its settings ([`ServiceConfig`]) and builder |
 //! | `routing.rs` | which path goes where: the `hyper` and `tower` `Service` impls, a mount per protocol |
 //! | `native/` | the native API: stream and publish endpoints, [`stream_response`] |
+//! | `durable/` | Durable Streams under `/v1/stream/`, over the hub's streams |
 //! | `future.rs` | [`ResponseFuture`] |
 //! | `responses.rs` | small answers and headers, the one `HubError` -> status table (a leaf) |
 //! | `body.rs` | [`ResponseBody`]: a stream or a complete body |
+//! | `request_body.rs` | request bodies, read whole, bounded in size and time |
 //! | `auth.rs` | the hook that decides who may subscribe and publish: [`Authorize`], [`PeerAddr`] |
 //! | `tokens.rs` | the built-in policy: [`TokenPolicy`] (publish token, loopback rule) |
 //! | `jwt.rs` | JWTs granting topics: `JwtKey`, `Grants` (feature `jwt`) |
@@ -29,6 +31,7 @@ pub(crate) mod auth;
 pub(crate) mod body;
 pub(crate) mod connections;
 pub(crate) mod cors;
+pub(crate) mod durable;
 pub(crate) mod future;
 #[cfg(feature = "jwt")]
 pub(crate) mod jwt;
@@ -42,6 +45,7 @@ pub(crate) mod metrics;
 pub(crate) mod metrics;
 pub(crate) mod native;
 pub(crate) mod refusal;
+pub(crate) mod request_body;
 pub(crate) mod responses;
 pub(crate) mod routing;
 pub(crate) mod service;

@@ -87,6 +87,7 @@ pub(crate) enum Attempt {
 pub(crate) fn hub_status(e: &HubError, attempt: Attempt) -> (StatusCode, Cow<'static, str>) {
     match e {
         HubError::InvalidTopic
+        | HubError::ReservedTopic(_)
         | HubError::NoTopics
         | HubError::DuplicateTopic(_)
         | HubError::InvalidLastEventId(_)

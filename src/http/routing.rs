@@ -3,7 +3,7 @@
 //! Below the service's prefix, the service's own routes come first
 //! (`/healthz`, `/metrics`), then each protocol under its path: today the
 //! native API (`native/`) takes everything else. A protocol adapter mounts
-//! here with its path prefix (Durable Streams under `/v1/stream/`,
+//! here with its path prefix (Durable Streams under `/v1/stream/`, later
 //! Mercure under `/.well-known/mercure`), beside the native API, which
 //! never sees its requests.
 //!
@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` (`503` while shutting down) |
 //! | `GET /metrics` | Prometheus metrics (feature `metrics`; else `404`) |
+//! | `/v1/stream/...` | Durable Streams (see `durable/mod.rs`) |
 //! | anything else | the native API (see `native/mod.rs`) |
 //!
 //! `HEAD` is answered as `GET`, without the body.
@@ -24,6 +25,7 @@ use http_body::Body;
 use hyper::service::Service;
 
 use crate::http::body::ResponseBody;
+use crate::http::durable;
 use crate::http::future::ResponseFuture;
 use crate::http::metrics;
 use crate::http::native::{self, Route};
@@ -33,18 +35,23 @@ use crate::http::service::SseService;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where a path below the service's prefix goes.
-enum Mount {
+enum Mount<'a> {
     Health,
     Metrics,
+    /// A Durable Stream: its path below `/v1/stream/`.
+    Durable(&'a str),
     Native,
 }
 
-impl Mount {
-    fn of(path: &str) -> Mount {
+impl<'a> Mount<'a> {
+    fn of(path: &'a str) -> Mount<'a> {
         match path {
             "/healthz" => Mount::Health,
             "/metrics" if metrics::SERVED => Mount::Metrics,
-            _ => Mount::Native,
+            _ => match path.strip_prefix(durable::BASE) {
+                Some(stream) => Mount::Durable(stream),
+                None => Mount::Native,
+            },
         }
     }
 }
@@ -85,6 +92,10 @@ impl SseService {
                 ResponseFuture::ready(res)
             }
             Mount::Health | Mount::Metrics => ResponseFuture::ready(not_allowed("GET, HEAD")),
+            Mount::Durable(stream) => {
+                let stream = stream.to_owned();
+                durable::answer(self, req, &stream)
+            }
             Mount::Native => native::answer(self, req),
         }
     }

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::core::TopicName;
 use crate::http::auth::Authorize;
@@ -73,6 +74,10 @@ pub struct ServiceConfig {
     pub max_head_bytes: usize,
     /// Which origins may read streams and publish from a browser page.
     pub cors: CorsOrigins,
+    /// How long a Durable Streams long-poll waits for data before it
+    /// answers `204`, and how often a `live=sse` read sends a control
+    /// event while idle.
+    pub long_poll_timeout: Duration,
     /// The built-in policy (token, JWT, loopback), unless `authorize`.
     tokens: TokenPolicy,
     /// The embedder's policy, if it set one.
@@ -98,6 +103,7 @@ impl fmt::Debug for ServiceConfig {
             .field("max_topics_per_stream", &self.max_topics_per_stream)
             .field("max_head_bytes", &self.max_head_bytes)
             .field("cors", &self.cors)
+            .field("long_poll_timeout", &self.long_poll_timeout)
             .field("tokens", &self.tokens)
             .field("authorize", &self.authorize.as_ref().map(|_| "<custom>"))
             .finish()
@@ -113,6 +119,7 @@ impl Default for ServiceConfig {
             max_topics_per_stream: DEFAULT_MAX_TOPICS_PER_STREAM,
             max_head_bytes: 16 << 10,
             cors: CorsOrigins::default(),
+            long_poll_timeout: DEFAULT_LONG_POLL_TIMEOUT,
             tokens: TokenPolicy::default(),
             authorize: None,
         }
@@ -121,6 +128,9 @@ impl Default for ServiceConfig {
 
 /// The topic behind `GET /stream` unless configured otherwise.
 pub const DEFAULT_STREAM_TOPIC: &str = "stream";
+
+/// How long a Durable Streams long-poll waits unless configured otherwise.
+pub(crate) const DEFAULT_LONG_POLL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The most topics of one stream unless configured otherwise.
 pub const DEFAULT_MAX_TOPICS_PER_STREAM: usize = 64;
@@ -274,6 +284,14 @@ impl<P> SseServiceBuilder<P> {
     /// `200` closes an `EventSource` for good).
     pub fn max_head_bytes(mut self, bytes: usize) -> Self {
         self.config.max_head_bytes = bytes;
+        self
+    }
+
+    /// How long a Durable Streams long-poll (`GET /v1/stream/...?live=long-poll`)
+    /// waits for data before it answers `204` (default 20 s, at least 1 ms);
+    /// also the period of an idle `live=sse` read's control events.
+    pub fn long_poll_timeout(mut self, timeout: Duration) -> Self {
+        self.config.long_poll_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 

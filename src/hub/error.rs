@@ -11,6 +11,9 @@ use crate::store::StoreError;
 pub enum HubError {
     /// The topic name is not 1-128 characters of letters, digits, `-_.:`.
     InvalidTopic,
+    /// Topics whose name starts with `ds:` hold Durable Streams (served
+    /// under `/v1/stream/`): they take no events and no event streams.
+    ReservedTopic(TopicName),
     /// The topic does not exist, the hub holds its maximum of topics, and
     /// every one of them has subscribers (for a stream of several topics:
     /// too few of them are idle to make room for its new topics). This
@@ -48,6 +51,12 @@ impl fmt::Display for HubError {
         f.write_str(match self {
             HubError::InvalidTopic => {
                 "invalid topic name (1-128 characters from A-Z a-z 0-9 - _ . :)"
+            }
+            HubError::ReservedTopic(t) => {
+                return write!(
+                    f,
+                    "topic {t} is reserved: topics starting with ds: hold Durable Streams (/v1/stream/...)"
+                );
             }
             HubError::TooManyTopics => "too many topics",
             HubError::StreamTooWide { topics, max } => {

@@ -16,6 +16,7 @@
 
 mod budget;
 mod config;
+pub(crate) mod durable;
 mod error;
 mod handle;
 mod publish;

@@ -9,6 +9,7 @@ use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 use crate::core::{IntoTopic, TopicName};
 use crate::hub::registry::LOOKUP_ATTEMPTS;
 use crate::hub::topic::Published;
+use crate::hub::topics::event_topic;
 use crate::hub::{Hub, HubError};
 
 impl Hub {
@@ -21,7 +22,7 @@ impl Hub {
     /// is larger than [`HubConfig::max_total_bytes`](crate::hub::HubConfig::max_total_bytes), [`HubError::Closed`]
     /// after [`Hub::close`], [`HubError::Storage`] if the storage failed.
     pub async fn publish(&self, topic: impl IntoTopic, event: Event) -> Result<EventId, HubError> {
-        let topic = &topic.into_topic()?;
+        let topic = &event_topic(topic)?;
         let published = if self.store().is_memory() {
             let encoded = vec![event.encode()];
             self.check_size(&encoded)?;
@@ -58,7 +59,7 @@ impl Hub {
         topic: impl IntoTopic,
         events: impl IntoIterator<Item = Event>,
     ) -> Result<Vec<EventId>, HubError> {
-        let topic = &topic.into_topic()?;
+        let topic = &event_topic(topic)?;
         let published = if self.store().is_memory() {
             // Encode before taking the topic's lock.
             let encoded: Vec<_> = events.into_iter().map(|e| e.encode()).collect();
@@ -122,7 +123,7 @@ impl Hub {
         key: &IdempotencyKey,
         event: Event,
     ) -> Result<Receipt<EventId>, HubError> {
-        let topic = &topic.into_topic()?;
+        let topic = &event_topic(topic)?;
         let receipt = self.publish_keyed(topic, key, vec![event], false).await?;
         Ok(Receipt {
             ids: EventId::new(receipt.ids.epoch, receipt.ids.first),
@@ -143,7 +144,7 @@ impl Hub {
         key: &IdempotencyKey,
         events: impl IntoIterator<Item = Event>,
     ) -> Result<Receipt<Vec<EventId>>, HubError> {
-        let topic = &topic.into_topic()?;
+        let topic = &event_topic(topic)?;
         let events = events.into_iter().collect();
         let receipt = self.publish_keyed(topic, key, events, true).await?;
         Ok(Receipt {

@@ -9,6 +9,7 @@ use crate::core::resync::locate;
 use crate::core::{IntoTopic, TopicName};
 use crate::hub::registry::LOOKUP_ATTEMPTS;
 use crate::hub::stream::StreamParams;
+use crate::hub::topics::event_topic;
 use crate::hub::{EventStream, Hub, HubError};
 use crate::store::StoreError;
 
@@ -29,7 +30,7 @@ impl Hub {
         topic: impl IntoTopic,
         options: Subscribe,
     ) -> Result<EventStream, HubError> {
-        let topic = &topic.into_topic()?;
+        let topic = &event_topic(topic)?;
         let params = self.stream_params(&options);
         for _ in 0..LOOKUP_ATTEMPTS {
             let topic = self.topic(topic)?;
@@ -89,7 +90,7 @@ impl Hub {
         options: Subscribe,
         patience: Duration,
     ) -> Result<EventStream, HubError> {
-        let topic = &topic.into_topic()?;
+        let topic = &event_topic(topic)?;
         if self.store().loads_topics() {
             // Wait until the topic is loaded and, for a resume, until this
             // node has read up to the client's id: a node behind the others
@@ -175,7 +176,7 @@ impl Hub {
         topic: impl IntoTopic,
         patience: Duration,
     ) -> Result<EventId, HubError> {
-        let name = topic.into_topic()?;
+        let name = event_topic(topic)?;
         if self.is_closed() {
             return Err(HubError::Closed);
         }

@@ -9,6 +9,7 @@ use crate::core::{IntoTopic, TopicName};
 use crate::hub::stream::multi::Last;
 use crate::hub::sync::Arc;
 use crate::hub::topic::Topic;
+use crate::hub::topics::event_topic;
 use crate::hub::{Hub, HubError, MultiEventStream, Subscribe, Subscribing};
 
 /// Multi-topic streams.
@@ -244,7 +245,7 @@ fn checked_topics<T: IntoTopic>(
 ) -> Result<Vec<TopicName>, HubError> {
     let names: Vec<TopicName> = topics
         .into_iter()
-        .map(|t| t.into_topic())
+        .map(event_topic)
         .collect::<Result<_, _>>()?;
     if names.is_empty() {
         return Err(HubError::NoTopics);

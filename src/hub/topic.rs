@@ -256,6 +256,39 @@ impl Topic {
         }
     }
 
+    /// Appends a Durable Stream's frames to the locked ring and accounts
+    /// for them; returns how many. Wake the readers with [`Topic::wake`]
+    /// once the lock is released.
+    pub(crate) fn push_locked(
+        &self,
+        ring: &mut Ring,
+        frames: impl IntoIterator<Item = Bytes>,
+    ) -> u64 {
+        let before = ring.next_seq();
+        let (added, evicted) = ring.push_all(frames);
+        self.bytes.store(ring.bytes(), Ordering::Relaxed);
+        self.account(added, evicted);
+        self.touch();
+        let count = ring.next_seq() - before;
+        self.counters.published.fetch_add(count, Ordering::Relaxed);
+        count
+    }
+
+    /// Empties the locked ring, whose next event will be `next` (a Durable
+    /// Stream deleted, or created at a fork point).
+    pub(crate) fn clear_locked(&self, ring: &mut Ring, next: u64) {
+        let epoch = ring.epoch();
+        let freed = ring.restart(epoch, next);
+        self.bytes.store(0, Ordering::Relaxed);
+        self.account(0, freed);
+    }
+
+    /// Wakes every reader waiting on the topic (after a change made under
+    /// the lock, once it is released).
+    pub(crate) fn wake(&self) {
+        self.notify.notify_waiters();
+    }
+
     /// Drops the oldest events until at most `max_bytes` remain. Subscribers
     /// that had not read them get `resync`.
     pub(crate) fn trim_to(&self, max_bytes: usize) -> usize {

@@ -83,6 +83,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SSEHUB_TICK", default_value = "1", value_parser = seconds(true, DAY, "SSEHUB_TICK"))]
     pub(crate) tick: Duration,
 
+    /// Seconds a Durable Streams long-poll (`/v1/stream/...?live=long-poll`)
+    /// waits for data before it answers `204`; also how often an idle
+    /// `live=sse` read gets a control event (0.001 to 3,600).
+    #[arg(long, env = "SSEHUB_LONG_POLL_TIMEOUT", default_value = "20", value_parser = seconds(false, 3600, "SSEHUB_LONG_POLL_TIMEOUT"))]
+    pub(crate) long_poll_timeout: Duration,
+
     /// Most topics.
     #[arg(long, env = "SSEHUB_MAX_TOPICS", default_value_t = 10_000, value_parser = int(1, 10_000_000, Some("SSEHUB_MAX_TOPICS")))]
     pub(crate) max_topics: u64,

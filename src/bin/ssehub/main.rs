@@ -104,6 +104,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     }
     let service = SseService::builder(hub.clone())
         .max_body_bytes(usize::try_from(args.max_body_bytes)?)
+        .long_poll_timeout(args.long_poll_timeout)
         .max_topics_per_stream(usize::try_from(args.max_topics_per_stream)?)
         // Each origin was checked as the flag was parsed.
         .cors(CorsOrigins::try_from_list(&args.cors_origin)?)

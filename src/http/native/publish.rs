@@ -18,12 +18,10 @@
 //! a quoted string or a bare key.
 
 use std::fmt;
-use std::io;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
 use crate::core::event::{Event, EventError};
@@ -32,6 +30,7 @@ use crate::core::{EventId, TopicName};
 use crate::http::auth::AccessRequest;
 use crate::http::body::ResponseBody;
 use crate::http::future::ResponseFuture;
+use crate::http::request_body;
 use crate::http::responses::{
     Attempt, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, hub_error, json, text,
 };
@@ -87,13 +86,8 @@ where
         Err(msg) => return ResponseFuture::ready(text(StatusCode::BAD_REQUEST, &msg)),
     };
     let max = service.config.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return ResponseFuture::ready(too_large(max));
+    if request_body::declared_too_large(req.headers(), max) {
+        return ResponseFuture::ready(request_body::too_large(max));
     }
     let is_json = req
         .headers()
@@ -103,13 +97,9 @@ where
     let hub = service.hub.clone();
     let version = req.version();
     ResponseFuture::boxed(async move {
-        let bytes = match Limited::new(req.into_body(), max).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return too_large(max);
-            }
-            Err(e) if is_timeout(&*e) => return body_timeout(version),
-            Err(_) => return text(StatusCode::BAD_REQUEST, "could not read request body"),
+        let bytes = match request_body::collect(req.into_body(), max, version).await {
+            Ok(bytes) => bytes,
+            Err(res) => return res,
         };
         let request = if is_json {
             match parse_json(&bytes) {
@@ -176,37 +166,6 @@ fn published(receipt: Receipt<Ids>) -> Response<ResponseBody> {
     if receipt.replayed {
         res.headers_mut()
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    res
-}
-
-fn too_large(max: usize) -> Response<ResponseBody> {
-    text(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &format!("request body is larger than {max} bytes"),
-    )
-}
-
-/// Whether `e` or one of its sources is an [`io::Error`] of kind
-/// `TimedOut` (as [`BodyTimeout`](crate::server::BodyTimeout)'s are).
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(e), |e| e.source()).any(|e| {
-        e.downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
-    })
-}
-
-/// `408` for a request body that stopped or slowed down: the rest of it may
-/// still be on its way, so an HTTP/1.1 connection cannot serve another
-/// request (HTTP/2 ends only the stream, and forbids `Connection`).
-fn body_timeout(version: Version) -> Response<ResponseBody> {
-    let mut res = text(
-        StatusCode::REQUEST_TIMEOUT,
-        "request body not received in time",
-    );
-    if version < Version::HTTP_2 {
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     res
 }
@@ -332,39 +291,6 @@ fn event(i: usize, mut obj: Map<String, Value>) -> Result<Event, BodyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timeouts_are_found_in_the_source_chain() {
-        #[derive(Debug)]
-        struct Wrapper(io::Error);
-        impl fmt::Display for Wrapper {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("wrapper")
-            }
-        }
-        impl std::error::Error for Wrapper {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "slow");
-        let direct: BoxError = Box::new(timed_out());
-        assert!(is_timeout(&*direct));
-        let nested: BoxError = Box::new(Wrapper(timed_out()));
-        assert!(is_timeout(&*nested));
-        let other: BoxError = Box::new(Wrapper(io::Error::other("reset")));
-        assert!(!is_timeout(&*other));
-    }
-
-    #[test]
-    fn body_timeout_closes_http1_only() {
-        let h1 = body_timeout(Version::HTTP_11);
-        assert_eq!(h1.status(), StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(h1.headers()[header::CONNECTION], "close");
-        let h2 = body_timeout(Version::HTTP_2);
-        assert_eq!(h2.status(), StatusCode::REQUEST_TIMEOUT);
-        assert!(h2.headers().get(header::CONNECTION).is_none());
-    }
 
     #[test]
     fn one_idempotency_key_header_at_most() {

@@ -1,0 +1,19 @@
+//! The model of Durable Streams (the protocol served under `/v1/stream/`),
+//! with no I/O: offsets, stream paths and their topics, the metadata of a
+//! stream and the rules that admit its writes, JSON messages.
+//!
+//! | file | concern |
+//! |---|---|
+//! | `offset.rs` | offsets (`G_S`), where reads start, the generations a stream accepts |
+//! | `path.rs` | stream paths -> `ds:` topics |
+//! | `meta.rs` | [`StreamMeta`]: configuration, expiry, closure, producers; `admit` |
+//! | `json.rs` | JSON messages: flattening appends, array reads |
+//! | `cursor.rs` | `Stream-Cursor` values for long-poll and SSE |
+
+pub(crate) mod cursor;
+pub(crate) mod json;
+pub(crate) mod meta;
+pub(crate) mod offset;
+pub(crate) mod path;
+
+pub(crate) use self::meta::StreamMeta;

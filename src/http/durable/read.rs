@@ -1,0 +1,314 @@
+//! `GET /v1/stream/{path}` without `live=sse`: a catch-up read from
+//! `offset`, or with `live=long-poll` one that waits for data first;
+//! `HEAD` (the metadata) and `DELETE`.
+//!
+//! A read answers at most [`MAX_READ_BYTES`] (and at least one message):
+//! a client that is not told `Stream-Up-To-Date` reads on from
+//! `Stream-Next-Offset`. A chunk that is not the tail never changes, so it
+//! may be cached; the tail may grow, so it is only revalidated (`ETag`).
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+
+use crate::core::TopicName;
+use crate::core::durable::cursor;
+use crate::core::durable::json;
+use crate::core::durable::meta::{Expiry, is_json};
+use crate::core::durable::offset::Start;
+use crate::http::body::ResponseBody;
+use crate::http::durable::sse;
+use crate::http::durable::{
+    CLOSED, CURSOR, EXPIRES_AT, NEXT_OFFSET, TTL, UP_TO_DATE, error, value, with_tail,
+};
+use crate::http::future::ResponseFuture;
+use crate::http::responses::{Attempt, text};
+use crate::http::service::SseService;
+use crate::hub::Hub;
+use crate::hub::durable::{Chunk, Waited, now_ms};
+
+/// The most bytes of messages one catch-up or long-poll answer carries.
+pub(crate) const MAX_READ_BYTES: usize = 1 << 20;
+
+/// How a read waits for data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Live {
+    No,
+    LongPoll,
+    Sse,
+}
+
+/// What a read asks for.
+pub(super) struct Query {
+    pub(super) start: Start,
+    /// The `offset` parameter as given (`-1` if none), for the `ETag`.
+    pub(super) offset_text: String,
+    pub(super) live: Live,
+    pub(super) cursor: Option<String>,
+}
+
+/// Parses the query of a read; a `400` for what the protocol refuses.
+pub(super) fn query(q: Option<&str>) -> Result<Query, Response<ResponseBody>> {
+    let bad = |msg: &str| text(StatusCode::BAD_REQUEST, msg);
+    let (mut offset, mut live, mut cursor) = (None, None, None);
+    for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+        let slot = match &*k {
+            "offset" => &mut offset,
+            "live" => &mut live,
+            "cursor" => &mut cursor,
+            _ => continue,
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(bad(&format!("the {k} parameter is given more than once")));
+        }
+    }
+    let live = match live.as_deref() {
+        None => Live::No,
+        Some("long-poll") => Live::LongPoll,
+        Some("sse") => Live::Sse,
+        Some(_) => return Err(bad("live must be long-poll or sse")),
+    };
+    let start = match offset.as_deref() {
+        None if live != Live::No => {
+            return Err(bad(
+                "a live read needs an offset (-1 for the beginning, now for the tail)",
+            ));
+        }
+        None => Start::Beginning,
+        Some(o) => Start::parse(o).ok_or_else(|| {
+            bad("offset must be -1, now, or an offset this server gave (digits_digits)")
+        })?,
+    };
+    Ok(Query {
+        start,
+        offset_text: offset.unwrap_or_else(|| "-1".to_owned()),
+        live,
+        cursor,
+    })
+}
+
+pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -> ResponseFuture {
+    let q = match query(req.uri().query()) {
+        Ok(q) => q,
+        Err(res) => return ResponseFuture::ready(res),
+    };
+    if q.live == Live::Sse {
+        return sse::open(service, topic, q);
+    }
+    let hub = &service.hub;
+    let chunk = match hub.read_stream(&topic, q.start, MAX_READ_BYTES) {
+        Ok(chunk) => chunk,
+        Err(e) => return ResponseFuture::ready(error(e, Attempt::Read)),
+    };
+    let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
+    if q.live == Live::No || !chunk.frames.is_empty() {
+        return ResponseFuture::ready(answer(chunk, &q, None, if_none_match.as_ref()));
+    }
+    // Long-poll at the tail: wait for data, or the stream's close.
+    if chunk.closed {
+        let mut res = with_tail(StatusCode::NO_CONTENT, chunk.next, true);
+        res.headers_mut()
+            .insert(UP_TO_DATE, HeaderValue::from_static("true"));
+        return ResponseFuture::ready(res);
+    }
+    let hub = hub.clone();
+    let deadline = Instant::now() + service.config.long_poll_timeout;
+    ResponseFuture::boxed(async move { long_poll(&hub, &topic, chunk, q, deadline).await })
+}
+
+async fn long_poll(
+    hub: &Hub,
+    topic: &TopicName,
+    at: Chunk,
+    q: Query,
+    deadline: Instant,
+) -> Response<ResponseBody> {
+    let cursor = next_cursor(q.cursor.as_deref());
+    match hub.wait_stream(topic, at.next, deadline).await {
+        Ok(Waited::Data) => match hub.read_stream(topic, Start::At(at.next), MAX_READ_BYTES) {
+            Ok(chunk) => answer(chunk, &q, Some(cursor), None),
+            Err(e) => error(e, Attempt::Read),
+        },
+        Ok(w @ (Waited::Closed | Waited::TimedOut)) => {
+            let closed = w == Waited::Closed
+                || hub
+                    .stream_status(topic)
+                    .is_ok_and(|s| s.closed && s.tail == at.next);
+            let mut res = with_tail(StatusCode::NO_CONTENT, at.next, closed);
+            let h = res.headers_mut();
+            h.insert(UP_TO_DATE, HeaderValue::from_static("true"));
+            h.insert(CURSOR, value(cursor));
+            res
+        }
+        Err(e) => error(e, Attempt::Read),
+    }
+}
+
+/// The `Stream-Cursor` answered to a request that echoed `client`.
+pub(super) fn next_cursor(client: Option<&str>) -> u64 {
+    cursor::next(client, now_ms(), fastrand::u64(..))
+}
+
+/// The body of `frames`: their bytes back to back, or for JSON one array.
+pub(super) fn body_of(frames: &[Bytes], json_stream: bool) -> Bytes {
+    let joined = match frames {
+        [one] if !json_stream => return one.clone(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+            for f in frames {
+                buf.extend_from_slice(f);
+            }
+            buf.freeze()
+        }
+    };
+    if json_stream {
+        json::array(&joined)
+    } else {
+        joined
+    }
+}
+
+/// A `200` with the messages of `chunk` (or `304` if the client has them).
+fn answer(
+    chunk: Chunk,
+    q: &Query,
+    cursor: Option<u64>,
+    if_none_match: Option<&HeaderValue>,
+) -> Response<ResponseBody> {
+    let closed_at_tail = chunk.closed && chunk.up_to_date;
+    let etag = format!(
+        "\"{}:{}{}\"",
+        q.offset_text,
+        chunk.next,
+        if closed_at_tail { ":c" } else { "" }
+    );
+    let etag = HeaderValue::try_from(etag).expect("an offset is a valid header value");
+    if if_none_match.is_some_and(|v| v == etag) {
+        let mut res = Response::new(ResponseBody::empty());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        res.headers_mut().insert(header::ETAG, etag);
+        return res;
+    }
+    let json_stream = is_json(&chunk.content_type);
+    let body = if q.start == Start::Now && cursor.is_none() {
+        // `offset=now`: nothing, at the tail.
+        if json_stream {
+            Bytes::from_static(b"[]")
+        } else {
+            Bytes::new()
+        }
+    } else {
+        body_of(&chunk.frames, json_stream)
+    };
+    let mut res = Response::new(ResponseBody::full(body));
+    let h = res.headers_mut();
+    if let Ok(ct) = HeaderValue::try_from(&*chunk.content_type) {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    h.insert(NEXT_OFFSET, value(chunk.next));
+    if chunk.up_to_date {
+        h.insert(UP_TO_DATE, HeaderValue::from_static("true"));
+    }
+    if closed_at_tail {
+        h.insert(CLOSED, HeaderValue::from_static("true"));
+    }
+    if let Some(c) = cursor {
+        h.insert(CURSOR, value(c));
+    }
+    let cache = if q.start == Start::Now || cursor.is_some() {
+        "no-store"
+    } else if chunk.up_to_date {
+        "no-cache"
+    } else {
+        "public, max-age=60, stale-while-revalidate=300"
+    };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if q.start != Start::Now {
+        h.insert(header::ETAG, etag);
+    }
+    res
+}
+
+/// `HEAD`: the stream's tail, content type, closure and lifetime.
+pub(super) fn head(service: &SseService, topic: &TopicName) -> Response<ResponseBody> {
+    let status = match service.hub.stream_status(topic) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut res = error(e, Attempt::Read);
+            *res.body_mut() = ResponseBody::empty();
+            return res;
+        }
+    };
+    let mut res = with_tail(StatusCode::OK, status.tail, status.closed);
+    let h = res.headers_mut();
+    if let Ok(ct) = HeaderValue::try_from(&*status.content_type) {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match status.expiry {
+        Expiry::Never => {}
+        Expiry::Ttl(secs) => {
+            h.insert(TTL, value(secs));
+        }
+        Expiry::At { text, .. } => {
+            if let Ok(v) = HeaderValue::try_from(&*text) {
+                h.insert(EXPIRES_AT, v);
+            }
+        }
+    }
+    let etag = format!(
+        "\"-1:{}{}\"",
+        status.tail,
+        if status.closed { ":c" } else { "" }
+    );
+    h.insert(header::ETAG, HeaderValue::try_from(etag).expect("valid"));
+    res
+}
+
+/// `DELETE`: `204`.
+pub(super) fn delete(service: &SseService, topic: &TopicName) -> Response<ResponseBody> {
+    match service.hub.delete_stream(topic) {
+        Ok(()) => {
+            let mut res = Response::new(ResponseBody::empty());
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            res
+        }
+        Err(e) => error(e, Attempt::Write),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_queries_are_refused() {
+        for bad in [
+            "offset=",
+            "offset=1_1&offset=1_1",
+            "offset=..%2F1_1",
+            "offset=1%2C1",
+            "offset=a%20b",
+            "offset=1_1%00",
+            "live=sse",
+            "live=long-poll",
+            "offset=-1&live=forever",
+        ] {
+            assert!(query(Some(bad)).is_err(), "{bad}");
+        }
+        let q = query(Some("offset=now&live=long-poll&cursor=7"))
+            .ok()
+            .unwrap();
+        assert_eq!(
+            (q.start, q.live, q.cursor.as_deref()),
+            (Start::Now, Live::LongPoll, Some("7"))
+        );
+        let q = query(None).ok().unwrap();
+        assert_eq!(
+            (q.start, q.live, &*q.offset_text),
+            (Start::Beginning, Live::No, "-1")
+        );
+    }
+}

@@ -1,0 +1,694 @@
+//! Durable Streams on the hub's topics: create, append, close, delete,
+//! read and wait, each one step under the topic's lock.
+//!
+//! A stream is a topic (`ds:` + its path, see `core::durable::path`) whose
+//! ring holds the stream's messages as raw frames (bytes as appended; for
+//! JSON each value and a comma) and whose [`StreamMeta`] sits beside them
+//! under the same lock, so a write's checks, its messages and its metadata
+//! change together: concurrent producers, closes and deletes always see
+//! one order. Message `n` of the topic is the stream's position `n`; an
+//! offset is `generation_n` (see `core::durable::offset`).
+//!
+//! A stream's topic is pinned while the stream exists (it counts as a
+//! subscriber), so the hub never retires it to make room: at the maximum of
+//! topics a create is refused instead. A stream is bounded by
+//! `max_topic_bytes` like any topic; offsets older than what it retains get
+//! `410`. Expiry is checked whenever a stream is used, and by
+//! [`Hub::sweep_expired_streams`].
+//!
+//! Forks copy their source's frames (shared `Bytes`, no payload copy) up
+//! to the fork point, and accept the source's offsets up to there. A
+//! source keeps a count of its live forks: deleting it then only hides it
+//! (`410`) until the last fork goes.
+//!
+//! Only the memory store holds streams today: with another store every
+//! operation fails with [`StreamError::Unsupported`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::core::TopicName;
+use crate::core::durable::json::{self, JsonError};
+use crate::core::durable::meta::{Config, Expiry, Refusal, Verdict, Write, is_json};
+use crate::core::durable::offset::{Generations, Offset, OffsetError, Start};
+use crate::core::durable::{StreamMeta, path};
+use crate::core::ring::Ring;
+use crate::hub::sync::Arc;
+use crate::hub::topic::Topic;
+use crate::hub::{Hub, HubError};
+
+/// Why a stream operation failed.
+#[derive(Debug)]
+pub(crate) enum StreamError {
+    /// No such stream (`404`).
+    NotFound,
+    /// Deleted while it still has forks (`410`).
+    Gone,
+    /// The offset is from an older incarnation or older than retention
+    /// (`410`).
+    OffsetGone,
+    /// The offset was never given by this stream (`400`).
+    OffsetUnknown,
+    /// A create found the stream with another configuration (`409`).
+    Exists,
+    /// A create found the path held by a deleted stream that still has
+    /// forks (`409`).
+    PathInUse,
+    /// A fork's source does not exist (`404`).
+    ForkSourceMissing,
+    /// A fork's source was deleted and only lives on for its forks (`409`).
+    ForkSourceGone,
+    /// A fork's offset or sub-offset names no position of the source
+    /// (`400`).
+    ForkPoint(&'static str),
+    /// A fork asked for another content type than its source's (`409`).
+    ForkContentType,
+    /// A write the stream's rules refuse; `tail` is its current end.
+    Refused {
+        refusal: Refusal,
+        tail: Offset,
+    },
+    /// A JSON stream's body is not JSON, or an empty array (`400`).
+    Json(JsonError),
+    /// Only the memory store holds Durable Streams for now (`501`).
+    Unsupported,
+    Hub(HubError),
+}
+
+impl From<HubError> for StreamError {
+    fn from(e: HubError) -> Self {
+        StreamError::Hub(e)
+    }
+}
+
+/// What a create asks for.
+#[derive(Debug)]
+pub(crate) struct Create {
+    pub(crate) config: Config,
+    /// `Stream-Closed: true`.
+    pub(crate) closed: bool,
+    /// The initial messages, as sent (framed once the content type is
+    /// known: a fork may inherit it).
+    pub(crate) body: Bytes,
+}
+
+/// A stream's state as answers report it.
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    /// After its last message.
+    pub(crate) tail: Offset,
+    pub(crate) closed: bool,
+    pub(crate) content_type: Box<str>,
+    pub(crate) expiry: Expiry,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Appended {
+    /// Appended (or closed); `tail` is after the new messages.
+    Fresh { tail: Offset, closed: bool },
+    /// A producer's retry: nothing changed. `last_seq` is the highest
+    /// sequence accepted.
+    Duplicate {
+        tail: Offset,
+        closed: bool,
+        last_seq: u64,
+    },
+}
+
+/// What a read found.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    /// The messages, one frame each.
+    pub(crate) frames: Vec<Bytes>,
+    /// After the last message returned.
+    pub(crate) next: Offset,
+    /// Nothing follows `next` (yet).
+    pub(crate) up_to_date: bool,
+    pub(crate) closed: bool,
+    pub(crate) content_type: Box<str>,
+}
+
+/// How a wait for messages ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Messages follow the position.
+    Data,
+    /// The stream is closed and nothing follows.
+    Closed,
+    TimedOut,
+}
+
+/// The time for TTLs and expiry: ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A generation no stream of this process had: µs since the Unix epoch,
+/// strictly increasing.
+fn new_generation() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev + 1);
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+/// The position after the last message of the locked ring's stream.
+fn tail(ring: &Ring, meta: &StreamMeta) -> Offset {
+    Offset {
+        generation: meta.generations.own,
+        seq: ring.latest(),
+    }
+}
+
+fn status(ring: &Ring, meta: &StreamMeta) -> Status {
+    Status {
+        tail: tail(ring, meta),
+        closed: meta.is_closed(),
+        content_type: meta.config.content_type.clone(),
+        expiry: meta.config.expiry.clone(),
+    }
+}
+
+/// The frames a body appends to a stream of `content_type`: none for an
+/// empty body (or `[]` on create).
+fn frames_of(body: Bytes, content_type: &str, creating: bool) -> Result<Option<Bytes>, JsonError> {
+    if body.is_empty() {
+        Ok(None)
+    } else if is_json(content_type) {
+        json::frame(&body, creating)
+    } else {
+        Ok(Some(body))
+    }
+}
+
+/// Where a fork starts in its source, read under the source's lock.
+struct ForkFrom {
+    parent: TopicName,
+    generations: Generations,
+    content_type: Box<str>,
+    expiry: Expiry,
+    /// The source's frames the fork inherits, the first of which is
+    /// message `first`.
+    frames: Vec<Bytes>,
+    first: u64,
+    /// Part of the message after the fork point (a sub-offset).
+    prefix: Option<Bytes>,
+}
+
+impl Hub {
+    fn stream_topic(&self, name: &TopicName) -> Result<Option<Arc<Topic>>, StreamError> {
+        if !self.store().is_memory() {
+            return Err(StreamError::Unsupported);
+        }
+        if self.is_closed() {
+            return Err(HubError::Closed.into());
+        }
+        Ok(self.read_topics().get(name).cloned())
+    }
+
+    /// Runs `f` on the live stream of `name` under its topic's lock, after
+    /// retiring it if it expired (`NotFound`, or `Gone` for a source that
+    /// still has forks). Soft-deleted streams are `Gone`.
+    fn with_stream<R>(
+        &self,
+        name: &TopicName,
+        f: impl FnOnce(&Topic, &mut Ring) -> Result<R, StreamError>,
+    ) -> Result<R, StreamError> {
+        let topic = self.stream_topic(name)?.ok_or(StreamError::NotFound)?;
+        let mut released = None;
+        let result = {
+            let mut ring = topic.lock();
+            if topic.is_closed() {
+                return Err(StreamError::NotFound);
+            }
+            match self.check_live(&topic, &mut ring, now_ms(), &mut released) {
+                Ok(()) => f(&topic, &mut ring),
+                Err(e) => Err(e),
+            }
+        };
+        topic.wake();
+        if let Some(parent) = released {
+            self.release_fork_of(parent);
+        }
+        result
+    }
+
+    /// Whether the locked ring holds a live stream; an expired one is
+    /// deleted here (its parent, if any, goes to `released`).
+    fn check_live(
+        &self,
+        topic: &Topic,
+        ring: &mut Ring,
+        now: u64,
+        released: &mut Option<TopicName>,
+    ) -> Result<(), StreamError> {
+        let meta = ring.stream_mut().ok_or(StreamError::NotFound)?;
+        if meta.soft_deleted {
+            return Err(StreamError::Gone);
+        }
+        if meta.is_expired(now) {
+            if meta.forks > 0 {
+                meta.soft_deleted = true;
+                return Err(StreamError::Gone);
+            }
+            *released = remove_locked(topic, ring);
+            return Err(StreamError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Creates the stream of `name` (`Ok(true)`), or finds it created with
+    /// the same configuration (`Ok(false)`).
+    pub(crate) fn create_stream(
+        &self,
+        name: &TopicName,
+        create: Create,
+    ) -> Result<(bool, Status), StreamError> {
+        if !self.store().is_memory() {
+            return Err(StreamError::Unsupported);
+        }
+        let from = match &create.config.fork {
+            Some(fork) => Some(self.fork_from(fork, &create.config)?),
+            None => None,
+        };
+        let parent = from.as_ref().map(|f| f.parent.clone());
+        let outcome = self.install(name, create, from);
+        match (&outcome, parent) {
+            (Ok((true, _)), _) | (_, None) => {}
+            (_, Some(parent)) => self.release_fork_of(parent),
+        }
+        outcome
+    }
+
+    fn install(
+        &self,
+        name: &TopicName,
+        create: Create,
+        from: Option<ForkFrom>,
+    ) -> Result<(bool, Status), StreamError> {
+        let topic = self.topic(name)?;
+        let now = now_ms();
+        let mut released = None;
+        let result = (|| {
+            let mut ring = topic.lock();
+            if topic.is_closed() {
+                return Err(HubError::Closed.into());
+            }
+            match self.check_live(&topic, &mut ring, now, &mut released) {
+                Ok(()) => {
+                    let meta = ring.stream().expect("checked live");
+                    return if meta.same_as(&create.config, create.closed) {
+                        Ok((false, status(&ring, meta)))
+                    } else {
+                        Err(StreamError::Exists)
+                    };
+                }
+                Err(StreamError::Gone) => return Err(StreamError::PathInUse),
+                Err(StreamError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+            let mut config = create.config;
+            let parent = from.as_ref().map(|f| f.parent.clone());
+            let (generations, first, inherited, prefix) = match from {
+                Some(f) => {
+                    if config.content_type.is_empty() {
+                        config.content_type = f.content_type;
+                    }
+                    if config.expiry == Expiry::Never {
+                        config.expiry = f.expiry;
+                    }
+                    let own = new_generation();
+                    let seq = f.first + f.frames.len() as u64 - 1;
+                    (f.generations.fork(own, seq), f.first, f.frames, f.prefix)
+                }
+                None => (Generations::new(new_generation()), 1, Vec::new(), None),
+            };
+            let body =
+                frames_of(create.body, &config.content_type, true).map_err(StreamError::Json)?;
+            let mut meta = StreamMeta::new(config, generations, create.closed, now);
+            meta.parent = parent;
+            topic.clear_locked(&mut ring, first);
+            topic.push_locked(&mut ring, inherited.into_iter().chain(prefix).chain(body));
+            ring.set_stream(Some(meta));
+            topic.attach();
+            let meta = ring.stream().expect("just set");
+            Ok((true, status(&ring, meta)))
+        })();
+        topic.wake();
+        if let Some(parent) = released {
+            self.release_fork_of(parent);
+        }
+        result
+    }
+
+    /// Reads where a fork of `fork.source` starts, and counts the fork on
+    /// its source.
+    fn fork_from(
+        &self,
+        fork: &crate::core::durable::meta::ForkPoint,
+        config: &Config,
+    ) -> Result<ForkFrom, StreamError> {
+        let parent = fork.topic.clone();
+        let result = self.with_stream(&parent, |_, ring| {
+            let meta = ring.stream().expect("live");
+            if !config.content_type.is_empty()
+                && crate::core::durable::meta::media_type(&config.content_type)
+                    != crate::core::durable::meta::media_type(&meta.config.content_type)
+            {
+                return Err(StreamError::ForkContentType);
+            }
+            let first = ring.oldest().unwrap_or(ring.next_seq());
+            let last = ring.latest();
+            let at = match fork.offset.as_deref().map(Start::parse) {
+                None => last,
+                Some(Some(Start::Beginning)) => 0,
+                Some(Some(Start::At(o))) => {
+                    meta.generations.resolve(o, first, last).map_err(|_| {
+                        StreamError::ForkPoint("the fork offset is not a position of the source")
+                    })?
+                }
+                Some(_) => return Err(StreamError::ForkPoint("malformed fork offset")),
+            };
+            if at + 1 < first {
+                return Err(StreamError::ForkPoint(
+                    "the fork offset is older than the source retains",
+                ));
+            }
+            // The fork inherits messages `first..=at` (shared frames).
+            let mut frames = vec![Bytes::new(); usize::try_from(at + 1 - first).unwrap_or(0)];
+            if !frames.is_empty() {
+                let (n, _) = ring
+                    .frames(first, &mut frames, usize::MAX)
+                    .map_err(|_| StreamError::ForkPoint("the fork offset is not retained"))?;
+                frames.truncate(n);
+            }
+            let from = at + 1 - frames.len() as u64;
+            let prefix = if fork.sub_offset > 0 {
+                let mut next = [Bytes::new()];
+                let whole = match ring.frames(at + 1, &mut next, usize::MAX) {
+                    Ok((1, _)) => next[0].clone(),
+                    _ => {
+                        return Err(StreamError::ForkPoint(
+                            "the fork sub-offset needs a message after the fork offset",
+                        ));
+                    }
+                };
+                Some(sub_prefix(&whole, fork.sub_offset, meta.is_json())?)
+            } else {
+                None
+            };
+            let meta = ring.stream_mut().expect("live");
+            meta.forks += 1;
+            Ok(ForkFrom {
+                parent: parent.clone(),
+                generations: meta.generations.clone(),
+                content_type: meta.config.content_type.clone(),
+                expiry: meta.config.expiry.clone(),
+                frames,
+                first: from,
+                prefix,
+            })
+        });
+        result.map_err(|e| match e {
+            StreamError::NotFound => StreamError::ForkSourceMissing,
+            StreamError::Gone => StreamError::ForkSourceGone,
+            e => e,
+        })
+    }
+
+    /// A fork of `parent` went away: counts it off, and deletes the parent
+    /// (and so on up) if it was deleted while forks lived.
+    fn release_fork_of(&self, parent: TopicName) {
+        let mut next = Some(parent);
+        while let Some(name) = next.take() {
+            let Ok(Some(topic)) = self.stream_topic(&name) else {
+                return;
+            };
+            {
+                let mut ring = topic.lock();
+                if let Some(meta) = ring.stream_mut() {
+                    meta.forks = meta.forks.saturating_sub(1);
+                    if meta.forks == 0 && meta.soft_deleted {
+                        next = remove_locked(&topic, &mut ring);
+                    }
+                }
+            }
+            topic.wake();
+        }
+    }
+
+    /// Appends `frame` (none for a close without data) to the stream of
+    /// `name` if its rules admit `write`. `frame` is what the body parsed
+    /// to for the request's content type (its error is only reported when
+    /// the rules that come first admit the write).
+    pub(crate) fn append_stream(
+        &self,
+        name: &TopicName,
+        write: &Write<'_>,
+        frame: Result<Option<Bytes>, JsonError>,
+    ) -> Result<Appended, StreamError> {
+        self.with_stream(name, |topic, ring| {
+            let now = now_ms();
+            let meta = ring.stream().expect("live");
+            let producer = match meta.admit(write, now) {
+                Verdict::Accepted { producer } => producer,
+                Verdict::Duplicate { last_seq } => {
+                    return Ok(Appended::Duplicate {
+                        tail: tail(ring, meta),
+                        closed: meta.is_closed(),
+                        last_seq,
+                    });
+                }
+                Verdict::Refused(refusal) => {
+                    return Err(StreamError::Refused {
+                        refusal,
+                        tail: tail(ring, meta),
+                    });
+                }
+            };
+            let frame = frame.map_err(StreamError::Json)?;
+            topic.push_locked(ring, frame);
+            let meta = ring.stream_mut().expect("live");
+            meta.commit(write, producer, now);
+            let meta = ring.stream().expect("live");
+            Ok(Appended::Fresh {
+                tail: tail(ring, meta),
+                closed: meta.is_closed(),
+            })
+        })
+    }
+
+    /// The stream's state, without renewing its TTL (`HEAD`).
+    pub(crate) fn stream_status(&self, name: &TopicName) -> Result<Status, StreamError> {
+        self.with_stream(name, |_, ring| {
+            Ok(status(ring, ring.stream().expect("live")))
+        })
+    }
+
+    /// Deletes the stream of `name`; with live forks it only hides it.
+    pub(crate) fn delete_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+        let mut released = None;
+        self.with_stream(name, |topic, ring| {
+            let meta = ring.stream_mut().expect("live");
+            if meta.forks > 0 {
+                meta.soft_deleted = true;
+            } else {
+                released = remove_locked(topic, ring);
+            }
+            Ok(())
+        })?;
+        if let Some(parent) = released {
+            self.release_fork_of(parent);
+        }
+        Ok(())
+    }
+
+    /// Reads the messages after `start`, at most `max_bytes` (but at
+    /// least one message), and renews the stream's TTL.
+    pub(crate) fn read_stream(
+        &self,
+        name: &TopicName,
+        start: Start,
+        max_bytes: usize,
+    ) -> Result<Chunk, StreamError> {
+        self.with_stream(name, |_, ring| {
+            let meta = ring.stream().expect("live");
+            let first = ring.oldest().unwrap_or(ring.next_seq());
+            let last = ring.latest();
+            let after = match start {
+                Start::Beginning => first - 1,
+                Start::Now => last,
+                Start::At(o) => meta
+                    .generations
+                    .resolve(o, first, last)
+                    .map_err(|e| match e {
+                        OffsetError::Gone => StreamError::OffsetGone,
+                        OffsetError::Unknown => StreamError::OffsetUnknown,
+                    })?,
+            };
+            let mut frames = Vec::new();
+            if after < last {
+                frames = vec![
+                    Bytes::new();
+                    usize::try_from(last - after)
+                        .unwrap_or(usize::MAX)
+                        .min(4096)
+                ];
+                let (n, _) = ring
+                    .frames(after + 1, &mut frames, max_bytes)
+                    .map_err(|_| StreamError::OffsetGone)?;
+                frames.truncate(n);
+            }
+            let next = after + frames.len() as u64;
+            let chunk = Chunk {
+                frames,
+                next: Offset {
+                    generation: meta.generations.own,
+                    seq: next,
+                },
+                up_to_date: next == last,
+                closed: meta.is_closed(),
+                content_type: meta.config.content_type.clone(),
+            };
+            ring.stream_mut().expect("live").touched_ms = now_ms();
+            Ok(chunk)
+        })
+    }
+
+    /// Waits until messages follow `after`, the stream closes, or
+    /// `deadline`; renews the TTL when it returns.
+    pub(crate) async fn wait_stream(
+        &self,
+        name: &TopicName,
+        after: Offset,
+        deadline: Instant,
+    ) -> Result<Waited, StreamError> {
+        let topic = self.stream_topic(name)?.ok_or(StreamError::NotFound)?;
+        loop {
+            let notified = topic.notify().notified();
+            let state = self.with_stream(name, |_, ring| {
+                let latest = ring.latest();
+                let meta = ring.stream_mut().expect("live");
+                if meta.generations.own != after.generation {
+                    // Deleted and created again while the reader waited.
+                    return Err(StreamError::OffsetGone);
+                }
+                if latest > after.seq {
+                    meta.touched_ms = now_ms();
+                    return Ok(Some(Waited::Data));
+                }
+                if meta.is_closed() {
+                    return Ok(Some(Waited::Closed));
+                }
+                Ok(None)
+            })?;
+            if let Some(w) = state {
+                return Ok(w);
+            }
+            if topic.is_closed() {
+                return Err(HubError::Closed.into());
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    self.with_stream(name, |_, ring| {
+                        ring.stream_mut().expect("live").touched_ms = now_ms();
+                        Ok(())
+                    })?;
+                    return Ok(Waited::TimedOut);
+                }
+            }
+        }
+    }
+
+    /// Deletes every expired stream that no fork holds; returns how many.
+    /// The server calls it periodically, so expired streams free their
+    /// memory even when nobody asks for them.
+    pub fn sweep_expired_streams(&self) -> usize {
+        let names: Vec<TopicName> = self
+            .read_topics()
+            .keys()
+            .filter(|n| path::is_stream_topic(n))
+            .cloned()
+            .collect();
+        let now = now_ms();
+        let mut swept = 0;
+        for name in names {
+            let Some(topic) = self.read_topics().get(&name).cloned() else {
+                continue;
+            };
+            let mut released = None;
+            {
+                let mut ring = topic.lock();
+                let expired = ring
+                    .stream()
+                    .is_some_and(|m| m.is_expired(now) && !m.soft_deleted);
+                if expired
+                    && self
+                        .check_live(&topic, &mut ring, now, &mut released)
+                        .is_err()
+                {
+                    swept += 1;
+                }
+            }
+            topic.wake();
+            if let Some(parent) = released {
+                self.release_fork_of(parent);
+            }
+        }
+        swept
+    }
+}
+
+/// Removes the locked ring's stream: its messages go, its topic is no
+/// longer pinned. Returns the stream it was forked from, to release.
+fn remove_locked(topic: &Topic, ring: &mut Ring) -> Option<TopicName> {
+    let meta = ring.take_stream()?;
+    let next = ring.next_seq();
+    topic.clear_locked(ring, next);
+    topic.detach();
+    meta.parent
+}
+
+/// The first `n` bytes (or, for JSON, values) of a source's message: the
+/// first message of a fork at a sub-offset.
+fn sub_prefix(whole: &Bytes, n: u64, json: bool) -> Result<Bytes, StreamError> {
+    let too_far = StreamError::ForkPoint("the fork sub-offset is past the end of the message");
+    if !json {
+        let n = usize::try_from(n).map_err(|_| too_far)?;
+        return if n <= whole.len() {
+            Ok(whole.slice(..n))
+        } else {
+            Err(StreamError::ForkPoint(
+                "the fork sub-offset is past the end of the message",
+            ))
+        };
+    }
+    let array = json::array(whole);
+    let values: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&array)
+        .map_err(|_| StreamError::ForkPoint("the source message is not JSON"))?;
+    let n = usize::try_from(n)
+        .map_err(|_| StreamError::ForkPoint("the fork sub-offset is too large"))?;
+    if n > values.len() {
+        return Err(too_far);
+    }
+    let mut out = Vec::new();
+    for v in &values[..n] {
+        out.extend_from_slice(v.get().as_bytes());
+        out.push(b',');
+    }
+    Ok(Bytes::from(out))
+}
