@@ -39,6 +39,9 @@ use crate::hub::sync::Arc;
 use crate::hub::topic::Topic;
 use crate::hub::{Hub, HubError};
 
+/// How often expired streams are deleted, if nobody asks for them first.
+const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a stream operation failed.
 #[derive(Debug)]
 pub(crate) enum StreamError {
@@ -239,7 +242,6 @@ impl Hub {
                 Err(e) => Err(e),
             }
         };
-        topic.wake();
         if let Some(parent) = released {
             self.release_fork_of(parent);
         }
@@ -262,9 +264,11 @@ impl Hub {
         if meta.is_expired(now) {
             if meta.forks > 0 {
                 meta.soft_deleted = true;
+                topic.wake();
                 return Err(StreamError::Gone);
             }
             *released = remove_locked(topic, ring);
+            topic.wake();
             return Err(StreamError::NotFound);
         }
         Ok(())
@@ -285,6 +289,9 @@ impl Hub {
             None => None,
         };
         let parent = from.as_ref().map(|f| f.parent.clone());
+        if create.config.expiry != Expiry::Never {
+            self.sweep_in_background();
+        }
         let outcome = self.install(name, create, from);
         match (&outcome, parent) {
             (Ok((true, _)), _) | (_, None) => {}
@@ -483,6 +490,7 @@ impl Hub {
             topic.push_locked(ring, frame);
             let meta = ring.stream_mut().expect("live");
             meta.commit(write, producer, now);
+            topic.wake();
             let meta = ring.stream().expect("live");
             Ok(Appended::Fresh {
                 tail: tail(ring, meta),
@@ -508,6 +516,7 @@ impl Hub {
             } else {
                 released = remove_locked(topic, ring);
             }
+            topic.wake();
             Ok(())
         })?;
         if let Some(parent) = released {
@@ -614,10 +623,35 @@ impl Hub {
         }
     }
 
-    /// Deletes every expired stream that no fork holds; returns how many.
-    /// The server calls it periodically, so expired streams free their
-    /// memory even when nobody asks for them.
-    pub fn sweep_expired_streams(&self) -> usize {
+    /// Starts, once per hub, the task that deletes expired streams every
+    /// [`SWEEP_PERIOD`] (it holds the hub weakly: it ends with it).
+    fn sweep_in_background(&self) {
+        self.inner.sweeping.call_once(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let weak = Arc::downgrade(&self.inner);
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(SWEEP_PERIOD);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let hub = Hub { inner };
+                    if hub.is_closed() {
+                        return;
+                    }
+                    hub.sweep_expired_streams();
+                }
+            });
+        });
+    }
+
+    /// Deletes every expired stream that no fork holds (a source with
+    /// forks is hidden instead); returns how many. Streams are also
+    /// checked whenever they are used, so this only frees the memory of
+    /// streams nobody asks for.
+    pub(crate) fn sweep_expired_streams(&self) -> usize {
         let names: Vec<TopicName> = self
             .read_topics()
             .keys()
@@ -644,7 +678,6 @@ impl Hub {
                     swept += 1;
                 }
             }
-            topic.wake();
             if let Some(parent) = released {
                 self.release_fork_of(parent);
             }

@@ -53,6 +53,8 @@ pub(super) struct Inner {
     pub(super) retired: AtomicU64,
     /// Held by the one publisher that trims the hub back under its bound.
     pub(super) trimming: Mutex<()>,
+    /// Set once the task that deletes expired Durable Streams runs.
+    pub(super) sweeping: std::sync::Once,
 }
 
 impl Hub {
@@ -137,6 +139,7 @@ impl HubBuilder {
                 closed: AtomicBool::new(false),
                 retired: AtomicU64::new(0),
                 trimming: Mutex::new(()),
+                sweeping: std::sync::Once::new(),
             }),
         };
         let sink = Arc::new(HubSink(Arc::downgrade(&hub.inner)));

@@ -63,11 +63,10 @@ async fn the_durable_streams_conformance_suite_passes() {
         "SSEHUB_DS_WRITE_EXPECTED needs the whole suite: unset SSEHUB_DS_FILTER"
     );
 
-    let data = tempfile::tempdir().unwrap();
     let (url, server) = match std::env::var("SSEHUB_DS_URL") {
         Ok(url) => (url, None),
         Err(_) => {
-            let server = Ssehub::start(data.path(), &["--long-poll-timeout", "2"]).await;
+            let server = Ssehub::start_in_memory("durable", &["--long-poll-timeout", "2"]).await;
             (format!("http://{}", server.addr), Some(server))
         }
     };

@@ -27,12 +27,15 @@ pub struct Ssehub {
 /// Distinct log names for the processes of one test run.
 static STARTS: AtomicU64 = AtomicU64::new(0);
 
-/// The command line of the binary on `dir`, its stderr to `log`.
-fn command(dir: &Path, args: &[&str], log: &Path) -> Command {
+/// The command line of the binary on `dir` (none: the memory store), its
+/// stderr to `log`.
+fn command(dir: Option<&Path>, args: &[&str], log: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssehub"));
-    cmd.args(["--listen", "127.0.0.1:0", "--tick", "0", "--data-dir"])
-        .arg(dir)
-        .args(args)
+    cmd.args(["--listen", "127.0.0.1:0", "--tick", "0"]);
+    if let Some(dir) = dir {
+        cmd.arg("--data-dir").arg(dir);
+    }
+    cmd.args(args)
         .env("RUST_LOG", "ssehub=info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -64,6 +67,16 @@ impl Ssehub {
         }
     }
 
+    /// Starts the binary with the memory store (no `--data-dir`); its log
+    /// goes to a file named after `name`.
+    pub async fn start_in_memory(name: &str, args: &[&str]) -> Ssehub {
+        let log = log_path(Path::new(name));
+        match Ssehub::spawn(None, args, log).await {
+            Ok(server) => server,
+            Err((status, log)) => panic!("ssehub did not start ({status:?}), log:\n{log}"),
+        }
+    }
+
     /// Starts the binary on `dir` with its stderr appended to `log`.
     pub async fn start_logging_to(dir: &Path, args: &[&str], log: &Path) -> Ssehub {
         match Ssehub::try_start_logging_to(dir, args, log.to_path_buf()).await {
@@ -83,6 +96,14 @@ impl Ssehub {
 
     async fn try_start_logging_to(
         dir: &Path,
+        args: &[&str],
+        log: PathBuf,
+    ) -> Result<Ssehub, (Option<ExitStatus>, String)> {
+        Ssehub::spawn(Some(dir), args, log).await
+    }
+
+    async fn spawn(
+        dir: Option<&Path>,
         args: &[&str],
         log: PathBuf,
     ) -> Result<Ssehub, (Option<ExitStatus>, String)> {
@@ -109,7 +130,7 @@ impl Ssehub {
     /// Runs the binary on `dir` expecting it to exit: its status and stderr.
     pub async fn run_to_exit(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
         let log = log_path(dir);
-        let mut child = command(dir, args, &log).spawn().expect("spawn ssehub");
+        let mut child = command(Some(dir), args, &log).spawn().expect("spawn ssehub");
         let status = tokio::time::timeout(WAIT, child.wait())
             .await
             .expect("exits in time")

@@ -177,6 +177,8 @@ impl StreamMeta {
         if let Some(closer) = &self.closed {
             return match (&write.producer, closer) {
                 (Some(p), Some(c)) if p == c => Verdict::Duplicate { last_seq: p.seq },
+                // Closing a closed stream (no data, no producer) is a no-op.
+                (None, _) if write.close && !write.has_body => Verdict::Duplicate { last_seq: 0 },
                 _ => Verdict::Refused(Refusal::Closed),
             };
         }
@@ -288,8 +290,9 @@ pub(crate) enum Verdict {
     Accepted {
         producer: Option<ProducerClaim>,
     },
-    /// A producer's retry of a write already made: nothing to do, answer
-    /// success with the highest sequence accepted.
+    /// Nothing to do, answer success: a producer's retry of a write
+    /// already made (`last_seq`: the highest sequence it had accepted), or
+    /// a plain close of a closed stream.
     Duplicate {
         last_seq: u64,
     },

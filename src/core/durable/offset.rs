@@ -190,7 +190,7 @@ mod tests {
             "NOW",
             "12345678901234567_1",
             "1_\n1",
-            "1_\01",
+            "1_\u{0}1",
         ] {
             assert_eq!(Start::parse(bad), None, "{bad:?}");
         }

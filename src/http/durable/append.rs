@@ -3,16 +3,15 @@
 //! closes the stream with `Stream-Closed: true` (with or without data).
 
 use http::header::{self, HeaderMap};
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body::Body;
 
 use crate::core::TopicName;
 use crate::core::durable::json;
 use crate::core::durable::meta::{MAX_TOKEN_LEN, ProducerClaim, Write, is_json};
-use crate::http::body::ResponseBody;
 use crate::http::durable::{
-    BoxError, CLOSED, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQ, SEQ, error, one_header, value,
-    with_tail,
+    BoxError, CLOSED, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQ, Refused, SEQ, error, one_header,
+    value, with_tail,
 };
 use crate::http::future::ResponseFuture;
 use crate::http::request_body;
@@ -40,7 +39,7 @@ where
 {
     let headers = match parse(req.headers()) {
         Ok(h) => h,
-        Err(res) => return ResponseFuture::ready(res),
+        Err(refused) => return ResponseFuture::ready(refused.response()),
     };
     let max = service.config.max_body_bytes;
     if request_body::declared_too_large(req.headers(), max) {
@@ -116,8 +115,8 @@ fn producer_headers(h: &mut HeaderMap, epoch: u64, seq: u64) {
     h.insert(PRODUCER_SEQ, value(seq));
 }
 
-fn parse(h: &HeaderMap) -> Result<Headers, Response<ResponseBody>> {
-    let bad = |msg: &str| text(StatusCode::BAD_REQUEST, msg);
+fn parse(h: &HeaderMap) -> Result<Headers, Refused> {
+    let bad = |msg: &'static str| Refused::bad(msg);
     let content_type = one_header(h, &header::CONTENT_TYPE)?
         .filter(|ct| !ct.trim().is_empty())
         .map(str::to_owned);

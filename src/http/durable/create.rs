@@ -11,12 +11,12 @@ use crate::core::durable::meta::{Config, Expiry, ForkPoint, parse_rfc3339};
 use crate::core::durable::offset::Offset;
 use crate::http::body::ResponseBody;
 use crate::http::durable::{
-    BoxError, CLOSED, EXPIRES_AT, FORK_OFFSET, FORK_SUB_OFFSET, FORKED_FROM, NEXT_OFFSET, TTL,
-    error, one_header, source_topic, value,
+    BoxError, CLOSED, EXPIRES_AT, FORK_OFFSET, FORK_SUB_OFFSET, FORKED_FROM, NEXT_OFFSET, Refused,
+    TTL, error, one_header, source_topic, value,
 };
 use crate::http::future::ResponseFuture;
 use crate::http::request_body;
-use crate::http::responses::{Attempt, text};
+use crate::http::responses::Attempt;
 use crate::http::service::SseService;
 use crate::hub::durable::Create;
 
@@ -31,7 +31,7 @@ where
 {
     let (config, closed) = match parse(service, req.headers()) {
         Ok(parsed) => parsed,
-        Err(res) => return ResponseFuture::ready(res),
+        Err(refused) => return ResponseFuture::ready(refused.response()),
     };
     let max = service.config.max_body_bytes;
     if request_body::declared_too_large(req.headers(), max) {
@@ -98,8 +98,8 @@ fn location<B>(req: &Request<B>) -> Option<HeaderValue> {
 
 /// The configuration a create asks for, and whether it asks for a closed
 /// stream; a `400` for any header that is not valid.
-fn parse(service: &SseService, h: &HeaderMap) -> Result<(Config, bool), Response<ResponseBody>> {
-    let bad = |msg: &str| text(StatusCode::BAD_REQUEST, msg);
+fn parse(service: &SseService, h: &HeaderMap) -> Result<(Config, bool), Refused> {
+    let bad = |msg: &'static str| Refused::bad(msg);
     let forked_from = one_header(h, &FORKED_FROM)?;
     let content_type = match one_header(h, &header::CONTENT_TYPE)? {
         Some(ct) if is_media_type(ct) => ct.to_owned(),
@@ -144,12 +144,10 @@ fn parse(service: &SseService, h: &HeaderMap) -> Result<(Config, bool), Response
                 Some(s) => decimal(s)
                     .ok_or_else(|| bad("Stream-Fork-Sub-Offset must be a whole number"))?,
             };
-            let topic = source_topic(service, source).ok_or_else(|| {
-                text(
-                    StatusCode::NOT_FOUND,
-                    "fork source not found: Stream-Forked-From names no stream path",
-                )
-            })?;
+            let topic = source_topic(service, source).ok_or(Refused(
+                StatusCode::NOT_FOUND,
+                "fork source not found: Stream-Forked-From names no stream path".into(),
+            ))?;
             Some(ForkPoint {
                 source: source.into(),
                 topic,

@@ -27,6 +27,8 @@ mod create;
 mod read;
 mod sse;
 
+use std::borrow::Cow;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -167,28 +169,38 @@ pub(crate) fn value(v: impl ToString) -> HeaderValue {
     HeaderValue::try_from(v.to_string()).expect("digits and '_' are valid header values")
 }
 
+/// A request refused before any stream is looked at: the status and the
+/// one line that says why.
+#[derive(Debug)]
+pub(crate) struct Refused(pub(crate) StatusCode, pub(crate) Cow<'static, str>);
+
+impl Refused {
+    /// `400` with `why`.
+    pub(crate) fn bad(why: impl Into<Cow<'static, str>>) -> Self {
+        Refused(StatusCode::BAD_REQUEST, why.into())
+    }
+
+    pub(crate) fn response(&self) -> Response<ResponseBody> {
+        text(self.0, &self.1)
+    }
+}
+
 /// The one request header `name`, as text: `Ok(None)` if absent, `Err`
 /// (a `400`) if repeated or not visible ASCII.
 pub(crate) fn one_header<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
-) -> Result<Option<&'a str>, Response<ResponseBody>> {
+) -> Result<Option<&'a str>, Refused> {
     let mut all = headers.get_all(name).iter();
     let Some(v) = all.next() else {
         return Ok(None);
     };
     if all.next().is_some() {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            &format!("{name} is given more than once"),
-        ));
+        return Err(Refused::bad(format!("{name} is given more than once")));
     }
-    v.to_str().map(Some).map_err(|_| {
-        text(
-            StatusCode::BAD_REQUEST,
-            &format!("{name} is not valid text"),
-        )
-    })
+    v.to_str()
+        .map(Some)
+        .map_err(|_| Refused::bad(format!("{name} is not valid text")))
 }
 
 /// The status of an empty answer with the stream's tail in it.

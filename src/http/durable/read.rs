@@ -21,10 +21,10 @@ use crate::core::durable::offset::Start;
 use crate::http::body::ResponseBody;
 use crate::http::durable::sse;
 use crate::http::durable::{
-    CLOSED, CURSOR, EXPIRES_AT, NEXT_OFFSET, TTL, UP_TO_DATE, error, value, with_tail,
+    CLOSED, CURSOR, EXPIRES_AT, NEXT_OFFSET, Refused, TTL, UP_TO_DATE, error, value, with_tail,
 };
 use crate::http::future::ResponseFuture;
-use crate::http::responses::{Attempt, text};
+use crate::http::responses::Attempt;
 use crate::http::service::SseService;
 use crate::hub::Hub;
 use crate::hub::durable::{Chunk, Waited, now_ms};
@@ -50,8 +50,8 @@ pub(super) struct Query {
 }
 
 /// Parses the query of a read; a `400` for what the protocol refuses.
-pub(super) fn query(q: Option<&str>) -> Result<Query, Response<ResponseBody>> {
-    let bad = |msg: &str| text(StatusCode::BAD_REQUEST, msg);
+pub(super) fn query(q: Option<&str>) -> Result<Query, Refused> {
+    let bad = |msg: &str| Refused::bad(msg.to_owned());
     let (mut offset, mut live, mut cursor) = (None, None, None);
     for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
         let slot = match &*k {
@@ -92,7 +92,7 @@ pub(super) fn query(q: Option<&str>) -> Result<Query, Response<ResponseBody>> {
 pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -> ResponseFuture {
     let q = match query(req.uri().query()) {
         Ok(q) => q,
-        Err(res) => return ResponseFuture::ready(res),
+        Err(refused) => return ResponseFuture::ready(refused.response()),
     };
     if q.live == Live::Sse {
         return sse::open(service, topic, q);
@@ -103,8 +103,12 @@ pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -
         Err(e) => return ResponseFuture::ready(error(e, Attempt::Read)),
     };
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
-    if q.live == Live::No || !chunk.frames.is_empty() {
+    if q.live == Live::No {
         return ResponseFuture::ready(answer(chunk, &q, None, if_none_match.as_ref()));
+    }
+    if !chunk.frames.is_empty() {
+        let cursor = next_cursor(q.cursor.as_deref());
+        return ResponseFuture::ready(answer(chunk, &q, Some(cursor), if_none_match.as_ref()));
     }
     // Long-poll at the tail: wait for data, or the stream's close.
     if chunk.closed {
