@@ -130,7 +130,9 @@ impl Ssehub {
     /// Runs the binary on `dir` expecting it to exit: its status and stderr.
     pub async fn run_to_exit(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
         let log = log_path(dir);
-        let mut child = command(Some(dir), args, &log).spawn().expect("spawn ssehub");
+        let mut child = command(Some(dir), args, &log)
+            .spawn()
+            .expect("spawn ssehub");
         let status = tokio::time::timeout(WAIT, child.wait())
             .await
             .expect("exits in time")
