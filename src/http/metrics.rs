@@ -146,6 +146,30 @@ impl Collector for HubCollector {
             "Client connections refused at a connection limit.",
             c.rejected.load(Ordering::Relaxed),
         )?;
+        gauge(
+            &mut enc,
+            "ssehub_durable_streams",
+            "Durable Streams that exist (/v1/stream/).",
+            s.durable_streams as u64,
+        )?;
+        gauge(
+            &mut enc,
+            "ssehub_durable_live_reads",
+            "Durable Streams reads waiting for data (long-poll and SSE).",
+            s.durable_live_reads as u64,
+        )?;
+        counter(
+            &mut enc,
+            "ssehub_durable_appends",
+            "Durable Streams writes accepted (appends and closes).",
+            s.durable_appends,
+        )?;
+        counter(
+            &mut enc,
+            "ssehub_durable_duplicates",
+            "Durable Streams writes answered as duplicates (a producer's retry), changing nothing.",
+            s.durable_duplicates,
+        )?;
         let refusals = ConstCounter::new(0u64);
         let mut family = enc.encode_descriptor(
             "ssehub_refusals",

@@ -144,6 +144,26 @@ pub(crate) enum Waited {
     TimedOut,
 }
 
+/// Counts a read waiting for data (long-poll, SSE) while it lives.
+#[derive(Debug)]
+pub(crate) struct LiveRead(Hub);
+
+impl Drop for LiveRead {
+    fn drop(&mut self) {
+        let c = &self.0.inner.counters;
+        c.durable_live_reads.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Hub {
+    /// Counts a live read until the guard drops.
+    pub(crate) fn live_read(&self) -> LiveRead {
+        let c = &self.inner.counters;
+        c.durable_live_reads.fetch_add(1, Ordering::Relaxed);
+        LiveRead(self.clone())
+    }
+}
+
 /// The time for TTLs and expiry: ms since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -351,6 +371,10 @@ impl Hub {
             topic.push_locked(&mut ring, inherited.into_iter().chain(prefix).chain(body));
             ring.set_stream(Some(meta));
             topic.attach();
+            topic
+                .counters()
+                .durable_streams
+                .fetch_add(1, Ordering::Relaxed);
             let meta = ring.stream().expect("just set");
             Ok((true, status(&ring, meta)))
         })();
@@ -473,6 +497,8 @@ impl Hub {
             let producer = match meta.admit(write, now) {
                 Verdict::Accepted { producer } => producer,
                 Verdict::Duplicate { last_seq } => {
+                    let c = topic.counters();
+                    c.durable_duplicates.fetch_add(1, Ordering::Relaxed);
                     return Ok(Appended::Duplicate {
                         tail: tail(ring, meta),
                         closed: meta.is_closed(),
@@ -491,6 +517,8 @@ impl Hub {
             let meta = ring.stream_mut().expect("live");
             meta.commit(write, producer, now);
             topic.wake();
+            let c = topic.counters();
+            c.durable_appends.fetch_add(1, Ordering::Relaxed);
             let meta = ring.stream().expect("live");
             Ok(Appended::Fresh {
                 tail: tail(ring, meta),
@@ -693,6 +721,8 @@ fn remove_locked(topic: &Topic, ring: &mut Ring) -> Option<TopicName> {
     let next = ring.next_seq();
     topic.clear_locked(ring, next);
     topic.detach();
+    let c = topic.counters();
+    c.durable_streams.fetch_sub(1, Ordering::Relaxed);
     meta.parent
 }
 

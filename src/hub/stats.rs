@@ -20,6 +20,10 @@ impl Hub {
             topics_retired: self.inner.retired.load(Ordering::Relaxed),
             idempotent_replays: c.idempotent_replays.load(Ordering::Relaxed),
             idempotent_conflicts: c.idempotent_conflicts.load(Ordering::Relaxed),
+            durable_streams: c.durable_streams.load(Ordering::Relaxed),
+            durable_appends: c.durable_appends.load(Ordering::Relaxed),
+            durable_duplicates: c.durable_duplicates.load(Ordering::Relaxed),
+            durable_live_reads: c.durable_live_reads.load(Ordering::Relaxed),
         }
     }
 
@@ -65,6 +69,15 @@ pub struct HubStats {
     /// Publishes refused because their idempotency key was used for a
     /// different request.
     pub idempotent_conflicts: u64,
+    /// Durable Streams that exist (`/v1/stream/`), soft-deleted ones too.
+    pub durable_streams: usize,
+    /// Durable Streams writes accepted (appends and closes).
+    pub durable_appends: u64,
+    /// Durable Streams writes answered as duplicates (a producer's retry),
+    /// changing nothing.
+    pub durable_duplicates: u64,
+    /// Durable Streams reads waiting for data now (long-poll and SSE).
+    pub durable_live_reads: usize,
 }
 
 /// Facts about one topic.

@@ -31,6 +31,14 @@ pub(crate) struct Counters {
     pub(crate) idempotent_replays: AtomicU64,
     /// Publishes refused: their key was used for a different request.
     pub(crate) idempotent_conflicts: AtomicU64,
+    /// Durable Streams that exist (soft-deleted ones too).
+    pub(crate) durable_streams: AtomicUsize,
+    /// Durable Streams writes accepted (appends and closes).
+    pub(crate) durable_appends: AtomicU64,
+    /// Durable Streams writes answered as duplicates, changing nothing.
+    pub(crate) durable_duplicates: AtomicU64,
+    /// Durable Streams reads waiting for data (long-poll, SSE).
+    pub(crate) durable_live_reads: AtomicUsize,
     /// A logical clock: ticks on every publish and subscription change, so
     /// topics can be ordered by their last activity.
     activity: AtomicU64,
@@ -52,6 +60,10 @@ impl Default for Counters {
             retained_bytes: AtomicUsize::new(0),
             idempotent_replays: AtomicU64::new(0),
             idempotent_conflicts: AtomicU64::new(0),
+            durable_streams: AtomicUsize::new(0),
+            durable_appends: AtomicU64::new(0),
+            durable_duplicates: AtomicU64::new(0),
+            durable_live_reads: AtomicUsize::new(0),
             activity: AtomicU64::new(0),
             busy_topics: AtomicUsize::new(0),
             idle_again: Mutex::new(Vec::new()),

@@ -300,3 +300,47 @@ async fn other_stores_say_plainly_that_they_do_not_hold_streams_yet() {
     assert!(body.contains("memory store"), "{body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_hub_counts_streams_writes_duplicates_and_live_reads() {
+    let server = TestServer::start_service(service(Hub::new())).await;
+    let addr = server.addr;
+    stream_with(&server, "/v1/stream/m1", "a").await;
+    stream_with(&server, "/v1/stream/m2", "b").await;
+    let producer = |seq: &'static str| {
+        [
+            ("Content-Type", "text/plain"),
+            ("Producer-Id", "p"),
+            ("Producer-Epoch", "0"),
+            ("Producer-Seq", seq),
+        ]
+    };
+    let (status, _) = request(addr, "POST", "/v1/stream/m1", &producer("0"), b"c").await;
+    assert_eq!(status, 200);
+    let (status, _) = request(addr, "POST", "/v1/stream/m1", &producer("0"), b"c").await;
+    assert_eq!(status, 204, "the retry is a duplicate");
+    let s = server.hub.stats();
+    assert_eq!(
+        (s.durable_streams, s.durable_appends, s.durable_duplicates),
+        (2, 3, 1)
+    );
+    let (status, h, _) = request_full(addr, "HEAD", "/v1/stream/m2", &[], b"").await;
+    assert_eq!(status, 200);
+    let tail = header(&h, "stream-next-offset").unwrap().to_owned();
+    let path = format!("/v1/stream/m2?offset={tail}&live=long-poll");
+    let waiting = tokio::spawn(async move { request(addr, "GET", &path, &[], b"").await });
+    let deadline = Instant::now() + WAIT;
+    while server.hub.stats().durable_live_reads != 1 {
+        if Instant::now() > deadline || waiting.is_finished() {
+            panic!("the long-poll is never counted: {:?}", waiting.await);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, _) = request(addr, "DELETE", "/v1/stream/m2", &[], b"").await;
+    assert_eq!(status, 204);
+    let (status, _) = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert_eq!(status, 404, "a deleted stream ends its long-polls");
+    let s = server.hub.stats();
+    assert_eq!((s.durable_streams, s.durable_live_reads), (1, 0));
+    server.stop().await;
+}

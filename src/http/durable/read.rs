@@ -129,6 +129,7 @@ async fn long_poll(
     q: Query,
     deadline: Instant,
 ) -> Response<ResponseBody> {
+    let _live = hub.live_read();
     let cursor = next_cursor(q.cursor.as_deref());
     match hub.wait_stream(topic, at.next, deadline).await {
         Ok(Waited::Data) => match hub.read_stream(topic, Start::At(at.next), MAX_READ_BYTES) {

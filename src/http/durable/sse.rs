@@ -88,6 +88,7 @@ struct Writer {
 
 impl Writer {
     async fn run(self, mut chunk: Chunk) {
+        let _live = self.hub.live_read();
         loop {
             let mut buf = BytesMut::new();
             if !chunk.frames.is_empty() {
