@@ -755,3 +755,163 @@ fn sub_prefix(whole: &Bytes, n: u64, json: bool) -> Result<Bytes, StreamError> {
     }
     Ok(Bytes::from(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::durable::meta::{ForkPoint, ProducerClaim};
+
+    fn config(ct: &str) -> Config {
+        Config {
+            content_type: ct.into(),
+            expiry: Expiry::Never,
+            fork: None,
+        }
+    }
+
+    fn create(hub: &Hub, name: &str, ct: &str, body: &str) -> Status {
+        let create = Create {
+            config: config(ct),
+            closed: false,
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        };
+        let (new, status) = hub.create_stream(&topic(name), create).unwrap();
+        assert!(new);
+        status
+    }
+
+    fn topic(name: &str) -> TopicName {
+        path::topic_of(name).unwrap()
+    }
+
+    fn text(hub: &Hub, name: &str) -> String {
+        let chunk = hub
+            .read_stream(&topic(name), Start::Beginning, usize::MAX)
+            .unwrap();
+        let bytes: Vec<u8> = chunk.frames.iter().flat_map(|f| f.to_vec()).collect();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// Producers racing on threads, each retrying every append once (as a
+    /// client whose answer was lost would): every append lands once, in
+    /// each producer's order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_producers_that_retry_append_each_batch_once() {
+        let hub = Hub::new();
+        create(&hub, "race", "text/plain", "");
+        let mut tasks = Vec::new();
+        for p in 0..4 {
+            let hub = hub.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut dups = 0;
+                for seq in 0..200u64 {
+                    let write = Write {
+                        content_type: Some("text/plain"),
+                        has_body: true,
+                        producer: Some(ProducerClaim {
+                            id: format!("p{p}").into(),
+                            epoch: 0,
+                            seq,
+                        }),
+                        ..Write::default()
+                    };
+                    let frame = Bytes::from(format!("{p}:{seq};"));
+                    for _ in 0..2 {
+                        match hub.append_stream(&topic("race"), &write, Ok(Some(frame.clone()))) {
+                            Ok(Appended::Fresh { .. }) => {}
+                            Ok(Appended::Duplicate { last_seq, .. }) => {
+                                assert_eq!(last_seq, seq);
+                                dups += 1;
+                            }
+                            Err(e) => panic!("{e:?}"),
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                }
+                dups
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200, "every retry is a duplicate");
+        }
+        let all = text(&hub, "race");
+        for p in 0..4 {
+            let mine: Vec<u64> = all
+                .split(';')
+                .filter_map(|m| m.strip_prefix(&format!("{p}:")))
+                .map(|s| s.parse().unwrap())
+                .collect();
+            assert_eq!(mine, (0..200).collect::<Vec<_>>(), "producer {p}");
+        }
+        assert_eq!(hub.stats().durable_appends, 800);
+    }
+
+    #[test]
+    fn a_source_deleted_under_its_forks_goes_with_the_last_one() {
+        let hub = Hub::new();
+        let source = create(&hub, "src", "text/plain", "abc");
+        let fork = |name: &str, sub: u64| {
+            let create = Create {
+                config: Config {
+                    fork: Some(ForkPoint {
+                        source: "/v1/stream/src".into(),
+                        topic: topic("src"),
+                        offset: Some(Offset::ZERO.to_string().into()),
+                        sub_offset: sub,
+                    }),
+                    ..config("")
+                },
+                closed: false,
+                body: Bytes::new(),
+            };
+            hub.create_stream(&topic(name), create).unwrap().1
+        };
+        let f1 = fork("f1", 2);
+        fork("f2", 0);
+        assert_eq!(text(&hub, "f1"), "ab");
+        assert_eq!(&*f1.content_type, "text/plain", "a fork inherits the type");
+        assert_ne!(f1.tail.generation, source.tail.generation);
+        hub.delete_stream(&topic("src")).unwrap();
+        assert!(matches!(
+            hub.stream_status(&topic("src")),
+            Err(StreamError::Gone)
+        ));
+        assert_eq!(hub.stats().durable_streams, 3);
+        hub.delete_stream(&topic("f1")).unwrap();
+        assert!(matches!(
+            hub.stream_status(&topic("src")),
+            Err(StreamError::Gone)
+        ));
+        hub.delete_stream(&topic("f2")).unwrap();
+        assert!(matches!(
+            hub.stream_status(&topic("src")),
+            Err(StreamError::NotFound)
+        ));
+        assert_eq!(hub.stats().durable_streams, 0);
+    }
+
+    #[test]
+    fn expired_streams_are_swept_and_unpinned() {
+        let hub = Hub::builder().max_topics(1).build();
+        let create = Create {
+            config: Config {
+                expiry: Expiry::At {
+                    ms: now_ms() - 1,
+                    text: "past".into(),
+                },
+                ..config("text/plain")
+            },
+            closed: false,
+            body: Bytes::new(),
+        };
+        hub.create_stream(&topic("old"), create).unwrap();
+        assert_eq!(hub.sweep_expired_streams(), 1);
+        assert_eq!(hub.stats().durable_streams, 0);
+        // Its topic no longer holds the hub's only place.
+        create_stream_ok(&hub, "new");
+    }
+
+    fn create_stream_ok(hub: &Hub, name: &str) {
+        create(hub, name, "text/plain", "");
+    }
+}
