@@ -3,19 +3,27 @@
 
 use std::io;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode, Version};
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use crate::http::body::ResponseBody;
 use crate::http::responses::text;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Reads `body` whole: at most `max` bytes (`413`), in the time the server
-/// allows (`408`, see [`BodyTimeout`](crate::server::BodyTimeout)).
+/// The most bytes of a refused body read (and dropped) before the `413`:
+/// a client still sending would otherwise meet a connection closed with
+/// its data unread, which the kernel answers with a reset that can destroy
+/// the `413` before the client reads it. Beyond this the answer goes at
+/// once, and the connection closes.
+pub(crate) const DRAIN_MAX: u64 = 64 << 20;
+
+/// Reads `body` whole: at most `max` bytes (`413`, once the rest is read
+/// and dropped, up to [`DRAIN_MAX`]), in the time the server allows
+/// (`408`, see [`BodyTimeout`](crate::server::BodyTimeout)).
 pub(crate) async fn collect<B>(
     body: B,
     max: usize,
@@ -25,22 +33,60 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    match Limited::new(body, max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(max)),
-        Err(e) if is_timeout(&*e) => Err(body_timeout(version)),
-        Err(_) => Err(text(StatusCode::BAD_REQUEST, "could not read request body")),
+    let mut body = std::pin::pin!(body);
+    let mut buf = BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| failed(&*e.into(), version))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.remaining() as u64;
+        if seen > max as u64 {
+            // Read the rest and drop it, then refuse.
+            if seen > DRAIN_MAX {
+                return Err(too_large_closing(max, version));
+            }
+            continue;
+        }
+        buf.put(data);
+    }
+    if seen > max as u64 {
+        return Err(too_large(max));
+    }
+    Ok(buf.freeze())
+}
+
+fn failed(e: &(dyn std::error::Error + 'static), version: Version) -> Response<ResponseBody> {
+    if is_timeout(e) {
+        body_timeout(version)
+    } else {
+        text(StatusCode::BAD_REQUEST, "could not read request body")
     }
 }
 
-/// Whether the request says its body is larger than `max` bytes
-/// (`Content-Length`): it can be refused before it is read.
-pub(crate) fn declared_too_large(headers: &HeaderMap, max: usize) -> bool {
-    headers
+/// The answer to a request whose `Content-Length` is over `max`: `None`
+/// when the body is small enough to be read and dropped first (then
+/// [`collect`] answers `413`), else `413` at once, closing the connection.
+pub(crate) fn refuse_declared(
+    headers: &HeaderMap,
+    max: usize,
+    version: Version,
+) -> Option<Response<ResponseBody>> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > max as u64)
+        .and_then(|v| v.parse::<u64>().ok())?;
+    (declared > max as u64 && declared > DRAIN_MAX).then(|| too_large_closing(max, version))
+}
+
+fn too_large_closing(max: usize, version: Version) -> Response<ResponseBody> {
+    let mut res = too_large(max);
+    if version < Version::HTTP_2 {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 /// `413` for a body larger than `max` bytes.

@@ -121,6 +121,20 @@ async fn names_and_bodies_are_bounded() {
     )
     .await;
     assert_eq!(status, 413);
+    // A body far over the bound is read to its end before the `413`, so a
+    // client still sending it gets the answer, not a reset.
+    let huge = vec![b'z'; 4 << 20];
+    for _ in 0..3 {
+        let (status, _) = request(
+            server.addr,
+            "POST",
+            "/v1/stream/big",
+            &[("Content-Type", "text/plain")],
+            &huge,
+        )
+        .await;
+        assert_eq!(status, 413);
+    }
     // Nothing of a refused append is kept.
     let (_, body) = request(server.addr, "GET", "/v1/stream/big", &[], b"").await;
     assert_eq!(body, "");

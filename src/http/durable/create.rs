@@ -34,8 +34,8 @@ where
         Err(refused) => return ResponseFuture::ready(refused.response()),
     };
     let max = service.config.max_body_bytes;
-    if request_body::declared_too_large(req.headers(), max) {
-        return ResponseFuture::ready(request_body::too_large(max));
+    if let Some(res) = request_body::refuse_declared(req.headers(), max, req.version()) {
+        return ResponseFuture::ready(res);
     }
     let location = location(&req);
     let hub = service.hub.clone();

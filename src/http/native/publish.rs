@@ -86,8 +86,8 @@ where
         Err(msg) => return ResponseFuture::ready(text(StatusCode::BAD_REQUEST, &msg)),
     };
     let max = service.config.max_body_bytes;
-    if request_body::declared_too_large(req.headers(), max) {
-        return ResponseFuture::ready(request_body::too_large(max));
+    if let Some(res) = request_body::refuse_declared(req.headers(), max, req.version()) {
+        return ResponseFuture::ready(res);
     }
     let is_json = req
         .headers()
