@@ -317,6 +317,7 @@ impl Hub {
             (Ok((true, _)), _) | (_, None) => {}
             (_, Some(parent)) => self.release_fork_of(parent),
         }
+        self.enforce_total_bytes();
         outcome
     }
 
@@ -491,7 +492,7 @@ impl Hub {
         write: &Write<'_>,
         frame: Result<Option<Bytes>, JsonError>,
     ) -> Result<Appended, StreamError> {
-        self.with_stream(name, |topic, ring| {
+        let appended = self.with_stream(name, |topic, ring| {
             let now = now_ms();
             let meta = ring.stream().expect("live");
             let producer = match meta.admit(write, now) {
@@ -524,7 +525,10 @@ impl Hub {
                 tail: tail(ring, meta),
                 closed: meta.is_closed(),
             })
-        })
+        });
+        // Streams count toward the hub's bytes like any topic.
+        self.enforce_total_bytes();
+        appended
     }
 
     /// The stream's state, without renewing its TTL (`HEAD`).
@@ -909,6 +913,32 @@ mod tests {
         assert_eq!(hub.stats().durable_streams, 0);
         // Its topic no longer holds the hub's only place.
         create_stream_ok(&hub, "new");
+    }
+
+    /// Streams count toward the hub's byte bound: the largest loses its
+    /// oldest messages, whose offsets are then gone.
+    #[test]
+    fn streams_stay_under_the_hubs_byte_bound() {
+        let hub = Hub::builder().max_total_bytes(64 << 10).build();
+        let first = create(&hub, "big", "application/octet-stream", "");
+        let write = Write {
+            content_type: Some("application/octet-stream"),
+            has_body: true,
+            ..Write::default()
+        };
+        for _ in 0..100 {
+            let frame = Bytes::from(vec![7u8; 1024]);
+            hub.append_stream(&topic("big"), &write, Ok(Some(frame)))
+                .unwrap();
+        }
+        assert!(hub.stats().retained_bytes <= 64 << 10);
+        let gone = hub.read_stream(&topic("big"), Start::At(first.tail), usize::MAX);
+        assert!(matches!(gone, Err(StreamError::OffsetGone)), "{gone:?}");
+        let rest = hub
+            .read_stream(&topic("big"), Start::Beginning, usize::MAX)
+            .unwrap();
+        assert_eq!(rest.next.seq, 100);
+        assert!(rest.frames.len() < 100);
     }
 
     fn create_stream_ok(hub: &Hub, name: &str) {
