@@ -8,8 +8,8 @@ use crate::core::id::EventId;
 use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
 use crate::core::{IntoTopic, TopicName};
 use crate::hub::registry::LOOKUP_ATTEMPTS;
+use crate::hub::registry::event_topic;
 use crate::hub::topic::Published;
-use crate::hub::topics::event_topic;
 use crate::hub::{Hub, HubError};
 
 impl Hub {

@@ -4,7 +4,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::core::TopicName;
+use crate::core::{IntoTopic, TopicName};
+use crate::hub::HubError;
 use crate::hub::sync::Arc;
 use crate::hub::topic::Topic;
 
@@ -66,3 +67,14 @@ impl Topics {
 /// How many times an operation looks a topic up again after finding it
 /// retired (which takes a full hub and a concurrent eviction to happen).
 pub(super) const LOOKUP_ATTEMPTS: usize = 4;
+
+/// The topic of an event publish or subscription: any valid name but the
+/// `ds:` ones, which hold Durable Streams (`hub/durable.rs`) and take
+/// neither events nor event streams.
+pub(super) fn event_topic(topic: impl IntoTopic) -> Result<TopicName, HubError> {
+    let name = topic.into_topic()?;
+    if crate::core::durable::path::is_stream_topic(&name) {
+        return Err(HubError::ReservedTopic(name));
+    }
+    Ok(name)
+}

@@ -8,8 +8,8 @@ use crate::core::id::EventId;
 use crate::core::resync::locate;
 use crate::core::{IntoTopic, TopicName};
 use crate::hub::registry::LOOKUP_ATTEMPTS;
+use crate::hub::registry::event_topic;
 use crate::hub::stream::StreamParams;
-use crate::hub::topics::event_topic;
 use crate::hub::{EventStream, Hub, HubError};
 use crate::store::StoreError;
 

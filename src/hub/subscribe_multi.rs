@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::core::multi_id::{MultiId, MultiIdError};
 use crate::core::{IntoTopic, TopicName};
+use crate::hub::registry::event_topic;
 use crate::hub::stream::multi::Last;
 use crate::hub::sync::Arc;
 use crate::hub::topic::Topic;
-use crate::hub::topics::event_topic;
 use crate::hub::{Hub, HubError, MultiEventStream, Subscribe, Subscribing};
 
 /// Multi-topic streams.

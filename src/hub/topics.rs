@@ -7,24 +7,13 @@ use std::cmp::Reverse;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
+use crate::core::TopicName;
 use crate::core::id::Epoch;
 use crate::core::ring::RingLimits;
-use crate::core::{IntoTopic, TopicName};
 use crate::hub::registry::{Stamped, Topics};
 use crate::hub::sync::{Arc, RwLockReadGuard, RwLockWriteGuard};
 use crate::hub::topic::Topic;
 use crate::hub::{Hub, HubError};
-
-/// The topic of an event publish or subscription: any valid name but the
-/// `ds:` ones, which hold Durable Streams (`hub/durable.rs`) and take
-/// neither events nor event streams.
-pub(super) fn event_topic(topic: impl IntoTopic) -> Result<TopicName, HubError> {
-    let name = topic.into_topic()?;
-    if crate::core::durable::path::is_stream_topic(&name) {
-        return Err(HubError::ReservedTopic(name));
-    }
-    Ok(name)
-}
 
 impl Hub {
     pub(super) fn read_topics(&self) -> RwLockReadGuard<'_, Topics> {

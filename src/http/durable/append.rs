@@ -9,15 +9,17 @@ use http_body::Body;
 use crate::core::TopicName;
 use crate::core::durable::json;
 use crate::core::durable::meta::{MAX_TOKEN_LEN, ProducerClaim, Write, is_json};
-use crate::http::durable::{
-    BoxError, CLOSED, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQ, Refused, SEQ, error, one_header,
-    value, with_tail,
+use crate::http::durable::wire::{
+    CLOSED, PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQ, Refused, SEQ, error, one_header, value,
+    with_tail,
 };
 use crate::http::future::ResponseFuture;
 use crate::http::request_body;
 use crate::http::responses::{Attempt, text};
 use crate::http::service::SseService;
 use crate::hub::durable::Appended;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The largest producer epoch or sequence: what every client can count to
 /// exactly (JavaScript's safe integers).

@@ -10,15 +10,17 @@ use crate::core::TopicName;
 use crate::core::durable::meta::{Config, Expiry, ForkPoint, parse_rfc3339};
 use crate::core::durable::offset::Offset;
 use crate::http::body::ResponseBody;
-use crate::http::durable::{
-    BoxError, CLOSED, EXPIRES_AT, FORK_OFFSET, FORK_SUB_OFFSET, FORKED_FROM, NEXT_OFFSET, Refused,
-    TTL, error, one_header, source_topic, value,
+use crate::http::durable::wire::{
+    CLOSED, EXPIRES_AT, FORK_OFFSET, FORK_SUB_OFFSET, FORKED_FROM, NEXT_OFFSET, Refused, TTL,
+    error, one_header, source_topic, value,
 };
 use crate::http::future::ResponseFuture;
 use crate::http::request_body;
 use crate::http::responses::Attempt;
 use crate::http::service::SseService;
 use crate::hub::durable::Create;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The content type of a stream created without a usable one.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";

@@ -9,85 +9,24 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::core::TopicName;
-use crate::core::durable::cursor;
-use crate::core::durable::json;
 use crate::core::durable::meta::{Expiry, is_json};
 use crate::core::durable::offset::Start;
 use crate::http::body::ResponseBody;
+use crate::http::durable::query::{Live, MAX_READ_BYTES, Query, body_of, next_cursor, query};
 use crate::http::durable::sse;
-use crate::http::durable::{
-    CLOSED, CURSOR, EXPIRES_AT, NEXT_OFFSET, Refused, TTL, UP_TO_DATE, error, value, with_tail,
+use crate::http::durable::wire::{
+    CLOSED, CURSOR, EXPIRES_AT, NEXT_OFFSET, TTL, UP_TO_DATE, error, value, with_tail,
 };
 use crate::http::future::ResponseFuture;
 use crate::http::responses::Attempt;
 use crate::http::service::SseService;
 use crate::hub::Hub;
-use crate::hub::durable::{Chunk, Waited, now_ms};
-
-/// The most bytes of messages one catch-up or long-poll answer carries.
-pub(crate) const MAX_READ_BYTES: usize = 1 << 20;
-
-/// How a read waits for data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Live {
-    No,
-    LongPoll,
-    Sse,
-}
-
-/// What a read asks for.
-pub(super) struct Query {
-    pub(super) start: Start,
-    /// The `offset` parameter as given (`-1` if none), for the `ETag`.
-    pub(super) offset_text: String,
-    pub(super) live: Live,
-    pub(super) cursor: Option<String>,
-}
-
-/// Parses the query of a read; a `400` for what the protocol refuses.
-pub(super) fn query(q: Option<&str>) -> Result<Query, Refused> {
-    let bad = |msg: &str| Refused::bad(msg.to_owned());
-    let (mut offset, mut live, mut cursor) = (None, None, None);
-    for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
-        let slot = match &*k {
-            "offset" => &mut offset,
-            "live" => &mut live,
-            "cursor" => &mut cursor,
-            _ => continue,
-        };
-        if slot.replace(v.into_owned()).is_some() {
-            return Err(bad(&format!("the {k} parameter is given more than once")));
-        }
-    }
-    let live = match live.as_deref() {
-        None => Live::No,
-        Some("long-poll") => Live::LongPoll,
-        Some("sse") => Live::Sse,
-        Some(_) => return Err(bad("live must be long-poll or sse")),
-    };
-    let start = match offset.as_deref() {
-        None if live != Live::No => {
-            return Err(bad(
-                "a live read needs an offset (-1 for the beginning, now for the tail)",
-            ));
-        }
-        None => Start::Beginning,
-        Some(o) => Start::parse(o).ok_or_else(|| {
-            bad("offset must be -1, now, or an offset this server gave (digits_digits)")
-        })?,
-    };
-    Ok(Query {
-        start,
-        offset_text: offset.unwrap_or_else(|| "-1".to_owned()),
-        live,
-        cursor,
-    })
-}
+use crate::hub::durable::{Chunk, Waited};
 
 pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -> ResponseFuture {
     let q = match query(req.uri().query()) {
@@ -148,30 +87,6 @@ async fn long_poll(
             res
         }
         Err(e) => error(e, Attempt::Read),
-    }
-}
-
-/// The `Stream-Cursor` answered to a request that echoed `client`.
-pub(super) fn next_cursor(client: Option<&str>) -> u64 {
-    cursor::next(client, now_ms(), fastrand::u64(..))
-}
-
-/// The body of `frames`: their bytes back to back, or for JSON one array.
-pub(super) fn body_of(frames: &[Bytes], json_stream: bool) -> Bytes {
-    let joined = match frames {
-        [one] if !json_stream => return one.clone(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
-            for f in frames {
-                buf.extend_from_slice(f);
-            }
-            buf.freeze()
-        }
-    };
-    if json_stream {
-        json::array(&joined)
-    } else {
-        joined
     }
 }
 
@@ -281,39 +196,5 @@ pub(super) fn delete(service: &SseService, topic: &TopicName) -> Response<Respon
             res
         }
         Err(e) => error(e, Attempt::Write),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn malformed_queries_are_refused() {
-        for bad in [
-            "offset=",
-            "offset=1_1&offset=1_1",
-            "offset=..%2F1_1",
-            "offset=1%2C1",
-            "offset=a%20b",
-            "offset=1_1%00",
-            "live=sse",
-            "live=long-poll",
-            "offset=-1&live=forever",
-        ] {
-            assert!(query(Some(bad)).is_err(), "{bad}");
-        }
-        let q = query(Some("offset=now&live=long-poll&cursor=7"))
-            .ok()
-            .unwrap();
-        assert_eq!(
-            (q.start, q.live, q.cursor.as_deref()),
-            (Start::Now, Live::LongPoll, Some("7"))
-        );
-        let q = query(None).ok().unwrap();
-        assert_eq!(
-            (q.start, q.live, &*q.offset_text),
-            (Start::Beginning, Live::No, "-1")
-        );
     }
 }
