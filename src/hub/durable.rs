@@ -35,7 +35,8 @@ use crate::core::durable::meta::{Config, Expiry, Refusal, Verdict, Write, is_jso
 use crate::core::durable::offset::{Generations, Offset, OffsetError, Start};
 use crate::core::durable::{StreamMeta, path};
 use crate::core::ring::Ring;
-use crate::hub::sync::Arc;
+use crate::hub::registry::LOOKUP_ATTEMPTS;
+use crate::hub::sync::{Arc, MutexGuard};
 use crate::hub::topic::Topic;
 use crate::hub::{Hub, HubError};
 
@@ -327,15 +328,33 @@ impl Hub {
         create: Create,
         from: Option<ForkFrom>,
     ) -> Result<(bool, Status), StreamError> {
-        let topic = self.topic(name)?;
+        // A topic found idle may be retired before its lock is taken (the
+        // hub making room): look it up again, as publishing does.
+        let mut attempts = LOOKUP_ATTEMPTS;
+        loop {
+            let topic = self.topic(name)?;
+            let ring = topic.lock();
+            if !topic.is_closed() {
+                return self.install_locked(&topic, ring, create, from);
+            }
+            attempts -= 1;
+            if self.is_closed() || attempts == 0 {
+                return Err(HubError::Closed.into());
+            }
+        }
+    }
+
+    fn install_locked(
+        &self,
+        topic: &Topic,
+        mut ring: MutexGuard<'_, Ring>,
+        create: Create,
+        from: Option<ForkFrom>,
+    ) -> Result<(bool, Status), StreamError> {
         let now = now_ms();
         let mut released = None;
         let result = (|| {
-            let mut ring = topic.lock();
-            if topic.is_closed() {
-                return Err(HubError::Closed.into());
-            }
-            match self.check_live(&topic, &mut ring, now, &mut released) {
+            match self.check_live(topic, &mut ring, now, &mut released) {
                 Ok(()) => {
                     let meta = ring.stream().expect("checked live");
                     return if meta.same_as(&create.config, create.closed) {
@@ -379,6 +398,7 @@ impl Hub {
             let meta = ring.stream().expect("just set");
             Ok((true, status(&ring, meta)))
         })();
+        drop(ring);
         topic.wake();
         if let Some(parent) = released {
             self.release_fork_of(parent);
