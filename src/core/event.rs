@@ -258,11 +258,17 @@ impl Encoded {
 /// Writes `data` as `data:` lines, each starting with `prefix` (`data: `
 /// here, `data:` for Durable Streams): one per line of `data`, split on
 /// CRLF, lone CR and lone LF (CRLF is one break), so no byte of the data
-/// can end a line, or an event, early.
+/// can end a line, or an event, early. A parser drops one space after
+/// `data:`, so a prefix without it gets it before a line that starts with
+/// a space: that space survives.
 pub(crate) fn put_data_lines(buf: &mut BytesMut, prefix: &[u8], data: &[u8]) {
+    let spaced = prefix.ends_with(b" ");
     let mut rest = data;
     loop {
         buf.put_slice(prefix);
+        if !spaced && rest.first() == Some(&b' ') {
+            buf.put_u8(b' ');
+        }
         match memchr::memchr2(b'\r', b'\n', rest) {
             Some(i) => {
                 buf.put_slice(&rest[..i]);
@@ -417,6 +423,16 @@ fn put_retry(buf: &mut BytesMut, retry_ms: Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_that_starts_with_a_space_keeps_it_without_the_spaced_prefix() {
+        let mut buf = BytesMut::new();
+        put_data_lines(&mut buf, b"data:", b" lead\nsecond\r\n  two\n");
+        assert_eq!(&buf[..], b"data:  lead\ndata:second\ndata:   two\ndata:\n");
+        let mut buf = BytesMut::new();
+        put_data_lines(&mut buf, b"data: ", b" lead");
+        assert_eq!(&buf[..], b"data:  lead\n");
+    }
     use crate::core::id::Epoch;
 
     fn frame(ev: &Event) -> Bytes {

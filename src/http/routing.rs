@@ -65,6 +65,17 @@ impl SseService {
         })
     }
 
+    /// Whether `path` and `query` ask for a Durable Stream live over SSE
+    /// (answered on the server's HTTP/1.1 fast path, like event streams).
+    pub(crate) fn is_durable_sse(&self, path: &str, query: Option<&str>) -> bool {
+        let durable = self
+            .below_prefix(path)
+            .is_some_and(|path| matches!(Mount::of(path), Mount::Durable(_)));
+        durable
+            && form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .any(|(k, v)| k == "live" && v == "sse")
+    }
+
     fn route_request<B>(&self, req: Request<B>) -> ResponseFuture
     where
         B: Body + Send + 'static,

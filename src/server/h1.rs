@@ -108,8 +108,11 @@ pub(crate) fn parse_head(buf: &[u8], service: &impl Serve) -> Head {
     let Some(path) = req.path else {
         return Head::Other;
     };
-    let route = path.split('?').next().unwrap_or(path);
-    if !service.is_stream(route) {
+    let (route, query) = match path.split_once('?') {
+        Some((route, query)) => (route, Some(query)),
+        None => (path, None),
+    };
+    if !service.is_stream_request(route, query) {
         return Head::Other;
     }
     let mut map = HeaderMap::with_capacity(req.headers.len());

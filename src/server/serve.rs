@@ -44,6 +44,14 @@ pub trait Serve: Clone + Send + Sync + 'static {
         false
     }
 
+    /// Like [`Serve::is_stream`], for a route that streams only with some
+    /// query (Durable Streams' `?live=sse`). The default asks
+    /// [`Serve::is_stream`] with the path alone.
+    fn is_stream_request(&self, path: &str, query: Option<&str>) -> bool {
+        let _ = query;
+        self.is_stream(path)
+    }
+
     /// Called once when the server starts to shut down, before it waits for
     /// connections to finish: end the service's endless responses (event
     /// streams) here, or the wait lasts until its timeout.
@@ -66,6 +74,10 @@ impl Serve for SseService {
 
     fn is_stream(&self, path: &str) -> bool {
         self.is_stream_path(path)
+    }
+
+    fn is_stream_request(&self, path: &str, query: Option<&str>) -> bool {
+        self.is_stream_path(path) || self.is_durable_sse(path, query)
     }
 
     fn shutdown(&self) {
