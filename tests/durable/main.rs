@@ -1,13 +1,18 @@
 //! The Durable Streams protocol at `/v1/stream/{path}`: the published
-//! conformance suite run against the binary (`conformance.rs`), and what
-//! ssehub adds around it (`protocol.rs`).
+//! conformance suite run against the binary (`conformance.rs`), what
+//! ssehub adds around it (`protocol.rs`), and the official TypeScript and
+//! Python clients reading and writing through a chaos proxy (`clients.rs`).
 //!
-//! Needs Node.js (>= 20) and what `.ci/run` installs: `npm ci` in
-//! `tests/durable/conformance`. Runs the binary, so needs the `cli` feature.
+//! Needs Node.js (>= 20), Python 3 and what `.ci/run` installs: `npm ci` in
+//! `tests/durable/conformance` and `tests/durable/clients`, and the
+//! virtualenv `tests/durable/clients/.venv`. Runs the binary, so needs the
+//! `cli` feature.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+#[cfg(feature = "cli")]
+mod clients;
 #[cfg(feature = "cli")]
 mod conformance;
 mod protocol;
