@@ -576,6 +576,7 @@ async fn read_live_through_cuts(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ts_reads_json_and_text_live_through_cuts() {
+    let _shared = crate::HEAVY.read().await;
     read_live_through_cuts(
         "ts",
         &[
@@ -591,6 +592,7 @@ async fn ts_reads_json_and_text_live_through_cuts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_reads_json_and_text_live_through_cuts() {
+    let _shared = crate::HEAVY.read().await;
     read_live_through_cuts(
         "py",
         &[(Kind::Json, "sse"), (Kind::Text, "long-poll")],
@@ -603,6 +605,7 @@ async fn python_reads_json_and_text_live_through_cuts() {
 async fn ts_reader_killed_resumes_from_its_saved_offset() {
     /// Batches the first process prints before it is killed.
     const BEFORE_KILL: usize = 20;
+    let _shared = crate::HEAVY.read().await;
     let server = Ssehub::start_in_memory("restart", SERVER_ARGS).await;
     let readers = live_streams(
         &server,
@@ -681,7 +684,8 @@ async fn ts_reader_killed_resumes_from_its_saved_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ts_idempotent_producers_through_cuts_append_each_batch_once() {
     const PRODUCERS: usize = 4;
-    const MESSAGES: u64 = 200;
+    const MESSAGES: u64 = 400;
+    let _shared = crate::HEAVY.read().await;
     node_ready();
     let server = Ssehub::start_in_memory("producers", SERVER_ARGS).await;
     create(server.addr, "producers", Kind::Json).await;
