@@ -103,6 +103,12 @@ while (!done) {
     await session();
   } catch (err) {
     if (done) break;
+    // A refusal (4xx) is the server's answer, not a cut: retrying would
+    // only hide it.
+    if (err?.status >= 400 && err?.status < 500) {
+      out({ error: `refused: ${String(err?.message ?? err).slice(0, 300)}`, offset, restarts, requests });
+      process.exit(3);
+    }
     restarts += 1;
     out({ restart: String(err?.message ?? err).slice(0, 200), offset });
     // A new session at once, as an application would (no data is lost:

@@ -26,7 +26,7 @@ import sys
 import time
 
 import httpx
-from durable_streams import DurableStreamError, stream
+from durable_streams import DurableStreamError, FetchError, stream
 
 cfg = json.loads(sys.argv[1])
 
@@ -82,7 +82,13 @@ while not done:
                     if text.endswith(cfg["end"]):
                         done = True
                         break
-    except (httpx.HTTPError, DurableStreamError) as err:
+    except (httpx.HTTPError, DurableStreamError, FetchError) as err:
+        status = getattr(err, "status", None)
+        if status is not None and 400 <= status < 500:
+            # A refusal is the server's answer, not a cut: retrying would
+            # only hide it.
+            out({"error": f"refused: {err}"[:300], "offset": offset, "restarts": restarts})
+            sys.exit(3)
         why = f"{type(err).__name__}: {err}"[:200]
     if not done:
         restarts += 1
