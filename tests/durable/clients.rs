@@ -15,9 +15,10 @@
 //!   and in order (JSON: the values, batch after batch; text: the
 //!   concatenation equals what was appended), with offsets that only grow.
 //! - `ts_reader_killed_resumes_from_its_saved_offset`: a reader process
-//!   (JSON over SSE, text over long-poll) is killed (SIGKILL) mid-stream; a
-//!   new process starts from the offset of the last batch the first one
-//!   printed. What both printed is everything, once, in order.
+//!   (JSON over SSE, text over long-poll) saves each batch with its offset
+//!   in a journal file (one append for both) and is killed (SIGKILL)
+//!   mid-stream; a new process on the same journal resumes from the offset
+//!   of its last whole line. The journal holds everything, once, in order.
 //! - `python_reads_json_and_text_live_through_cuts`: the Python client
 //!   (`durable-streams` on PyPI, `clients/reader.py`), JSON over SSE and
 //!   text over long-poll, as the first test.
@@ -480,7 +481,11 @@ fn check_reader(name: &str, lines: &[Value], kind: Kind, appended: &Appended) ->
         Kind::Json => values.len(),
         Kind::Text => text.lines().count(),
     };
-    format!("{messages} messages in {batches} batches, {restarts} session restarts")
+    if restarts == 0 {
+        format!("{messages} messages in {batches} batches")
+    } else {
+        format!("{messages} messages in {batches} batches, {restarts} session restarts")
+    }
 }
 
 /// The last line of a reader that says it is done.
@@ -632,7 +637,7 @@ async fn python_reads_json_and_text_live_through_cuts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ts_reader_killed_resumes_from_its_saved_offset() {
-    /// Batches the first process prints before it is killed.
+    /// Batches the first process saves before it is killed.
     const BEFORE_KILL: usize = 20;
     let _shared = crate::HEAVY.read().await;
     let server = Ssehub::start_in_memory("restart", SERVER_ARGS).await;
@@ -643,71 +648,86 @@ async fn ts_reader_killed_resumes_from_its_saved_offset() {
         0xD1E,
     )
     .await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = |r: &Live| dir.path().join(format!("{}.journal", r.stream));
+    let config = |r: &Live| {
+        let mut c = r.config("-1");
+        c["journal"] = json!(journal(r));
+        c
+    };
     let first: Vec<Client> = readers
         .iter()
-        .map(|r| {
-            Client::node(
-                &format!("{} (first)", r.stream),
-                "reader.mjs",
-                r.config("-1"),
-            )
-        })
+        .map(|r| Client::node(&format!("{} (first)", r.stream), "reader.mjs", config(r)))
         .collect();
     let writer = Writer::start(
         server.addr,
         readers.iter().map(|r| (r.stream.clone(), r.kind)).collect(),
     );
-    until_progress("the first readers print batches", STALL, || {
+    until_progress("the first readers save batches", STALL, || {
         first.iter().for_each(Client::check_alive);
         let batches: Vec<usize> = first.iter().map(Client::batches).collect();
         (batches.iter().all(|&b| b >= BEFORE_KILL), batches)
     })
     .await;
 
-    // Killed while the writer goes on; the offset saved is the one of the
-    // last batch printed whole (a line cut short by the kill does not count).
-    let mut before = Vec::new();
+    // Killed (SIGKILL) while the writer goes on. A new process on the same
+    // journal resumes from the offset of its last whole line.
     let mut second = Vec::new();
+    let mut saved = Vec::new();
     for (r, client) in readers.iter().zip(first) {
-        let mut lines = client.kill().await;
-        if lines.last().is_some_and(Value::is_string) {
-            lines.pop();
-        }
+        let lines = client.kill().await;
         assert!(
-            lines
-                .iter()
-                .all(|l| !l.is_string() && l.get("done").is_none()),
-            "{}: {lines:?}",
+            !lines.iter().any(|l| l.get("done").is_some()),
+            "{}: done before the kill",
             r.stream
         );
-        let saved = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.get("text").or(l.get("items")).and(l["offset"].as_str()))
-            .expect("a batch before the kill")
-            .to_owned();
+        let kept = journal_lines(&journal(r));
+        let offset = kept
+            .last()
+            .expect("a batch saved before the kill")
+            .get("offset")
+            .cloned()
+            .expect("an offset");
+        saved.push((kept.len(), offset));
         second.push(Client::node(
             &format!("{} (second)", r.stream),
             "reader.mjs",
-            r.config(&saved),
+            config(r),
         ));
-        before.push(lines);
     }
     write_until_cut(&readers, &second.iter().collect::<Vec<_>>()).await;
     let appended = writer.finish().await;
-    for (((r, client), mut lines), appended) in
-        readers.iter().zip(second).zip(before).zip(&appended)
+    for (((r, client), (killed_at, offset)), appended) in
+        readers.iter().zip(second).zip(saved).zip(&appended)
     {
-        let killed_at = lines.len();
-        lines.extend(client.finish().await);
+        let printed = client.finish().await;
+        assert_eq!(
+            printed.first().map(|l| &l["resumed"]),
+            Some(&offset),
+            "{}: the second process did not resume from the journal",
+            r.stream
+        );
+        let lines = journal_lines(&journal(r));
         let summary = check_reader(&r.stream, &lines, r.kind, appended);
         println!(
-            "{}: {summary} (killed after line {killed_at}); proxy: {}",
+            "{}: {summary} (killed after {killed_at} batches, resumed at {offset}); \
+             second process: {} session restarts; proxy: {}",
             r.stream,
+            done_line(&printed)["restarts"],
             proxy_summary(&r.proxy)
         );
     }
     server.stop().await;
+}
+
+/// The whole lines of a reader's journal.
+fn journal_lines(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or(0, |i| i + 1);
+    text[..whole]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

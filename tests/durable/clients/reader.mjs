@@ -9,6 +9,12 @@
 // JSON text); for text, a suffix of everything read. The reader stops after
 // it.
 //
+// With `"journal": PATH`, the reader also appends each batch line (below)
+// to that file, and on start resumes from the offset of the last whole line
+// there (if any) instead of `offset`, printing {"resumed": offset}: the
+// checkpoint of a reader process that was killed. The batch and its offset
+// go in one append (one write(2)), so a kill leaves both or neither.
+//
 // Prints JSON lines on stdout, one per batch the client delivers, each with
 // the offset the client gave for it (the checkpoint to resume from: one
 // line carries both, so a reader killed at any point has printed a batch
@@ -25,10 +31,15 @@
 // say for `offset`, the application resumes from the last offset it was
 // given. That is what this script does.
 
+import { appendFileSync, existsSync, readFileSync, truncateSync } from "node:fs";
 import { stream } from "@durable-streams/client";
 
 const cfg = JSON.parse(process.argv[2]);
 const out = (v) => process.stdout.write(JSON.stringify(v) + "\n");
+const save = (v) => {
+  if (cfg.journal) appendFileSync(cfg.journal, JSON.stringify(v) + "\n");
+  out(v);
+};
 
 const requests = { "catch-up": 0, "long-poll": 0, sse: 0 };
 const countingFetch = (input, init) => {
@@ -40,6 +51,20 @@ const countingFetch = (input, init) => {
 const endJson = cfg.kind === "json" ? JSON.stringify(cfg.end) : null;
 let offset = cfg.offset ?? "-1";
 let text = "";
+if (cfg.journal && existsSync(cfg.journal)) {
+  // Whole lines only: a line cut short by the kill (no newline after it)
+  // goes.
+  const bytes = readFileSync(cfg.journal);
+  const whole = bytes.lastIndexOf(0x0a) + 1;
+  truncateSync(cfg.journal, whole);
+  const lines = bytes.subarray(0, whole).toString("utf8").split("\n").slice(0, -1);
+  for (const line of lines) {
+    const v = JSON.parse(line);
+    offset = v.offset;
+    if (v.text !== undefined) text += v.text;
+  }
+  out({ resumed: offset });
+}
 let done = false;
 let restarts = 0;
 
@@ -60,7 +85,7 @@ async function session() {
   const finished = new Promise((resolve) => {
     const deliver = (line, nextOffset, isEnd) => {
       offset = nextOffset;
-      out(line);
+      save(line);
       if (isEnd) {
         done = true;
         res.cancel();
