@@ -362,10 +362,9 @@ impl Client {
         self.lines.lock().unwrap().clone()
     }
 
-    /// Waits (bounded by [`FINISH`]) until the script prints its report
-    /// (`done` or `error`) or exits; returns its lines, the report last if
-    /// it came.
-    async fn report(mut self) -> Vec<Value> {
+    /// Waits (at most `limit`) until the script prints its report (`done`
+    /// or `error`) or exits; returns its lines, the report last if it came.
+    async fn report(mut self, limit: Duration) -> Vec<Value> {
         let ended = |c: &Client| {
             c.eof.load(Ordering::Relaxed)
                 || c.lines
@@ -374,11 +373,11 @@ impl Client {
                     .iter()
                     .any(|l| l.get("done").is_some() || l.get("error").is_some())
         };
-        let limit = tokio::time::Instant::now() + FINISH + support::WAIT;
+        let end = tokio::time::Instant::now() + limit;
         while !ended(&self) {
             assert!(
-                tokio::time::Instant::now() < limit,
-                "{}: no report after {FINISH:?}\n{}",
+                tokio::time::Instant::now() < end,
+                "{}: no report after {limit:?}\n{}",
                 self.name,
                 self.stderr.lock().unwrap()
             );
@@ -733,7 +732,7 @@ fn journal_lines(path: &std::path::Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ts_idempotent_producers_through_cuts_append_each_batch_once() {
     const PRODUCERS: usize = 4;
-    const MESSAGES: u64 = 400;
+    const MESSAGES: u64 = 1000;
     let _shared = crate::HEAVY.read().await;
     node_ready();
     let server = Ssehub::start_in_memory("producers", SERVER_ARGS).await;
@@ -746,14 +745,15 @@ async fn ts_idempotent_producers_through_cuts_append_each_batch_once() {
         .iter()
         .map(|p| format!("http://{}/v1/stream/producers", p.addr))
         .collect();
-    // The script gives up after 45 s (a producer stuck on a server that
-    // lost its place): the stream is checked all the same, then its error.
+    // The script gives up after 90 s, or as soon as a batch is answered
+    // `409` 200 times (a server that lost a producer's place): the stream
+    // is checked all the same, then the error.
     let run = Client::node(
         "producers",
         "producers.mjs",
-        json!({"urls": urls, "messages": MESSAGES, "seed": 7, "timeoutMs": 45_000}),
+        json!({"urls": urls, "messages": MESSAGES, "seed": 7, "timeoutMs": 90_000}),
     );
-    let lines = run.report().await;
+    let lines = run.report(Duration::from_secs(100)).await;
     let report = lines.last().cloned().unwrap_or_default();
 
     // The stream, read straight from the server.

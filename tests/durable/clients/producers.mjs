@@ -31,20 +31,42 @@ const rand = (n) => {
   return state % n;
 };
 
+// The client answers a 409 (a batch ahead of the server's next sequence
+// number) by waiting for the batches before it and sending it again: a
+// server that lost its place would keep it doing so forever.
+const MAX_CONFLICTS_PER_SEQ = 200;
+
+// When the last request of any producer was sent: a producer waiting on a
+// batch that will never complete (after a 409 naming a sequence number the
+// client no longer tracks) sends nothing at all.
+let lastRequest = Date.now();
+const IDLE_MS = 10_000;
+
 function retryingFetch(stats) {
+  const conflicts = new Map();
   return async (input, init) => {
     stats.posts += 1;
     for (let attempt = 1; ; attempt++) {
       stats.attempts += 1;
+      lastRequest = Date.now();
       try {
         const res = await fetch(input, init);
         stats.statuses[res.status] = (stats.statuses[res.status] ?? 0) + 1;
+        if (res.status === 409) {
+          const seq = new Headers(init?.headers).get("producer-seq");
+          const n = (conflicts.get(seq) ?? 0) + 1;
+          conflicts.set(seq, n);
+          if (n >= MAX_CONFLICTS_PER_SEQ) {
+            throw new Error(`stuck: Producer-Seq ${seq} answered 409 ${n} times (expected ${res.headers.get("producer-expected-seq")})`);
+          }
+        }
         if (attempt > 1) {
           stats.retries += 1;
           if (res.status === 204) stats.duplicatesOnRetry += 1;
         }
         return res;
       } catch (err) {
+        if (String(err?.message).startsWith("stuck:")) throw err;
         // The connection was cut before the answer: the append may or may
         // not have been applied. Send it again.
         stats.lastError = String(err?.cause?.code ?? err?.message ?? err);
@@ -58,6 +80,13 @@ const limit = setTimeout(() => {
   out({ error: `the producers did not finish in ${cfg.timeoutMs ?? 120000} ms`, producers: all });
   process.exit(2);
 }, cfg.timeoutMs ?? 120000);
+
+const idle = setInterval(() => {
+  if (Date.now() - lastRequest > IDLE_MS) {
+    out({ error: `no producer sent anything for ${IDLE_MS} ms`, producers: all });
+    process.exit(2);
+  }
+}, 500);
 
 const all = [];
 async function run(i) {
@@ -95,6 +124,7 @@ async function run(i) {
 try {
   await Promise.all(cfg.urls.map((_, i) => run(i)));
   clearTimeout(limit);
+  clearInterval(idle);
   out({ done: true, producers: all });
   process.exit(0);
 } catch (err) {
