@@ -5,6 +5,7 @@ one run, all in memory on the same machine.
     python3 benches/durable_streams.py                 # reps 2, ~8 minutes
     python3 benches/durable_streams.py --skip-build    # reuse the last builds
     python3 benches/durable_streams.py --reps 1 --only append,idle
+    python3 benches/durable_streams.py --from benches/results/durable-streams-<stamp>.json
 
 Servers (each cell gets a fresh process, pinned to core 0; the load tool
 runs on core 1; the order of the servers rotates per repetition):
@@ -219,10 +220,22 @@ def medians(results):
     return m
 
 
+def per_rep(results, cell, n, field, lower):
+    """ssehub / the best peer within each repetition."""
+    out = []
+    for rep in sorted({r["rep"] for r in results}):
+        v = {r["server"]: value(r, field) for r in results
+             if r["cell"] == cell and r["n"] == n and r["rep"] == rep}
+        peers = [v[k] for k in PEERS if v.get(k)]
+        if v.get("ssehub") and peers:
+            out.append(f"{v['ssehub'] / (min if lower else max)(peers):.2f}")
+    return " ".join(out)
+
+
 def table(results):
     m = medians(results)
-    rows = ["| measure | ssehub | node | rust | best peer | ssehub / best peer |",
-            "|---|---:|---:|---:|---|---:|"]
+    rows = ["| measure | ssehub | node | rust | best peer | ssehub / best peer | per rep |",
+            "|---|---:|---:|---:|---|---:|---|"]
     for cell, n, label, field, lower, f in METRICS:
         vals = {k: m[(label, k)] for k in SERVERS}
         if all(v is None for v in vals.values()):
@@ -232,7 +245,7 @@ def table(results):
         ratio = f"**{vals['ssehub'] / best[0]:.2f}**" if best and vals["ssehub"] and best[0] else "n/a"
         cellf = lambda v: "n/a" if v is None else f.format(v)
         rows.append(f"| {label} | {cellf(vals['ssehub'])} | {cellf(vals['node'])} | {cellf(vals['rust'])} | "
-                    f"{best[1] if best else 'n/a'} | {ratio} |")
+                    f"{best[1] if best else 'n/a'} | {ratio} | {per_rep(results, cell, n, field, lower)} |")
     return "\n".join(rows)
 
 
@@ -279,7 +292,11 @@ def main():
                     help="the durable-streams-server binary (default: target/ds-rust/bin/durable-streams-server)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--from", dest="from_json", default=None, help="print the table of a results file, run nothing")
     o = ap.parse_args()
+    if o.from_json:
+        print(table(json.load(open(o.from_json))["results"]))
+        return
     o.only = o.only.split(",")
     servers = o.servers.split(",")
     o.ssehub = o.ssehub or os.path.join(o.target, "release/ssehub")
