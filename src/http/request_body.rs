@@ -33,8 +33,11 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    // Copied into a buffer of its own: a stored message must not keep
+    // alive the connection's read buffer it arrived in.
+    let expected = usize::try_from(body.size_hint().lower()).unwrap_or(max);
+    let mut buf = BytesMut::with_capacity(expected.min(max));
     let mut body = std::pin::pin!(body);
-    let mut buf = BytesMut::new();
     let mut seen: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| failed(&*e.into(), version))?;

@@ -358,3 +358,22 @@ async fn the_hub_counts_streams_writes_duplicates_and_live_reads() {
     assert_eq!((s.durable_streams, s.durable_live_reads), (1, 0));
     server.stop().await;
 }
+
+/// SSE gives text back byte for byte (but line breaks, which the protocol
+/// turns into LF): a line that starts with a space keeps it, though the
+/// protocol writes `data:` without one.
+#[tokio::test]
+async fn sse_keeps_the_leading_space_of_every_line() {
+    let server = TestServer::start_service(service(Hub::new())).await;
+    let text = " lead\n  two\nthree \n";
+    stream_with(&server, "/v1/stream/spaces", text).await;
+    let mut sse =
+        crate::support::SseClient::get(server.addr, "/v1/stream/spaces?offset=-1&live=sse", &[])
+            .await;
+    let data = sse.next_event().await;
+    assert_eq!(data.event_type, "data");
+    assert_eq!(data.data, text);
+    let control = sse.next_event().await;
+    assert_eq!(control.event_type, "control");
+    server.stop().await;
+}
