@@ -1014,6 +1014,11 @@ async fn every_metric_in_the_readme_has_its_exact_value() {
         ("ssehub_idempotent_conflicts_total", 0),
         ("ssehub_connections_accepted_total", 2),
         ("ssehub_connections_rejected_total", 1),
+        // Non-zero values: tests/durable/protocol.rs (from HubStats).
+        ("ssehub_durable_streams", 0),
+        ("ssehub_durable_live_reads", 0),
+        ("ssehub_durable_appends_total", 0),
+        ("ssehub_durable_duplicates_total", 0),
     ];
     // The refused connection asked for the health check (not a stream):
     // a `503`. Every other reason and answer is there, at zero.
