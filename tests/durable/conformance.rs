@@ -67,7 +67,25 @@ async fn the_durable_streams_conformance_suite_passes() {
     let (url, server) = match std::env::var("SSEHUB_DS_URL") {
         Ok(url) => (url, None),
         Err(_) => {
-            let server = Ssehub::start_in_memory("durable", &["--long-poll-timeout", "2"]).await;
+            // Idle connections are kept 120 s instead of 10: on a starved
+            // machine (CI under load, two busy loops) the suite spends
+            // more than 10 s between two uses of a pooled connection, the
+            // server closes it meanwhile, and Node's fetch, not having
+            // seen the close yet, sends its next request there; it may
+            // retry a GET but not a POST with a body ("other side
+            // closed"). That is HTTP/1.1 keep-alive, not the protocol.
+            let server = Ssehub::start_in_memory(
+                "durable",
+                &[
+                    "--long-poll-timeout",
+                    "2",
+                    "--idle-timeout",
+                    "120",
+                    "--header-timeout",
+                    "120",
+                ],
+            )
+            .await;
             (format!("http://{}", server.addr), Some(server))
         }
     };
