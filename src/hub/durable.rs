@@ -104,7 +104,7 @@ pub(crate) struct Status {
     /// After its last message.
     pub(crate) tail: Offset,
     pub(crate) closed: bool,
-    pub(crate) content_type: Box<str>,
+    pub(crate) content_type: Arc<str>,
     pub(crate) expiry: Expiry,
 }
 
@@ -132,7 +132,7 @@ pub(crate) struct Chunk {
     /// Nothing follows `next` (yet).
     pub(crate) up_to_date: bool,
     pub(crate) closed: bool,
-    pub(crate) content_type: Box<str>,
+    pub(crate) content_type: Arc<str>,
 }
 
 /// How a wait for messages ended.
@@ -222,7 +222,7 @@ fn frames_of(body: Bytes, content_type: &str, creating: bool) -> Result<Option<B
 struct ForkFrom {
     parent: TopicName,
     generations: Generations,
-    content_type: Box<str>,
+    content_type: Arc<str>,
     expiry: Expiry,
     /// The source's frames the fork inherits, the first of which is
     /// message `first`.
@@ -309,11 +309,28 @@ impl Hub {
             Some(fork) => Some(self.fork_from(fork, &create.config)?),
             None => None,
         };
+        // The first messages, framed once the content type is known (a
+        // fork's may be inherited: framed in `install`). A body that cannot
+        // be framed is refused before a topic is made for it, unless the
+        // stream exists (a repeated create ignores the body).
+        let framed = match &create.config.fork {
+            None => Some(frames_of(
+                create.body.clone(),
+                &create.config.content_type,
+                true,
+            )),
+            Some(_) => None,
+        };
+        if let Some(Err(e)) = &framed
+            && matches!(self.stream_status(name), Err(StreamError::NotFound))
+        {
+            return Err(StreamError::Json(*e));
+        }
         let parent = from.as_ref().map(|f| f.parent.clone());
         if create.config.expiry != Expiry::Never {
             self.sweep_in_background();
         }
-        let outcome = self.install(name, create, from);
+        let outcome = self.install(name, create, from, framed);
         match (&outcome, parent) {
             (Ok((true, _)), _) | (_, None) => {}
             (_, Some(parent)) => self.release_fork_of(parent),
@@ -327,6 +344,7 @@ impl Hub {
         name: &TopicName,
         create: Create,
         from: Option<ForkFrom>,
+        framed: Option<Result<Option<Bytes>, JsonError>>,
     ) -> Result<(bool, Status), StreamError> {
         // A topic found idle may be retired before its lock is taken (the
         // hub making room): look it up again, as publishing does.
@@ -335,7 +353,7 @@ impl Hub {
             let topic = self.topic(name)?;
             let ring = topic.lock();
             if !topic.is_closed() {
-                return self.install_locked(&topic, ring, create, from);
+                return self.install_locked(&topic, ring, create, from, framed);
             }
             attempts -= 1;
             if self.is_closed() || attempts == 0 {
@@ -350,6 +368,7 @@ impl Hub {
         mut ring: MutexGuard<'_, Ring>,
         create: Create,
         from: Option<ForkFrom>,
+        framed: Option<Result<Option<Bytes>, JsonError>>,
     ) -> Result<(bool, Status), StreamError> {
         let now = now_ms();
         let mut released = None;
@@ -383,8 +402,9 @@ impl Hub {
                 }
                 None => (Generations::new(new_generation()), 1, Vec::new(), None),
             };
-            let body =
-                frames_of(create.body, &config.content_type, true).map_err(StreamError::Json)?;
+            let body = framed
+                .unwrap_or_else(|| frames_of(create.body, &config.content_type, true))
+                .map_err(StreamError::Json)?;
             let mut meta = StreamMeta::new(config, generations, create.closed, now);
             meta.parent = parent;
             topic.clear_locked(&mut ring, first);

@@ -377,3 +377,49 @@ async fn sse_keeps_the_leading_space_of_every_line() {
     assert_eq!(control.event_type, "control");
     server.stop().await;
 }
+
+/// A refused create changes nothing: no topic is made (or retired to make
+/// room) for a body that is not JSON, a bad header, or a missing source.
+#[tokio::test]
+async fn a_refused_create_makes_no_topic() {
+    let server = TestServer::start_service(service(Hub::new())).await;
+    let topics = || server.hub.stats().topics;
+    let before = topics();
+    let (status, _) = put(&server, "/v1/stream/j", "application/json", "{oops").await;
+    assert_eq!(status, 400);
+    let (status, _) = request(
+        server.addr,
+        "PUT",
+        "/v1/stream/t",
+        &[("Stream-TTL", "01")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = request(
+        server.addr,
+        "PUT",
+        "/v1/stream/f",
+        &[("Stream-Forked-From", "/v1/stream/nothing")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = request(server.addr, "HEAD", "/v1/stream/h", &[], b"").await;
+    assert_eq!(status, 404);
+    assert_eq!(topics(), before);
+    // A repeated create of a JSON stream still ignores its body.
+    assert_eq!(
+        put(&server, "/v1/stream/j", "application/json", "[1]")
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        put(&server, "/v1/stream/j", "application/json", "{oops")
+            .await
+            .0,
+        200
+    );
+    server.stop().await;
+}

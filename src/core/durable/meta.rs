@@ -5,6 +5,7 @@
 //! written once and tested without a server.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::core::TopicName;
 use crate::core::durable::offset::Generations;
@@ -38,8 +39,9 @@ pub(crate) enum Expiry {
 /// create with the same configuration is a no-op, another one a conflict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Config {
-    /// As given (parameters and case kept); compared by media type.
-    pub(crate) content_type: Box<str>,
+    /// As given (parameters and case kept); compared by media type. Shared:
+    /// every read hands it on.
+    pub(crate) content_type: Arc<str>,
     pub(crate) expiry: Expiry,
     /// The path it was forked from, the offset (as given) and sub-offset.
     pub(crate) fork: Option<ForkPoint>,
