@@ -10,21 +10,24 @@
 //! `streamClosed` and the response ends. Lines are `data:` without a space
 //! (the protocol's choice; clients strip at most one).
 //!
-//! A task of its own writes the events into the body, one batch at a
-//! time: it waits on the stream's topic, and ends when the client goes.
+//! The events are written by a future polled with the body (no task or
+//! channel per reader). A reader catches up on its own; at the tail it
+//! follows the stream's pump (`live.rs`), which reads and encodes each new
+//! batch once for all the readers there.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::core::TopicName;
 use crate::core::durable::meta::{is_json, is_text};
 use crate::core::durable::offset::{Offset, Start};
 use crate::core::event::put_data_lines;
-use crate::http::body::ResponseBody;
+use crate::http::body::{Emitter, ResponseBody};
+use crate::http::durable::live::{Followers, Step};
 use crate::http::durable::query::{MAX_READ_BYTES, Query, body_of, next_cursor};
 use crate::http::durable::wire::{SSE_DATA_ENCODING, error};
 use crate::http::future::ResponseFuture;
@@ -33,30 +36,22 @@ use crate::http::service::SseService;
 use crate::hub::Hub;
 use crate::hub::durable::{Chunk, Waited};
 
-/// Batches written ahead of a slow reader.
-const AHEAD: usize = 4;
-
 pub(super) fn open(service: &SseService, topic: TopicName, q: Query) -> ResponseFuture {
     let hub = service.hub.clone();
     let chunk = match hub.read_stream(&topic, q.start, MAX_READ_BYTES) {
         Ok(chunk) => chunk,
         Err(e) => return ResponseFuture::ready(error(e, Attempt::Read)),
     };
-    let format = Format {
-        json: is_json(&chunk.content_type),
-        base64: !is_text(&chunk.content_type),
-    };
-    let (tx, rx) = mpsc::channel(AHEAD);
-    let writer = Writer {
+    let format = Format::of(&chunk.content_type);
+    let reader = Reader {
         hub,
         topic,
         cursor: q.cursor,
         format,
-        tx,
         idle: service.config.long_poll_timeout,
+        followers: service.shared.durable_followers.clone(),
     };
-    tokio::spawn(writer.run(chunk));
-    let mut res = Response::new(ResponseBody::channel(rx));
+    let mut res = Response::new(ResponseBody::driven(move |out| reader.run(chunk, out)));
     *res.status_mut() = StatusCode::OK;
     let h = res.headers_mut();
     h.insert(
@@ -71,45 +66,83 @@ pub(super) fn open(service: &SseService, topic: TopicName, q: Query) -> Response
     ResponseFuture::ready(res)
 }
 
+/// How a stream's messages go into `event: data`.
 #[derive(Debug, Clone, Copy)]
-struct Format {
+pub(crate) struct Format {
     json: bool,
     base64: bool,
 }
 
-struct Writer {
+impl Format {
+    pub(crate) fn of(content_type: &str) -> Self {
+        Format {
+            json: is_json(content_type),
+            base64: !is_text(content_type),
+        }
+    }
+}
+
+struct Reader {
     hub: Hub,
     topic: TopicName,
     cursor: Option<String>,
     format: Format,
-    tx: mpsc::Sender<Bytes>,
     idle: Duration,
+    followers: Followers,
 }
 
-impl Writer {
-    async fn run(self, mut chunk: Chunk) {
+/// How following the pump ended.
+enum Followed {
+    /// The response is over.
+    Ended,
+    /// Read on its own from where the reader is.
+    Read,
+    /// Wait on its own, then read.
+    Wait,
+}
+
+impl Reader {
+    async fn run(self, mut chunk: Chunk, out: Emitter) {
         let _live = self.hub.live_read();
+        let mut first = true;
         loop {
-            let mut buf = BytesMut::new();
-            if !chunk.frames.is_empty() {
-                self.data(&mut buf, &chunk.frames);
-            }
             let next = chunk.next;
-            if chunk.closed && chunk.up_to_date {
+            // A read that found nothing new adds no events (but the first
+            // always answers).
+            if first || !chunk.frames.is_empty() {
+                first = false;
+                let mut buf = BytesMut::new();
+                if !chunk.frames.is_empty() {
+                    data(&mut buf, &chunk.frames, self.format);
+                }
+                if chunk.closed && chunk.up_to_date {
+                    closed(&mut buf, next);
+                    out.emit(buf.freeze()).await;
+                    return;
+                }
+                let cursor = next_cursor(self.cursor.as_deref());
+                control(&mut buf, next, cursor, chunk.up_to_date);
+                out.emit(buf.freeze()).await;
+            } else if chunk.closed && chunk.up_to_date {
+                let mut buf = BytesMut::new();
                 closed(&mut buf, next);
-                let _ = self.tx.send(buf.freeze()).await;
+                out.emit(buf.freeze()).await;
                 return;
             }
-            self.control(&mut buf, next, chunk.up_to_date);
-            if self.tx.send(buf.freeze()).await.is_err() {
-                return;
-            }
-            if chunk.up_to_date && !self.wait(next).await {
-                return;
+            let mut at = next;
+            if chunk.up_to_date {
+                let wait = match self.follow(&mut at, &out).await {
+                    Followed::Ended => return,
+                    Followed::Read => false,
+                    Followed::Wait => true,
+                };
+                if wait && !self.wait(at, &out).await {
+                    return;
+                }
             }
             chunk = match self
                 .hub
-                .read_stream(&self.topic, Start::At(next), MAX_READ_BYTES)
+                .read_stream(&self.topic, Start::At(at), MAX_READ_BYTES)
             {
                 Ok(chunk) => chunk,
                 // Deleted, or gone with its history: the response ends.
@@ -118,56 +151,106 @@ impl Writer {
         }
     }
 
-    /// Waits for messages after `next`, sending a control event each idle
-    /// period; `false` when the response is over (closed, gone, client
-    /// left).
-    async fn wait(&self, next: Offset) -> bool {
+    /// Sends the pump's batches from `at` on while it has them, and a
+    /// control event each idle period.
+    async fn follow(&self, at: &mut Offset, out: &Emitter) -> Followed {
+        let follow = self.followers.follow(&self.hub, &self.topic, self.idle);
+        let mut rx = follow.subscribe();
+        let mut deadline = Instant::now() + self.idle;
+        let sleep = tokio::time::sleep_until(deadline);
+        tokio::pin!(sleep);
+        let mut pump_gone = false;
         loop {
-            let deadline = Instant::now() + self.idle;
-            let waited = tokio::select! {
-                w = self.hub.wait_stream(&self.topic, next, deadline) => w,
-                () = self.tx.closed() => return false,
-            };
+            let step = rx.borrow_and_update().step(*at);
+            match step {
+                Step::Send(batch) => {
+                    out.emit(batch.events(self.cursor.as_deref())).await;
+                    *at = batch.next;
+                    if batch.closed {
+                        return Followed::Ended;
+                    }
+                    deadline = Instant::now() + self.idle;
+                    continue;
+                }
+                Step::Behind => return Followed::Read,
+                Step::Closed => {
+                    let mut buf = BytesMut::new();
+                    closed(&mut buf, *at);
+                    out.emit(buf.freeze()).await;
+                    return Followed::Ended;
+                }
+                Step::Alone => return Followed::Wait,
+                Step::Wait if pump_gone => return Followed::Wait,
+                Step::Wait => {}
+            }
+            tokio::select! {
+                changed = rx.changed() => pump_gone = changed.is_err(),
+                () = &mut sleep => {
+                    if Instant::now() >= deadline {
+                        let mut buf = BytesMut::new();
+                        let cursor = next_cursor(self.cursor.as_deref());
+                        control(&mut buf, *at, cursor, true);
+                        out.emit(buf.freeze()).await;
+                        deadline = Instant::now() + self.idle;
+                    }
+                    sleep.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+
+    /// Waits for messages after `next`, sending a control event each idle
+    /// period; `false` when the response is over (closed, gone).
+    async fn wait(&self, next: Offset, out: &Emitter) -> bool {
+        loop {
+            let deadline = std::time::Instant::now() + self.idle;
+            let waited = self.hub.wait_stream(&self.topic, next, deadline).await;
             let mut buf = BytesMut::new();
             match waited {
                 Ok(Waited::Data) => return true,
                 Ok(Waited::Closed) => {
                     closed(&mut buf, next);
-                    let _ = self.tx.send(buf.freeze()).await;
+                    out.emit(buf.freeze()).await;
                     return false;
                 }
-                Ok(Waited::TimedOut) => self.control(&mut buf, next, true),
+                Ok(Waited::TimedOut) => {
+                    let cursor = next_cursor(self.cursor.as_deref());
+                    control(&mut buf, next, cursor, true);
+                }
                 Err(_) => return false,
             }
-            if self.tx.send(buf.freeze()).await.is_err() {
-                return false;
-            }
+            out.emit(buf.freeze()).await;
         }
-    }
-
-    fn data(&self, buf: &mut BytesMut, frames: &[Bytes]) {
-        let body = body_of(frames, self.format.json);
-        buf.put_slice(b"event: data\n");
-        if self.format.base64 {
-            put_data_lines(buf, b"data:", base64(&body).as_bytes());
-        } else {
-            put_data_lines(buf, b"data:", &body);
-        }
-        buf.put_u8(b'\n');
-    }
-
-    fn control(&self, buf: &mut BytesMut, next: Offset, up_to_date: bool) {
-        let cursor = next_cursor(self.cursor.as_deref());
-        let up = if up_to_date { ",\"upToDate\":true" } else { "" };
-        let json = format!("{{\"streamNextOffset\":\"{next}\",\"streamCursor\":\"{cursor}\"{up}}}");
-        buf.put_slice(b"event: control\n");
-        put_data_lines(buf, b"data:", json.as_bytes());
-        buf.put_u8(b'\n');
     }
 }
 
+/// The `event: data` of `frames` (none for no frames).
+pub(crate) fn data(buf: &mut BytesMut, frames: &[Bytes], format: Format) {
+    if frames.is_empty() {
+        return;
+    }
+    let body = body_of(frames, format.json);
+    buf.put_slice(b"event: data\n");
+    if format.base64 {
+        put_data_lines(buf, b"data:", base64(&body).as_bytes());
+    } else {
+        put_data_lines(buf, b"data:", &body);
+    }
+    buf.put_u8(b'\n');
+}
+
+/// A control event: the offset after what was sent, a cursor, and
+/// whether that is the tail.
+pub(crate) fn control(buf: &mut BytesMut, next: Offset, cursor: u64, up_to_date: bool) {
+    let up = if up_to_date { ",\"upToDate\":true" } else { "" };
+    let json = format!("{{\"streamNextOffset\":\"{next}\",\"streamCursor\":\"{cursor}\"{up}}}");
+    buf.put_slice(b"event: control\n");
+    put_data_lines(buf, b"data:", json.as_bytes());
+    buf.put_u8(b'\n');
+}
+
 /// The last control event of a closed stream read to its end.
-fn closed(buf: &mut BytesMut, next: Offset) {
+pub(crate) fn closed(buf: &mut BytesMut, next: Offset) {
     let json = format!("{{\"streamNextOffset\":\"{next}\",\"streamClosed\":true}}");
     buf.put_slice(b"event: control\n");
     put_data_lines(buf, b"data:", json.as_bytes());
