@@ -157,13 +157,24 @@ impl Tail {
 }
 
 impl Followers {
-    /// The pump of `topic`, started if it has none.
-    pub(crate) fn follow(&self, hub: &Hub, topic: &TopicName, idle: Duration) -> Arc<Follow> {
+    /// The pump of `topic`, started at `at` (a reader's place at the
+    /// tail) if it has none.
+    pub(crate) fn follow(
+        &self,
+        hub: &Hub,
+        topic: &TopicName,
+        at: Offset,
+        idle: Duration,
+    ) -> Arc<Follow> {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(f) = map.get(topic).and_then(Weak::upgrade) {
             return f;
         }
-        let (tx, rx) = watch::channel(Arc::new(Tail::default()));
+        let tail = Tail {
+            at: Some(at),
+            ..Tail::default()
+        };
+        let (tx, rx) = watch::channel(Arc::new(tail.clone()));
         let follow = Arc::new(Follow { rx });
         map.insert(topic.clone(), Arc::downgrade(&follow));
         let pump = Pump {
@@ -171,13 +182,13 @@ impl Followers {
             topic: topic.clone(),
             tx,
             idle,
-            tail: Tail::default(),
+            tail,
         };
         let followers = self.clone();
         let me = Arc::downgrade(&follow);
         tokio::spawn(async move {
             let mut pump = pump;
-            pump.run().await;
+            pump.run(at).await;
             // Out of the map first: a reader that comes now starts a new
             // pump; one that found this one sees it ended.
             followers.forget(&pump.topic, &me);
@@ -208,17 +219,7 @@ impl Pump {
         self.tx.send_replace(Arc::new(self.tail.clone()));
     }
 
-    async fn run(&mut self) {
-        let Ok(first) = self.hub.read_stream(&self.topic, Start::Now, 0) else {
-            return;
-        };
-        let mut at = first.next;
-        self.tail.at = Some(at);
-        self.tail.closed = first.closed;
-        self.publish();
-        if first.closed {
-            return;
-        }
+    async fn run(&mut self, mut at: Offset) {
         loop {
             let deadline = Instant::now() + self.idle;
             let waited = tokio::select! {
@@ -257,6 +258,194 @@ impl Pump {
             self.publish();
             if closed {
                 return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::Service;
+
+    use crate::http::body::ResponseBody;
+    use crate::{Hub, SseService};
+
+    async fn call(
+        service: &SseService,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (u16, ResponseBody) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if method != "GET" {
+            req = req.header("content-type", "text/plain");
+        }
+        let req = req
+            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .unwrap();
+        let res = service.call(local(req)).await.unwrap();
+        (res.status().as_u16(), res.into_body())
+    }
+
+    /// From the loopback address, where writes need no token.
+    fn local<B>(mut req: Request<B>) -> Request<B> {
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+        req.extensions_mut().insert(crate::http::PeerAddr(peer));
+        req.headers_mut()
+            .insert("host", http::HeaderValue::from_static("127.0.0.1"));
+        req
+    }
+
+    /// The next chunk of a live body, `None` at its end.
+    async fn next(body: &mut ResponseBody) -> Option<String> {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("a chunk within 5 s")?;
+        let data = frame.unwrap().into_data().unwrap();
+        Some(String::from_utf8(data.to_vec()).unwrap())
+    }
+
+    /// Chunks until one carries `until` (a next offset).
+    async fn read_until(body: &mut ResponseBody, until: &str) -> String {
+        let mut all = String::new();
+        while !all.contains(until) {
+            all.push_str(&next(body).await.expect("the body goes on"));
+        }
+        all
+    }
+
+    fn data_of(events: &str) -> String {
+        events
+            .split("\n\n")
+            .filter(|e| e.starts_with("event: data\n"))
+            .flat_map(|e| e.lines().skip(1))
+            .map(|l| l.strip_prefix("data:").unwrap())
+            .collect()
+    }
+
+    /// Readers at the tail follow the stream's pump: each gets every
+    /// message once and in order, whatever the batches; one that echoed a
+    /// cursor gets a later one in every control event; a close ends all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_at_the_tail_share_batches_and_keep_their_cursors() {
+        let hub = Hub::new();
+        let service = SseService::builder(hub.clone()).build();
+        let uri = "/v1/stream/pumped";
+        assert_eq!(call(&service, "PUT", uri, "a").await.0, 201);
+        let mut readers = Vec::new();
+        for q in ["", "", "", "&cursor=999999999"] {
+            let (status, mut body) =
+                call(&service, "GET", &format!("{uri}?offset=-1&live=sse{q}"), "").await;
+            assert_eq!(status, 200);
+            let first = next(&mut body).await.unwrap();
+            assert_eq!(data_of(&first), "a");
+            assert!(first.contains("\"upToDate\":true"), "{first}");
+            readers.push(body);
+        }
+        let mut want = String::from("a");
+        let mut received = vec![want.clone(); readers.len()];
+        for round in 0..20 {
+            // Some rounds append twice before anyone reads.
+            for i in 0..=(round % 2) {
+                let m = format!("<{round}.{i}>");
+                assert_eq!(call(&service, "POST", uri, &m).await.0, 204);
+                want.push_str(&m);
+            }
+            let mut seen = Vec::new();
+            for (body, got) in readers.iter_mut().zip(&mut received) {
+                let mut events = String::new();
+                while got.len() < want.len() {
+                    let chunk = next(body).await.expect("the body goes on");
+                    got.push_str(&data_of(&chunk));
+                    events.push_str(&chunk);
+                }
+                assert_eq!(*got, want, "{events}");
+                seen.push(events);
+            }
+            let cursors: Vec<u64> = seen
+                .iter()
+                .map(|e| {
+                    let at = e.rfind("\"streamCursor\":\"").unwrap() + 16;
+                    e[at..].split('"').next().unwrap().parse().unwrap()
+                })
+                .collect();
+            assert!(cursors[3] > 999_999_999, "{cursors:?}");
+            assert!(cursors[..3].iter().all(|&c| c < 999_999_999), "{cursors:?}");
+        }
+        // One more message: the readers without a cursor of their own send
+        // the very same bytes.
+        assert_eq!(call(&service, "POST", uri, "z").await.0, 204);
+        let mut shared = Vec::new();
+        for body in &mut readers {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            shared.push(frame.into_data().unwrap());
+        }
+        assert!(shared[..3].iter().all(|b| b.as_ptr() == shared[0].as_ptr()));
+        assert_ne!(shared[3], shared[0], "its own cursor");
+        want.push('z');
+        let last = {
+            let (_, mut body) = call(&service, "GET", &format!("{uri}?offset=-1"), "").await;
+            let all = next(&mut body).await.unwrap();
+            assert_eq!(all, want);
+            all
+        };
+        drop(last);
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("stream-closed", "true");
+        req = req.header("content-type", "text/plain");
+        let res = service
+            .call(local(req.body(Full::new(Bytes::new())).unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 204);
+        for body in &mut readers {
+            let end = read_until(body, "\"streamClosed\":true").await;
+            assert!(!end.contains("streamCursor\":\"x"), "{end}");
+            assert_eq!(next(body).await, None, "the response ends after the close");
+        }
+        assert_eq!(hub.stats().durable_live_reads, 0);
+    }
+
+    /// A stream deleted under its readers ends their responses, and one
+    /// created again at the same path gets a pump of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_stream_ends_its_readers_and_a_new_one_is_followed_afresh() {
+        let hub = Hub::new();
+        let service = SseService::builder(hub.clone()).build();
+        let uri = "/v1/stream/again";
+        for round in 0..3 {
+            assert_eq!(call(&service, "PUT", uri, "").await.0, 201);
+            let mut readers = Vec::new();
+            for _ in 0..3 {
+                let (status, mut body) =
+                    call(&service, "GET", &format!("{uri}?offset=now&live=sse"), "").await;
+                assert_eq!(status, 200);
+                next(&mut body).await.unwrap();
+                readers.push(body);
+            }
+            let m = format!("m{round}");
+            assert_eq!(call(&service, "POST", uri, &m).await.0, 204);
+            for body in &mut readers {
+                let mut got = String::new();
+                while got.is_empty() {
+                    got = data_of(&next(body).await.unwrap());
+                }
+                assert_eq!(got, m);
+            }
+            assert_eq!(call(&service, "DELETE", uri, "").await.0, 204);
+            for body in &mut readers {
+                while next(body).await.is_some() {}
             }
         }
     }

@@ -15,6 +15,7 @@
 //! follows the stream's pump (`live.rs`), which reads and encodes each new
 //! batch once for all the readers there.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -27,7 +28,7 @@ use crate::core::durable::meta::{is_json, is_text};
 use crate::core::durable::offset::{Offset, Start};
 use crate::core::event::put_data_lines;
 use crate::http::body::{Emitter, ResponseBody};
-use crate::http::durable::live::{Followers, Step};
+use crate::http::durable::live::{Follow, Followers, Step};
 use crate::http::durable::query::{MAX_READ_BYTES, Query, body_of, next_cursor};
 use crate::http::durable::wire::{SSE_DATA_ENCODING, error};
 use crate::http::future::ResponseFuture;
@@ -104,6 +105,9 @@ enum Followed {
 impl Reader {
     async fn run(self, mut chunk: Chunk, out: Emitter) {
         let _live = self.hub.live_read();
+        // The stream's pump, once at the tail; held until the response
+        // ends, so that the pump lives while this reader may need it.
+        let mut follow = None;
         let mut first = true;
         loop {
             let next = chunk.next;
@@ -131,7 +135,7 @@ impl Reader {
             }
             let mut at = next;
             if chunk.up_to_date {
-                let wait = match self.follow(&mut at, &out).await {
+                let wait = match self.follow(&mut follow, &mut at, &out).await {
                     Followed::Ended => return,
                     Followed::Read => false,
                     Followed::Wait => true,
@@ -153,8 +157,16 @@ impl Reader {
 
     /// Sends the pump's batches from `at` on while it has them, and a
     /// control event each idle period.
-    async fn follow(&self, at: &mut Offset, out: &Emitter) -> Followed {
-        let follow = self.followers.follow(&self.hub, &self.topic, self.idle);
+    async fn follow(
+        &self,
+        follow: &mut Option<Arc<Follow>>,
+        at: &mut Offset,
+        out: &Emitter,
+    ) -> Followed {
+        let follow = follow.get_or_insert_with(|| {
+            self.followers
+                .follow(&self.hub, &self.topic, *at, self.idle)
+        });
         let mut rx = follow.subscribe();
         let mut deadline = Instant::now() + self.idle;
         let sleep = tokio::time::sleep_until(deadline);
