@@ -448,5 +448,60 @@ mod tests {
                 while next(body).await.is_some() {}
             }
         }
+        assert_eq!(hub.stats().durable_live_reads, 0);
+    }
+
+    /// An idle reader at the tail gets a control event each long-poll
+    /// timeout, at its place, then the next message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_reader_gets_a_control_event_each_timeout() {
+        let hub = Hub::new();
+        let service = SseService::builder(hub.clone())
+            .long_poll_timeout(Duration::from_millis(150))
+            .build();
+        let uri = "/v1/stream/idle";
+        assert_eq!(call(&service, "PUT", uri, "x").await.0, 201);
+        let (_, mut body) = call(&service, "GET", &format!("{uri}?offset=-1&live=sse"), "").await;
+        let first = next(&mut body).await.unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            let idle = next(&mut body).await.unwrap();
+            assert!(idle.starts_with("event: control\n"), "{idle}");
+            assert!(idle.contains("\"upToDate\":true"), "{idle}");
+            let at = |e: &str| e[e.find("streamNextOffset").unwrap()..][..52].to_owned();
+            assert_eq!(at(&idle), at(&first));
+        }
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert_eq!(call(&service, "POST", uri, "y").await.0, 204);
+        let mut got = String::new();
+        while got.is_empty() {
+            got = data_of(&next(&mut body).await.unwrap());
+        }
+        assert_eq!(got, "y");
+    }
+
+    /// Closing the hub (the server shutting down) ends the responses of
+    /// readers at the tail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_the_hub_ends_live_readers() {
+        let hub = Hub::new();
+        let service = SseService::builder(hub.clone()).build();
+        let uri = "/v1/stream/shut";
+        assert_eq!(call(&service, "PUT", uri, "x").await.0, 201);
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            let (_, mut body) =
+                call(&service, "GET", &format!("{uri}?offset=-1&live=sse"), "").await;
+            next(&mut body).await.unwrap();
+            readers.push(body);
+        }
+        // Let them reach their wait.
+        let (_, mut probe) = call(&service, "GET", &format!("{uri}?offset=-1&live=sse"), "").await;
+        next(&mut probe).await.unwrap();
+        readers.push(probe);
+        hub.close();
+        for body in &mut readers {
+            while next(body).await.is_some() {}
+        }
     }
 }

@@ -196,6 +196,9 @@ impl Reader {
                 Step::Wait => {}
             }
             tokio::select! {
+                // The timer is polled only when nothing changed: it is
+                // rarely due.
+                biased;
                 changed = rx.changed() => pump_gone = changed.is_err(),
                 () = &mut sleep => {
                     if Instant::now() >= deadline {
