@@ -50,17 +50,21 @@ impl ResponseBody {
         }
     }
 
-    /// A body that the future `write` makes writes, chunk by chunk, through
-    /// the [`Emitter`] it is given, until it returns. The future is polled
-    /// when the body is (no task or channel of its own); dropping the body
-    /// drops it.
+    /// A body whose chunks the future made by `write` emits, one by one,
+    /// through the [`Emitter`] it is given, until it returns. The future
+    /// is polled when the body is (no task or channel of its own); dropping
+    /// the body drops it.
     pub(crate) fn driven<F, Fut>(write: F) -> Self
     where
         F: FnOnce(Emitter) -> Fut,
-        Fut: Future<Output = ()> + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let slot = Arc::new(Mutex::new(None));
-        let future = Box::pin(write(Emitter(slot.clone())));
+        let future: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(write(Emitter(slot.clone())));
+        // In a mutex only to make the body `Sync` whatever the future
+        // holds: it is reached through `get_mut`, never locked.
+        let future = Mutex::new(future);
         ResponseBody {
             kind: Kind::Driven(Driven {
                 slot,
@@ -162,7 +166,7 @@ fn take(slot: &Slot) -> Option<Bytes> {
 /// A body whose chunks a future writes, polled by the body itself.
 pub(crate) struct Driven {
     slot: Slot,
-    future: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    future: Option<Mutex<Pin<Box<dyn Future<Output = ()> + Send>>>>,
 }
 
 impl Driven {
@@ -173,6 +177,7 @@ impl Driven {
         let Some(future) = &mut self.future else {
             return Poll::Ready(None);
         };
+        let future = future.get_mut().unwrap_or_else(PoisonError::into_inner);
         let done = future.as_mut().poll(cx).is_ready();
         if done {
             self.future = None;
