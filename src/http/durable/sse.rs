@@ -123,7 +123,9 @@ impl Reader {
                     Followed::Read => false,
                     Followed::Wait => true,
                 };
-                if wait && !self.wait(at, &out).await {
+                // Boxed: the rare path keeps its large future off the
+                // resident one.
+                if wait && !Box::pin(self.wait(at, &out)).await {
                     return;
                 }
             }
