@@ -52,7 +52,7 @@ where
             closed,
             body,
         };
-        match hub.create_stream(&topic, create) {
+        match hub.create_stream(&topic, create).await {
             Ok((new, status)) => {
                 let code = if new {
                     StatusCode::CREATED

@@ -31,17 +31,34 @@ use crate::http::future::ResponseFuture;
 use crate::http::responses::Attempt;
 use crate::http::service::SseService;
 use crate::hub::Hub;
-use crate::hub::durable::{Chunk, Waited};
+use crate::hub::durable::{Catchup, Chunk, Waited};
 
 /// Batches written ahead of a slow reader.
 const AHEAD: usize = 4;
 
 pub(super) fn open(service: &SseService, topic: TopicName, q: Query) -> ResponseFuture {
     let hub = service.hub.clone();
-    let chunk = match hub.read_stream(&topic, q.start, MAX_READ_BYTES) {
-        Ok(chunk) => chunk,
-        Err(e) => return ResponseFuture::ready(error(e, Attempt::Read)),
-    };
+    let idle = service.config.long_poll_timeout;
+    match hub.try_read_stream(&topic, q.start, MAX_READ_BYTES) {
+        Ok(Catchup::Ready(chunk)) => ResponseFuture::ready(start(hub, topic, q, chunk, idle)),
+        Ok(Catchup::Disk(read)) => ResponseFuture::boxed(async move {
+            match read.finish().await {
+                Ok(chunk) => start(hub, topic, q, chunk, idle),
+                Err(e) => error(e, Attempt::Read),
+            }
+        }),
+        Err(e) => ResponseFuture::ready(error(e, Attempt::Read)),
+    }
+}
+
+/// Starts the events from the first chunk read.
+fn start(
+    hub: Hub,
+    topic: TopicName,
+    q: Query,
+    chunk: Chunk,
+    idle: Duration,
+) -> Response<ResponseBody> {
     let format = Format {
         json: is_json(&chunk.content_type),
         base64: !is_text(&chunk.content_type),
@@ -53,7 +70,7 @@ pub(super) fn open(service: &SseService, topic: TopicName, q: Query) -> Response
         cursor: q.cursor,
         format,
         tx,
-        idle: service.config.long_poll_timeout,
+        idle,
     };
     tokio::spawn(writer.run(chunk));
     let mut res = Response::new(ResponseBody::channel(rx));
@@ -68,7 +85,7 @@ pub(super) fn open(service: &SseService, topic: TopicName, q: Query) -> Response
     if format.base64 {
         h.insert(SSE_DATA_ENCODING, HeaderValue::from_static("base64"));
     }
-    ResponseFuture::ready(res)
+    res
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +127,7 @@ impl Writer {
             chunk = match self
                 .hub
                 .read_stream(&self.topic, Start::At(next), MAX_READ_BYTES)
+                .await
             {
                 Ok(chunk) => chunk,
                 // Deleted, or gone with its history: the response ends.
