@@ -39,6 +39,13 @@
 //! on one node or many, and a key lives exactly as long as the history it
 //! belongs to: it is forgotten with the last event it published.
 //!
+//! # Durable Streams
+//!
+//! A Durable Stream's write is decided and committed by the store, atomic
+//! with its messages, when the store is not memory (see `streams`): the
+//! disk writer runs the stream's rules on its own copy of the metadata,
+//! in the round's commit. Redis does not hold streams yet.
+//!
 //! # Reporting to the hub
 //!
 //! A store never calls into the hub's topics. What it learns by itself (a

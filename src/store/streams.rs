@@ -19,6 +19,8 @@ use crate::core::durable::meta::{OwnedWrite, Verdict};
 use crate::store::{ErrorKind, StoreError};
 
 /// A write to a stream.
+// Only the disk store decides stream writes (memory writes in the rings).
+#[cfg_attr(not(feature = "disk"), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) enum StreamOp {
     /// Creates the stream unless the store has it: its metadata, and its
@@ -42,6 +44,8 @@ pub(crate) enum StreamOp {
 }
 
 /// What a [`StreamOp`] did.
+// Only the disk store decides stream writes (memory writes in the rings).
+#[cfg_attr(not(feature = "disk"), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) enum StreamDone {
     /// Created (its messages start at the position the op gave).

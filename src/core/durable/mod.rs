@@ -16,6 +16,8 @@ pub(crate) mod json;
 pub(crate) mod meta;
 pub(crate) mod offset;
 pub(crate) mod path;
+// What stores keep: only the disk store holds streams outside memory.
+#[cfg(feature = "disk")]
 pub(crate) mod record;
 
 pub(crate) use self::meta::StreamMeta;
