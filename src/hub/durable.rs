@@ -1330,6 +1330,17 @@ mod tests {
         assert_eq!(hub.stats().durable_appends, 800);
     }
 
+    /// A clock set back below a generation a store has (loaded at
+    /// startup) does not make a new create repeat or go below it.
+    #[test]
+    fn generations_stay_above_a_stored_one() {
+        let stored = new_generation() + 3_600_000_000;
+        raise_generation_floor(stored);
+        let next = new_generation();
+        assert!(next > stored, "{next} after {stored}");
+        assert!(new_generation() > next);
+    }
+
     #[tokio::test]
     async fn a_source_deleted_under_its_forks_goes_with_the_last_one() {
         let hub = Hub::new();

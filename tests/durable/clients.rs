@@ -893,11 +893,27 @@ fn journal_lines(path: &std::path::Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ts_idempotent_producers_through_cuts_append_each_batch_once() {
+    producers_through_cuts(None).await;
+}
+
+/// The same with `--data-dir`, where the disk writer decides appends on
+/// its own copy of the producers (five batches in flight per producer: a
+/// batch may be decided before the one ahead of it is synced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ts_idempotent_producers_on_disk_append_each_batch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    producers_through_cuts(Some(dir.path())).await;
+}
+
+async fn producers_through_cuts(data_dir: Option<&std::path::Path>) {
     const PRODUCERS: usize = 4;
     const MESSAGES: u64 = 1000;
     let _shared = crate::HEAVY.read().await;
     node_ready();
-    let server = Ssehub::start_in_memory("producers", SERVER_ARGS).await;
+    let server = match data_dir {
+        Some(dir) => Ssehub::start(dir, SERVER_ARGS).await,
+        None => Ssehub::start_in_memory("producers", SERVER_ARGS).await,
+    };
     create(server.addr, "producers", Kind::Json).await;
     let mut proxies = Vec::new();
     for i in 0..PRODUCERS {
@@ -957,8 +973,9 @@ async fn ts_idempotent_producers_through_cuts_append_each_batch_once() {
         assert_eq!(p["errors"], json!([]), "{p}");
         duplicates += p["duplicatesOnRetry"].as_u64().unwrap();
         println!(
-            "{}: {} POSTs, {} attempts, {} retries, statuses {}, {} retries answered 204; \
+            "{}{}: {} POSTs, {} attempts, {} retries, statuses {}, {} retries answered 204; \
              proxy: {}",
+            if data_dir.is_some() { "(disk) " } else { "" },
             p["id"],
             p["posts"],
             p["attempts"],
