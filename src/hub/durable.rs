@@ -349,13 +349,6 @@ pub(crate) enum Catchup {
     Disk(DiskRead),
 }
 
-/// A stream removed from its ring: the stream it was forked from (to
-/// release), and the store's answer to the deletion (disk).
-struct Removed {
-    parent: Option<TopicName>,
-    reply: Option<StreamReply>,
-}
-
 /// The most messages one read answers.
 const MAX_READ_MESSAGES: u64 = 4096;
 
@@ -411,11 +404,11 @@ impl Hub {
         }
         if meta.is_expired(now) {
             if meta.forks > 0 {
-                let _ = self.hide_locked(topic, ring);
+                self.hide_locked(topic, ring);
                 topic.wake();
                 return Err(StreamError::Gone);
             }
-            *released = self.remove_locked(topic, ring).parent;
+            *released = self.remove_locked(topic, ring);
             topic.wake();
             return Err(StreamError::NotFound);
         }
@@ -428,33 +421,26 @@ impl Hub {
         self.store().send_stream(topic.name(), op, deliver)
     }
 
-    /// Hides the locked ring's stream (deleted under live forks); with a
-    /// store, writes so.
-    fn hide_locked(&self, topic: &Topic, ring: &mut Ring) -> Option<StreamReply> {
-        ring.stream_mut()?.soft_deleted = true;
-        (!self.store().is_memory()).then(|| self.send(topic, StreamOp::Hide, Box::new(|_| {})))
+    /// Hides the locked ring's stream (deleted under live forks, expired);
+    /// with a store, writes so (not waiting for it).
+    fn hide_locked(&self, topic: &Topic, ring: &mut Ring) {
+        if let Some(meta) = ring.stream_mut() {
+            meta.soft_deleted = true;
+            if !self.store().is_memory() {
+                let _ = self.send(topic, StreamOp::Hide, Box::new(|_| {}));
+            }
+        }
     }
 
-    /// Removes the locked ring's stream: its messages go, its topic is no
-    /// longer pinned; with a store, deletes it there too.
-    fn remove_locked(&self, topic: &Topic, ring: &mut Ring) -> Removed {
-        let Some(meta) = ring.take_stream() else {
-            return Removed {
-                parent: None,
-                reply: None,
-            };
-        };
-        let next = ring.next_seq();
-        topic.clear_locked(ring, next);
-        topic.detach();
-        let c = topic.counters();
-        c.durable_streams.fetch_sub(1, Ordering::Relaxed);
-        let reply = (!self.store().is_memory())
-            .then(|| self.send(topic, StreamOp::Delete, Box::new(|_| {})));
-        Removed {
-            parent: meta.parent,
-            reply,
+    /// Removes the locked ring's stream (deleted, expired); with a store,
+    /// deletes it there too (not waiting for it). Returns the stream it was
+    /// forked from, to release.
+    fn remove_locked(&self, topic: &Topic, ring: &mut Ring) -> Option<TopicName> {
+        let meta = unlink_locked(topic, ring)?;
+        if !self.store().is_memory() {
+            let _ = self.send(topic, StreamOp::Delete, Box::new(|_| {}));
         }
+        meta.parent
     }
 
     /// Creates the stream of `name` (`Ok(true)`), or finds it created with
@@ -750,7 +736,7 @@ impl Hub {
                 if let Some(meta) = ring.stream_mut() {
                     meta.forks = meta.forks.saturating_sub(1);
                     if meta.forks == 0 && meta.soft_deleted {
-                        next = self.remove_locked(&topic, &mut ring).parent;
+                        next = self.remove_locked(&topic, &mut ring);
                     }
                 }
             }
@@ -836,26 +822,67 @@ impl Hub {
     }
 
     /// Deletes the stream of `name`; with live forks it only hides it.
-    /// With a store (disk), answers once the deletion is durable.
+    /// With a store (disk), the ring changes once the deletion is durable,
+    /// and then it answers: a deletion that fails changes nothing.
     pub(crate) async fn delete_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+        if !self.store().is_memory() {
+            return self.delete_stored_stream(name).await;
+        }
         let mut released = None;
-        let reply = self.with_stream(name, |topic, ring| {
+        self.with_stream(name, |topic, ring| {
             let meta = ring.stream_mut().expect("live");
-            let reply = if meta.forks > 0 {
-                self.hide_locked(topic, ring)
+            if meta.forks > 0 {
+                meta.soft_deleted = true;
             } else {
-                let removed = self.remove_locked(topic, ring);
-                released = removed.parent;
-                removed.reply
-            };
+                released = self.remove_locked(topic, ring);
+            }
             topic.wake();
-            Ok(reply)
+            Ok(())
         })?;
         if let Some(parent) = released {
             self.release_fork_of(parent);
         }
-        if let Some(reply) = reply {
-            reply.wait().await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn delete_stored_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+        let (reply, parent) = self.with_stream(name, |topic, ring| {
+            let meta = ring.stream().expect("live");
+            let (generation, hide) = (meta.generations.own, meta.forks > 0);
+            let parent = if hide { None } else { meta.parent.clone() };
+            let t = topic.clone();
+            let deliver: StreamDeliver = Box::new(move |done| {
+                if !matches!(done, StreamDone::Done) {
+                    return;
+                }
+                let mut ring = t.lock();
+                let Some(meta) = ring.stream_mut() else {
+                    return;
+                };
+                if meta.generations.own != generation {
+                    return;
+                }
+                if hide {
+                    meta.soft_deleted = true;
+                } else {
+                    unlink_locked(&t, &mut ring);
+                }
+                drop(ring);
+                t.wake();
+            });
+            let op = if hide {
+                StreamOp::Hide
+            } else {
+                StreamOp::Delete
+            };
+            Ok((self.send(topic, op, deliver), parent))
+        })?;
+        match reply.wait().await.map_err(store_error)? {
+            StreamDone::Done => {}
+            _ => return Err(StreamError::NotFound),
+        }
+        if let Some(parent) = parent {
+            self.release_fork_of(parent);
         }
         Ok(())
     }
@@ -1140,6 +1167,18 @@ fn build(
     let mut meta = StreamMeta::new(config, generations, create.closed, now);
     meta.parent = parent;
     Ok((meta, first, frames))
+}
+
+/// Takes the locked ring's stream out: its messages go, its topic is no
+/// longer pinned. Returns its metadata, if it had a stream.
+fn unlink_locked(topic: &Topic, ring: &mut Ring) -> Option<StreamMeta> {
+    let meta = ring.take_stream()?;
+    let next = ring.next_seq();
+    topic.clear_locked(ring, next);
+    topic.detach();
+    let c = topic.counters();
+    c.durable_streams.fetch_sub(1, Ordering::Relaxed);
+    Some(meta)
 }
 
 /// Applies a durable append to the hub's copy of its stream (see
