@@ -457,24 +457,24 @@ impl Hub {
             Some(fork) => Some(self.fork_from(fork, &create.config).await?),
             None => None,
         };
-        // The first messages, framed once the content type is known (a
-        // fork's may be inherited: framed in `build`). A body that cannot
-        // be framed is refused before a topic is made for it, unless the
-        // stream exists (a repeated create ignores the body).
-        let framed = match &create.config.fork {
-            None => Some(frames_of(
-                create.body.clone(),
-                &create.config.content_type,
-                true,
-            )),
-            Some(_) => None,
+        let parent = from.as_ref().map(|f| f.parent.clone());
+        // The first messages, framed for the stream's content type (a
+        // fork's may be its source's). A body that cannot be framed is
+        // refused before a topic is made for it, unless the stream exists
+        // (a repeated create ignores the body).
+        let content_type = match &from {
+            Some(f) if create.config.content_type.is_empty() => f.content_type.clone(),
+            _ => create.config.content_type.clone(),
         };
-        if let Some(Err(e)) = &framed
+        let framed = frames_of(create.body.clone(), &content_type, true);
+        if let Err(e) = &framed
             && matches!(self.stream_status(name), Err(StreamError::NotFound))
         {
+            if let Some(parent) = parent {
+                self.release_fork_of(parent);
+            }
             return Err(StreamError::Json(*e));
         }
-        let parent = from.as_ref().map(|f| f.parent.clone());
         if create.config.expiry != Expiry::Never {
             self.sweep_in_background();
         }
@@ -492,7 +492,7 @@ impl Hub {
         name: &TopicName,
         create: Create,
         from: Option<ForkFrom>,
-        framed: Option<Result<Option<Bytes>, JsonError>>,
+        framed: Result<Option<Bytes>, JsonError>,
     ) -> Result<(bool, Status), StreamError> {
         // A topic found idle may be retired before its lock is taken (the
         // hub making room): look it up again, as publishing does.
@@ -544,7 +544,7 @@ impl Hub {
         mut ring: MutexGuard<'_, Ring>,
         create: Create,
         from: Option<ForkFrom>,
-        framed: Option<Result<Option<Bytes>, JsonError>>,
+        framed: Result<Option<Bytes>, JsonError>,
     ) -> Result<Installed, StreamError> {
         let now = now_ms();
         let mut released = None;
@@ -1140,7 +1140,7 @@ enum Installed {
 fn build(
     create: Create,
     from: Option<ForkFrom>,
-    framed: Option<Result<Option<Bytes>, JsonError>>,
+    framed: Result<Option<Bytes>, JsonError>,
     now: u64,
 ) -> Result<(StreamMeta, u64, Vec<Bytes>), StreamError> {
     let mut config = create.config;
@@ -1159,9 +1159,7 @@ fn build(
         }
         None => (Generations::new(new_generation()), 1, Vec::new(), None),
     };
-    let body = framed
-        .unwrap_or_else(|| frames_of(create.body, &config.content_type, true))
-        .map_err(StreamError::Json)?;
+    let body = framed.map_err(StreamError::Json)?;
     frames.extend(prefix);
     frames.extend(body);
     let mut meta = StreamMeta::new(config, generations, create.closed, now);

@@ -409,6 +409,27 @@ async fn a_refused_create_makes_no_topic() {
     let (status, _) = request(server.addr, "HEAD", "/v1/stream/h", &[], b"").await;
     assert_eq!(status, 404);
     assert_eq!(topics(), before);
+    // A fork of a JSON stream, inheriting its type, with a body that is
+    // not JSON: refused, no topic, and the source counts no fork.
+    put(&server, "/v1/stream/src", "application/json", "[1]").await;
+    let before = topics();
+    let (status, _) = request(
+        server.addr,
+        "PUT",
+        "/v1/stream/fj",
+        &[("Stream-Forked-From", "/v1/stream/src")],
+        b"{oops",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(topics(), before);
+    let (status, _) = request(server.addr, "DELETE", "/v1/stream/src", &[], b"").await;
+    assert_eq!(status, 204);
+    let (status, _) = request(server.addr, "HEAD", "/v1/stream/src", &[], b"").await;
+    assert_eq!(
+        status, 404,
+        "gone at once: the refused fork was not counted"
+    );
     // A repeated create of a JSON stream still ignores its body.
     assert_eq!(
         put(&server, "/v1/stream/j", "application/json", "[1]")
