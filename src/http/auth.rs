@@ -28,6 +28,11 @@ use crate::http::responses::text;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// The request came over TLS (the server says so in its extensions):
+/// absolute URLs the service writes (`Location`) are `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Secure;
+
 /// Who may subscribe to and publish on which topic: [`SseService`]
 /// asks its policy before every stream and every publish.
 ///

@@ -51,6 +51,7 @@ pub(crate) mod routing;
 pub(crate) mod service;
 pub(crate) mod tokens;
 
+pub(crate) use self::auth::Secure;
 pub use self::auth::{AccessRequest, Authorize, Decision, PeerAddr, Unauthorized};
 pub use self::body::ResponseBody;
 pub use self::connections::ConnectionStats;

@@ -21,7 +21,12 @@
 //! source keeps a count of its live forks: deleting it then only hides it
 //! (`410`) until the last fork goes.
 //!
-//! Only the memory store holds streams today: with another store every
+//! With the disk store (`--data-dir`), each write is decided and written by
+//! the store, in one commit with the producer state it moves, and reaches
+//! the ring (and readers) once durable: the ring's metadata is a copy for
+//! reads (see `store::streams`). Writes are sent to the store under the
+//! topic's lock, so the store does them in the hub's order. Messages older
+//! than the ring are read from disk. Redis does not hold streams yet: every
 //! operation fails with [`StreamError::Unsupported`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,14 +36,16 @@ use bytes::Bytes;
 
 use crate::core::TopicName;
 use crate::core::durable::json::{self, JsonError};
-use crate::core::durable::meta::{Config, Expiry, Refusal, Verdict, Write, is_json};
+use crate::core::durable::meta::{Config, Expiry, OwnedWrite, Refusal, Verdict, Write, is_json};
 use crate::core::durable::offset::{Generations, Offset, OffsetError, Start};
 use crate::core::durable::{StreamMeta, path};
+use crate::core::id::Epoch;
 use crate::core::ring::Ring;
 use crate::hub::registry::LOOKUP_ATTEMPTS;
 use crate::hub::sync::{Arc, MutexGuard};
 use crate::hub::topic::Topic;
 use crate::hub::{Hub, HubError};
+use crate::store::{History, StoreError, StreamDeliver, StreamDone, StreamOp, StreamReply};
 
 /// How often expired streams are deleted, if nobody asks for them first.
 const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
@@ -76,7 +83,7 @@ pub(crate) enum StreamError {
     },
     /// A JSON stream's body is not JSON, or an empty array (`400`).
     Json(JsonError),
-    /// Only the memory store holds Durable Streams for now (`501`).
+    /// The store holds no Durable Streams (Redis, for now: `501`).
     Unsupported,
     Hub(HubError),
 }
@@ -175,14 +182,18 @@ pub(crate) fn now_ms() -> u64 {
 /// A generation no stream of this process had: µs since the Unix epoch,
 /// strictly increasing.
 fn new_generation() -> u64 {
-    static LAST: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let mut prev = LAST.load(Ordering::Relaxed);
+    let mut prev = LAST_GENERATION.load(Ordering::Relaxed);
     loop {
         let next = now.max(prev + 1);
-        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+        match LAST_GENERATION.compare_exchange_weak(
+            prev,
+            next,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => return next,
             Err(p) => prev = p,
         }
@@ -206,6 +217,27 @@ fn status(ring: &Ring, meta: &StreamMeta) -> Status {
     }
 }
 
+/// The oldest position of the locked ring's stream that its store keeps:
+/// the ring's, or (disk) the older history's.
+fn first_kept(topic: &Topic, ring: &Ring) -> u64 {
+    let in_ring = ring.oldest().unwrap_or(ring.next_seq());
+    topic.durable_first().map_or(in_ring, |d| d.min(in_ring))
+}
+
+/// The answer to an append the rules decided: `tail` and `closed` as the
+/// stream stands after it.
+fn answer(verdict: Verdict, tail: Offset, closed: bool) -> Result<Appended, StreamError> {
+    match verdict {
+        Verdict::Accepted { .. } => Ok(Appended::Fresh { tail, closed }),
+        Verdict::Duplicate { last_seq } => Ok(Appended::Duplicate {
+            tail,
+            closed,
+            last_seq,
+        }),
+        Verdict::Refused(refusal) => Err(StreamError::Refused { refusal, tail }),
+    }
+}
+
 /// The frames a body appends to a stream of `content_type`: none for an
 /// empty body (or `[]` on create).
 fn frames_of(body: Bytes, content_type: &str, creating: bool) -> Result<Option<Bytes>, JsonError> {
@@ -216,6 +248,10 @@ fn frames_of(body: Bytes, content_type: &str, creating: bool) -> Result<Option<B
     } else {
         Ok(Some(body))
     }
+}
+
+fn store_error(e: StoreError) -> StreamError {
+    StreamError::Hub(HubError::Storage(e))
 }
 
 /// Where a fork starts in its source, read under the source's lock.
@@ -232,9 +268,93 @@ struct ForkFrom {
     prefix: Option<Bytes>,
 }
 
+/// A fork's inherited messages older than its source's ring (disk): read
+/// from the source's history once its lock is released.
+struct Older {
+    history: History,
+    epoch: Epoch,
+    /// Messages `from..to` come from disk.
+    from: u64,
+    to: u64,
+}
+
+impl Older {
+    /// Reads messages `from..to` whole, or says they are no longer kept.
+    async fn read(&self) -> Result<Vec<Bytes>, StreamError> {
+        let mut frames = Vec::new();
+        let mut at = self.from;
+        while at < self.to {
+            let want = usize::try_from(self.to - at)
+                .unwrap_or(usize::MAX)
+                .min(4096);
+            let got = self
+                .history
+                .read_raw(self.epoch, at, want, usize::MAX)
+                .await
+                .map_err(store_error)?;
+            if got.is_empty() {
+                return Err(StreamError::ForkPoint("the fork offset is not retained"));
+            }
+            at += got.len() as u64;
+            frames.extend(got);
+        }
+        Ok(frames)
+    }
+}
+
+/// A catch-up read whose messages are older than the stream's ring (disk):
+/// finished by [`DiskRead::finish`], off the topic's lock.
+#[derive(Debug)]
+pub(crate) struct DiskRead {
+    history: History,
+    epoch: Epoch,
+    after: u64,
+    count: usize,
+    max_bytes: usize,
+    last: u64,
+    generation: u64,
+    closed: bool,
+    content_type: Arc<str>,
+}
+
+impl DiskRead {
+    pub(crate) async fn finish(self) -> Result<Chunk, StreamError> {
+        let frames = self
+            .history
+            .read_raw(self.epoch, self.after + 1, self.count, self.max_bytes)
+            .await
+            .map_err(store_error)?;
+        if frames.is_empty() {
+            // Retention took them meanwhile.
+            return Err(StreamError::OffsetGone);
+        }
+        let next = self.after + frames.len() as u64;
+        Ok(Chunk {
+            frames,
+            next: Offset {
+                generation: self.generation,
+                seq: next,
+            },
+            up_to_date: next == self.last,
+            closed: self.closed,
+            content_type: self.content_type,
+        })
+    }
+}
+
+/// A read that is ready, or must finish on disk.
+#[derive(Debug)]
+pub(crate) enum Catchup {
+    Ready(Chunk),
+    Disk(DiskRead),
+}
+
+/// The most messages one read answers.
+const MAX_READ_MESSAGES: u64 = 4096;
+
 impl Hub {
     fn stream_topic(&self, name: &TopicName) -> Result<Option<Arc<Topic>>, StreamError> {
-        if !self.store().is_memory() {
+        if !self.store().holds_streams() {
             return Err(StreamError::Unsupported);
         }
         if self.is_closed() {
@@ -249,7 +369,7 @@ impl Hub {
     fn with_stream<R>(
         &self,
         name: &TopicName,
-        f: impl FnOnce(&Topic, &mut Ring) -> Result<R, StreamError>,
+        f: impl FnOnce(&Arc<Topic>, &mut Ring) -> Result<R, StreamError>,
     ) -> Result<R, StreamError> {
         let topic = self.stream_topic(name)?.ok_or(StreamError::NotFound)?;
         let mut released = None;
@@ -284,53 +404,81 @@ impl Hub {
         }
         if meta.is_expired(now) {
             if meta.forks > 0 {
-                meta.soft_deleted = true;
+                self.hide_locked(topic, ring);
                 topic.wake();
                 return Err(StreamError::Gone);
             }
-            *released = remove_locked(topic, ring);
+            *released = self.remove_locked(topic, ring);
             topic.wake();
             return Err(StreamError::NotFound);
         }
         Ok(())
     }
 
+    /// Sends a write of the locked topic's stream to the store (disk), in
+    /// the order of the topic's lock.
+    fn send(&self, topic: &Topic, op: StreamOp, deliver: StreamDeliver) -> StreamReply {
+        self.store().send_stream(topic.name(), op, deliver)
+    }
+
+    /// Hides the locked ring's stream (deleted under live forks, expired);
+    /// with a store, writes so (not waiting for it).
+    fn hide_locked(&self, topic: &Topic, ring: &mut Ring) {
+        if let Some(meta) = ring.stream_mut() {
+            meta.soft_deleted = true;
+            if !self.store().is_memory() {
+                let _ = self.send(topic, StreamOp::Hide, Box::new(|_| {}));
+            }
+        }
+    }
+
+    /// Removes the locked ring's stream (deleted, expired); with a store,
+    /// deletes it there too (not waiting for it). Returns the stream it was
+    /// forked from, to release.
+    fn remove_locked(&self, topic: &Topic, ring: &mut Ring) -> Option<TopicName> {
+        let meta = unlink_locked(topic, ring)?;
+        if !self.store().is_memory() {
+            let _ = self.send(topic, StreamOp::Delete, Box::new(|_| {}));
+        }
+        meta.parent
+    }
+
     /// Creates the stream of `name` (`Ok(true)`), or finds it created with
     /// the same configuration (`Ok(false)`).
-    pub(crate) fn create_stream(
+    pub(crate) async fn create_stream(
         &self,
         name: &TopicName,
         create: Create,
     ) -> Result<(bool, Status), StreamError> {
-        if !self.store().is_memory() {
+        if !self.store().holds_streams() {
             return Err(StreamError::Unsupported);
         }
         let from = match &create.config.fork {
-            Some(fork) => Some(self.fork_from(fork, &create.config)?),
+            Some(fork) => Some(self.fork_from(fork, &create.config).await?),
             None => None,
         };
-        // The first messages, framed once the content type is known (a
-        // fork's may be inherited: framed in `install`). A body that cannot
-        // be framed is refused before a topic is made for it, unless the
-        // stream exists (a repeated create ignores the body).
-        let framed = match &create.config.fork {
-            None => Some(frames_of(
-                create.body.clone(),
-                &create.config.content_type,
-                true,
-            )),
-            Some(_) => None,
+        let parent = from.as_ref().map(|f| f.parent.clone());
+        // The first messages, framed for the stream's content type (a
+        // fork's may be its source's). A body that cannot be framed is
+        // refused before a topic is made for it, unless the stream exists
+        // (a repeated create ignores the body).
+        let content_type = match &from {
+            Some(f) if create.config.content_type.is_empty() => f.content_type.clone(),
+            _ => create.config.content_type.clone(),
         };
-        if let Some(Err(e)) = &framed
+        let framed = frames_of(create.body.clone(), &content_type, true);
+        if let Err(e) = &framed
             && matches!(self.stream_status(name), Err(StreamError::NotFound))
         {
+            if let Some(parent) = parent {
+                self.release_fork_of(parent);
+            }
             return Err(StreamError::Json(*e));
         }
-        let parent = from.as_ref().map(|f| f.parent.clone());
         if create.config.expiry != Expiry::Never {
             self.sweep_in_background();
         }
-        let outcome = self.install(name, create, from, framed);
+        let outcome = self.install(name, create, from, framed).await;
         match (&outcome, parent) {
             (Ok((true, _)), _) | (_, None) => {}
             (_, Some(parent)) => self.release_fork_of(parent),
@@ -339,37 +487,65 @@ impl Hub {
         outcome
     }
 
-    fn install(
+    async fn install(
         &self,
         name: &TopicName,
         create: Create,
         from: Option<ForkFrom>,
-        framed: Option<Result<Option<Bytes>, JsonError>>,
+        framed: Result<Option<Bytes>, JsonError>,
     ) -> Result<(bool, Status), StreamError> {
         // A topic found idle may be retired before its lock is taken (the
         // hub making room): look it up again, as publishing does.
         let mut attempts = LOOKUP_ATTEMPTS;
-        loop {
+        let (closed, config) = (create.closed, create.config.clone());
+        let sent = loop {
             let topic = self.topic(name)?;
             let ring = topic.lock();
             if !topic.is_closed() {
-                return self.install_locked(&topic, ring, create, from, framed);
+                break self.install_locked(&topic, ring, create, from, framed)?;
             }
             attempts -= 1;
             if self.is_closed() || attempts == 0 {
                 return Err(HubError::Closed.into());
+            }
+        };
+        let (topic, reply, created) = match sent {
+            Installed::Done(outcome) => return Ok(outcome),
+            Installed::Sent {
+                topic,
+                reply,
+                status,
+            } => (topic, reply, status),
+        };
+        match reply.wait().await {
+            Ok(StreamDone::Created) => Ok((true, created)),
+            Ok(_) => {
+                // Another create of this path was written first.
+                topic.detach();
+                self.with_stream(name, |_, ring| {
+                    let meta = ring.stream().expect("live");
+                    if meta.same_as(&config, closed) {
+                        Ok((false, status(ring, meta)))
+                    } else {
+                        Err(StreamError::Exists)
+                    }
+                })
+            }
+            Err(e) => {
+                topic.detach();
+                Err(store_error(e))
             }
         }
     }
 
     fn install_locked(
         &self,
-        topic: &Topic,
+        topic: &Arc<Topic>,
         mut ring: MutexGuard<'_, Ring>,
         create: Create,
         from: Option<ForkFrom>,
-        framed: Option<Result<Option<Bytes>, JsonError>>,
-    ) -> Result<(bool, Status), StreamError> {
+        framed: Result<Option<Bytes>, JsonError>,
+    ) -> Result<Installed, StreamError> {
         let now = now_ms();
         let mut released = None;
         let result = (|| {
@@ -377,7 +553,7 @@ impl Hub {
                 Ok(()) => {
                     let meta = ring.stream().expect("checked live");
                     return if meta.same_as(&create.config, create.closed) {
-                        Ok((false, status(&ring, meta)))
+                        Ok(Installed::Done((false, status(&ring, meta))))
                     } else {
                         Err(StreamError::Exists)
                     };
@@ -386,37 +562,54 @@ impl Hub {
                 Err(StreamError::NotFound) => {}
                 Err(e) => return Err(e),
             }
-            let mut config = create.config;
-            let parent = from.as_ref().map(|f| f.parent.clone());
-            let (generations, first, inherited, prefix) = match from {
-                Some(f) => {
-                    if config.content_type.is_empty() {
-                        config.content_type = f.content_type;
-                    }
-                    if config.expiry == Expiry::Never {
-                        config.expiry = f.expiry;
-                    }
-                    let own = new_generation();
-                    let seq = f.first + f.frames.len() as u64 - 1;
-                    (f.generations.fork(own, seq), f.first, f.frames, f.prefix)
-                }
-                None => (Generations::new(new_generation()), 1, Vec::new(), None),
-            };
-            let body = framed
-                .unwrap_or_else(|| frames_of(create.body, &config.content_type, true))
-                .map_err(StreamError::Json)?;
-            let mut meta = StreamMeta::new(config, generations, create.closed, now);
-            meta.parent = parent;
-            topic.clear_locked(&mut ring, first);
-            topic.push_locked(&mut ring, inherited.into_iter().chain(prefix).chain(body));
-            ring.set_stream(Some(meta));
+            let (meta, first, frames) = build(create, from, framed, now)?;
             topic.attach();
-            topic
-                .counters()
-                .durable_streams
-                .fetch_add(1, Ordering::Relaxed);
-            let meta = ring.stream().expect("just set");
-            Ok((true, status(&ring, meta)))
+            if self.store().is_memory() {
+                topic.clear_locked(&mut ring, first);
+                topic.push_locked(&mut ring, frames);
+                ring.set_stream(Some(meta));
+                let c = topic.counters();
+                c.durable_streams.fetch_add(1, Ordering::Relaxed);
+                let meta = ring.stream().expect("just set");
+                return Ok(Installed::Done((true, status(&ring, meta))));
+            }
+            // The store writes it; the ring gets it once it is durable.
+            let status = Status {
+                tail: Offset {
+                    generation: meta.generations.own,
+                    seq: first + frames.len() as u64 - 1,
+                },
+                closed: meta.is_closed(),
+                content_type: meta.config.content_type.clone(),
+                expiry: meta.config.expiry.clone(),
+            };
+            let deliver = {
+                let (topic, meta, frames) = (topic.clone(), meta.clone(), frames.clone());
+                Box::new(move |done: &StreamDone| {
+                    if !matches!(done, StreamDone::Created) {
+                        return;
+                    }
+                    let mut ring = topic.lock();
+                    topic.clear_locked(&mut ring, first);
+                    topic.push_locked(&mut ring, frames);
+                    ring.set_stream(Some(meta));
+                    let c = topic.counters();
+                    c.durable_streams.fetch_add(1, Ordering::Relaxed);
+                    drop(ring);
+                    topic.wake();
+                })
+            };
+            let op = StreamOp::Create {
+                meta: Box::new(meta),
+                first,
+                frames,
+            };
+            let reply = self.send(topic, op, deliver);
+            Ok(Installed::Sent {
+                topic: topic.clone(),
+                reply,
+                status,
+            })
         })();
         drop(ring);
         topic.wake();
@@ -428,13 +621,13 @@ impl Hub {
 
     /// Reads where a fork of `fork.source` starts, and counts the fork on
     /// its source.
-    fn fork_from(
+    async fn fork_from(
         &self,
         fork: &crate::core::durable::meta::ForkPoint,
         config: &Config,
     ) -> Result<ForkFrom, StreamError> {
         let parent = fork.topic.clone();
-        let result = self.with_stream(&parent, |_, ring| {
+        let result = self.with_stream(&parent, |topic, ring| {
             let meta = ring.stream().expect("live");
             if !config.content_type.is_empty()
                 && crate::core::durable::meta::media_type(&config.content_type)
@@ -442,7 +635,7 @@ impl Hub {
             {
                 return Err(StreamError::ForkContentType);
             }
-            let first = ring.oldest().unwrap_or(ring.next_seq());
+            let first = first_kept(topic, ring);
             let last = ring.latest();
             let at = match fork.offset.as_deref().map(Start::parse) {
                 None => last,
@@ -459,46 +652,75 @@ impl Hub {
                     "the fork offset is older than the source retains",
                 ));
             }
-            // The fork inherits messages `first..=at` (shared frames).
-            let mut frames = vec![Bytes::new(); usize::try_from(at + 1 - first).unwrap_or(0)];
-            if !frames.is_empty() {
+            if fork.sub_offset > 0 && at >= last {
+                return Err(StreamError::ForkPoint(
+                    "the fork sub-offset needs a message after the fork offset",
+                ));
+            }
+            // The fork inherits messages `first..=at` (shared frames), and
+            // a sub-offset cuts message `at + 1`: what the ring has, the
+            // rest (disk) from the history.
+            let in_ring = ring.oldest().unwrap_or(ring.next_seq()).max(first);
+            let upto = if fork.sub_offset > 0 { at + 1 } else { at };
+            let mut frames = Vec::new();
+            if upto >= in_ring {
+                frames = vec![Bytes::new(); usize::try_from(upto + 1 - in_ring).unwrap_or(0)];
                 let (n, _) = ring
-                    .frames(first, &mut frames, usize::MAX)
+                    .frames(in_ring, &mut frames, usize::MAX)
                     .map_err(|_| StreamError::ForkPoint("the fork offset is not retained"))?;
                 frames.truncate(n);
             }
-            let from = at + 1 - frames.len() as u64;
-            let prefix = if fork.sub_offset > 0 {
-                let mut next = [Bytes::new()];
-                let whole = match ring.frames(at + 1, &mut next, usize::MAX) {
-                    Ok((1, _)) => next[0].clone(),
-                    _ => {
-                        return Err(StreamError::ForkPoint(
-                            "the fork sub-offset needs a message after the fork offset",
-                        ));
-                    }
-                };
-                Some(sub_prefix(&whole, fork.sub_offset, meta.is_json())?)
-            } else {
-                None
+            let older = match (first < in_ring.min(upto + 1), topic.history()) {
+                (false, _) => None,
+                (true, Some(history)) => Some(Older {
+                    history: history.clone(),
+                    epoch: ring.epoch(),
+                    from: first,
+                    to: in_ring.min(upto + 1),
+                }),
+                (true, None) => {
+                    return Err(StreamError::ForkPoint("the fork offset is not retained"));
+                }
             };
             let meta = ring.stream_mut().expect("live");
             meta.forks += 1;
-            Ok(ForkFrom {
+            let from = ForkFrom {
                 parent: parent.clone(),
                 generations: meta.generations.clone(),
                 content_type: meta.config.content_type.clone(),
                 expiry: meta.config.expiry.clone(),
                 frames,
-                first: from,
-                prefix,
-            })
+                first,
+                prefix: None,
+            };
+            Ok((from, older, meta.is_json()))
         });
-        result.map_err(|e| match e {
+        let (mut from, older, json) = result.map_err(|e| match e {
             StreamError::NotFound => StreamError::ForkSourceMissing,
             StreamError::Gone => StreamError::ForkSourceGone,
             e => e,
-        })
+        })?;
+        let finish = async {
+            if let Some(older) = &older {
+                let mut frames = older.read().await?;
+                frames.append(&mut from.frames);
+                from.frames = frames;
+            }
+            if fork.sub_offset > 0 {
+                let whole = from.frames.pop().ok_or(StreamError::ForkPoint(
+                    "the fork sub-offset needs a message after the fork offset",
+                ))?;
+                from.prefix = Some(sub_prefix(&whole, fork.sub_offset, json)?);
+            }
+            Ok(())
+        };
+        match finish.await {
+            Ok(()) => Ok(from),
+            Err(e) => {
+                self.release_fork_of(parent);
+                Err(e)
+            }
+        }
     }
 
     /// A fork of `parent` went away: counts it off, and deletes the parent
@@ -514,7 +736,7 @@ impl Hub {
                 if let Some(meta) = ring.stream_mut() {
                     meta.forks = meta.forks.saturating_sub(1);
                     if meta.forks == 0 && meta.soft_deleted {
-                        next = remove_locked(&topic, &mut ring);
+                        next = self.remove_locked(&topic, &mut ring);
                     }
                 }
             }
@@ -525,34 +747,42 @@ impl Hub {
     /// Appends `frame` (none for a close without data) to the stream of
     /// `name` if its rules admit `write`. `frame` is what the body parsed
     /// to for the request's content type (its error is only reported when
-    /// the rules that come first admit the write).
-    pub(crate) fn append_stream(
+    /// the rules that come first admit the write). With a store (disk),
+    /// answers once the append is durable.
+    pub(crate) async fn append_stream(
         &self,
         name: &TopicName,
         write: &Write<'_>,
         frame: Result<Option<Bytes>, JsonError>,
     ) -> Result<Appended, StreamError> {
-        let appended = self.with_stream(name, |topic, ring| {
-            let now = now_ms();
+        let now = now_ms();
+        let memory = self.store().is_memory();
+        let sent = self.with_stream(name, |topic, ring| {
+            if !memory && let Ok(frame) = &frame {
+                // The store decides, on its copy, which has every write
+                // before this one (the ring's lags until they are durable:
+                // a producer's next append may be on its way there).
+                let op = StreamOp::Append {
+                    write: write.to_owned(),
+                    frame: frame.clone(),
+                    now_ms: now,
+                };
+                let deliver = deliver_append(topic.clone(), write.to_owned(), frame.clone(), now);
+                return Ok(Err(self.send(topic, op, deliver)));
+            }
             let meta = ring.stream().expect("live");
-            let producer = match meta.admit(write, now) {
+            let verdict = meta.admit(write, now);
+            let producer = match verdict {
                 Verdict::Accepted { producer } => producer,
-                Verdict::Duplicate { last_seq } => {
+                Verdict::Duplicate { .. } => {
                     let c = topic.counters();
                     c.durable_duplicates.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Appended::Duplicate {
-                        tail: tail(ring, meta),
-                        closed: meta.is_closed(),
-                        last_seq,
-                    });
+                    return answer(verdict, tail(ring, meta), meta.is_closed()).map(Ok);
                 }
-                Verdict::Refused(refusal) => {
-                    return Err(StreamError::Refused {
-                        refusal,
-                        tail: tail(ring, meta),
-                    });
-                }
+                verdict => return answer(verdict, tail(ring, meta), meta.is_closed()).map(Ok),
             };
+            // With a store, only a body that cannot be framed gets here:
+            // refused if the rules that come first admit it.
             let frame = frame.map_err(StreamError::Json)?;
             topic.push_locked(ring, frame);
             let meta = ring.stream_mut().expect("live");
@@ -561,11 +791,24 @@ impl Hub {
             let c = topic.counters();
             c.durable_appends.fetch_add(1, Ordering::Relaxed);
             let meta = ring.stream().expect("live");
-            Ok(Appended::Fresh {
+            Ok(Ok(Appended::Fresh {
                 tail: tail(ring, meta),
                 closed: meta.is_closed(),
-            })
+            }))
         });
+        let appended = match sent {
+            Ok(Ok(appended)) => Ok(appended),
+            Ok(Err(reply)) => match reply.wait().await.map_err(store_error)? {
+                StreamDone::Appended {
+                    verdict,
+                    seq,
+                    generation,
+                    closed,
+                } => answer(verdict, Offset { generation, seq }, closed),
+                _ => Err(StreamError::NotFound),
+            },
+            Err(e) => Err(e),
+        };
         // Streams count toward the hub's bytes like any topic.
         self.enforce_total_bytes();
         appended
@@ -579,14 +822,19 @@ impl Hub {
     }
 
     /// Deletes the stream of `name`; with live forks it only hides it.
-    pub(crate) fn delete_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+    /// With a store (disk), the ring changes once the deletion is durable,
+    /// and then it answers: a deletion that fails changes nothing.
+    pub(crate) async fn delete_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+        if !self.store().is_memory() {
+            return self.delete_stored_stream(name).await;
+        }
         let mut released = None;
         self.with_stream(name, |topic, ring| {
             let meta = ring.stream_mut().expect("live");
             if meta.forks > 0 {
                 meta.soft_deleted = true;
             } else {
-                released = remove_locked(topic, ring);
+                released = self.remove_locked(topic, ring);
             }
             topic.wake();
             Ok(())
@@ -597,17 +845,73 @@ impl Hub {
         Ok(())
     }
 
+    async fn delete_stored_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+        let (reply, parent) = self.with_stream(name, |topic, ring| {
+            let meta = ring.stream().expect("live");
+            let (generation, hide) = (meta.generations.own, meta.forks > 0);
+            let parent = if hide { None } else { meta.parent.clone() };
+            let t = topic.clone();
+            let deliver: StreamDeliver = Box::new(move |done| {
+                if !matches!(done, StreamDone::Done) {
+                    return;
+                }
+                let mut ring = t.lock();
+                let Some(meta) = ring.stream_mut() else {
+                    return;
+                };
+                if meta.generations.own != generation {
+                    return;
+                }
+                if hide {
+                    meta.soft_deleted = true;
+                } else {
+                    unlink_locked(&t, &mut ring);
+                }
+                drop(ring);
+                t.wake();
+            });
+            let op = if hide {
+                StreamOp::Hide
+            } else {
+                StreamOp::Delete
+            };
+            Ok((self.send(topic, op, deliver), parent))
+        })?;
+        match reply.wait().await.map_err(store_error)? {
+            StreamDone::Done => {}
+            _ => return Err(StreamError::NotFound),
+        }
+        if let Some(parent) = parent {
+            self.release_fork_of(parent);
+        }
+        Ok(())
+    }
+
     /// Reads the messages after `start`, at most `max_bytes` (but at
     /// least one message), and renews the stream's TTL.
-    pub(crate) fn read_stream(
+    pub(crate) async fn read_stream(
         &self,
         name: &TopicName,
         start: Start,
         max_bytes: usize,
     ) -> Result<Chunk, StreamError> {
-        self.with_stream(name, |_, ring| {
+        match self.try_read_stream(name, start, max_bytes)? {
+            Catchup::Ready(chunk) => Ok(chunk),
+            Catchup::Disk(read) => read.finish().await,
+        }
+    }
+
+    /// [`Hub::read_stream`], answered at once when the ring has the
+    /// messages; else what to read from disk.
+    pub(crate) fn try_read_stream(
+        &self,
+        name: &TopicName,
+        start: Start,
+        max_bytes: usize,
+    ) -> Result<Catchup, StreamError> {
+        self.with_stream(name, |topic, ring| {
             let meta = ring.stream().expect("live");
-            let first = ring.oldest().unwrap_or(ring.next_seq());
+            let first = first_kept(topic, ring);
             let last = ring.latest();
             let after = match start {
                 Start::Beginning => first - 1,
@@ -620,13 +924,32 @@ impl Hub {
                         OffsetError::Unknown => StreamError::OffsetUnknown,
                     })?,
             };
+            let in_ring = ring.oldest().unwrap_or(ring.next_seq());
+            let generation = meta.generations.own;
+            let (closed, content_type) = (meta.is_closed(), meta.config.content_type.clone());
+            ring.stream_mut().expect("live").touched_ms = now_ms();
+            if after + 1 < in_ring
+                && let Some(history) = topic.history()
+            {
+                return Ok(Catchup::Disk(DiskRead {
+                    history: history.clone(),
+                    epoch: ring.epoch(),
+                    after,
+                    count: usize::try_from((in_ring - 1 - after).min(MAX_READ_MESSAGES))
+                        .unwrap_or(usize::MAX),
+                    max_bytes,
+                    last,
+                    generation,
+                    closed,
+                    content_type,
+                }));
+            }
             let mut frames = Vec::new();
             if after < last {
                 frames = vec![
                     Bytes::new();
-                    usize::try_from(last - after)
+                    usize::try_from((last - after).min(MAX_READ_MESSAGES))
                         .unwrap_or(usize::MAX)
-                        .min(4096)
                 ];
                 let (n, _) = ring
                     .frames(after + 1, &mut frames, max_bytes)
@@ -634,18 +957,16 @@ impl Hub {
                 frames.truncate(n);
             }
             let next = after + frames.len() as u64;
-            let chunk = Chunk {
+            Ok(Catchup::Ready(Chunk {
                 frames,
                 next: Offset {
-                    generation: meta.generations.own,
+                    generation,
                     seq: next,
                 },
                 up_to_date: next == last,
-                closed: meta.is_closed(),
-                content_type: meta.config.content_type.clone(),
-            };
-            ring.stream_mut().expect("live").touched_ms = now_ms();
-            Ok(chunk)
+                closed,
+                content_type,
+            }))
         })
     }
 
@@ -696,26 +1017,28 @@ impl Hub {
     }
 
     /// Starts, once per hub, the task that deletes expired streams every
-    /// [`SWEEP_PERIOD`] (it holds the hub weakly: it ends with it).
+    /// [`SWEEP_PERIOD`] (it holds the hub weakly: it ends with it). Outside
+    /// a runtime, does nothing (a later call starts it).
     fn sweep_in_background(&self) {
-        self.inner.sweeping.call_once(|| {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return;
-            };
-            let weak = Arc::downgrade(&self.inner);
-            runtime.spawn(async move {
-                let mut tick = tokio::time::interval(SWEEP_PERIOD);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    let hub = Hub { inner };
-                    if hub.is_closed() {
-                        return;
-                    }
-                    hub.sweep_expired_streams();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let hub = Hub { inner };
+                if hub.is_closed() {
+                    return;
                 }
-            });
+                hub.sweep_expired_streams();
+            }
         });
     }
 
@@ -756,18 +1079,168 @@ impl Hub {
         }
         swept
     }
+
+    /// Puts the streams a store has (disk) into their topics, at startup:
+    /// pinned, with their fork counts rebuilt; a source hidden under forks
+    /// that are all gone is deleted now.
+    pub(crate) fn load_streams(&self) {
+        let stored = self.store().streams();
+        if stored.is_empty() {
+            return;
+        }
+        let mut forks: std::collections::HashMap<TopicName, u32> = Default::default();
+        let mut expiring = false;
+        for (_, meta) in &stored {
+            raise_generation_floor(meta.generations.own);
+            if let Some(parent) = &meta.parent {
+                *forks.entry(parent.clone()).or_default() += 1;
+            }
+            expiring |= meta.config.expiry != Expiry::Never;
+        }
+        for (name, mut meta) in stored {
+            let Some(topic) = TopicName::new(&*name)
+                .ok()
+                .and_then(|t| self.read_topics().get(&t).cloned())
+            else {
+                tracing::warn!(topic = &*name, "a stored stream whose topic is not open");
+                continue;
+            };
+            meta.forks = forks.get(topic.name()).copied().unwrap_or(0);
+            let mut ring = topic.lock();
+            ring.set_stream(Some(meta));
+            topic.attach();
+            let c = topic.counters();
+            c.durable_streams.fetch_add(1, Ordering::Relaxed);
+            let orphan = ring
+                .stream()
+                .is_some_and(|m| m.soft_deleted && m.forks == 0);
+            if orphan {
+                let _ = self.remove_locked(&topic, &mut ring);
+            }
+        }
+        if expiring {
+            self.sweep_in_background();
+        }
+    }
 }
 
-/// Removes the locked ring's stream: its messages go, its topic is no
-/// longer pinned. Returns the stream it was forked from, to release.
-fn remove_locked(topic: &Topic, ring: &mut Ring) -> Option<TopicName> {
+/// What `install_locked` did: answered (memory, or the stream exists), or
+/// sent the create to the store (pinned; the ring gets it once durable).
+enum Installed {
+    Done((bool, Status)),
+    Sent {
+        topic: Arc<Topic>,
+        reply: StreamReply,
+        status: Status,
+    },
+}
+
+/// A new stream from a create: its metadata, its first position and its
+/// first messages (inherited, the sub-offset's prefix, the body).
+fn build(
+    create: Create,
+    from: Option<ForkFrom>,
+    framed: Result<Option<Bytes>, JsonError>,
+    now: u64,
+) -> Result<(StreamMeta, u64, Vec<Bytes>), StreamError> {
+    let mut config = create.config;
+    let parent = from.as_ref().map(|f| f.parent.clone());
+    let (generations, first, mut frames, prefix) = match from {
+        Some(f) => {
+            if config.content_type.is_empty() {
+                config.content_type = f.content_type;
+            }
+            if config.expiry == Expiry::Never {
+                config.expiry = f.expiry;
+            }
+            let own = new_generation();
+            let seq = f.first + f.frames.len() as u64 - 1;
+            (f.generations.fork(own, seq), f.first, f.frames, f.prefix)
+        }
+        None => (Generations::new(new_generation()), 1, Vec::new(), None),
+    };
+    let body = framed.map_err(StreamError::Json)?;
+    frames.extend(prefix);
+    frames.extend(body);
+    let mut meta = StreamMeta::new(config, generations, create.closed, now);
+    meta.parent = parent;
+    Ok((meta, first, frames))
+}
+
+/// Takes the locked ring's stream out: its messages go, its topic is no
+/// longer pinned. Returns its metadata, if it had a stream.
+fn unlink_locked(topic: &Topic, ring: &mut Ring) -> Option<StreamMeta> {
     let meta = ring.take_stream()?;
     let next = ring.next_seq();
     topic.clear_locked(ring, next);
     topic.detach();
     let c = topic.counters();
     c.durable_streams.fetch_sub(1, Ordering::Relaxed);
-    meta.parent
+    Some(meta)
+}
+
+/// Applies a durable append to the hub's copy of its stream (see
+/// `store::streams`).
+fn deliver_append(
+    topic: Arc<Topic>,
+    write: OwnedWrite,
+    frame: Option<Bytes>,
+    now: u64,
+) -> StreamDeliver {
+    Box::new(move |done| {
+        let StreamDone::Appended {
+            verdict,
+            seq,
+            generation,
+            ..
+        } = done
+        else {
+            return;
+        };
+        let producer = match verdict {
+            Verdict::Accepted { producer } => producer.clone(),
+            Verdict::Duplicate { .. } => {
+                let c = topic.counters();
+                c.durable_duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Verdict::Refused(_) => return,
+        };
+        let mut ring = topic.lock();
+        if ring
+            .stream()
+            .is_none_or(|m| m.generations.own != *generation)
+        {
+            // Deleted meanwhile.
+            return;
+        }
+        if let Some(frame) = frame {
+            if ring.next_seq() != *seq {
+                tracing::error!(
+                    topic = topic.name(),
+                    ring = ring.next_seq(),
+                    store = seq,
+                    "a stream's ring and store disagree: message not cached"
+                );
+                return;
+            }
+            topic.push_locked(&mut ring, Some(frame));
+        }
+        let meta = ring.stream_mut().expect("checked");
+        meta.commit(&write.as_write(), producer, now);
+        let c = topic.counters();
+        c.durable_appends.fetch_add(1, Ordering::Relaxed);
+        drop(ring);
+        topic.wake();
+    })
+}
+
+/// The last generation given (see [`new_generation`]).
+static LAST_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps generations above `generation` (one a store already has).
+fn raise_generation_floor(generation: u64) {
+    LAST_GENERATION.fetch_max(generation, Ordering::Relaxed);
 }
 
 /// The first `n` bytes (or, for JSON, values) of a source's message: the
@@ -813,13 +1286,13 @@ mod tests {
         }
     }
 
-    fn create(hub: &Hub, name: &str, ct: &str, body: &str) -> Status {
+    async fn create(hub: &Hub, name: &str, ct: &str, body: &str) -> Status {
         let create = Create {
             config: config(ct),
             closed: false,
             body: Bytes::copy_from_slice(body.as_bytes()),
         };
-        let (new, status) = hub.create_stream(&topic(name), create).unwrap();
+        let (new, status) = hub.create_stream(&topic(name), create).await.unwrap();
         assert!(new);
         status
     }
@@ -828,9 +1301,10 @@ mod tests {
         path::topic_of(name).unwrap()
     }
 
-    fn text(hub: &Hub, name: &str) -> String {
+    async fn text(hub: &Hub, name: &str) -> String {
         let chunk = hub
             .read_stream(&topic(name), Start::Beginning, usize::MAX)
+            .await
             .unwrap();
         let bytes: Vec<u8> = chunk.frames.iter().flat_map(|f| f.to_vec()).collect();
         String::from_utf8(bytes).unwrap()
@@ -842,7 +1316,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn racing_producers_that_retry_append_each_batch_once() {
         let hub = Hub::new();
-        create(&hub, "race", "text/plain", "");
+        create(&hub, "race", "text/plain", "").await;
         let mut tasks = Vec::new();
         for p in 0..4 {
             let hub = hub.clone();
@@ -861,7 +1335,10 @@ mod tests {
                     };
                     let frame = Bytes::from(format!("{p}:{seq};"));
                     for _ in 0..2 {
-                        match hub.append_stream(&topic("race"), &write, Ok(Some(frame.clone()))) {
+                        match hub
+                            .append_stream(&topic("race"), &write, Ok(Some(frame.clone())))
+                            .await
+                        {
                             Ok(Appended::Fresh { .. }) => {}
                             Ok(Appended::Duplicate { last_seq, .. }) => {
                                 assert_eq!(last_seq, seq);
@@ -878,7 +1355,7 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap(), 200, "every retry is a duplicate");
         }
-        let all = text(&hub, "race");
+        let all = text(&hub, "race").await;
         for p in 0..4 {
             let mine: Vec<u64> = all
                 .split(';')
@@ -890,11 +1367,22 @@ mod tests {
         assert_eq!(hub.stats().durable_appends, 800);
     }
 
+    /// A clock set back below a generation a store has (loaded at
+    /// startup) does not make a new create repeat or go below it.
     #[test]
-    fn a_source_deleted_under_its_forks_goes_with_the_last_one() {
+    fn generations_stay_above_a_stored_one() {
+        let stored = new_generation() + 3_600_000_000;
+        raise_generation_floor(stored);
+        let next = new_generation();
+        assert!(next > stored, "{next} after {stored}");
+        assert!(new_generation() > next);
+    }
+
+    #[tokio::test]
+    async fn a_source_deleted_under_its_forks_goes_with_the_last_one() {
         let hub = Hub::new();
-        let source = create(&hub, "src", "text/plain", "abc");
-        let fork = |name: &str, sub: u64| {
+        let source = create(&hub, "src", "text/plain", "abc").await;
+        let fork = async |name: &str, sub: u64| {
             let create = Create {
                 config: Config {
                     fork: Some(ForkPoint {
@@ -908,25 +1396,25 @@ mod tests {
                 closed: false,
                 body: Bytes::new(),
             };
-            hub.create_stream(&topic(name), create).unwrap().1
+            hub.create_stream(&topic(name), create).await.unwrap().1
         };
-        let f1 = fork("f1", 2);
-        fork("f2", 0);
-        assert_eq!(text(&hub, "f1"), "ab");
+        let f1 = fork("f1", 2).await;
+        fork("f2", 0).await;
+        assert_eq!(text(&hub, "f1").await, "ab");
         assert_eq!(&*f1.content_type, "text/plain", "a fork inherits the type");
         assert_ne!(f1.tail.generation, source.tail.generation);
-        hub.delete_stream(&topic("src")).unwrap();
+        hub.delete_stream(&topic("src")).await.unwrap();
         assert!(matches!(
             hub.stream_status(&topic("src")),
             Err(StreamError::Gone)
         ));
         assert_eq!(hub.stats().durable_streams, 3);
-        hub.delete_stream(&topic("f1")).unwrap();
+        hub.delete_stream(&topic("f1")).await.unwrap();
         assert!(matches!(
             hub.stream_status(&topic("src")),
             Err(StreamError::Gone)
         ));
-        hub.delete_stream(&topic("f2")).unwrap();
+        hub.delete_stream(&topic("f2")).await.unwrap();
         assert!(matches!(
             hub.stream_status(&topic("src")),
             Err(StreamError::NotFound)
@@ -934,8 +1422,8 @@ mod tests {
         assert_eq!(hub.stats().durable_streams, 0);
     }
 
-    #[test]
-    fn expired_streams_are_swept_and_unpinned() {
+    #[tokio::test]
+    async fn expired_streams_are_swept_and_unpinned() {
         let hub = Hub::builder().max_topics(1).build();
         let create = Create {
             config: Config {
@@ -948,19 +1436,19 @@ mod tests {
             closed: false,
             body: Bytes::new(),
         };
-        hub.create_stream(&topic("old"), create).unwrap();
+        hub.create_stream(&topic("old"), create).await.unwrap();
         assert_eq!(hub.sweep_expired_streams(), 1);
         assert_eq!(hub.stats().durable_streams, 0);
         // Its topic no longer holds the hub's only place.
-        create_stream_ok(&hub, "new");
+        self::create(&hub, "new", "text/plain", "").await;
     }
 
     /// Streams count toward the hub's byte bound: the largest loses its
     /// oldest messages, whose offsets are then gone.
-    #[test]
-    fn streams_stay_under_the_hubs_byte_bound() {
+    #[tokio::test]
+    async fn streams_stay_under_the_hubs_byte_bound() {
         let hub = Hub::builder().max_total_bytes(64 << 10).build();
-        let first = create(&hub, "big", "application/octet-stream", "");
+        let first = create(&hub, "big", "application/octet-stream", "").await;
         let write = Write {
             content_type: Some("application/octet-stream"),
             has_body: true,
@@ -969,19 +1457,19 @@ mod tests {
         for _ in 0..100 {
             let frame = Bytes::from(vec![7u8; 1024]);
             hub.append_stream(&topic("big"), &write, Ok(Some(frame)))
+                .await
                 .unwrap();
         }
         assert!(hub.stats().retained_bytes <= 64 << 10);
-        let gone = hub.read_stream(&topic("big"), Start::At(first.tail), usize::MAX);
+        let gone = hub
+            .read_stream(&topic("big"), Start::At(first.tail), usize::MAX)
+            .await;
         assert!(matches!(gone, Err(StreamError::OffsetGone)), "{gone:?}");
         let rest = hub
             .read_stream(&topic("big"), Start::Beginning, usize::MAX)
+            .await
             .unwrap();
         assert_eq!(rest.next.seq, 100);
         assert!(rest.frames.len() < 100);
-    }
-
-    fn create_stream_ok(hub: &Hub, name: &str) {
-        create(hub, name, "text/plain", "");
     }
 }

@@ -54,7 +54,7 @@ pub(super) struct Inner {
     /// Held by the one publisher that trims the hub back under its bound.
     pub(super) trimming: Mutex<()>,
     /// Set once the task that deletes expired Durable Streams runs.
-    pub(super) sweeping: std::sync::Once,
+    pub(super) sweeping: AtomicBool,
 }
 
 impl Hub {
@@ -139,7 +139,7 @@ impl HubBuilder {
                 closed: AtomicBool::new(false),
                 retired: AtomicU64::new(0),
                 trimming: Mutex::new(()),
-                sweeping: std::sync::Once::new(),
+                sweeping: AtomicBool::new(false),
             }),
         };
         let sink = Arc::new(HubSink(Arc::downgrade(&hub.inner)));
@@ -152,6 +152,7 @@ impl HubBuilder {
                 tracing::warn!(topic = &*name, error = %e, "cannot open a stored topic");
             }
         }
+        hub.load_streams();
         hub
     }
 }

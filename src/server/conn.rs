@@ -46,6 +46,8 @@ pub(crate) struct Conn<S> {
     pub(crate) service: S,
     /// The client, told to the service in each request's extensions.
     pub(crate) peer: Option<SocketAddr>,
+    /// Over TLS (told to the service as [`Secure`](crate::http::Secure)).
+    pub(crate) secure: bool,
     pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
     /// First bytes, TLS handshake, HTTP/1.1 head.
@@ -66,6 +68,7 @@ impl<S: Serve> Conn<S> {
         Conn {
             service,
             peer: None,
+            secure: false,
             builder,
             stopping,
             timeout: config.header_read_timeout,
@@ -135,6 +138,7 @@ impl<S: Serve> Conn<S> {
                 &mut io,
                 &self.service,
                 self.peer,
+                self.secure,
                 request,
                 rest.is_empty(),
                 stopping,
@@ -169,6 +173,7 @@ impl<S: Serve> Conn<S> {
         stream: TcpStream,
         peer: SocketAddr,
     ) -> Result<(), BoxError> {
+        self.secure = true;
         let mut stopping = self.stopping.clone();
         let handshake = tokio::select! {
             h = tokio::time::timeout(self.timeout, tls.accept(stream)) => h,
@@ -203,7 +208,13 @@ impl<S: Serve> Conn<S> {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::default());
-        let service = Deadlines::new(self.service, self.peer, activity.clone(), self.body);
+        let service = Deadlines::new(
+            self.service,
+            self.peer,
+            self.secure,
+            activity.clone(),
+            self.body,
+        );
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let mut stopping = self.stopping;

@@ -163,6 +163,7 @@ pub(crate) async fn respond<I, S>(
     io: &mut I,
     service: &S,
     peer: Option<std::net::SocketAddr>,
+    secure: bool,
     request: Request<Empty<Bytes>>,
     read_ahead: bool,
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -189,6 +190,9 @@ where
         let mut request = request.map(|_| RequestBody::empty());
         if let Some(peer) = peer {
             request.extensions_mut().insert(PeerAddr(peer));
+        }
+        if secure {
+            request.extensions_mut().insert(crate::http::Secure);
         }
         (service.serve(request), close_requested)
     };
@@ -625,7 +629,7 @@ mod tests {
             .uri("/events?topic=a")
             .body(Empty::new())
             .unwrap();
-        let future = respond(&mut io, &service, None, request, true, stopping);
+        let future = respond(&mut io, &service, None, false, request, true, stopping);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 900, "{size} bytes");
     }

@@ -299,6 +299,7 @@ where
 pub(crate) struct Deadlines<S> {
     inner: S,
     peer: Option<std::net::SocketAddr>,
+    secure: bool,
     activity: Arc<Activity>,
     body: BodyLimits,
 }
@@ -307,12 +308,14 @@ impl<S> Deadlines<S> {
     pub(crate) fn new(
         inner: S,
         peer: Option<std::net::SocketAddr>,
+        secure: bool,
         activity: Arc<Activity>,
         body: BodyLimits,
     ) -> Self {
         Deadlines {
             inner,
             peer,
+            secure,
             activity,
             body,
         }
@@ -332,6 +335,9 @@ impl<S: Serve> hyper::service::Service<Request<Incoming>> for Deadlines<S> {
         });
         if let Some(peer) = self.peer {
             req.extensions_mut().insert(crate::http::PeerAddr(peer));
+        }
+        if self.secure {
+            req.extensions_mut().insert(crate::http::Secure);
         }
         TrackedFuture {
             inner: self.inner.serve(req),

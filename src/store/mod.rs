@@ -39,6 +39,13 @@
 //! on one node or many, and a key lives exactly as long as the history it
 //! belongs to: it is forgotten with the last event it published.
 //!
+//! # Durable Streams
+//!
+//! A Durable Stream's write is decided and committed by the store, atomic
+//! with its messages, when the store is not memory (see `streams`): the
+//! disk writer runs the stream's rules on its own copy of the metadata,
+//! in the round's commit. Redis does not hold streams yet.
+//!
 //! # Reporting to the hub
 //!
 //! A store never calls into the hub's topics. What it learns by itself (a
@@ -61,6 +68,7 @@ use crate::core::ring::Read;
 
 mod error;
 mod sink;
+mod streams;
 
 #[cfg(feature = "disk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
@@ -70,6 +78,7 @@ pub use self::error::{ErrorKind, StoreError};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
 pub(crate) use self::sink::{Appended, Deliver, Sink};
+pub(crate) use self::streams::{StreamDeliver, StreamDone, StreamOp, StreamReply};
 
 /// Where a [`Hub`](crate::Hub) keeps the history of its topics: in memory
 /// (the default), or in one of the stores of this module.
@@ -232,6 +241,47 @@ impl Store {
         }
     }
 
+    /// Whether the store holds Durable Streams (memory: in the rings;
+    /// disk: through [`Store::stream`]). Redis does not yet.
+    pub(crate) fn holds_streams(&self) -> bool {
+        match self {
+            Store::Memory => true,
+            #[cfg(feature = "disk")]
+            Store::Disk(_) => true,
+            #[cfg(feature = "redis")]
+            Store::Redis(_) => false,
+        }
+    }
+
+    /// The Durable Streams the store has before the hub asked for any.
+    pub(crate) fn streams(&self) -> Vec<(Box<str>, crate::core::durable::StreamMeta)> {
+        match self {
+            #[cfg(feature = "disk")]
+            Store::Disk(d) => d.streams(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Sends a write to the Durable Stream of `topic` (see
+    /// `store::streams`), to be done in the order sent; for the disk store
+    /// (memory writes in the rings).
+    #[cfg_attr(not(feature = "disk"), allow(unused_variables))]
+    pub(crate) fn send_stream(
+        &self,
+        topic: &str,
+        op: StreamOp,
+        deliver: StreamDeliver,
+    ) -> StreamReply {
+        StreamReply(match self {
+            #[cfg(feature = "disk")]
+            Store::Disk(d) => d.send_stream(topic, op, deliver),
+            _ => Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "this store holds no Durable Streams",
+            )),
+        })
+    }
+
     /// Appends events to `topic` (stores other than memory; the memory
     /// store appends in the hub's ring). A store that learns of its own
     /// appends by reading them back (Redis) ignores `deliver`; the others
@@ -279,6 +329,32 @@ impl History {
         match *self {
             #[cfg(feature = "disk")]
             History::Disk(ref d) => d.first(),
+        }
+    }
+
+    /// Reads a Durable Stream's raw messages `from` on of history
+    /// `epoch`: at most `max` and (unless the first alone is larger)
+    /// `max_bytes`, without blocking the caller.
+    #[cfg_attr(not(feature = "disk"), allow(unused_variables))]
+    pub(crate) async fn read_raw(
+        &self,
+        epoch: Epoch,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<bytes::Bytes>, StoreError> {
+        match *self {
+            #[cfg(feature = "disk")]
+            History::Disk(ref d) => d
+                .read_raw(epoch, from, max, max_bytes)
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StoreError::with_source(
+                        ErrorKind::Unavailable,
+                        "the read stopped",
+                        e,
+                    ))
+                }),
         }
     }
 

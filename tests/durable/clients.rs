@@ -152,8 +152,24 @@ struct Writer {
     task: tokio::task::JoinHandle<Vec<Appended>>,
 }
 
+/// Where a [`Writer`] appends, and how.
+#[derive(Clone)]
+enum Target {
+    /// Plain POSTs, each answered `204`.
+    Plain(SocketAddr),
+    /// As an idempotent producer (`Producer-Id` per stream, epoch 0): a
+    /// POST that gets no answer (the server is down) is sent again, with
+    /// the same sequence number, to wherever `addr` then points, until it
+    /// is answered `200` or `204` (a duplicate: it had landed).
+    Producer(Arc<Mutex<SocketAddr>>),
+}
+
 impl Writer {
     fn start(addr: SocketAddr, streams: Vec<(String, Kind)>) -> Writer {
+        Writer::start_to(Target::Plain(addr), streams)
+    }
+
+    fn start_to(target: Target, streams: Vec<(String, Kind)>) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let posts = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn({
@@ -161,9 +177,12 @@ impl Writer {
             async move {
                 let mut appended: Vec<Appended> =
                     streams.iter().map(|_| Appended::default()).collect();
+                let mut seqs = vec![0u64; streams.len()];
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    for ((name, kind), out) in streams.iter().zip(&mut appended) {
+                    for (((name, kind), out), seq) in
+                        streams.iter().zip(&mut appended).zip(&mut seqs)
+                    {
                         // One to three messages a POST.
                         let count = 1 + n % 3;
                         let body = match kind {
@@ -181,14 +200,14 @@ impl Writer {
                                 text
                             }
                         };
-                        append(addr, name, *kind, &body).await;
+                        append_to(&target, name, *kind, &body, seq).await;
                         posts.fetch_add(1, Ordering::Relaxed);
                     }
                     n += 1;
                     // Pacing, not synchronisation: a steady flow.
                     tokio::time::sleep(Duration::from_millis(3)).await;
                 }
-                for ((name, kind), out) in streams.iter().zip(&mut appended) {
+                for (((name, kind), out), seq) in streams.iter().zip(&mut appended).zip(&mut seqs) {
                     let end = kind.end();
                     let body = match kind {
                         Kind::Json => {
@@ -201,7 +220,7 @@ impl Writer {
                             text.to_owned()
                         }
                     };
-                    append(addr, name, *kind, &body).await;
+                    append_to(&target, name, *kind, &body, seq).await;
                 }
                 appended
             }
@@ -217,6 +236,71 @@ impl Writer {
             .expect("the writer stops in time")
             .expect("the writer")
     }
+}
+
+/// Appends `body` to stream `name` as `target` says; `seq` is the
+/// producer's next sequence number (moved on once the append is answered).
+async fn append_to(target: &Target, name: &str, kind: Kind, body: &str, seq: &mut u64) {
+    let addr = match target {
+        Target::Plain(addr) => return append(*addr, name, kind, body).await,
+        Target::Producer(addr) => addr,
+    };
+    let producer = format!("writer-{name}");
+    let seq_text = seq.to_string();
+    let headers = [
+        ("Content-Type", kind.content_type()),
+        ("Producer-Id", producer.as_str()),
+        ("Producer-Epoch", "0"),
+        ("Producer-Seq", seq_text.as_str()),
+    ];
+    let deadline = tokio::time::Instant::now() + support::WAIT * 4;
+    loop {
+        let at = *addr.lock().unwrap();
+        match try_request(at, "POST", &format!("/v1/stream/{name}"), &headers, body).await {
+            Some((200 | 204, _)) => break,
+            Some((status, answer)) if status < 500 => {
+                panic!("POST /v1/stream/{name} (producer seq {seq}): {status} {answer}")
+            }
+            // No answer, or a server error: the same append again.
+            _ => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "POST /v1/stream/{name} (producer seq {seq}) gets no answer"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    *seq += 1;
+}
+
+/// One HTTP/1.1 request on a new connection: the status and body, or
+/// `None` if the connection failed before a whole answer (never panics).
+async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<(u16, String)> {
+    use tokio::io::AsyncWriteExt;
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut req =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let (_, answer) = text.split_once("\r\n\r\n")?;
+        Some((status, answer.to_owned()))
+    };
+    tokio::time::timeout(support::WAIT, exchange).await.ok()?
 }
 
 async fn append(addr: SocketAddr, name: &str, kind: Kind, body: &str) {
@@ -719,6 +803,84 @@ async fn ts_reader_killed_resumes_from_its_saved_offset() {
     server.stop().await;
 }
 
+/// ssehub with `--data-dir` killed (SIGKILL) under load and started again
+/// on its directory: the TypeScript client's readers (JSON over SSE, text
+/// over long-poll, each through a cutting proxy that holds connections
+/// while the server is down) and a producer that appends whatever the
+/// crash left unanswered again, with its sequence number, go on. Every
+/// appended message arrives once and in order: an append answered before
+/// the kill and lost would be missing (and the producer's next append a
+/// gap); an offset given again after the restart, or producer state lost,
+/// would show as a repeated or missing message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ts_clients_go_on_after_ssehub_on_disk_is_killed() {
+    /// Batches each reader gets before the kill, and after the restart.
+    const BEFORE: usize = 15;
+    let _shared = crate::HEAVY.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Ssehub::start(dir.path(), SERVER_ARGS).await;
+    let mut readers = Vec::new();
+    for (i, (kind, live)) in [(Kind::Json, "sse"), (Kind::Text, "long-poll")]
+        .into_iter()
+        .enumerate()
+    {
+        let stream = format!("crash-{}-{live}", kind.name());
+        create(server.addr, &stream, kind).await;
+        let chaos = Chaos {
+            hold_while_down: Some(Duration::from_secs(10)),
+            ..Chaos::flaky(0xC4A5 + i as u64)
+        };
+        let proxy = ChaosProxy::start(server.addr, chaos).await;
+        readers.push(Live {
+            stream,
+            kind,
+            live,
+            proxy,
+        });
+    }
+    let clients: Vec<Client> = readers
+        .iter()
+        .map(|r| Client::node(&r.stream, "reader.mjs", r.config("-1")))
+        .collect();
+    let addr = Arc::new(Mutex::new(server.addr));
+    let writer = Writer::start_to(
+        Target::Producer(addr.clone()),
+        readers.iter().map(|r| (r.stream.clone(), r.kind)).collect(),
+    );
+    until_progress("the readers get batches", STALL, || {
+        clients.iter().for_each(Client::check_alive);
+        let b: Vec<usize> = clients.iter().map(Client::batches).collect();
+        (b.iter().all(|&n| n >= BEFORE), b)
+    })
+    .await;
+    let posts = writer.posts.load(Ordering::Relaxed);
+    server.kill().await;
+    let server = Ssehub::start(dir.path(), SERVER_ARGS).await;
+    *addr.lock().unwrap() = server.addr;
+    for r in &readers {
+        r.proxy.set_upstream(server.addr);
+    }
+    let seen: Vec<usize> = clients.iter().map(Client::batches).collect();
+    until_progress("the readers get batches after the restart", STALL, || {
+        clients.iter().for_each(Client::check_alive);
+        let b: Vec<usize> = clients.iter().map(Client::batches).collect();
+        let more = b.iter().zip(&seen).all(|(now, then)| *now >= then + BEFORE);
+        (more && writer.posts.load(Ordering::Relaxed) > posts, b)
+    })
+    .await;
+    let appended = writer.finish().await;
+    for ((r, client), appended) in readers.iter().zip(clients).zip(&appended) {
+        let lines = client.finish().await;
+        let summary = check_reader(&r.stream, &lines, r.kind, appended);
+        println!(
+            "{} (killed after {posts} posts): {summary}; proxy: {}",
+            r.stream,
+            proxy_summary(&r.proxy)
+        );
+    }
+    server.stop().await;
+}
+
 /// The whole lines of a reader's journal.
 fn journal_lines(path: &std::path::Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -731,11 +893,27 @@ fn journal_lines(path: &std::path::Path) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ts_idempotent_producers_through_cuts_append_each_batch_once() {
+    producers_through_cuts(None).await;
+}
+
+/// The same with `--data-dir`, where the disk writer decides appends on
+/// its own copy of the producers (five batches in flight per producer: a
+/// batch may be decided before the one ahead of it is synced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ts_idempotent_producers_on_disk_append_each_batch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    producers_through_cuts(Some(dir.path())).await;
+}
+
+async fn producers_through_cuts(data_dir: Option<&std::path::Path>) {
     const PRODUCERS: usize = 4;
     const MESSAGES: u64 = 1000;
     let _shared = crate::HEAVY.read().await;
     node_ready();
-    let server = Ssehub::start_in_memory("producers", SERVER_ARGS).await;
+    let server = match data_dir {
+        Some(dir) => Ssehub::start(dir, SERVER_ARGS).await,
+        None => Ssehub::start_in_memory("producers", SERVER_ARGS).await,
+    };
     create(server.addr, "producers", Kind::Json).await;
     let mut proxies = Vec::new();
     for i in 0..PRODUCERS {
@@ -795,8 +973,9 @@ async fn ts_idempotent_producers_through_cuts_append_each_batch_once() {
         assert_eq!(p["errors"], json!([]), "{p}");
         duplicates += p["duplicatesOnRetry"].as_u64().unwrap();
         println!(
-            "{}: {} POSTs, {} attempts, {} retries, statuses {}, {} retries answered 204; \
+            "{}{}: {} POSTs, {} attempts, {} retries, statuses {}, {} retries answered 204; \
              proxy: {}",
+            if data_dir.is_some() { "(disk) " } else { "" },
             p["id"],
             p["posts"],
             p["attempts"],

@@ -47,6 +47,23 @@ fn suite_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_durable_streams_conformance_suite_passes() {
+    passes(None).await;
+}
+
+/// The same suite with `--data-dir`: every write synced to disk before its
+/// answer, and reads older than memory served from there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_durable_streams_conformance_suite_passes_on_disk() {
+    if std::env::var("SSEHUB_DS_URL").is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    passes(Some(dir.path())).await;
+}
+
+/// Runs the suite against ssehub on `data_dir` (or in memory), or against
+/// `SSEHUB_DS_URL`.
+async fn passes(data_dir: Option<&Path>) {
     let _alone = crate::HEAVY.write().await;
     let dir = suite_dir();
     assert!(
@@ -74,18 +91,18 @@ async fn the_durable_streams_conformance_suite_passes() {
             // seen the close yet, sends its next request there; it may
             // retry a GET but not a POST with a body ("other side
             // closed"). That is HTTP/1.1 keep-alive, not the protocol.
-            let server = Ssehub::start_in_memory(
-                "durable",
-                &[
-                    "--long-poll-timeout",
-                    "2",
-                    "--idle-timeout",
-                    "120",
-                    "--header-timeout",
-                    "120",
-                ],
-            )
-            .await;
+            let args = [
+                "--long-poll-timeout",
+                "2",
+                "--idle-timeout",
+                "120",
+                "--header-timeout",
+                "120",
+            ];
+            let server = match data_dir {
+                Some(dir) => Ssehub::start(dir, &args).await,
+                None => Ssehub::start_in_memory("durable", &args).await,
+            };
             (format!("http://{}", server.addr), Some(server))
         }
     };
@@ -97,13 +114,22 @@ async fn the_durable_streams_conformance_suite_passes() {
     let tests = tests(&report);
     let count = |status: &str| tests.iter().filter(|t| t.status == status).count();
     let (passed, failed) = (count("passed"), count("failed"));
+    let store = if data_dir.is_some() {
+        " (--data-dir)"
+    } else {
+        ""
+    };
     println!(
-        "durable streams conformance against {url}: {passed} passed, {failed} failed, {} skipped",
+        "durable streams conformance against {url}{store}: {passed} passed, {failed} failed, {} skipped",
         tests.len() - passed - failed
     );
     assert!(passed + failed > 0, "the suite ran no test");
 
     let listed = dir.join("expected-failures.txt");
+    if write && data_dir.is_some() {
+        // The list is the memory run's; the disk run checks against it.
+        return;
+    }
     if write {
         let names: BTreeSet<&str> = tests
             .iter()

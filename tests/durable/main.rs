@@ -1,7 +1,8 @@
 //! The Durable Streams protocol at `/v1/stream/{path}`: the published
 //! conformance suite run against the binary (`conformance.rs`), what
-//! ssehub adds around it (`protocol.rs`), and the official TypeScript and
-//! Python clients reading and writing through a chaos proxy (`clients.rs`).
+//! ssehub adds around it (`protocol.rs`), streams on the disk store across
+//! restarts (`disk.rs`), and the official TypeScript and Python clients
+//! reading and writing through a chaos proxy (`clients.rs`).
 //!
 //! Needs Node.js (>= 20), Python 3 and what `.ci/run` installs: `npm ci` in
 //! `tests/durable/conformance` and `tests/durable/clients`, and the
@@ -23,4 +24,6 @@ static HEAVY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 mod clients;
 #[cfg(feature = "cli")]
 mod conformance;
+#[cfg(feature = "disk")]
+mod disk;
 mod protocol;

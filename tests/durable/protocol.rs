@@ -301,17 +301,18 @@ async fn writes_need_the_publish_token_and_reads_a_jwt_granting_the_stream() {
     server.stop().await;
 }
 
-#[cfg(feature = "disk")]
+#[cfg(feature = "redis")]
 #[tokio::test]
-async fn other_stores_say_plainly_that_they_do_not_hold_streams_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        ssehub::store::DiskStore::open(dir.path(), ssehub::store::Retention::default()).unwrap();
+async fn redis_says_plainly_that_it_does_not_hold_streams_yet() {
+    let redis = crate::support::redis::Redis::start(false);
+    let store = ssehub::store::RedisStore::connect(&redis.url())
+        .await
+        .expect("redis");
     let hub = Hub::builder().storage(store).build();
     let server = TestServer::start_service(service(hub)).await;
     let (status, body) = put(&server, "/v1/stream/x", "text/plain", "").await;
     assert_eq!(status, 501, "{body}");
-    assert!(body.contains("memory store"), "{body}");
+    assert!(body.contains("--redis"), "{body}");
     server.stop().await;
 }
 
@@ -408,6 +409,27 @@ async fn a_refused_create_makes_no_topic() {
     let (status, _) = request(server.addr, "HEAD", "/v1/stream/h", &[], b"").await;
     assert_eq!(status, 404);
     assert_eq!(topics(), before);
+    // A fork of a JSON stream, inheriting its type, with a body that is
+    // not JSON: refused, no topic, and the source counts no fork.
+    put(&server, "/v1/stream/src", "application/json", "[1]").await;
+    let before = topics();
+    let (status, _) = request(
+        server.addr,
+        "PUT",
+        "/v1/stream/fj",
+        &[("Stream-Forked-From", "/v1/stream/src")],
+        b"{oops",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(topics(), before);
+    let (status, _) = request(server.addr, "DELETE", "/v1/stream/src", &[], b"").await;
+    assert_eq!(status, 204);
+    let (status, _) = request(server.addr, "HEAD", "/v1/stream/src", &[], b"").await;
+    assert_eq!(
+        status, 404,
+        "gone at once: the refused fork was not counted"
+    );
     // A repeated create of a JSON stream still ignores its body.
     assert_eq!(
         put(&server, "/v1/stream/j", "application/json", "[1]")

@@ -616,6 +616,55 @@ async fn tls_negotiates_h2_and_multiplexes_twenty_streams() {
     assert_eq!(events(&Parser::new().feed(&body))[0].data, "to every tab");
 }
 
+/// A Durable Stream created over TLS is located at an `https` URL (over
+/// HTTP/1.1 the request names no scheme: the connection does).
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn a_stream_created_over_tls_is_located_at_https() {
+    use hyper_util::rt::TokioIo;
+    use support::tls::{test_tls, tls_connect};
+
+    let (tls, roots) = test_tls();
+    let mut config = ServerConfig::default();
+    config.tls = Some(tls);
+    let server = TestServer::start_with(SseService::new(Hub::new()), config).await;
+    let stream = tls_connect(server.addr, roots, &[b"http/1.1"]).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let res = sender
+        .send_request(
+            http::Request::put("/v1/stream/docs/a")
+                .header("host", "localhost:8443")
+                .header("content-type", "text/plain")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(
+        res.headers()["location"],
+        "https://localhost:8443/v1/stream/docs/a"
+    );
+    // Cleartext: `http`.
+    let server = TestServer::start(Hub::new()).await;
+    let (status, headers, _) = request_full(
+        server.addr,
+        "PUT",
+        "/v1/stream/docs/a",
+        &[("Content-Type", "text/plain")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        header(&headers, "location"),
+        Some("http://localhost/v1/stream/docs/a")
+    );
+}
+
 /// Everything a TLS client receives until the server closes (or `WAIT`).
 #[cfg(feature = "tls")]
 async fn read_until_closed<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {

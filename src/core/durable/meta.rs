@@ -233,19 +233,21 @@ impl StreamMeta {
             .filter(|p| now_ms.saturating_sub(p.seen_ms) <= PRODUCER_STATE_TTL_MS)
     }
 
-    /// Records an accepted write (see [`StreamMeta::admit`]).
+    /// Records an accepted write (see [`StreamMeta::admit`]). Returns the
+    /// producer forgotten to make room for a new one, if any.
     pub(crate) fn commit(
         &mut self,
         write: &Write<'_>,
         producer: Option<ProducerClaim>,
         now_ms: u64,
-    ) {
+    ) -> Option<Box<str>> {
+        let mut forgotten = None;
         if let Some(seq) = write.stream_seq {
             self.stream_seq = Some(seq.into());
         }
         if let Some(p) = &producer {
             if !self.producers.contains_key(&p.id) && self.producers.len() >= MAX_PRODUCERS {
-                self.forget_oldest_producer();
+                forgotten = self.forget_oldest_producer();
             }
             self.producers.insert(
                 p.id.clone(),
@@ -260,17 +262,17 @@ impl StreamMeta {
             self.closed = Some(producer);
         }
         self.touched_ms = now_ms;
+        forgotten
     }
 
-    fn forget_oldest_producer(&mut self) {
+    fn forget_oldest_producer(&mut self) -> Option<Box<str>> {
         let oldest = self
             .producers
             .iter()
             .min_by_key(|(_, p)| p.seen_ms)
-            .map(|(id, _)| id.clone());
-        if let Some(id) = oldest {
-            self.producers.remove(&id);
-        }
+            .map(|(id, _)| id.clone())?;
+        self.producers.remove(&oldest);
+        Some(oldest)
     }
 }
 
@@ -283,6 +285,41 @@ pub(crate) struct Write<'a> {
     pub(crate) producer: Option<ProducerClaim>,
     /// `Stream-Closed: true`: close with (or without) this append.
     pub(crate) close: bool,
+}
+
+impl Write<'_> {
+    /// The write, owning its parts (to send it to a store's writer).
+    pub(crate) fn to_owned(&self) -> OwnedWrite {
+        OwnedWrite {
+            content_type: self.content_type.map(Into::into),
+            has_body: self.has_body,
+            stream_seq: self.stream_seq.map(Into::into),
+            producer: self.producer.clone(),
+            close: self.close,
+        }
+    }
+}
+
+/// A [`Write`] that owns its parts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnedWrite {
+    content_type: Option<Box<str>>,
+    has_body: bool,
+    stream_seq: Option<Box<[u8]>>,
+    producer: Option<ProducerClaim>,
+    close: bool,
+}
+
+impl OwnedWrite {
+    pub(crate) fn as_write(&self) -> Write<'_> {
+        Write {
+            content_type: self.content_type.as_deref(),
+            has_body: self.has_body,
+            stream_seq: self.stream_seq.as_deref(),
+            producer: self.producer.clone(),
+            close: self.close,
+        }
+    }
 }
 
 /// What [`StreamMeta::admit`] decides.

@@ -9,11 +9,15 @@
 //! | `meta.rs` | [`StreamMeta`]: configuration, expiry, closure, producers; `admit` |
 //! | `json.rs` | JSON messages: flattening appends, array reads |
 //! | `cursor.rs` | `Stream-Cursor` values for long-poll and SSE |
+//! | `record.rs` | a stream's metadata as stores keep it |
 
 pub(crate) mod cursor;
 pub(crate) mod json;
 pub(crate) mod meta;
 pub(crate) mod offset;
 pub(crate) mod path;
+// What stores keep: only the disk store holds streams outside memory.
+#[cfg(feature = "disk")]
+pub(crate) mod record;
 
 pub(crate) use self::meta::StreamMeta;

@@ -81,7 +81,7 @@ where
             producer: headers.producer.clone(),
             close: headers.close,
         };
-        match hub.append_stream(&topic, &write, frame) {
+        match hub.append_stream(&topic, &write, frame).await {
             Ok(Appended::Fresh { tail, closed }) => {
                 // A producer's append says which sequence it accepted; a
                 // close without data is `204` for everyone.

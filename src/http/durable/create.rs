@@ -52,7 +52,7 @@ where
             closed,
             body,
         };
-        match hub.create_stream(&topic, create) {
+        match hub.create_stream(&topic, create).await {
             Ok((new, status)) => {
                 let code = if new {
                     StatusCode::CREATED
@@ -92,9 +92,14 @@ fn location<B>(req: &Request<B>) -> Option<HeaderValue> {
         .authority()
         .map(|a| a.as_str())
         .or_else(|| req.headers().get(header::HOST)?.to_str().ok())?;
-    // Behind TLS the request's URI is still relative: `http` is a guess
-    // a TLS terminator in front corrects (`Location` is informative).
-    let scheme = req.uri().scheme_str().unwrap_or("http");
+    // Over HTTP/1.1 the request's URI is relative: the connection says
+    // whether it is TLS. Behind a TLS terminator `http` is what ssehub
+    // sees (`Location` is informative).
+    let secure = req.extensions().get::<crate::http::Secure>().is_some();
+    let scheme = req
+        .uri()
+        .scheme_str()
+        .unwrap_or(if secure { "https" } else { "http" });
     HeaderValue::try_from(format!("{scheme}://{host}{}", req.uri().path())).ok()
 }
 

@@ -238,6 +238,7 @@ impl Pump {
             let Ok(chunk) = self
                 .hub
                 .read_stream(&self.topic, Start::At(at), MAX_READ_BYTES)
+                .await
             else {
                 return;
             };

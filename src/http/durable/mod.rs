@@ -118,7 +118,10 @@ where
         Method::POST => append::append(service, topic, req),
         Method::GET => read::get(service, topic, &req),
         Method::HEAD => ResponseFuture::ready(read::head(service, &topic)),
-        Method::DELETE => ResponseFuture::ready(read::delete(service, &topic)),
+        Method::DELETE => {
+            let hub = service.hub.clone();
+            ResponseFuture::boxed(async move { read::delete(&hub, &topic).await })
+        }
         _ => ResponseFuture::ready(not_allowed(ALLOW)),
     }
 }

@@ -26,7 +26,7 @@ use crate::http::future::ResponseFuture;
 use crate::http::responses::Attempt;
 use crate::http::service::SseService;
 use crate::hub::Hub;
-use crate::hub::durable::{Chunk, Waited};
+use crate::hub::durable::{Catchup, Chunk, Waited};
 
 pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -> ResponseFuture {
     let q = match query(req.uri().query()) {
@@ -36,12 +36,34 @@ pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -
     if q.live == Live::Sse {
         return sse::open(service, topic, q);
     }
-    let hub = &service.hub;
-    let chunk = match hub.read_stream(&topic, q.start, MAX_READ_BYTES) {
-        Ok(chunk) => chunk,
-        Err(e) => return ResponseFuture::ready(error(e, Attempt::Read)),
-    };
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
+    match service.hub.try_read_stream(&topic, q.start, MAX_READ_BYTES) {
+        Ok(Catchup::Ready(chunk)) => respond(service, topic, chunk, q, if_none_match),
+        Ok(Catchup::Disk(read)) => {
+            // Older than the ring: read from disk, off this task.
+            let service = service.clone();
+            ResponseFuture::boxed(async move {
+                match read.finish().await {
+                    Ok(chunk) => match respond(&service, topic, chunk, q, if_none_match).await {
+                        Ok(res) => res,
+                        Err(never) => match never {},
+                    },
+                    Err(e) => error(e, Attempt::Read),
+                }
+            })
+        }
+        Err(e) => ResponseFuture::ready(error(e, Attempt::Read)),
+    }
+}
+
+/// The answer to a read whose first chunk is read.
+fn respond(
+    service: &SseService,
+    topic: TopicName,
+    chunk: Chunk,
+    q: Query,
+    if_none_match: Option<HeaderValue>,
+) -> ResponseFuture {
     if q.live == Live::No {
         return ResponseFuture::ready(answer(chunk, &q, None, if_none_match.as_ref()));
     }
@@ -56,7 +78,7 @@ pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -
             .insert(UP_TO_DATE, HeaderValue::from_static("true"));
         return ResponseFuture::ready(res);
     }
-    let hub = hub.clone();
+    let hub = service.hub.clone();
     let deadline = Instant::now() + service.config.long_poll_timeout;
     ResponseFuture::boxed(async move { long_poll(&hub, &topic, chunk, q, deadline).await })
 }
@@ -71,7 +93,10 @@ async fn long_poll(
     let _live = hub.live_read();
     let cursor = next_cursor(q.cursor.as_deref());
     match hub.wait_stream(topic, at.next, deadline).await {
-        Ok(Waited::Data) => match hub.read_stream(topic, Start::At(at.next), MAX_READ_BYTES) {
+        Ok(Waited::Data) => match hub
+            .read_stream(topic, Start::At(at.next), MAX_READ_BYTES)
+            .await
+        {
             Ok(chunk) => answer(chunk, &q, Some(cursor), None),
             Err(e) => error(e, Attempt::Read),
         },
@@ -187,9 +212,9 @@ pub(super) fn head(service: &SseService, topic: &TopicName) -> Response<Response
     res
 }
 
-/// `DELETE`: `204`.
-pub(super) fn delete(service: &SseService, topic: &TopicName) -> Response<ResponseBody> {
-    match service.hub.delete_stream(topic) {
+/// `DELETE`: `204` (with a store, once the deletion is durable).
+pub(super) async fn delete(hub: &Hub, topic: &TopicName) -> Response<ResponseBody> {
+    match hub.delete_stream(topic).await {
         Ok(()) => {
             let mut res = Response::new(ResponseBody::empty());
             *res.status_mut() = StatusCode::NO_CONTENT;

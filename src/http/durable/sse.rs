@@ -34,22 +34,43 @@ use crate::http::future::ResponseFuture;
 use crate::http::responses::Attempt;
 use crate::http::service::SseService;
 use crate::hub::Hub;
-use crate::hub::durable::{Chunk, Waited};
+use crate::hub::durable::{Catchup, Chunk, Waited};
 
 pub(super) fn open(service: &SseService, topic: TopicName, q: Query) -> ResponseFuture {
     let hub = service.hub.clone();
-    let chunk = match hub.read_stream(&topic, q.start, MAX_READ_BYTES) {
-        Ok(chunk) => chunk,
-        Err(e) => return ResponseFuture::ready(error(e, Attempt::Read)),
-    };
+    let followers = service.shared.durable_followers.clone();
+    let idle = service.config.long_poll_timeout;
+    match hub.try_read_stream(&topic, q.start, MAX_READ_BYTES) {
+        Ok(Catchup::Ready(chunk)) => {
+            ResponseFuture::ready(start(hub, topic, q, chunk, idle, followers))
+        }
+        Ok(Catchup::Disk(read)) => ResponseFuture::boxed(async move {
+            match read.finish().await {
+                Ok(chunk) => start(hub, topic, q, chunk, idle, followers),
+                Err(e) => error(e, Attempt::Read),
+            }
+        }),
+        Err(e) => ResponseFuture::ready(error(e, Attempt::Read)),
+    }
+}
+
+/// Starts the events from the first chunk read.
+fn start(
+    hub: Hub,
+    topic: TopicName,
+    q: Query,
+    chunk: Chunk,
+    idle: Duration,
+    followers: Followers,
+) -> Response<ResponseBody> {
     let format = Format::of(&chunk.content_type);
     let reader = Reader {
         hub,
         topic,
         cursor: q.cursor,
         format,
-        idle: service.config.long_poll_timeout,
-        followers: service.shared.durable_followers.clone(),
+        idle,
+        followers,
     };
     let mut res = Response::new(ResponseBody::driven(move |out| reader.run(chunk, out)));
     *res.status_mut() = StatusCode::OK;
@@ -63,7 +84,7 @@ pub(super) fn open(service: &SseService, topic: TopicName, q: Query) -> Response
     if format.base64 {
         h.insert(SSE_DATA_ENCODING, HeaderValue::from_static("base64"));
     }
-    ResponseFuture::ready(res)
+    res
 }
 
 struct Reader {
@@ -129,12 +150,17 @@ impl Reader {
                     return;
                 }
             }
+            // Deleted, or gone with its history: the response ends. A read
+            // from disk is boxed, off the resident future.
             chunk = match self
                 .hub
-                .read_stream(&self.topic, Start::At(at), MAX_READ_BYTES)
+                .try_read_stream(&self.topic, Start::At(at), MAX_READ_BYTES)
             {
-                Ok(chunk) => chunk,
-                // Deleted, or gone with its history: the response ends.
+                Ok(Catchup::Ready(chunk)) => chunk,
+                Ok(Catchup::Disk(read)) => match Box::pin(read.finish()).await {
+                    Ok(chunk) => chunk,
+                    Err(_) => return,
+                },
                 Err(_) => return,
             };
         }

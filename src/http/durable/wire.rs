@@ -127,7 +127,7 @@ pub(crate) fn error(e: StreamError, attempt: Attempt) -> Response<ResponseBody> 
         StreamError::Json(e) => say(StatusCode::BAD_REQUEST, &e.to_string()),
         StreamError::Unsupported => say(
             StatusCode::NOT_IMPLEMENTED,
-            "Durable Streams are served from the memory store only for now (not with --data-dir or --redis)",
+            "Durable Streams are not served with --redis yet (they are with the memory store and --data-dir)",
         ),
         StreamError::Hub(e) => hub_error(&e, attempt),
     }

@@ -19,6 +19,13 @@
 //!   range scan: key `<topic> 0x00 <epoch> 0x00 <last seq: u64
 //!   big-endian>`, value the idempotency key.
 //!
+//! - `streams`: the Durable Streams, key `<topic>`, value the stream's
+//!   record (`core::durable::record`); its messages are the topic's events
+//!   (values: the publish time and the message's bytes as appended).
+//! - `producers`: their producers, key `<topic> 0x00 <producer id>`, value
+//!   the producer's record. A write's event, stream and producer records
+//!   are in one commit.
+//!
 //! Topic names and epochs never contain `0x00` (they are validated ASCII),
 //! nor do idempotency keys (visible ASCII).
 
@@ -116,6 +123,22 @@ pub(super) fn key_seq(key: &[u8]) -> Option<u64> {
 pub(super) fn key_record_key(topic: &str, epoch: Epoch, key: &str) -> Vec<u8> {
     let mut k = history_prefix(topic, epoch);
     k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The key of a stream's producer `id` (`id` is a header value: no
+/// `0x00`).
+pub(super) fn producer_key(topic: &str, id: &str) -> Vec<u8> {
+    let mut k = producers_prefix(topic);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The prefix of every producer key of a stream.
+pub(super) fn producers_prefix(topic: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(topic.len() + 32);
+    k.extend_from_slice(topic.as_bytes());
+    k.push(0);
     k
 }
 

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak, mpsc};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
 
 use self::layout::Meta;
 use self::marks::{Mark, Marks};
@@ -24,7 +25,8 @@ use self::state::{Engine, Entry, State, kind_of, now_ms};
 use self::writer::Job;
 
 pub use self::retention::Retention;
-use super::{Appended, ErrorKind, Sink, StoreError};
+use super::{Appended, ErrorKind, Sink, StoreError, StreamDeliver, StreamDone, StreamOp};
+use crate::core::durable::{StreamMeta, record};
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
 use crate::core::idempotency::{Fingerprint, IdempotencyKey, Keyed};
@@ -200,6 +202,13 @@ impl DiskStore {
                 e,
             )
         })?;
+        let streams = load_streams(&engine, &index).map_err(|e| {
+            StoreError::with_source(
+                e.kind(),
+                named("cannot read the streams in data directory"),
+                e,
+            )
+        })?;
         let now = index
             .iter()
             .map(|(t, e)| (t.clone(), (e.meta.epoch, e.meta.next)))
@@ -218,6 +227,7 @@ impl DiskStore {
             index: Mutex::new(index),
             total_bytes: AtomicU64::new(total),
             syncs: AtomicU64::new(0),
+            streams: Mutex::new(streams),
             sink: Mutex::new(None),
             marks: Mutex::new(marks),
             _lock: lock,
@@ -302,6 +312,55 @@ impl DiskStore {
             handle: Arc::downgrade(&self.handle),
         };
         (entry.meta.epoch, entry.meta.next, history)
+    }
+
+    /// The Durable Streams on disk, each with its topic (opened by the hub
+    /// like every stored topic).
+    pub(crate) fn streams(&self) -> Vec<(Box<str>, StreamMeta)> {
+        let streams = self.handle.state.streams();
+        streams
+            .iter()
+            .map(|(t, m)| (t.clone(), m.clone()))
+            .collect()
+    }
+
+    /// Sends `op` for the stream of `topic` (see `store::streams`) to the
+    /// writer, which decides it, writes it, syncs, delivers, then answers
+    /// on the receiver; writes are done in the order sent.
+    pub(crate) fn send_stream(
+        &self,
+        topic: &str,
+        op: StreamOp,
+        deliver: StreamDeliver,
+    ) -> Result<oneshot::Receiver<Result<StreamDone, StoreError>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let published_ms = now_ms();
+        // Built here, on the caller's task, as for appends.
+        let values = match &op {
+            StreamOp::Create { frames, .. } => frames
+                .iter()
+                .map(|f| fjall::Slice::from(layout::event_value(published_ms, f)))
+                .collect(),
+            StreamOp::Append { frame: Some(f), .. } => {
+                vec![fjall::Slice::from(layout::event_value(published_ms, f))]
+            }
+            _ => Vec::new(),
+        };
+        let job = Job::Stream {
+            topic: topic.into(),
+            op,
+            values,
+            published_ms,
+            deliver,
+            reply,
+        };
+        if !self.handle.send(job) {
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "the store is closed",
+            ));
+        }
+        Ok(answer)
     }
 
     /// Drops `topic` and its history (the hub retired it).
@@ -448,6 +507,49 @@ impl History {
                     }
                 }
             }
+        })
+    }
+
+    /// Reads the raw messages `from` on of a Durable Stream's history
+    /// `epoch` (no `id:` lines): at most `max` of them and (unless the
+    /// first alone is larger) `max_bytes`, on a blocking thread. Fewer
+    /// (none) if retention or a delete took them meanwhile.
+    pub(crate) fn read_raw(
+        &self,
+        epoch: Epoch,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> tokio::task::JoinHandle<Result<Vec<Bytes>, StoreError>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(engine) = this.engine() else {
+                return Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    "the store is recovering from a failed write",
+                ));
+            };
+            let start = layout::event_key(&this.topic, epoch, from);
+            let end = layout::event_key(&this.topic, epoch, u64::MAX);
+            let mut frames = Vec::new();
+            let mut bytes = 0;
+            for (expect, kv) in (from..).zip(engine.events.range(start..=end)) {
+                let (key, value) = kv
+                    .into_inner()
+                    .map_err(|e| StoreError::with_source(kind_of(&e), "reading messages", e))?;
+                if layout::key_seq(&key) != Some(expect) || frames.len() >= max {
+                    break;
+                }
+                let Some((_, message)) = layout::parse_event_value(&value) else {
+                    return Err(StoreError::new(ErrorKind::Corrupt, "a message record"));
+                };
+                if !frames.is_empty() && bytes + message.len() > max_bytes {
+                    break;
+                }
+                bytes += message.len();
+                frames.push(Bytes::copy_from_slice(message));
+            }
+            Ok(frames)
         })
     }
 
@@ -612,6 +714,8 @@ fn renew_lost(
             batch.remove(&engine.events, layout::event_key(topic, old.epoch, seq));
         }
         writer::forget_keys(engine, &mut batch, topic, old.epoch, old.first, u64::MAX);
+        // A Durable Stream cannot start its history again: it is gone.
+        writer::forget_stream(engine, &mut batch, topic);
         entry.meta = Meta::new(Epoch::generate());
         entry.first.store(entry.meta.first, Ordering::Release);
         batch.insert(&engine.meta, topic.as_bytes(), entry.meta.encode());
@@ -621,6 +725,46 @@ fn renew_lost(
         batch.commit()?;
     }
     Ok(dropped)
+}
+
+/// Reads the Durable Streams' records and their producers'.
+fn load_streams(
+    engine: &Engine,
+    index: &HashMap<Box<str>, Entry>,
+) -> Result<HashMap<Box<str>, StreamMeta>, StoreError> {
+    let corrupt = |what: &str| StoreError::new(ErrorKind::Corrupt, what.to_owned());
+    let read = |e: fjall::Error| StoreError::with_source(kind_of(&e), "reading a record", e);
+    let now = now_ms();
+    let mut streams = HashMap::new();
+    for kv in engine.streams.iter() {
+        let (key, value) = kv.into_inner().map_err(read)?;
+        let topic = std::str::from_utf8(&key)
+            .map_err(|_| corrupt("a stream record that ssehub did not write"))?;
+        let meta = record::decode_stream(&value, now)
+            .ok_or_else(|| corrupt("a stream record that ssehub did not write"))?;
+        if !index.contains_key(topic) {
+            tracing::warn!(topic, "a stream record without its topic: ignored");
+            continue;
+        }
+        streams.insert(Box::<str>::from(topic), meta);
+    }
+    for kv in engine.producers.iter() {
+        let (key, value) = kv.into_inner().map_err(read)?;
+        let bad = || corrupt("a producer record that ssehub did not write");
+        let at = key.iter().position(|&b| b == 0).ok_or_else(bad)?;
+        let (topic, id) = (
+            std::str::from_utf8(&key[..at]),
+            std::str::from_utf8(&key[at + 1..]),
+        );
+        let (Ok(topic), Ok(id)) = (topic, id) else {
+            return Err(bad());
+        };
+        let producer = record::decode_producer(&value).ok_or_else(bad)?;
+        if let Some(meta) = streams.get_mut(topic) {
+            meta.producers.insert(id.into(), producer);
+        }
+    }
+    Ok(streams)
 }
 
 /// Takes the directory's lock file, or says who holds it.

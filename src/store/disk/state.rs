@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use super::layout::Meta;
 use super::marks::{Mark, Marks};
 use super::retention::Retention;
+use crate::core::durable::StreamMeta;
 use crate::store::{ErrorKind, Sink};
 
 /// What the writer thread, the store's handles and readers share.
@@ -26,6 +27,9 @@ pub(super) struct State {
     pub(super) total_bytes: AtomicU64,
     /// Commits that synced appends (see [`DiskStore::syncs`]).
     pub(super) syncs: AtomicU64,
+    /// The Durable Streams as committed: the writer decides their writes
+    /// on these (see `store::streams`).
+    pub(super) streams: Mutex<HashMap<Box<str>, StreamMeta>>,
     pub(super) sink: Mutex<Option<Arc<dyn Sink>>>,
     /// Where each topic's history was last committed, outside the engine
     /// (see `marks`): written by the writer after each commit.
@@ -51,6 +55,10 @@ pub(super) struct Engine {
     pub(super) keys: fjall::Keyspace,
     /// Idempotency keys by the last event they published.
     pub(super) key_order: fjall::Keyspace,
+    /// Durable Streams' records, by topic.
+    pub(super) streams: fjall::Keyspace,
+    /// Their producers' records.
+    pub(super) producers: fjall::Keyspace,
 }
 
 /// The journal is rotated (and old journals dropped once flushed) at this
@@ -71,12 +79,16 @@ impl Engine {
         let meta = db.keyspace("meta", fjall::KeyspaceCreateOptions::default)?;
         let keys = db.keyspace("keys", fjall::KeyspaceCreateOptions::default)?;
         let key_order = db.keyspace("key_order", fjall::KeyspaceCreateOptions::default)?;
+        let streams = db.keyspace("streams", fjall::KeyspaceCreateOptions::default)?;
+        let producers = db.keyspace("producers", fjall::KeyspaceCreateOptions::default)?;
         Ok(Engine {
             db,
             events,
             meta,
             keys,
             key_order,
+            streams,
+            producers,
         })
     }
 }
@@ -84,6 +96,10 @@ impl Engine {
 impl State {
     pub(super) fn index(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry>> {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, StreamMeta>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) fn engine(&self) -> Option<Engine> {

@@ -36,10 +36,12 @@ use tokio::sync::oneshot;
 use super::layout::{self, Meta};
 use super::marks::Mark;
 use super::state::{Engine, Entry, State, kind_of, now_ms};
+use crate::core::durable::meta::Verdict;
+use crate::core::durable::{StreamMeta, path, record};
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
 use crate::core::idempotency::{Fingerprint, IdempotencyKey, KeyRecord, Keyed};
-use crate::store::{Appended, ErrorKind, StoreError};
+use crate::store::{Appended, ErrorKind, StoreError, StreamDeliver, StreamDone, StreamOp};
 
 use crate::store::Deliver;
 
@@ -62,6 +64,16 @@ pub(super) enum Job {
     Create { topic: Box<str> },
     /// A topic was retired: delete its history `meta`.
     Retire { topic: Box<str>, meta: Meta },
+    /// A write to a Durable Stream (see `store::streams`); `values` are
+    /// its messages' values on disk, built by the caller's task.
+    Stream {
+        topic: Box<str>,
+        op: StreamOp,
+        values: Vec<fjall::Slice>,
+        published_ms: u64,
+        deliver: StreamDeliver,
+        reply: oneshot::Sender<Result<StreamDone, StoreError>>,
+    },
     /// A topic's history `epoch` cannot be read: start a new one. `done`
     /// is dropped once a round has committed this job (the hub has the
     /// new epoch by then); a round that fails keeps it for the next one.
@@ -232,6 +244,14 @@ struct Writer {
     last_sync: Duration,
 }
 
+/// A stream write waiting for its commit (every outcome waits: a
+/// duplicate or a refusal may rest on a write of the same round).
+struct StreamPending {
+    done: StreamDone,
+    deliver: StreamDeliver,
+    reply: oneshot::Sender<Result<StreamDone, StoreError>>,
+}
+
 /// An append waiting for its commit.
 struct Pending {
     topic: Box<str>,
@@ -247,13 +267,19 @@ impl Writer {
         self.answered = 0;
         let Some(engine) = self.engine() else {
             // Still cannot write: answer appends, keep the rest.
+            let recovering = || {
+                StoreError::new(
+                    ErrorKind::Unavailable,
+                    "the store is recovering from a failed write",
+                )
+            };
             for job in jobs {
                 match job {
                     Job::Append { reply, .. } => {
-                        let _ = reply.send(Err(StoreError::new(
-                            ErrorKind::Unavailable,
-                            "the store is recovering from a failed write",
-                        )));
+                        let _ = reply.send(Err(recovering()));
+                    }
+                    Job::Stream { reply, .. } => {
+                        let _ = reply.send(Err(recovering()));
                     }
                     other => self.retry.push(other),
                 }
@@ -274,6 +300,12 @@ impl Writer {
         let mut keyed: HashSet<(Box<str>, IdempotencyKey)> = HashSet::new();
         let state = self.state.clone();
         let mut index = state.index();
+        let mut streams = state.streams();
+        // The streams as they were before this round, per stream it wrote.
+        let mut stream_undo: HashMap<Box<str>, Option<StreamMeta>> = HashMap::new();
+        let mut stream_pending = Vec::new();
+        // Topics whose first event moved other than by trimming.
+        let mut reset = Vec::new();
         let remember = |undo: &mut HashMap<Box<str>, Option<Meta>>,
                         index: &HashMap<Box<str>, Entry>,
                         t: &str| {
@@ -384,6 +416,59 @@ impl Writer {
                         reply,
                     });
                 }
+                Job::Stream {
+                    topic,
+                    op,
+                    values,
+                    published_ms,
+                    deliver,
+                    reply,
+                } => {
+                    let creates = matches!(op, StreamOp::Create { .. });
+                    let done = if index.contains_key(&topic) || creates {
+                        remember(&mut undo, &index, &topic);
+                        if !stream_undo.contains_key(&topic) {
+                            stream_undo.insert(topic.clone(), streams.get(&topic).cloned());
+                        }
+                        let entry = index.entry(topic.clone()).or_insert_with(|| {
+                            let meta = Meta::new(Epoch::generate());
+                            Entry {
+                                meta,
+                                first: Arc::new(AtomicU64::new(meta.first)),
+                            }
+                        });
+                        let was_empty = entry.meta.first == entry.meta.next;
+                        let done = stream_op(
+                            &engine,
+                            &mut batch,
+                            &topic,
+                            &mut entry.meta,
+                            &mut streams,
+                            op,
+                            values,
+                        );
+                        match &done {
+                            StreamDone::Created | StreamDone::Done => {
+                                self.oldest_ms.remove(&topic);
+                                reset.push(topic.clone());
+                            }
+                            StreamDone::Appended { .. }
+                                if was_empty && entry.meta.first < entry.meta.next =>
+                            {
+                                self.oldest_ms.insert(topic.clone(), published_ms);
+                            }
+                            _ => {}
+                        }
+                        done
+                    } else {
+                        StreamDone::NotFound
+                    };
+                    stream_pending.push(StreamPending {
+                        done,
+                        deliver,
+                        reply,
+                    });
+                }
                 Job::Create { topic } => {
                     remember(&mut undo, &index, &topic);
                     kept.push(Job::Create { topic });
@@ -421,7 +506,9 @@ impl Writer {
                 }
             }
         }
-        let appended: Vec<Box<str>> = pending.iter().map(|p: &Pending| p.topic.clone()).collect();
+        let mut appended: Vec<Box<str>> =
+            pending.iter().map(|p: &Pending| p.topic.clone()).collect();
+        appended.extend(stream_undo.keys().cloned());
         let trimmed = self.trim(
             &engine,
             &mut index,
@@ -439,8 +526,13 @@ impl Writer {
             }
             marked.push((topic.clone(), mark));
         }
+        drop(streams);
         drop(index);
         if undo.is_empty() {
+            for p in stream_pending {
+                (p.deliver)(&p.done);
+                let _ = p.reply.send(Ok(p.done));
+            }
             return;
         }
 
@@ -468,7 +560,7 @@ impl Writer {
         self.last_sync = started.elapsed();
         match committed {
             Ok(()) => {
-                if !pending.is_empty() {
+                if !pending.is_empty() || !stream_pending.is_empty() {
                     self.state.syncs.fetch_add(1, Ordering::Relaxed);
                 }
                 // What was queued while this round synced goes first in the
@@ -480,8 +572,12 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                self.answered = pending.len();
-                self.committed(&trimmed, &retired, &rotated, &undo);
+                self.answered = pending.len() + stream_pending.len();
+                self.committed(&trimmed, &retired, &rotated, &reset, &undo);
+                for p in stream_pending {
+                    (p.deliver)(&p.done);
+                    let _ = p.reply.send(Ok(p.done));
+                }
                 for p in pending {
                     let frames: Vec<Bytes> = p
                         .events
@@ -517,12 +613,23 @@ impl Writer {
                     }
                 }
                 drop(index);
+                let mut streams = self.state.streams();
+                for (topic, before) in stream_undo {
+                    match before {
+                        Some(meta) => streams.insert(topic, meta),
+                        None => streams.remove(&topic),
+                    };
+                }
+                drop(streams);
                 self.oldest_ms.clear();
                 let why = match kind {
                     ErrorKind::Full => "the disk is full",
                     _ => "cannot write to the data directory",
                 };
                 for p in pending {
+                    let _ = p.reply.send(Err(StoreError::new(kind, why)));
+                }
+                for p in stream_pending {
                     let _ = p.reply.send(Err(StoreError::new(kind, why)));
                 }
                 self.retry.extend(kept);
@@ -537,6 +644,7 @@ impl Writer {
         trimmed: &HashSet<Box<str>>,
         retired: &[(Box<str>, Meta)],
         rotated: &[(Box<str>, Meta)],
+        reset: &[Box<str>],
         changed: &HashMap<Box<str>, Option<Meta>>,
     ) {
         let state = &self.state;
@@ -549,7 +657,11 @@ impl Writer {
         for (_, meta) in retired {
             total -= meta.bytes as i64;
         }
-        for topic in trimmed.iter().chain(rotated.iter().map(|(t, _)| t)) {
+        for topic in trimmed
+            .iter()
+            .chain(rotated.iter().map(|(t, _)| t))
+            .chain(reset)
+        {
             if let Some(entry) = index.get(topic) {
                 entry.first.store(entry.meta.first, Ordering::Release);
             }
@@ -647,9 +759,12 @@ impl Writer {
             };
             let meta = &mut entry.meta;
             let count = |m: &Meta| m.next - m.first;
+            // A Durable Stream's messages are bounded by bytes and age,
+            // not by count (a JSON append is one message per value).
+            let counted = !path::is_stream_topic(&topic);
             // The rules that do not need the oldest event's time.
             let over = |m: &Meta, total: u64| {
-                count(m) > retention.events
+                counted && count(m) > retention.events
                     || (m.bytes > retention.bytes && count(m) > 1)
                     || level.is_some_and(|l| total > target && m.bytes > l && count(m) > 0)
             };
@@ -901,6 +1016,138 @@ pub(super) fn forget_keys(
             batch.remove(&engine.keys, layout::key_record_key(topic, epoch, key));
         }
         batch.remove(&engine.key_order, order);
+    }
+}
+
+/// Does a stream write, in `batch`, on the writer's copy of the stream
+/// (`streams`) and the index entry `m` of its topic.
+fn stream_op(
+    engine: &Engine,
+    batch: &mut fjall::OwnedWriteBatch,
+    topic: &str,
+    m: &mut Meta,
+    streams: &mut HashMap<Box<str>, StreamMeta>,
+    op: StreamOp,
+    values: Vec<fjall::Slice>,
+) -> StreamDone {
+    let put = |batch: &mut fjall::OwnedWriteBatch, m: &mut Meta, value: fjall::Slice| {
+        m.bytes += value.len() as u64;
+        batch.insert(
+            &engine.events,
+            layout::event_key(topic, m.epoch, m.next),
+            value,
+        );
+        m.next += 1;
+    };
+    match op {
+        StreamOp::Create { meta, first, .. } => {
+            if streams.contains_key(topic) {
+                return StreamDone::Exists;
+            }
+            // What a stream deleted from this path left (nothing, unless
+            // its delete failed halfway).
+            for seq in m.first..m.next {
+                batch.remove(&engine.events, layout::event_key(topic, m.epoch, seq));
+            }
+            forget_stream(engine, batch, topic);
+            (m.first, m.next, m.bytes) = (first, first, 0);
+            for value in values {
+                put(batch, m, value);
+            }
+            batch.insert(
+                &engine.streams,
+                topic.as_bytes(),
+                record::encode_stream(&meta),
+            );
+            streams.insert(topic.into(), *meta);
+            StreamDone::Created
+        }
+        StreamOp::Append { write, now_ms, .. } => {
+            let Some(stream) = streams.get_mut(topic) else {
+                return StreamDone::NotFound;
+            };
+            let w = write.as_write();
+            let producer = match stream.admit(&w, now_ms) {
+                Verdict::Accepted { producer } => producer,
+                verdict => {
+                    return StreamDone::Appended {
+                        verdict,
+                        seq: m.next - 1,
+                        generation: stream.generations.own,
+                        closed: stream.is_closed(),
+                    };
+                }
+            };
+            let mut seq = m.next - 1;
+            if let Some(value) = values.into_iter().next() {
+                seq = m.next;
+                put(batch, m, value);
+            }
+            let forgotten = stream.commit(&w, producer.clone(), now_ms);
+            if w.close || w.stream_seq.is_some() {
+                batch.insert(
+                    &engine.streams,
+                    topic.as_bytes(),
+                    record::encode_stream(stream),
+                );
+            }
+            if let Some(p) = &producer
+                && let Some(state) = stream.producers.get(&p.id)
+            {
+                batch.insert(
+                    &engine.producers,
+                    layout::producer_key(topic, &p.id),
+                    record::encode_producer(state),
+                );
+            }
+            if let Some(id) = forgotten {
+                batch.remove(&engine.producers, layout::producer_key(topic, &id));
+            }
+            StreamDone::Appended {
+                verdict: Verdict::Accepted { producer },
+                seq,
+                generation: stream.generations.own,
+                closed: stream.is_closed(),
+            }
+        }
+        StreamOp::Hide => {
+            let Some(stream) = streams.get_mut(topic) else {
+                return StreamDone::NotFound;
+            };
+            stream.soft_deleted = true;
+            batch.insert(
+                &engine.streams,
+                topic.as_bytes(),
+                record::encode_stream(stream),
+            );
+            StreamDone::Done
+        }
+        StreamOp::Delete => {
+            if streams.remove(topic).is_none() {
+                return StreamDone::NotFound;
+            }
+            for seq in m.first..m.next {
+                batch.remove(&engine.events, layout::event_key(topic, m.epoch, seq));
+            }
+            forget_stream(engine, batch, topic);
+            (m.first, m.bytes) = (m.next, 0);
+            StreamDone::Done
+        }
+    }
+}
+
+/// Removes (in `batch`) the records of `topic`'s Durable Stream, if it has
+/// one: the stream's and its producers'.
+pub(super) fn forget_stream(engine: &Engine, batch: &mut fjall::OwnedWriteBatch, topic: &str) {
+    batch.remove(&engine.streams, topic.as_bytes());
+    for kv in engine.producers.prefix(layout::producers_prefix(topic)) {
+        match kv.key() {
+            Ok(key) => batch.remove(&engine.producers, key),
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "cannot read producers to forget");
+                return;
+            }
+        }
     }
 }
 
