@@ -30,7 +30,7 @@ use crate::hub::durable::{Chunk, Waited};
 
 /// Batches a pump keeps published: a reader that was not polled between
 /// two batches still finds the first.
-const RECENT: usize = 8;
+pub(crate) const RECENT: usize = 8;
 
 /// The pumps of the streams that have live readers, by topic.
 #[derive(Clone, Default)]

@@ -404,6 +404,62 @@ mod tests {
         assert_eq!(hub.stats().durable_live_reads, 0);
     }
 
+    /// A reader left behind by more batches than the pump keeps reads
+    /// the rest on its own, then follows again: every message once, in
+    /// order, JSON as arrays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_left_behind_catches_up_on_its_own() {
+        let hub = Hub::new();
+        let service = SseService::builder(hub.clone()).build();
+        let uri = "/v1/stream/behind";
+        let put = Request::builder()
+            .method("PUT")
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(service.call(local(put)).await.unwrap().status(), 201);
+        let live = format!("{uri}?offset=-1&live=sse");
+        let (_, mut quick) = call(&service, "GET", &live, "").await;
+        let (_, mut slow) = call(&service, "GET", &live, "").await;
+        next(&mut quick).await.unwrap();
+        next(&mut slow).await.unwrap();
+        let mut values = Vec::new();
+        for i in 0..(3 * super::super::live::RECENT) {
+            let post = Request::builder()
+                .method("POST")
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(format!("{i}"))))
+                .unwrap();
+            assert_eq!(service.call(local(post)).await.unwrap().status(), 204);
+            values.push(i);
+            // Only one reader keeps up.
+            let mut got = Vec::new();
+            while got.is_empty() {
+                got = arrays(&next(&mut quick).await.unwrap());
+            }
+            assert_eq!(got, [i]);
+        }
+        let mut got = Vec::new();
+        while got.len() < values.len() {
+            got.extend(arrays(&next(&mut slow).await.unwrap()));
+        }
+        assert_eq!(got, values);
+    }
+
+    /// The values of the JSON arrays in `events`' data events.
+    fn arrays(events: &str) -> Vec<usize> {
+        events
+            .split("\n\n")
+            .filter(|e| e.starts_with("event: data\n"))
+            .flat_map(|e| {
+                let json: String = e.lines().skip(1).map(|l| &l[5..]).collect();
+                serde_json::from_str::<Vec<usize>>(&json).unwrap()
+            })
+            .collect()
+    }
+
     /// A stream deleted under its readers ends their responses, and one
     /// created again at the same path gets a pump of its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
