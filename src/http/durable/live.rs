@@ -54,8 +54,8 @@ pub(crate) struct Tail {
     /// The last batches read, oldest first, each starting where the one
     /// before ends.
     batches: Vec<Arc<Batch>>,
-    /// Where the pump stands (after its last batch); `None` before its
-    /// first read.
+    /// Where the pump stands (after its last batch; at first, where its
+    /// first reader was); `None` only in a default tail.
     at: Option<Offset>,
     /// The stream is closed at `at`.
     closed: bool,
