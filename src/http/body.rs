@@ -3,7 +3,9 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -27,9 +29,9 @@ enum Kind {
     // Boxed: a stream of one topic, the most common body, stays small.
     Multi(Box<MultiEventStream>),
     Full(Option<Bytes>),
-    /// Written by a task of its own (a Durable Streams `live=sse` read);
-    /// ends when the task drops its sender.
-    Channel(tokio::sync::mpsc::Receiver<Bytes>),
+    /// Written by a future polled in the body's own task (a Durable
+    /// Streams `live=sse` read).
+    Driven(Driven),
 }
 
 impl ResponseBody {
@@ -48,11 +50,26 @@ impl ResponseBody {
         }
     }
 
-    /// A body that a task writes, chunk by chunk, until it drops the
-    /// sender; dropping the body tells the task (its sends fail).
-    pub(crate) fn channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+    /// A body whose chunks the future made by `write` emits, one by one,
+    /// through the [`Emitter`] it is given, until it returns. The future
+    /// is polled when the body is (no task or channel of its own); dropping
+    /// the body drops it.
+    pub(crate) fn driven<F, Fut>(write: F) -> Self
+    where
+        F: FnOnce(Emitter) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let slot = Arc::new(Mutex::new(None));
+        let future: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(write(Emitter(slot.clone())));
+        // In a mutex only to make the body `Sync` whatever the future
+        // holds: it is reached through `get_mut`, never locked.
+        let future = Mutex::new(future);
         ResponseBody {
-            kind: Kind::Channel(rx),
+            kind: Kind::Driven(Driven {
+                slot,
+                future: Some(future),
+            }),
         }
     }
 
@@ -101,7 +118,7 @@ impl Body for ResponseBody {
             Kind::Stream(s) => Pin::new(s).poll_frame(cx),
             Kind::Multi(s) => Pin::new(&mut **s).poll_frame(cx),
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Channel(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
+            Kind::Driven(d) => d.poll_chunk(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -110,7 +127,8 @@ impl Body for ResponseBody {
             Kind::Stream(s) => s.is_end_stream(),
             Kind::Multi(s) => s.is_end_stream(),
             Kind::Full(b) => b.is_none(),
-            Kind::Channel(_) => false,
+            // Once the future is done, its last chunk has been taken.
+            Kind::Driven(d) => d.future.is_none(),
         }
     }
 
@@ -119,7 +137,7 @@ impl Body for ResponseBody {
             Kind::Stream(s) => s.size_hint(),
             Kind::Multi(s) => s.size_hint(),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Channel(_) => SizeHint::default(),
+            Kind::Driven(_) => SizeHint::default(),
         }
     }
 }
@@ -133,7 +151,67 @@ impl fmt::Debug for ResponseBody {
                 .debug_struct("ResponseBody")
                 .field("len", &b.as_ref().map_or(0, Bytes::len))
                 .finish(),
-            Kind::Channel(_) => f.write_str("ResponseBody(channel)"),
+            Kind::Driven(_) => f.write_str("ResponseBody(driven)"),
         }
+    }
+}
+
+/// The chunk handed over from a [`Driven`] body's future to the body.
+type Slot = Arc<Mutex<Option<Bytes>>>;
+
+fn take(slot: &Slot) -> Option<Bytes> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// A body whose chunks a future writes, polled by the body itself.
+pub(crate) struct Driven {
+    slot: Slot,
+    future: Option<Mutex<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+}
+
+impl Driven {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Some(b) = take(&self.slot) {
+            return Poll::Ready(Some(b));
+        }
+        let Some(future) = &mut self.future else {
+            return Poll::Ready(None);
+        };
+        let future = future.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let done = future.as_mut().poll(cx).is_ready();
+        if done {
+            self.future = None;
+        }
+        match take(&self.slot) {
+            Some(b) => Poll::Ready(Some(b)),
+            None if done => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// What the future of a [`ResponseBody::driven`] body writes with.
+pub(crate) struct Emitter(Slot);
+
+impl Emitter {
+    /// Hands `chunk` to the body; resolves once the body has taken it
+    /// (when it is polled for the next one).
+    pub(crate) async fn emit(&self, chunk: Bytes) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(chunk);
+        // Pending without a waker: the body, polling this future, finds
+        // the chunk and returns it at once, and polls again for the next.
+        poll_fn(|_| {
+            let taken = self
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none();
+            if taken {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 }

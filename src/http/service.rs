@@ -52,6 +52,8 @@ pub struct SseService {
 pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) connections: Arc<ConnectionStats>,
+    /// The pumps of Durable Streams with `live=sse` readers.
+    pub(crate) durable_followers: crate::http::durable::live::Followers,
 }
 
 /// The settings of an [`SseService`].
@@ -310,6 +312,7 @@ impl<P> SseServiceBuilder<P> {
             shared: Arc::new(Shared {
                 metrics: Metrics::new(self.hub.clone(), connections.clone()),
                 connections,
+                durable_followers: Default::default(),
             }),
             hub: self.hub,
             config: Arc::new(self.config),

@@ -21,11 +21,15 @@
 //! | `append.rs` | `POST`: appends, producers, closing |
 //! | `read.rs` | `GET` catch-up and long-poll, `HEAD`, `DELETE` |
 //! | `sse.rs` | `GET ...&live=sse` |
-//! | `query.rs` | what a read asks for, and the bodies and cursors reads answer |
+//! | `live.rs` | the tail of a stream, read and encoded once for its `live=sse` readers |
+//! | `query.rs` | what a read asks for |
+//! | `events.rs` | what reads answer with: bodies, cursors, the `live=sse` events (a leaf) |
 //! | `wire.rs` | the protocol's headers, and the one `StreamError` -> answer table (a leaf) |
 
 mod append;
 mod create;
+mod events;
+pub(crate) mod live;
 mod query;
 mod read;
 mod sse;

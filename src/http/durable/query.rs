@@ -1,16 +1,10 @@
-//! What a read asks for (its query: `offset`, `live`, `cursor`) and what
-//! every read answers with: message bodies, cursors, the size of a chunk.
+//! What a read asks for (its query: `offset`, `live`, `cursor`). What
+//! every read answers with (message bodies, cursors, the size of a chunk)
+//! is in `events.rs`, re-exported here.
 
-use bytes::{Bytes, BytesMut};
-
-use crate::core::durable::cursor;
-use crate::core::durable::json;
 use crate::core::durable::offset::Start;
+pub(crate) use crate::http::durable::events::{MAX_READ_BYTES, body_of, next_cursor};
 use crate::http::durable::wire::Refused;
-use crate::hub::durable::now_ms;
-
-/// The most bytes of messages one catch-up or long-poll answer carries.
-pub(crate) const MAX_READ_BYTES: usize = 1 << 20;
 
 /// How a read waits for data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,30 +61,6 @@ pub(crate) fn query(q: Option<&str>) -> Result<Query, Refused> {
         live,
         cursor,
     })
-}
-
-/// The `Stream-Cursor` answered to a request that echoed `client`.
-pub(crate) fn next_cursor(client: Option<&str>) -> u64 {
-    cursor::next(client, now_ms(), fastrand::u64(..))
-}
-
-/// The body of `frames`: their bytes back to back, or for JSON one array.
-pub(crate) fn body_of(frames: &[Bytes], json_stream: bool) -> Bytes {
-    let joined = match frames {
-        [one] if !json_stream => return one.clone(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
-            for f in frames {
-                buf.extend_from_slice(f);
-            }
-            buf.freeze()
-        }
-    };
-    if json_stream {
-        json::array(&joined)
-    } else {
-        joined
-    }
 }
 
 #[cfg(test)]
