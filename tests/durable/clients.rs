@@ -403,7 +403,23 @@ impl Client {
     fn check_alive(&self) {
         let lines = self.lines.lock().unwrap();
         if let Some(e) = lines.iter().find_map(|l| l.get("error")) {
-            panic!("{}: {e}\n{}", self.name, self.stderr.lock().unwrap());
+            let last: Vec<String> = lines
+                .iter()
+                .rev()
+                .take(8)
+                .rev()
+                .map(|l| {
+                    let mut t = l.to_string();
+                    t.truncate(200);
+                    t
+                })
+                .collect();
+            panic!(
+                "{}: {e}; {} lines, the last: {last:#?}\n{}",
+                self.name,
+                lines.len(),
+                self.stderr.lock().unwrap()
+            );
         }
         let done = lines.iter().any(|l| l.get("done").is_some());
         if self.eof.load(Ordering::Relaxed) && !done {

@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use self::layout::Meta;
-use self::marks::{Mark, Marks};
+use self::marks::{Marked, Marks};
 use self::state::{Engine, Entry, State, kind_of, now_ms};
 use self::writer::Job;
 
@@ -679,15 +679,19 @@ impl fmt::Debug for History {
 }
 
 /// Gives a new epoch to every topic whose history, as the engine
-/// recovered it, ends before its mark or is of another epoch: the engine
-/// lost acknowledged events (a journal damaged in its middle, which its
-/// recovery takes for a write torn by a crash). Continuing the recovered
-/// history would give their sequence numbers to other events. Returns the
-/// bytes of the histories dropped.
+/// recovered it, ends before its mark or is of another epoch (unless it
+/// stands exactly where the mark's round started: a round a crash cut
+/// short, never answered; see `marks`): the engine lost acknowledged
+/// events (a journal damaged in its middle, which its recovery takes for a
+/// write torn by a crash). Continuing the recovered history would give
+/// their sequence numbers to other events. A Durable Stream keeps what
+/// was recovered and gets a new generation instead: its old offsets are
+/// gone (`410`), none is given twice. Returns the bytes of the histories
+/// dropped.
 fn renew_lost(
     engine: &Engine,
     index: &mut HashMap<Box<str>, Entry>,
-    marks: &HashMap<Box<str>, Mark>,
+    marks: &HashMap<Box<str>, Marked>,
 ) -> Result<u64, fjall::Error> {
     let mut batch = engine
         .db
@@ -695,11 +699,29 @@ fn renew_lost(
         .durability(Some(fjall::PersistMode::SyncAll));
     let mut dropped = 0;
     for (topic, entry) in index.iter_mut() {
-        let Some(&(epoch, next)) = marks.get(topic) else {
+        let Some(mark) = marks.get(topic) else {
             continue;
         };
         let old = entry.meta;
-        if old.epoch == epoch && old.next >= next {
+        if mark.kept_by((old.epoch, old.next)) {
+            continue;
+        }
+        let (epoch, next) = mark.at;
+        if let Some(record) = engine.streams.get(topic.as_bytes())?
+            && let Some(mut stream) = record::decode_stream(&record, now_ms())
+        {
+            tracing::error!(
+                topic = &**topic,
+                recovered = old.next - 1,
+                acknowledged = next - 1,
+                "the store lost acknowledged messages of this stream (a damaged journal?): new generation"
+            );
+            stream.generations.own = later_generation(stream.generations.own);
+            batch.insert(
+                &engine.streams,
+                topic.as_bytes(),
+                record::encode_stream(&stream),
+            );
             continue;
         }
         tracing::error!(
@@ -714,8 +736,6 @@ fn renew_lost(
             batch.remove(&engine.events, layout::event_key(topic, old.epoch, seq));
         }
         writer::forget_keys(engine, &mut batch, topic, old.epoch, old.first, u64::MAX);
-        // A Durable Stream cannot start its history again: it is gone.
-        writer::forget_stream(engine, &mut batch, topic);
         entry.meta = Meta::new(Epoch::generate());
         entry.first.store(entry.meta.first, Ordering::Release);
         batch.insert(&engine.meta, topic.as_bytes(), entry.meta.encode());
@@ -725,6 +745,15 @@ fn renew_lost(
         batch.commit()?;
     }
     Ok(dropped)
+}
+
+/// A stream generation after `old`: µs since the Unix epoch, as the hub
+/// makes them (it starts above every loaded one).
+fn later_generation(old: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    now.max(old + 1)
 }
 
 /// Reads the Durable Streams' records and their producers'.
@@ -813,4 +842,142 @@ fn lock(dir: &Path) -> Result<File, StoreError> {
     let _ = file.set_len(0);
     let _ = writeln!(file, "{}", std::process::id());
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::durable::meta::{Config, Expiry, Write};
+    use crate::core::durable::offset::Generations;
+    use crate::core::event::encode_parts;
+
+    fn open(dir: &Path) -> DiskStore {
+        DiskStore::open(dir, Retention::default()).unwrap()
+    }
+
+    async fn publish(store: &DiskStore, topic: &str, n: usize) {
+        let events = (0..n).map(|i| encode_parts(b"", format!("e{i}").as_bytes()));
+        store
+            .append(topic, events.collect(), Box::new(|_, _, _| {}), None)
+            .await
+            .unwrap();
+    }
+
+    /// Where the index stands for `topic` after opening `dir`.
+    fn position(dir: &Path, topic: &str) -> Meta {
+        open(dir).handle.state.index()[topic].meta
+    }
+
+    /// Records `mark` for `topic` as a round of the writer would have.
+    fn mark(dir: &Path, topic: &str, mark: Marked) {
+        Marks::open(dir)
+            .unwrap()
+            .record([(topic, Some(mark))])
+            .unwrap();
+    }
+
+    /// A crash between the marks' sync and the journal's leaves the mark
+    /// one round ahead: nothing of that round was answered, so the topic
+    /// keeps its epoch and its ids go on. Further behind, it lost answered
+    /// events: a new epoch.
+    #[tokio::test]
+    async fn a_round_cut_short_by_a_crash_keeps_the_epoch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = open(tmp.path());
+        publish(&store, "t", 3).await;
+        drop(store);
+        let before = position(tmp.path(), "t");
+        assert_eq!(before.next, 4);
+        mark(
+            tmp.path(),
+            "t",
+            Marked {
+                at: (before.epoch, 6),
+                before: Some((before.epoch, 4)),
+            },
+        );
+        let after = position(tmp.path(), "t");
+        assert_eq!((after.epoch, after.next), (before.epoch, 4));
+        // Two rounds ahead (the journal lost an answered one): new epoch.
+        mark(
+            tmp.path(),
+            "t",
+            Marked {
+                at: (before.epoch, 8),
+                before: Some((before.epoch, 6)),
+            },
+        );
+        let renewed = position(tmp.path(), "t");
+        assert_ne!(renewed.epoch, before.epoch);
+        assert_eq!(renewed.next, 1);
+    }
+
+    /// A Durable Stream whose journal lost answered messages keeps what
+    /// was recovered, under a new generation (its old offsets are gone,
+    /// none is given twice); it is not deleted.
+    #[tokio::test]
+    async fn a_stream_that_lost_messages_gets_a_new_generation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = open(tmp.path());
+        let config = Config {
+            content_type: "text/plain".into(),
+            expiry: Expiry::Never,
+            fork: None,
+        };
+        let meta = StreamMeta::new(config, Generations::new(1000), false, 0);
+        let created = store
+            .send_stream(
+                "ds:s",
+                StreamOp::Create {
+                    meta: Box::new(meta),
+                    first: 1,
+                    frames: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+                },
+                Box::new(|_| {}),
+            )
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(created, StreamDone::Created));
+        let write = Write {
+            content_type: Some("text/plain"),
+            has_body: true,
+            ..Write::default()
+        };
+        let op = StreamOp::Append {
+            write: write.to_owned(),
+            frame: Some(Bytes::from_static(b"c")),
+            now_ms: 1,
+        };
+        let appended = store.send_stream("ds:s", op, Box::new(|_| {})).unwrap();
+        assert!(matches!(
+            appended.await.unwrap().unwrap(),
+            StreamDone::Appended { seq: 3, .. }
+        ));
+        drop(store);
+        let at = position(tmp.path(), "ds:s");
+        assert_eq!(at.next, 4);
+        mark(
+            tmp.path(),
+            "ds:s",
+            Marked {
+                at: (at.epoch, 9),
+                before: Some((at.epoch, 7)),
+            },
+        );
+        let store = open(tmp.path());
+        let streams = store.streams();
+        let (_, stream) = streams.iter().find(|(t, _)| &**t == "ds:s").unwrap();
+        assert!(stream.generations.own > 1000, "a new generation");
+        let meta = store.handle.state.index()["ds:s"].meta;
+        assert_eq!((meta.epoch, meta.first, meta.next), (at.epoch, 1, 4));
+        let history = store.open_topic("ds:s").2;
+        let frames = history
+            .read_raw(at.epoch, 1, 10, usize::MAX)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frames, [&b"a"[..], b"b", b"c"]);
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::layout::Meta;
-use super::marks::{Mark, Marks};
+use super::marks::{Marked, Marks};
 use super::retention::Retention;
 use crate::core::durable::StreamMeta;
 use crate::store::{ErrorKind, Sink};
@@ -113,7 +113,7 @@ impl State {
     /// of it is delivered or answered. A failure is logged: the events are
     /// committed, only a later loss of them would go unnoticed; the next
     /// commit rewrites the whole file.
-    pub(super) fn mark(&self, changes: &[(Box<str>, Option<Mark>)]) {
+    pub(super) fn mark(&self, changes: &[(Box<str>, Option<Marked>)]) {
         let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = marks.record(changes.iter().map(|(t, m)| (&**t, *m))) {
             tracing::error!(error = %e, dir = %self.dir.display(), "cannot write the marks");

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::layout::{self, Meta};
-use super::marks::Mark;
+use super::marks::Marked;
 use super::state::{Engine, Entry, State, kind_of, now_ms};
 use crate::core::durable::meta::Verdict;
 use crate::core::durable::{StreamMeta, path, record};
@@ -181,7 +181,7 @@ pub(super) fn run(state: Arc<State>, rx: mpsc::Receiver<Job>) {
 /// start finds the marks ahead of the journal and gives them a new epoch
 /// (a resync for their clients, never a reused id).
 struct MarksThread {
-    tx: mpsc::Sender<Vec<(Box<str>, Option<Mark>)>>,
+    tx: mpsc::Sender<Vec<(Box<str>, Option<Marked>)>>,
     done: mpsc::Receiver<()>,
     thread: std::thread::JoinHandle<()>,
 }
@@ -190,7 +190,7 @@ impl MarksThread {
     /// `None` if no thread can be started: the writer then writes the
     /// marks itself, after the journal.
     fn start(state: Arc<State>) -> Option<MarksThread> {
-        let (tx, rx) = mpsc::channel::<Vec<(Box<str>, Option<Mark>)>>();
+        let (tx, rx) = mpsc::channel::<Vec<(Box<str>, Option<Marked>)>>();
         let (done_tx, done) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("ssehub-disk-marks".into())
@@ -518,8 +518,11 @@ impl Writer {
         );
         // The positions this commit writes, for the marks.
         let mut marked = Vec::with_capacity(undo.len());
-        for topic in undo.keys() {
-            let mark = index.get(topic).map(|e| (e.meta.epoch, e.meta.next));
+        for (topic, before) in &undo {
+            let mark = index.get(topic).map(|e| Marked {
+                at: (e.meta.epoch, e.meta.next),
+                before: before.map(|m| (m.epoch, m.next)),
+            });
             match index.get(topic) {
                 Some(entry) => batch.insert(&engine.meta, topic.as_bytes(), entry.meta.encode()),
                 None => batch.remove(&engine.meta, topic.as_bytes()),
