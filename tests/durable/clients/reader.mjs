@@ -42,10 +42,26 @@ const save = (v) => {
 };
 
 const requests = { "catch-up": 0, "long-poll": 0, sse: 0 };
-const countingFetch = (input, init) => {
+// A response head that has not come after this long is given up (as the
+// Python client's 10 s timeout does): the client then retries. Node's
+// fetch has no timeout of its own, and once (in about one run in ten
+// under two busy loops) a first request whose connection the proxy reset
+// before any answer never settled, and the reader waited until its end.
+const HEAD_TIMEOUT_MS = 10_000;
+const countingFetch = async (input, init = {}) => {
   const live = new URL(String(input)).searchParams.get("live") ?? "catch-up";
   requests[live] = (requests[live] ?? 0) + 1;
-  return fetch(input, init);
+  const late = new AbortController();
+  const timer = setTimeout(
+    () => late.abort(new Error(`no response head after ${HEAD_TIMEOUT_MS} ms`)),
+    HEAD_TIMEOUT_MS,
+  );
+  const signal = init.signal ? AbortSignal.any([init.signal, late.signal]) : late.signal;
+  try {
+    return await fetch(input, { ...init, signal });
+  } finally {
+    clearTimeout(timer);
+  }
 };
 
 const endJson = cfg.kind === "json" ? JSON.stringify(cfg.end) : null;
