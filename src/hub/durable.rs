@@ -762,12 +762,13 @@ impl Hub {
                 // The store decides, on its copy, which has every write
                 // before this one (the ring's lags until they are durable:
                 // a producer's next append may be on its way there).
+                let owned = write.to_owned();
+                let deliver = deliver_append(topic.clone(), owned.clone(), frame.clone(), now);
                 let op = StreamOp::Append {
-                    write: write.to_owned(),
+                    write: owned,
                     frame: frame.clone(),
                     now_ms: now,
                 };
-                let deliver = deliver_append(topic.clone(), write.to_owned(), frame.clone(), now);
                 return Ok(Err(self.send(topic, op, deliver)));
             }
             let meta = ring.stream().expect("live");

@@ -1141,7 +1141,7 @@ fn stream_op(
 
 /// Removes (in `batch`) the records of `topic`'s Durable Stream, if it has
 /// one: the stream's and its producers'.
-pub(super) fn forget_stream(engine: &Engine, batch: &mut fjall::OwnedWriteBatch, topic: &str) {
+fn forget_stream(engine: &Engine, batch: &mut fjall::OwnedWriteBatch, topic: &str) {
     batch.remove(&engine.streams, topic.as_bytes());
     for kv in engine.producers.prefix(layout::producers_prefix(topic)) {
         match kv.key() {
