@@ -26,8 +26,15 @@
 //! the ring (and readers) once durable: the ring's metadata is a copy for
 //! reads (see `store::streams`). Writes are sent to the store under the
 //! topic's lock, so the store does them in the hub's order. Messages older
-//! than the ring are read from disk. Redis does not hold streams yet: every
-//! operation fails with [`StreamError::Unsupported`].
+//! than the ring are read from disk.
+//!
+//! With Redis (`--redis`), writes go the same way (see
+//! `store::redis::streams`), and several nodes share each stream: a node
+//! loads a stream on first use ([`Hub::ready_stream`]), then learns of the
+//! other nodes' writes from the store (`Sink::stream_entries`,
+//! `Sink::stream_changed`). A read that names an offset this node has not
+//! seen yet, or a stream it has not loaded, first catches up from Redis
+//! ([`StoredRead`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -45,7 +52,10 @@ use crate::hub::registry::LOOKUP_ATTEMPTS;
 use crate::hub::sync::{Arc, MutexGuard};
 use crate::hub::topic::Topic;
 use crate::hub::{Hub, HubError};
-use crate::store::{History, StoreError, StreamDeliver, StreamDone, StreamOp, StreamReply};
+use crate::store::{
+    History, LoadedStream, StoreError, StreamChange, StreamDeliver, StreamDone, StreamOp,
+    StreamReply,
+};
 
 /// How often expired streams are deleted, if nobody asks for them first.
 const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
@@ -83,8 +93,6 @@ pub(crate) enum StreamError {
     },
     /// A JSON stream's body is not JSON, or an empty array (`400`).
     Json(JsonError),
-    /// The store holds no Durable Streams (Redis, for now: `501`).
-    Unsupported,
     Hub(HubError),
 }
 
@@ -273,6 +281,7 @@ struct ForkFrom {
 struct Older {
     history: History,
     epoch: Epoch,
+    generation: u64,
     /// Messages `from..to` come from disk.
     from: u64,
     to: u64,
@@ -289,7 +298,7 @@ impl Older {
                 .min(4096);
             let got = self
                 .history
-                .read_raw(self.epoch, at, want, usize::MAX)
+                .read_raw(self.epoch, self.generation, at, want, usize::MAX)
                 .await
                 .map_err(store_error)?;
             if got.is_empty() {
@@ -302,10 +311,55 @@ impl Older {
     }
 }
 
-/// A catch-up read whose messages are older than the stream's ring (disk):
-/// finished by [`DiskRead::finish`], off the topic's lock.
+/// A catch-up read that needs the store, finished by
+/// [`StoredRead::finish`] off the topic's lock: messages older than the
+/// stream's ring (disk, Redis), or (Redis) a stream this node has not
+/// loaded, or an offset it has not seen yet.
 #[derive(Debug)]
-pub(crate) struct DiskRead {
+pub(crate) struct StoredRead(Stored);
+
+#[derive(Debug)]
+enum Stored {
+    History(HistoryRead),
+    /// Loads the stream (`load`) or catches up with the store, then reads.
+    Sync {
+        hub: Hub,
+        name: TopicName,
+        start: Start,
+        max_bytes: usize,
+        load: bool,
+    },
+}
+
+impl StoredRead {
+    pub(crate) async fn finish(self) -> Result<Chunk, StreamError> {
+        match self.0 {
+            Stored::History(read) => read.finish().await,
+            Stored::Sync {
+                hub,
+                name,
+                start,
+                max_bytes,
+                load,
+            } => {
+                if load {
+                    hub.ready_stream(&name).await?;
+                } else {
+                    hub.refresh_stream(&name).await?;
+                }
+                match hub.read_with(&name, start, max_bytes)? {
+                    Catchup::Ready(chunk) => Ok(chunk),
+                    Catchup::Stored(StoredRead(Stored::History(read))) => read.finish().await,
+                    Catchup::Stored(_) => Err(StreamError::NotFound),
+                }
+            }
+        }
+    }
+}
+
+/// Messages older than the stream's ring, read from its store's history.
+#[derive(Debug)]
+struct HistoryRead {
     history: History,
     epoch: Epoch,
     after: u64,
@@ -317,11 +371,17 @@ pub(crate) struct DiskRead {
     content_type: Arc<str>,
 }
 
-impl DiskRead {
-    pub(crate) async fn finish(self) -> Result<Chunk, StreamError> {
+impl HistoryRead {
+    async fn finish(self) -> Result<Chunk, StreamError> {
         let frames = self
             .history
-            .read_raw(self.epoch, self.after + 1, self.count, self.max_bytes)
+            .read_raw(
+                self.epoch,
+                self.generation,
+                self.after + 1,
+                self.count,
+                self.max_bytes,
+            )
             .await
             .map_err(store_error)?;
         if frames.is_empty() {
@@ -342,11 +402,11 @@ impl DiskRead {
     }
 }
 
-/// A read that is ready, or must finish on disk.
+/// A read that is ready, or must finish with the store.
 #[derive(Debug)]
 pub(crate) enum Catchup {
     Ready(Chunk),
-    Disk(DiskRead),
+    Stored(StoredRead),
 }
 
 /// The most messages one read answers.
@@ -354,9 +414,6 @@ const MAX_READ_MESSAGES: u64 = 4096;
 
 impl Hub {
     fn stream_topic(&self, name: &TopicName) -> Result<Option<Arc<Topic>>, StreamError> {
-        if !self.store().holds_streams() {
-            return Err(StreamError::Unsupported);
-        }
         if self.is_closed() {
             return Err(HubError::Closed.into());
         }
@@ -450,9 +507,7 @@ impl Hub {
         name: &TopicName,
         create: Create,
     ) -> Result<(bool, Status), StreamError> {
-        if !self.store().holds_streams() {
-            return Err(StreamError::Unsupported);
-        }
+        self.ready_stream(name).await?;
         let from = match &create.config.fork {
             Some(fork) => Some(self.fork_from(fork, &create.config).await?),
             None => None,
@@ -468,7 +523,7 @@ impl Hub {
         };
         let framed = frames_of(create.body.clone(), &content_type, true);
         if let Err(e) = &framed
-            && matches!(self.stream_status(name), Err(StreamError::NotFound))
+            && matches!(self.local_stream_status(name), Err(StreamError::NotFound))
         {
             if let Some(parent) = parent {
                 self.release_fork_of(parent);
@@ -520,8 +575,10 @@ impl Hub {
         match reply.wait().await {
             Ok(StreamDone::Created) => Ok((true, created)),
             Ok(_) => {
-                // Another create of this path was written first.
+                // Another create of this path was written first (on
+                // another node, with Redis: this one loads it).
                 topic.detach();
+                self.ready_stream(name).await?;
                 self.with_stream(name, |_, ring| {
                     let meta = ring.stream().expect("live");
                     if meta.same_as(&config, closed) {
@@ -585,6 +642,7 @@ impl Hub {
             };
             let deliver = {
                 let (topic, meta, frames) = (topic.clone(), meta.clone(), frames.clone());
+                let store = self.store().clone();
                 Box::new(move |done: &StreamDone| {
                     if !matches!(done, StreamDone::Created) {
                         return;
@@ -592,6 +650,11 @@ impl Hub {
                     let mut ring = topic.lock();
                     topic.clear_locked(&mut ring, first);
                     topic.push_locked(&mut ring, frames);
+                    if let Some(history) = topic.history() {
+                        history.set_first(first);
+                    }
+                    let (generation, closed) = (meta.generations.own, meta.is_closed());
+                    store.follow_stream(topic.name(), generation, ring.latest(), closed);
                     ring.set_stream(Some(meta));
                     let c = topic.counters();
                     c.durable_streams.fetch_add(1, Ordering::Relaxed);
@@ -627,6 +690,10 @@ impl Hub {
         config: &Config,
     ) -> Result<ForkFrom, StreamError> {
         let parent = fork.topic.clone();
+        self.ready_stream(&parent).await.map_err(|e| match e {
+            StreamError::NotFound => StreamError::ForkSourceMissing,
+            e => e,
+        })?;
         let result = self.with_stream(&parent, |topic, ring| {
             let meta = ring.stream().expect("live");
             if !config.content_type.is_empty()
@@ -675,6 +742,7 @@ impl Hub {
                 (true, Some(history)) => Some(Older {
                     history: history.clone(),
                     epoch: ring.epoch(),
+                    generation: meta.generations.own,
                     from: first,
                     to: in_ring.min(upto + 1),
                 }),
@@ -755,6 +823,7 @@ impl Hub {
         write: &Write<'_>,
         frame: Result<Option<Bytes>, JsonError>,
     ) -> Result<Appended, StreamError> {
+        self.ready_stream(name).await?;
         let now = now_ms();
         let memory = self.store().is_memory();
         let sent = self.with_stream(name, |topic, ring| {
@@ -816,7 +885,14 @@ impl Hub {
     }
 
     /// The stream's state, without renewing its TTL (`HEAD`).
-    pub(crate) fn stream_status(&self, name: &TopicName) -> Result<Status, StreamError> {
+    pub(crate) async fn stream_status(&self, name: &TopicName) -> Result<Status, StreamError> {
+        self.ready_stream(name).await?;
+        self.local_stream_status(name)
+    }
+
+    /// [`Hub::stream_status`] of the stream as this node has it (all of
+    /// them, unless the store is shared: see [`Hub::ready_stream`]).
+    pub(crate) fn local_stream_status(&self, name: &TopicName) -> Result<Status, StreamError> {
         self.with_stream(name, |_, ring| {
             Ok(status(ring, ring.stream().expect("live")))
         })
@@ -826,6 +902,7 @@ impl Hub {
     /// With a store (disk), the ring changes once the deletion is durable,
     /// and then it answers: a deletion that fails changes nothing.
     pub(crate) async fn delete_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+        self.ready_stream(name).await?;
         if !self.store().is_memory() {
             return self.delete_stored_stream(name).await;
         }
@@ -898,13 +975,37 @@ impl Hub {
     ) -> Result<Chunk, StreamError> {
         match self.try_read_stream(name, start, max_bytes)? {
             Catchup::Ready(chunk) => Ok(chunk),
-            Catchup::Disk(read) => read.finish().await,
+            Catchup::Stored(read) => read.finish().await,
         }
     }
 
     /// [`Hub::read_stream`], answered at once when the ring has the
-    /// messages; else what to read from disk.
+    /// messages; else what to finish with the store.
     pub(crate) fn try_read_stream(
+        &self,
+        name: &TopicName,
+        start: Start,
+        max_bytes: usize,
+    ) -> Result<Catchup, StreamError> {
+        let sync = self.store().loads_streams();
+        match self.read_with(name, start, max_bytes) {
+            // Not loaded here, or an offset this node has not seen: the
+            // store may know more (Redis).
+            Err(
+                e @ (StreamError::NotFound | StreamError::OffsetGone | StreamError::OffsetUnknown),
+            ) if sync => Ok(Catchup::Stored(StoredRead(Stored::Sync {
+                hub: self.clone(),
+                name: name.clone(),
+                start,
+                max_bytes,
+                load: matches!(e, StreamError::NotFound),
+            }))),
+            other => other,
+        }
+    }
+
+    /// [`Hub::try_read_stream`] of the stream as this node has it.
+    fn read_with(
         &self,
         name: &TopicName,
         start: Start,
@@ -928,11 +1029,11 @@ impl Hub {
             let in_ring = ring.oldest().unwrap_or(ring.next_seq());
             let generation = meta.generations.own;
             let (closed, content_type) = (meta.is_closed(), meta.config.content_type.clone());
-            ring.stream_mut().expect("live").touched_ms = now_ms();
+            self.touch(topic, ring);
             if after + 1 < in_ring
                 && let Some(history) = topic.history()
             {
-                return Ok(Catchup::Disk(DiskRead {
+                return Ok(Catchup::Stored(StoredRead(Stored::History(HistoryRead {
                     history: history.clone(),
                     epoch: ring.epoch(),
                     after,
@@ -943,7 +1044,7 @@ impl Hub {
                     generation,
                     closed,
                     content_type,
-                }));
+                }))));
             }
             let mut frames = Vec::new();
             if after < last {
@@ -982,7 +1083,7 @@ impl Hub {
         let topic = self.stream_topic(name)?.ok_or(StreamError::NotFound)?;
         loop {
             let notified = topic.notify().notified();
-            let state = self.with_stream(name, |_, ring| {
+            let state = self.with_stream(name, |topic, ring| {
                 let latest = ring.latest();
                 let meta = ring.stream_mut().expect("live");
                 if meta.generations.own != after.generation {
@@ -990,7 +1091,7 @@ impl Hub {
                     return Err(StreamError::OffsetGone);
                 }
                 if latest > after.seq {
-                    meta.touched_ms = now_ms();
+                    self.touch(topic, ring);
                     return Ok(Some(Waited::Data));
                 }
                 if meta.is_closed() {
@@ -1007,8 +1108,8 @@ impl Hub {
             tokio::select! {
                 () = notified => {}
                 () = tokio::time::sleep_until(deadline.into()) => {
-                    self.with_stream(name, |_, ring| {
-                        ring.stream_mut().expect("live").touched_ms = now_ms();
+                    self.with_stream(name, |topic, ring| {
+                        self.touch(topic, ring);
                         Ok(())
                     })?;
                     return Ok(Waited::TimedOut);
@@ -1125,6 +1226,183 @@ impl Hub {
     }
 }
 
+/// Durable Streams shared through a store (Redis): loading, catching up,
+/// and what the store learns of other nodes' writes.
+impl Hub {
+    /// Makes sure this node has the stream of `name` if the store does
+    /// (Redis; the other stores have every stream already). Does nothing
+    /// when the stream is loaded or does not exist.
+    pub(crate) async fn ready_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+        if !self.store().loads_streams() {
+            return Ok(());
+        }
+        if self.is_closed() {
+            return Err(HubError::Closed.into());
+        }
+        let loaded = self.read_topics().get(name).cloned();
+        if loaded.is_some_and(|t| t.lock().stream().is_some()) {
+            return Ok(());
+        }
+        let tail = self.inner.config.buffer;
+        match self.store().load_stream(name.as_str(), tail).await {
+            Ok(Some(loaded)) => self.install_loaded(name, loaded),
+            Ok(None) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Puts a stream loaded from the store into its topic (unless another
+    /// load did first), pinned, and follows it.
+    fn install_loaded(&self, name: &TopicName, loaded: LoadedStream) -> Result<(), StreamError> {
+        raise_generation_floor(loaded.meta.generations.own);
+        let mut attempts = LOOKUP_ATTEMPTS;
+        let topic = loop {
+            let topic = self.topic(name)?;
+            if !topic.is_closed() {
+                break topic;
+            }
+            attempts -= 1;
+            if self.is_closed() || attempts == 0 {
+                return Err(HubError::Closed.into());
+            }
+        };
+        let mut ring = topic.lock();
+        if ring.stream().is_none() && !topic.is_closed() {
+            let LoadedStream {
+                meta,
+                first,
+                last,
+                tail,
+            } = loaded;
+            if let Some(history) = topic.history() {
+                history.set_first(first);
+            }
+            topic.clear_locked(&mut ring, last + 1 - tail.len() as u64);
+            topic.push_locked(&mut ring, tail);
+            let (generation, closed) = (meta.generations.own, meta.is_closed());
+            ring.set_stream(Some(meta));
+            topic.attach();
+            let c = topic.counters();
+            c.durable_streams.fetch_add(1, Ordering::Relaxed);
+            self.store()
+                .follow_stream(topic.name(), generation, last, closed);
+        }
+        drop(ring);
+        topic.wake();
+        self.enforce_total_bytes();
+        Ok(())
+    }
+
+    /// Brings this node's stream of `name` up to the store's: the messages
+    /// it lacks, or (deleted, created again) the store's stream instead.
+    async fn refresh_stream(&self, name: &TopicName) -> Result<(), StreamError> {
+        let head = self
+            .store()
+            .stream_head(name.as_str())
+            .await
+            .map_err(store_error)?;
+        let topic = self.read_topics().get(name).cloned();
+        let local = topic
+            .as_ref()
+            .and_then(|t| t.lock().stream().map(|m| m.generations.own));
+        match (head, local, topic) {
+            (Some((g, _)), Some(l), _) if g == l => self
+                .store()
+                .catch_up_stream(name.as_str())
+                .await
+                .map_err(store_error),
+            (_, Some(l), Some(topic)) => {
+                self.stream_changed(&topic, l, StreamChange::Gone);
+                self.ready_stream(name).await
+            }
+            _ => self.ready_stream(name).await,
+        }
+    }
+
+    /// Renews the locked ring's stream's TTL (and tells a shared store).
+    fn touch(&self, topic: &Topic, ring: &mut Ring) {
+        let now = now_ms();
+        let Some(meta) = ring.stream_mut() else {
+            return;
+        };
+        meta.touched_ms = now;
+        if let Expiry::Ttl(secs) = meta.config.expiry {
+            let generation = meta.generations.own;
+            self.store()
+                .touch_stream(topic.name(), generation, secs, now);
+        }
+    }
+
+    /// Entries of the stream of `topic` (`generation`) read from the store:
+    /// the messages the ring lacks, in order, and a close.
+    pub(crate) fn ingest_stream(
+        &self,
+        topic: &Topic,
+        generation: u64,
+        entries: Vec<(u64, Option<Bytes>, bool)>,
+    ) {
+        let mut ring = topic.lock();
+        if ring
+            .stream()
+            .is_none_or(|m| m.generations.own != generation)
+        {
+            return;
+        }
+        let mut changed = false;
+        for (seq, message, closes) in entries {
+            if let Some(frame) = message {
+                if seq > ring.next_seq() {
+                    // A gap: the next catch-up fills it.
+                    tracing::debug!(topic = topic.name(), seq, "a stream's entries skip ahead");
+                    break;
+                }
+                if seq == ring.next_seq() {
+                    topic.push_locked(&mut ring, Some(frame));
+                    changed = true;
+                }
+            } else if seq > ring.latest() {
+                break;
+            }
+            let meta = ring.stream_mut().expect("checked");
+            if closes && meta.closed.is_none() {
+                meta.closed = Some(None);
+                changed = true;
+            }
+        }
+        drop(ring);
+        if changed {
+            topic.wake();
+            self.enforce_total_bytes();
+        }
+    }
+
+    /// Another node changed the stream of `topic` (`generation`).
+    pub(crate) fn stream_changed(&self, topic: &Topic, generation: u64, change: StreamChange) {
+        let mut released = None;
+        {
+            let mut ring = topic.lock();
+            let Some(meta) = ring.stream_mut() else {
+                return;
+            };
+            if meta.generations.own != generation {
+                return;
+            }
+            match change {
+                StreamChange::Gone => {
+                    // Only this node's copy: the store's is gone already.
+                    released = unlink_locked(topic, &mut ring).and_then(|m| m.parent);
+                }
+                StreamChange::Hidden => meta.soft_deleted = true,
+                StreamChange::Touched(ms) => meta.touched_ms = meta.touched_ms.max(ms),
+            }
+        }
+        topic.wake();
+        if let Some(parent) = released {
+            self.release_fork_of(parent);
+        }
+    }
+}
+
 /// What `install_locked` did: answered (memory, or the stream exists), or
 /// sent the create to the store (pinned; the ring gets it once durable).
 enum Installed {
@@ -1216,16 +1494,22 @@ fn deliver_append(
             return;
         }
         if let Some(frame) = frame {
-            if ring.next_seq() != *seq {
-                tracing::error!(
-                    topic = topic.name(),
-                    ring = ring.next_seq(),
-                    store = seq,
-                    "a stream's ring and store disagree: message not cached"
-                );
-                return;
+            match seq.cmp(&ring.next_seq()) {
+                std::cmp::Ordering::Equal => {
+                    topic.push_locked(&mut ring, Some(frame));
+                }
+                // Read back from the store first (Redis).
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Greater => {
+                    tracing::error!(
+                        topic = topic.name(),
+                        ring = ring.next_seq(),
+                        store = seq,
+                        "a stream's ring and store disagree: message not cached"
+                    );
+                    return;
+                }
             }
-            topic.push_locked(&mut ring, Some(frame));
         }
         let meta = ring.stream_mut().expect("checked");
         meta.commit(&write.as_write(), producer, now);
@@ -1406,18 +1690,18 @@ mod tests {
         assert_ne!(f1.tail.generation, source.tail.generation);
         hub.delete_stream(&topic("src")).await.unwrap();
         assert!(matches!(
-            hub.stream_status(&topic("src")),
+            hub.stream_status(&topic("src")).await,
             Err(StreamError::Gone)
         ));
         assert_eq!(hub.stats().durable_streams, 3);
         hub.delete_stream(&topic("f1")).await.unwrap();
         assert!(matches!(
-            hub.stream_status(&topic("src")),
+            hub.stream_status(&topic("src")).await,
             Err(StreamError::Gone)
         ));
         hub.delete_stream(&topic("f2")).await.unwrap();
         assert!(matches!(
-            hub.stream_status(&topic("src")),
+            hub.stream_status(&topic("src")).await,
             Err(StreamError::NotFound)
         ));
         assert_eq!(hub.stats().durable_streams, 0);

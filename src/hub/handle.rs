@@ -13,7 +13,7 @@ use crate::hub::config::{HubBuilder, HubConfig};
 use crate::hub::registry::Topics;
 use crate::hub::sync::{Arc, AtomicBool, AtomicU64, Mutex, RwLock};
 use crate::hub::topic::{Counters, Topic};
-use crate::store::{Sink, Storage, Store};
+use crate::store::{Sink, Storage, Store, StreamChange};
 
 /// A handle to a set of topics: cheap to clone, shared across tasks.
 ///
@@ -197,5 +197,28 @@ impl Sink for HubSink {
         if let Some((_, topic)) = self.topic(topic) {
             topic.drop_before(epoch, first);
         }
+    }
+
+    fn stream_entries(
+        &self,
+        topic: &str,
+        generation: u64,
+        entries: Vec<(u64, Option<bytes::Bytes>, bool)>,
+    ) {
+        if let Some((hub, topic)) = self.topic(topic) {
+            hub.ingest_stream(&topic, generation, entries);
+        }
+    }
+
+    fn stream_changed(&self, topic: &str, generation: u64, change: StreamChange) {
+        if let Some((hub, topic)) = self.topic(topic) {
+            hub.stream_changed(&topic, generation, change);
+        }
+    }
+
+    fn stream_tail(&self, topic: &str) -> Option<(u64, u64)> {
+        let (_, topic) = self.topic(topic)?;
+        let ring = topic.lock();
+        ring.stream().map(|m| (m.generations.own, ring.latest()))
     }
 }

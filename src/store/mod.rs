@@ -77,8 +77,8 @@ pub use self::error::{ErrorKind, StoreError};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
-pub(crate) use self::sink::{Appended, Deliver, Sink};
-pub(crate) use self::streams::{StreamDeliver, StreamDone, StreamOp, StreamReply};
+pub(crate) use self::sink::{Appended, Deliver, Sink, StreamChange};
+pub(crate) use self::streams::{LoadedStream, StreamDeliver, StreamDone, StreamOp, StreamReply};
 
 /// Where a [`Hub`](crate::Hub) keeps the history of its topics: in memory
 /// (the default), or in one of the stores of this module.
@@ -207,13 +207,20 @@ impl Store {
     /// history on this machine: its epoch, its next sequence number, and
     /// the history older than the ring. `None`: the hub decides (memory),
     /// or the store loads it (Redis).
-    #[cfg_attr(not(feature = "disk"), allow(unused_variables))]
+    /// A Durable Stream's topic on Redis starts empty, and reads what is
+    /// older than its ring from Redis.
+    #[cfg_attr(not(any(feature = "disk", feature = "redis")), allow(unused_variables))]
     pub(crate) fn open_topic(&self, topic: &str) -> Option<(Epoch, u64, History)> {
         match self {
             #[cfg(feature = "disk")]
             Store::Disk(d) => {
                 let (epoch, next, history) = d.open_topic(topic);
                 Some((epoch, next, History::Disk(history)))
+            }
+            #[cfg(feature = "redis")]
+            Store::Redis(r) if crate::core::durable::path::is_stream_topic(topic) => {
+                let history = redis::History::new(r.clone(), topic);
+                Some((Epoch::generate(), 1, History::Redis(history)))
             }
             _ => None,
         }
@@ -241,15 +248,13 @@ impl Store {
         }
     }
 
-    /// Whether the store holds Durable Streams (memory: in the rings;
-    /// disk: through [`Store::stream`]). Redis does not yet.
-    pub(crate) fn holds_streams(&self) -> bool {
+    /// Whether a node loads a Durable Stream from the store on first use
+    /// (Redis: other nodes create and change streams).
+    pub(crate) fn loads_streams(&self) -> bool {
         match self {
-            Store::Memory => true,
-            #[cfg(feature = "disk")]
-            Store::Disk(_) => true,
             #[cfg(feature = "redis")]
-            Store::Redis(_) => false,
+            Store::Redis(_) => true,
+            _ => false,
         }
     }
 
@@ -265,7 +270,7 @@ impl Store {
     /// Sends a write to the Durable Stream of `topic` (see
     /// `store::streams`), to be done in the order sent; for the disk store
     /// (memory writes in the rings).
-    #[cfg_attr(not(feature = "disk"), allow(unused_variables))]
+    #[cfg_attr(not(any(feature = "disk", feature = "redis")), allow(unused_variables))]
     pub(crate) fn send_stream(
         &self,
         topic: &str,
@@ -275,11 +280,72 @@ impl Store {
         StreamReply(match self {
             #[cfg(feature = "disk")]
             Store::Disk(d) => d.send_stream(topic, op, deliver),
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.send_stream(topic, op, deliver),
             _ => Err(StoreError::new(
                 ErrorKind::Unavailable,
                 "this store holds no Durable Streams",
             )),
         })
+    }
+
+    /// Loads `topic`'s Durable Stream with up to `tail` of its newest
+    /// messages, and follows it from then on (Redis); `None` if the store
+    /// has no such stream.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) async fn load_stream(
+        &self,
+        topic: &str,
+        tail: usize,
+    ) -> Result<Option<LoadedStream>, StoreError> {
+        match self {
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.load_stream(topic, tail).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Where the store's copy of `topic`'s Durable Stream stands (Redis):
+    /// its generation and last position.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) async fn stream_head(&self, topic: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        match self {
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.stream_head(topic).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Brings the ring of `topic`'s Durable Stream up to the store (Redis).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) async fn catch_up_stream(&self, topic: &str) -> Result<(), StoreError> {
+        match self {
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.catch_up(topic).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Follows `topic`'s Durable Stream `generation` after message `last`
+    /// (Redis): another node's writes reach this node's ring.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn follow_stream(&self, topic: &str, generation: u64, last: u64, closed: bool) {
+        match self {
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.follow_stream(topic, generation, last, closed),
+            _ => {}
+        }
+    }
+
+    /// A use of a Durable Stream with a sliding TTL of `ttl_secs` (Redis:
+    /// other nodes see it).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn touch_stream(&self, topic: &str, generation: u64, ttl_secs: u64, now_ms: u64) {
+        match self {
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.touch_stream(topic, generation, ttl_secs, now_ms),
+            _ => {}
+        }
     }
 
     /// Appends events to `topic` (stores other than memory; the memory
@@ -321,6 +387,9 @@ impl Store {
 pub(crate) enum History {
     #[cfg(feature = "disk")]
     Disk(disk::History),
+    /// A Durable Stream's messages in Redis.
+    #[cfg(feature = "redis")]
+    Redis(redis::History),
 }
 
 impl History {
@@ -329,21 +398,39 @@ impl History {
         match *self {
             #[cfg(feature = "disk")]
             History::Disk(ref d) => d.first(),
+            #[cfg(feature = "redis")]
+            History::Redis(ref r) => r.first(),
         }
     }
 
-    /// Reads a Durable Stream's raw messages `from` on of history
-    /// `epoch`: at most `max` and (unless the first alone is larger)
-    /// `max_bytes`, without blocking the caller.
-    #[cfg_attr(not(feature = "disk"), allow(unused_variables))]
+    /// A Durable Stream's first position, as the hub learned it (Redis;
+    /// the disk store keeps its own).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn set_first(&self, first: u64) {
+        match *self {
+            #[cfg(feature = "disk")]
+            History::Disk(_) => {}
+            #[cfg(feature = "redis")]
+            History::Redis(ref r) => r.set_first(first),
+        }
+    }
+
+    /// Reads a Durable Stream's raw messages `from` on of history `epoch`
+    /// (disk) or `generation` (Redis): at most `max` and (unless the first
+    /// alone is larger) `max_bytes`, without blocking the caller.
+    // Each store names the history its own way.
+    #[allow(unused_variables)]
     pub(crate) async fn read_raw(
         &self,
         epoch: Epoch,
+        generation: u64,
         from: u64,
         max: usize,
         max_bytes: usize,
     ) -> Result<Vec<bytes::Bytes>, StoreError> {
         match *self {
+            #[cfg(feature = "redis")]
+            History::Redis(ref r) => r.read_raw(generation, from, max, max_bytes).await,
             #[cfg(feature = "disk")]
             History::Disk(ref d) => d
                 .read_raw(epoch, from, max, max_bytes)
@@ -371,6 +458,10 @@ impl History {
         match *self {
             #[cfg(feature = "disk")]
             History::Disk(ref d) => d.read(epoch, from, max_events, max_bytes),
+            // Only Durable Streams have a Redis history, and no SSE
+            // subscriber reads their topics.
+            #[cfg(feature = "redis")]
+            History::Redis(_) => tokio::spawn(async { Read::Reset }),
         }
     }
 }

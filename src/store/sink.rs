@@ -27,6 +27,36 @@ pub(crate) trait Sink: Send + Sync {
     /// store no longer keeps is not served from memory either.
     #[cfg_attr(not(feature = "disk"), allow(dead_code))]
     fn trimmed(&self, topic: &str, epoch: Epoch, first: u64);
+
+    /// Entries of `topic`'s Durable Stream `generation` written elsewhere
+    /// (or caught up with), in order: a position, its message (none for a
+    /// close without data), whether it closed the stream. Entries the ring
+    /// already has are skipped.
+    fn stream_entries(
+        &self,
+        topic: &str,
+        generation: u64,
+        entries: Vec<(u64, Option<Bytes>, bool)>,
+    );
+
+    /// `topic`'s Durable Stream `generation` changed elsewhere.
+    fn stream_changed(&self, topic: &str, generation: u64, change: StreamChange);
+
+    /// Where this node's copy of `topic`'s Durable Stream stands: its
+    /// generation and last position.
+    fn stream_tail(&self, topic: &str) -> Option<(u64, u64)>;
+}
+
+/// What a store learned of a Durable Stream another node changed.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamChange {
+    /// Deleted, or deleted and created again.
+    Gone,
+    /// Deleted while forks live.
+    Hidden,
+    /// Used at this time (ms since the Unix epoch), for a sliding TTL.
+    Touched(u64),
 }
 
 /// The ids a store gave an appended batch: `first` and the ones after it.

@@ -18,9 +18,23 @@ use crate::core::durable::StreamMeta;
 use crate::core::durable::meta::{OwnedWrite, Verdict};
 use crate::store::{ErrorKind, StoreError};
 
+/// A Durable Stream as a node loads it from a store shared with others
+/// (Redis).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug)]
+pub(crate) struct LoadedStream {
+    /// With its live forks, hidden flag and last use as the store has them.
+    pub(crate) meta: StreamMeta,
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+    /// The newest messages, oldest first; the last is message `last`.
+    pub(crate) tail: Vec<Bytes>,
+}
+
 /// A write to a stream.
-// Only the disk store decides stream writes (memory writes in the rings).
-#[cfg_attr(not(feature = "disk"), allow(dead_code))]
+// Only the disk and Redis stores decide stream writes (memory writes in
+// the rings).
+#[cfg_attr(not(any(feature = "disk", feature = "redis")), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) enum StreamOp {
     /// Creates the stream unless the store has it: its metadata, and its
@@ -44,8 +58,9 @@ pub(crate) enum StreamOp {
 }
 
 /// What a [`StreamOp`] did.
-// Only the disk store decides stream writes (memory writes in the rings).
-#[cfg_attr(not(feature = "disk"), allow(dead_code))]
+// Only the disk and Redis stores decide stream writes (memory writes in
+// the rings).
+#[cfg_attr(not(any(feature = "disk", feature = "redis")), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) enum StreamDone {
     /// Created (its messages start at the position the op gave).

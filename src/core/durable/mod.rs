@@ -16,8 +16,8 @@ pub(crate) mod json;
 pub(crate) mod meta;
 pub(crate) mod offset;
 pub(crate) mod path;
-// What stores keep: only the disk store holds streams outside memory.
-#[cfg(feature = "disk")]
+// What stores keep: the disk and Redis stores hold streams outside memory.
+#[cfg(any(feature = "disk", feature = "redis"))]
 pub(crate) mod record;
 
 pub(crate) use self::meta::StreamMeta;

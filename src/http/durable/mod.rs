@@ -117,7 +117,7 @@ where
         Method::PUT => create::create(service, topic, req),
         Method::POST => append::append(service, topic, req),
         Method::GET => read::get(service, topic, &req),
-        Method::HEAD => ResponseFuture::ready(read::head(service, &topic)),
+        Method::HEAD => read::head(service, topic),
         Method::DELETE => {
             let hub = service.hub.clone();
             ResponseFuture::boxed(async move { read::delete(&hub, &topic).await })

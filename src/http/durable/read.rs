@@ -26,7 +26,7 @@ use crate::http::future::ResponseFuture;
 use crate::http::responses::Attempt;
 use crate::http::service::SseService;
 use crate::hub::Hub;
-use crate::hub::durable::{Catchup, Chunk, Waited};
+use crate::hub::durable::{Catchup, Chunk, Status, StreamError, Waited};
 
 pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -> ResponseFuture {
     let q = match query(req.uri().query()) {
@@ -39,7 +39,7 @@ pub(super) fn get<B>(service: &SseService, topic: TopicName, req: &Request<B>) -
     let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
     match service.hub.try_read_stream(&topic, q.start, MAX_READ_BYTES) {
         Ok(Catchup::Ready(chunk)) => respond(service, topic, chunk, q, if_none_match),
-        Ok(Catchup::Disk(read)) => {
+        Ok(Catchup::Stored(read)) => {
             // Older than the ring: read from disk, off this task.
             let service = service.clone();
             ResponseFuture::boxed(async move {
@@ -104,6 +104,7 @@ async fn long_poll(
             let closed = w == Waited::Closed
                 || hub
                     .stream_status(topic)
+                    .await
                     .is_ok_and(|s| s.closed && s.tail == at.next);
             let mut res = with_tail(StatusCode::NO_CONTENT, at.next, closed);
             let h = res.headers_mut();
@@ -177,8 +178,17 @@ fn answer(
 }
 
 /// `HEAD`: the stream's tail, content type, closure and lifetime.
-pub(super) fn head(service: &SseService, topic: &TopicName) -> Response<ResponseBody> {
-    let status = match service.hub.stream_status(topic) {
+pub(super) fn head(service: &SseService, topic: TopicName) -> ResponseFuture {
+    if !service.hub.storage().store.loads_streams() {
+        return ResponseFuture::ready(head_of(service.hub.local_stream_status(&topic)));
+    }
+    // The stream may have to be loaded first (Redis).
+    let hub = service.hub.clone();
+    ResponseFuture::boxed(async move { head_of(hub.stream_status(&topic).await) })
+}
+
+fn head_of(status: Result<Status, StreamError>) -> Response<ResponseBody> {
+    let status = match status {
         Ok(s) => s,
         Err(e) => {
             let mut res = error(e, Attempt::Read);

@@ -44,7 +44,7 @@ pub(super) fn open(service: &SseService, topic: TopicName, q: Query) -> Response
         Ok(Catchup::Ready(chunk)) => {
             ResponseFuture::ready(start(hub, topic, q, chunk, idle, followers))
         }
-        Ok(Catchup::Disk(read)) => ResponseFuture::boxed(async move {
+        Ok(Catchup::Stored(read)) => ResponseFuture::boxed(async move {
             match read.finish().await {
                 Ok(chunk) => start(hub, topic, q, chunk, idle, followers),
                 Err(e) => error(e, Attempt::Read),
@@ -157,7 +157,7 @@ impl Reader {
                 .try_read_stream(&self.topic, Start::At(at), MAX_READ_BYTES)
             {
                 Ok(Catchup::Ready(chunk)) => chunk,
-                Ok(Catchup::Disk(read)) => match Box::pin(read.finish()).await {
+                Ok(Catchup::Stored(read)) => match Box::pin(read.finish()).await {
                     Ok(chunk) => chunk,
                     Err(_) => return,
                 },

@@ -125,10 +125,6 @@ pub(crate) fn error(e: StreamError, attempt: Attempt) -> Response<ResponseBody> 
         ),
         StreamError::Refused { refusal, tail } => refused(refusal, tail),
         StreamError::Json(e) => say(StatusCode::BAD_REQUEST, &e.to_string()),
-        StreamError::Unsupported => say(
-            StatusCode::NOT_IMPLEMENTED,
-            "Durable Streams are not served with --redis yet (they are with the memory store and --data-dir)",
-        ),
         StreamError::Hub(e) => hub_error(&e, attempt),
     }
 }

@@ -29,9 +29,12 @@
 //! reconnects with backoff; if the history survived, it continues from the
 //! last entry it read, otherwise subscribers get `resync`.
 //!
-//! About 730 lines, one concern: the store's Lua scripts and the reader
-//! that follows the streams; issue 18 (Cluster, Sentinel) will split it by
-//! connection kind.
+//! Durable Streams (`ds:` topics) keep their own keys and rules: see
+//! `streams.rs`. The reader follows their messages too.
+
+mod streams;
+
+pub(crate) use self::streams::History;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -197,6 +200,10 @@ struct Inner {
     reader_id: Mutex<Option<i64>>,
     /// The hub the reader reports to, once attached.
     sink: Mutex<Option<Arc<dyn Sink>>>,
+    /// The Durable Streams this node writes (their workers).
+    slots: Mutex<HashMap<Box<str>, streams::Slot>>,
+    /// The Durable Streams this node follows.
+    ds_follow: Mutex<HashMap<Box<str>, streams::Followed>>,
 }
 
 struct Followed {
@@ -247,6 +254,8 @@ impl RedisStore {
             follow: Mutex::new(HashMap::new()),
             reader_id: Mutex::new(None),
             sink: Mutex::new(None),
+            slots: Mutex::new(HashMap::new()),
+            ds_follow: Mutex::new(HashMap::new()),
         });
         tokio::spawn(reader(Arc::downgrade(&inner)));
         Ok(RedisStore { inner })
@@ -324,6 +333,10 @@ impl RedisStore {
     /// same name followed before (retired, then created again) is loaded
     /// again.
     pub(crate) fn follow(&self, topic: &str) {
+        if streams::is_stream(topic) {
+            // Loaded and followed as a stream (see `streams`).
+            return;
+        }
         self.inner
             .follow
             .lock()
@@ -346,6 +359,7 @@ impl RedisStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(topic);
+        self.inner.ds_follow().remove(topic);
     }
 
     /// Interrupts the reader's `XREAD` so it sees a new topic now.
@@ -458,9 +472,12 @@ async fn follow_loop(
                 }
             }
         }
-        if last_verify.is_none_or(|t| t.elapsed() >= VERIFY_EVERY) && !known.is_empty() {
+        if last_verify.is_none_or(|t| t.elapsed() >= VERIFY_EVERY) {
             last_verify = Some(tokio::time::Instant::now());
-            to_prime.extend(verify(&inner, conn, known).await?);
+            if !known.is_empty() {
+                to_prime.extend(verify(&inner, conn, known).await?);
+            }
+            streams::verify(&inner, conn).await?;
         }
         for name in to_prime {
             // One topic's trouble (a key someone else wrote) must not stall
@@ -480,9 +497,10 @@ async fn follow_loop(
                 .filter_map(|(n, f)| f.epoch.map(|e| (n.clone(), e, f.cursor.clone())))
                 .collect()
         };
+        let ds_reading = streams::reading(&inner);
         // Do not keep the store alive while blocked.
         drop(inner);
-        if reading.is_empty() {
+        if reading.is_empty() && ds_reading.is_empty() {
             // Nothing to follow yet: wait for a topic (or a wake-up).
             let _: Value = redis::cmd("BLPOP")
                 .arg("ssehub:{}:never")
@@ -494,8 +512,13 @@ async fn follow_loop(
         let keys: Vec<String> = reading
             .iter()
             .map(|(n, _, _)| key_of(n, "stream"))
+            .chain(ds_reading.iter().map(|r| r.key.clone()))
             .collect();
-        let ids: Vec<&str> = reading.iter().map(|(_, _, c)| c.as_str()).collect();
+        let ids: Vec<&str> = reading
+            .iter()
+            .map(|(_, _, c)| c.as_str())
+            .chain(ds_reading.iter().map(|r| r.cursor.as_str()))
+            .collect();
         let reply: Option<StreamReadReply> = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(1024)
@@ -510,7 +533,10 @@ async fn follow_loop(
             return Ok(());
         };
         match reply {
-            Some(reply) => ingest(&inner, &reading, reply),
+            Some(reply) => {
+                streams::ingest(&inner, &ds_reading, &reply);
+                ingest(&inner, &reading, reply);
+            }
             // A quiet block, or a wake-up for a new topic: check histories.
             None => last_verify = None,
         }
