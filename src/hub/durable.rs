@@ -1394,6 +1394,14 @@ impl Hub {
                 }
                 StreamChange::Hidden => meta.soft_deleted = true,
                 StreamChange::Touched(ms) => meta.touched_ms = meta.touched_ms.max(ms),
+                StreamChange::Trimmed(first) => {
+                    if let Some(history) = topic.history()
+                        && first > history.first()
+                    {
+                        history.set_first(first);
+                        topic.drop_locked(&mut ring, first);
+                    }
+                }
             }
         }
         topic.wake();

@@ -143,7 +143,9 @@ impl HubBuilder {
             }),
         };
         let sink = Arc::new(HubSink(Arc::downgrade(&hub.inner)));
-        hub.store().attach(sink, hub.inner.config.buffer);
+        let config = &hub.inner.config;
+        hub.store()
+            .attach(sink, config.buffer, config.max_topic_bytes);
         // Topics the store already has exist from the start: they count
         // against the topic bound, and their ids resume.
         for name in hub.store().topics() {

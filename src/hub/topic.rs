@@ -323,6 +323,11 @@ impl Topic {
         if self.is_closed() || ring.epoch() != epoch {
             return;
         }
+        self.drop_locked(&mut ring, first);
+    }
+
+    /// [`Topic::drop_before`] on the locked ring.
+    pub(crate) fn drop_locked(&self, ring: &mut Ring, first: u64) {
         let freed = ring.drop_before(first);
         self.bytes.store(ring.bytes(), Ordering::Relaxed);
         self.account(0, freed);

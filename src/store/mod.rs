@@ -44,7 +44,9 @@
 //! A Durable Stream's write is decided and committed by the store, atomic
 //! with its messages, when the store is not memory (see `streams`): the
 //! disk writer runs the stream's rules on its own copy of the metadata,
-//! in the round's commit. Redis does not hold streams yet.
+//! in the round's commit; a Redis node on its copy of the stream's hash,
+//! written by a script that applies only if no other node wrote first
+//! (see `redis/streams.rs`).
 //!
 //! # Reporting to the hub
 //!
@@ -78,7 +80,9 @@ pub use self::error::{ErrorKind, StoreError};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
 pub(crate) use self::sink::{Appended, Deliver, Sink, StreamChange};
-pub(crate) use self::streams::{LoadedStream, StreamDeliver, StreamDone, StreamOp, StreamReply};
+pub(crate) use self::streams::{
+    LoadedStream, StreamAnswer, StreamDeliver, StreamDone, StreamOp, StreamReply,
+};
 
 /// Where a [`Hub`](crate::Hub) keeps the history of its topics: in memory
 /// (the default), or in one of the stores of this module.
@@ -184,13 +188,13 @@ impl Store {
     /// Connects the store to the hub it reports to.
     // Each store uses what it needs.
     #[allow(unused_variables)]
-    pub(crate) fn attach(&self, sink: Arc<dyn Sink>, retention: usize) {
+    pub(crate) fn attach(&self, sink: Arc<dyn Sink>, retention: usize, stream_bytes: usize) {
         match self {
             Store::Memory => {}
             #[cfg(feature = "disk")]
             Store::Disk(d) => d.attach(sink),
             #[cfg(feature = "redis")]
-            Store::Redis(r) => r.attach(sink, retention),
+            Store::Redis(r) => r.attach(sink, retention, stream_bytes),
         }
     }
 
@@ -268,8 +272,8 @@ impl Store {
     }
 
     /// Sends a write to the Durable Stream of `topic` (see
-    /// `store::streams`), to be done in the order sent; for the disk store
-    /// (memory writes in the rings).
+    /// `store::streams`), to be done in the order sent; for the disk and
+    /// Redis stores (memory writes in the rings).
     #[cfg_attr(not(any(feature = "disk", feature = "redis")), allow(unused_variables))]
     pub(crate) fn send_stream(
         &self,

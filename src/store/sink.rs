@@ -57,6 +57,8 @@ pub(crate) enum StreamChange {
     Hidden,
     /// Used at this time (ms since the Unix epoch), for a sliding TTL.
     Touched(u64),
+    /// Its messages before this position were dropped (its byte bound).
+    Trimmed(u64),
 }
 
 /// The ids a store gave an appended batch: `first` and the ones after it.

@@ -86,12 +86,13 @@ pub(crate) enum StreamDone {
 /// documentation); called once, in commit order, before the answer.
 pub(crate) type StreamDeliver = Box<dyn FnOnce(&StreamDone) + Send>;
 
+/// Where a store answers a [`StreamOp`].
+pub(crate) type StreamAnswer = oneshot::Receiver<Result<StreamDone, StoreError>>;
+
 /// The answer to a [`StreamOp`] sent to a store: it comes once the write
 /// is durable (and delivered).
 #[derive(Debug)]
-pub(crate) struct StreamReply(
-    pub(super) Result<oneshot::Receiver<Result<StreamDone, StoreError>>, StoreError>,
-);
+pub(crate) struct StreamReply(pub(super) Result<StreamAnswer, StoreError>);
 
 impl StreamReply {
     pub(crate) async fn wait(self) -> Result<StreamDone, StoreError> {

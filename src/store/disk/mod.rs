@@ -25,7 +25,7 @@ use self::state::{Engine, Entry, State, kind_of, now_ms};
 use self::writer::Job;
 
 pub use self::retention::Retention;
-use super::{Appended, ErrorKind, Sink, StoreError, StreamDeliver, StreamDone, StreamOp};
+use super::{Appended, ErrorKind, Sink, StoreError, StreamAnswer, StreamDeliver, StreamOp};
 use crate::core::durable::{StreamMeta, record};
 use crate::core::event::Encoded;
 use crate::core::id::{Epoch, EventId};
@@ -332,7 +332,7 @@ impl DiskStore {
         topic: &str,
         op: StreamOp,
         deliver: StreamDeliver,
-    ) -> Result<oneshot::Receiver<Result<StreamDone, StoreError>>, StoreError> {
+    ) -> Result<StreamAnswer, StoreError> {
         let (reply, answer) = oneshot::channel();
         let published_ms = now_ms();
         // Built here, on the caller's task, as for appends.
@@ -850,6 +850,7 @@ mod tests {
     use crate::core::durable::meta::{Config, Expiry, Write};
     use crate::core::durable::offset::Generations;
     use crate::core::event::encode_parts;
+    use crate::store::StreamDone;
 
     fn open(dir: &Path) -> DiskStore {
         DiskStore::open(dir, Retention::default()).unwrap()

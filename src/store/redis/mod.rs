@@ -200,6 +200,8 @@ struct Inner {
     reader_id: Mutex<Option<i64>>,
     /// The hub the reader reports to, once attached.
     sink: Mutex<Option<Arc<dyn Sink>>>,
+    /// The most bytes of messages a Durable Stream keeps (0: no bound).
+    stream_bytes: std::sync::atomic::AtomicUsize,
     /// The Durable Streams this node writes (their workers).
     slots: Mutex<HashMap<Box<str>, streams::Slot>>,
     /// The Durable Streams this node follows.
@@ -254,6 +256,7 @@ impl RedisStore {
             follow: Mutex::new(HashMap::new()),
             reader_id: Mutex::new(None),
             sink: Mutex::new(None),
+            stream_bytes: std::sync::atomic::AtomicUsize::new(0),
             slots: Mutex::new(HashMap::new()),
             ds_follow: Mutex::new(HashMap::new()),
         });
@@ -261,8 +264,9 @@ impl RedisStore {
         Ok(RedisStore { inner })
     }
 
-    /// Reports to `sink` from now on; streams keep about `events` events.
-    pub(crate) fn attach(&self, sink: Arc<dyn Sink>, events: usize) {
+    /// Reports to `sink` from now on; streams keep about `events` events,
+    /// and Durable Streams at most `stream_bytes` bytes of messages.
+    pub(crate) fn attach(&self, sink: Arc<dyn Sink>, events: usize, stream_bytes: usize) {
         *self
             .inner
             .sink
@@ -271,6 +275,9 @@ impl RedisStore {
         self.inner
             .maxlen
             .store(events.max(1), std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .stream_bytes
+            .store(stream_bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Appends events to `topic`; returns the epoch and the first sequence

@@ -59,18 +59,22 @@ use crate::core::TopicName;
 use crate::core::durable::meta::{Expiry, Verdict};
 use crate::core::durable::{StreamMeta, path, record};
 use crate::store::{
-    ErrorKind, LoadedStream, StoreError, StreamChange, StreamDeliver, StreamDone, StreamOp,
+    ErrorKind, LoadedStream, StoreError, StreamAnswer, StreamChange, StreamDeliver, StreamDone,
+    StreamOp,
 };
 
 /// Writes a batch if the hash's version is `ARGV[1]` (empty: if the stream
 /// does not exist). Returns `{1, new version, parent's forks, parent
-/// hidden}` (`-1` forks: no parent changed), or `{0, current version}`.
+/// hidden, first position}` (`-1` forks: no parent changed), or `{0,
+/// current version}`. Then drops the oldest messages (never the last)
+/// while the messages take more than `ARGV[7]` bytes (0: no bound).
 ///
 /// KEYS: the hash, the messages, the parent's hash (the hash itself for
 /// none). ARGV: expected version, mode (`w` write, `d` delete), expiry
-/// (`''`, `at`, `ttl`) and its ms, the parent's change of forks, then
-/// `H` and `H` field/value pairs to set, `D` and `D` fields to delete, `E`
-/// and `E` entries (id, data or `''`, `1` if it closes).
+/// (`''`, `at`, `ttl`) and its ms, the parent's change of forks, the bytes
+/// the batch adds, the bound, then `H` and `H` field/value pairs to set,
+/// `D` and `D` fields to delete, `E` and `E` entries (id, data or `''`,
+/// `1` if it closes).
 const WRITE: &str = r#"
 local v = redis.call('HGET', KEYS[1], 'v')
 if ARGV[1] == '' then
@@ -89,7 +93,7 @@ if ARGV[2] == 'd' then
   return {1, '', pf, ph}
 end
 local nv = tostring((tonumber(v) or 0) + 1)
-local i = 6
+local i = 8
 local fields = {'v', nv}
 for _ = 1, tonumber(ARGV[i]) do
   fields[#fields + 1] = ARGV[i + 1]
@@ -121,7 +125,26 @@ elseif ARGV[3] == 'ttl' then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
-return {1, nv, pf, ph}
+local first = tonumber(redis.call('HGET', KEYS[1], 's'))
+local last = tonumber(redis.call('HGET', KEYS[1], 'n'))
+local b = redis.call('HINCRBY', KEYS[1], 'b', ARGV[6])
+local max = tonumber(ARGV[7])
+if max > 0 and b > max and first < last then
+  while b > max and first < last do
+    local id = string.format('%d-0', first)
+    local e = redis.call('XRANGE', KEYS[2], id, id)
+    if e[1] then
+      local f = e[1][2]
+      for k = 1, #f, 2 do
+        if f[k] == 'd' then b = b - #f[k + 1] end
+      end
+      redis.call('XDEL', KEYS[2], id)
+    end
+    first = first + 1
+  end
+  redis.call('HSET', KEYS[1], 'b', b, 's', string.format('%d', first))
+end
+return {1, nv, pf, ph, string.format('%d', first)}
 "#;
 
 /// The stream's hash and its newest `ARGV[1]` entries, newest first, in one
@@ -403,11 +426,12 @@ fn alone(op: &StreamOp) -> bool {
 
 /// What the write script did.
 enum Ran {
-    /// Written: the hash's new version, and the parent's forks and hidden
-    /// flag if a parent changed.
+    /// Written: the hash's new version, the parent's forks and hidden
+    /// flag if a parent changed, and the stream's first position.
     Written {
         version: String,
         parent: Option<(i64, bool)>,
+        first: Option<u64>,
     },
     /// Another write came first.
     Conflict,
@@ -421,7 +445,7 @@ impl RedisStore {
         topic: &str,
         op: StreamOp,
         deliver: StreamDeliver,
-    ) -> Result<oneshot::Receiver<Result<StreamDone, StoreError>>, StoreError> {
+    ) -> Result<StreamAnswer, StoreError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| StoreError::new(ErrorKind::Unavailable, "no runtime for redis"))?;
         let (reply, answer) = oneshot::channel();
@@ -501,9 +525,25 @@ impl RedisStore {
             }
             let expected = current.as_ref().map_or("", |c| c.version.as_str());
             match self.run_plan(topic, expected, &plan).await {
-                Ok(Ran::Written { version, parent }) => {
+                Ok(Ran::Written {
+                    version,
+                    parent,
+                    first,
+                }) => {
                     if let Some(c) = &mut scratch {
                         c.version = version;
+                        if let Some(first) = first.filter(|&f| f > c.first) {
+                            // The bound dropped the oldest messages.
+                            c.first = first;
+                            let generation = c.meta.generations.own;
+                            if let Some(sink) = self.inner.sink() {
+                                sink.stream_changed(
+                                    topic,
+                                    generation,
+                                    StreamChange::Trimmed(first),
+                                );
+                            }
+                        }
                     }
                     if let (Some((0, true)), Some(parent)) = (parent, &plan.released) {
                         // The last fork of a hidden stream: it goes too
@@ -550,7 +590,14 @@ impl RedisStore {
             .arg(if plan.delete { "d" } else { "w" })
             .arg(plan.expire.map_or("", |e| e.0))
             .arg(plan.expire.map_or(0, |e| e.1))
-            .arg(plan.parent.as_ref().map_or(0, |p| p.1));
+            .arg(plan.parent.as_ref().map_or(0, |p| p.1))
+            .arg(
+                plan.entries
+                    .iter()
+                    .map(|e| e.1.as_ref().map_or(0, Bytes::len))
+                    .sum::<usize>(),
+            )
+            .arg(self.inner.stream_bytes.load(Ordering::Relaxed));
         let set: Vec<_> = plan
             .fields
             .iter()
@@ -589,6 +636,7 @@ impl RedisStore {
                     Some(f) if f >= 0 => Some((f, text(reply.get(3)).as_deref() == Some("1"))),
                     _ => None,
                 },
+                first: text(reply.get(4)).and_then(|f| f.parse().ok()),
             }),
             Some(0) => Ok(Ran::Conflict),
             _ => Err(corrupt(format!("stream write reply for {topic}"))),
@@ -1002,13 +1050,15 @@ pub(super) async fn verify(
             .arg(hash_key(topic))
             .arg("g")
             .arg("h")
-            .arg("t");
+            .arg("t")
+            .arg("s");
     }
-    let states: Vec<(Option<u64>, Option<u64>, Option<u64>)> = pipe.query_async(conn).await?;
+    type State = (Option<u64>, Option<u64>, Option<u64>, Option<u64>);
+    let states: Vec<State> = pipe.query_async(conn).await?;
     let Some(sink) = inner.sink() else {
         return Ok(());
     };
-    for ((topic, generation), (g, hidden, touched)) in followed.into_iter().zip(states) {
+    for ((topic, generation), (g, hidden, touched, first)) in followed.into_iter().zip(states) {
         if g != Some(generation) {
             {
                 let mut follow = inner.ds_follow();
@@ -1019,6 +1069,13 @@ pub(super) async fn verify(
                     follow.remove(&topic);
                 }
             }
+            {
+                // Its worker's copy is stale too: the map stays bounded.
+                let mut slots = inner.slots();
+                if slots.get(&topic).is_some_and(|s| !s.busy) {
+                    slots.remove(&topic);
+                }
+            }
             sink.stream_changed(&topic, generation, StreamChange::Gone);
             continue;
         }
@@ -1027,6 +1084,9 @@ pub(super) async fn verify(
         }
         if let Some(t) = touched {
             sink.stream_changed(&topic, generation, StreamChange::Touched(t));
+        }
+        if let Some(first) = first {
+            sink.stream_changed(&topic, generation, StreamChange::Trimmed(first));
         }
     }
     Ok(())
