@@ -1,8 +1,10 @@
 //! The Durable Streams conformance suite
 //! (`@durable-streams/server-conformance-tests`, pinned in
-//! `conformance/package.json`) against `ssehub --long-poll-timeout 2`: every
-//! test that fails must be listed in `conformance/expected-failures.txt`, and
-//! every test listed there must fail, so the list only shrinks.
+//! `conformance/package.json`) against `ssehub --long-poll-timeout 2`, in
+//! memory, with `--data-dir` and with `--redis` (a `redis-server` started
+//! by the test): every test that fails must be listed in
+//! `conformance/expected-failures.txt`, and every test listed there must
+//! fail, so the list only shrinks.
 //!
 //! Environment variables, for working on the protocol:
 //! - `SSEHUB_DS_FILTER=REGEX`: runs only the tests whose full name matches
@@ -47,7 +49,7 @@ fn suite_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_durable_streams_conformance_suite_passes() {
-    passes(None).await;
+    passes(Store::Memory).await;
 }
 
 /// The same suite with `--data-dir`: every write synced to disk before its
@@ -58,12 +60,43 @@ async fn the_durable_streams_conformance_suite_passes_on_disk() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    passes(Some(dir.path())).await;
+    passes(Store::Disk(dir.path())).await;
 }
 
-/// Runs the suite against ssehub on `data_dir` (or in memory), or against
-/// `SSEHUB_DS_URL`.
-async fn passes(data_dir: Option<&Path>) {
+/// The same suite with `--redis` (one node on a real `redis-server`):
+/// streams kept in Redis behave as in memory and on disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_durable_streams_conformance_suite_passes_on_redis() {
+    if std::env::var("SSEHUB_DS_URL").is_ok() {
+        return;
+    }
+    let redis = support::redis::Redis::start(false);
+    passes(Store::Redis(&redis.url())).await;
+}
+
+/// Where the ssehub under test keeps its streams.
+#[derive(Debug, Clone, Copy)]
+enum Store<'a> {
+    Memory,
+    /// `--data-dir` on this directory.
+    Disk(&'a Path),
+    /// `--redis` on this URL.
+    Redis(&'a str),
+}
+
+impl Store<'_> {
+    /// How the run is named in its summary line.
+    fn label(self) -> &'static str {
+        match self {
+            Store::Memory => "",
+            Store::Disk(_) => " (--data-dir)",
+            Store::Redis(_) => " (--redis)",
+        }
+    }
+}
+
+/// Runs the suite against ssehub on `store`, or against `SSEHUB_DS_URL`.
+async fn passes(store: Store<'_>) {
     let _alone = crate::HEAVY.write().await;
     let dir = suite_dir();
     assert!(
@@ -91,7 +124,7 @@ async fn passes(data_dir: Option<&Path>) {
             // seen the close yet, sends its next request there; it may
             // retry a GET but not a POST with a body ("other side
             // closed"). That is HTTP/1.1 keep-alive, not the protocol.
-            let args = [
+            let mut args = vec![
                 "--long-poll-timeout",
                 "2",
                 "--idle-timeout",
@@ -99,9 +132,23 @@ async fn passes(data_dir: Option<&Path>) {
                 "--header-timeout",
                 "120",
             ];
-            let server = match data_dir {
-                Some(dir) => Ssehub::start(dir, &args).await,
-                None => Ssehub::start_in_memory("durable", &args).await,
+            let server = match store {
+                Store::Memory => Ssehub::start_in_memory("durable", &args).await,
+                Store::Disk(dir) => Ssehub::start(dir, &args).await,
+                Store::Redis(url) => {
+                    args.extend(["--redis", url]);
+                    let server = Ssehub::start_in_memory("durable-redis", &args).await;
+                    // One plain failure rather than hundreds when streams
+                    // are not served at all.
+                    let path = "/v1/stream/ssehub-probe";
+                    let (status, body) =
+                        support::request(server.addr, "HEAD", path, &[], b"").await;
+                    assert_eq!(
+                        status, 404,
+                        "ssehub --redis must serve Durable Streams (HEAD {path}: {body:?})"
+                    );
+                    server
+                }
             };
             (format!("http://{}", server.addr), Some(server))
         }
@@ -114,20 +161,17 @@ async fn passes(data_dir: Option<&Path>) {
     let tests = tests(&report);
     let count = |status: &str| tests.iter().filter(|t| t.status == status).count();
     let (passed, failed) = (count("passed"), count("failed"));
-    let store = if data_dir.is_some() {
-        " (--data-dir)"
-    } else {
-        ""
-    };
     println!(
-        "durable streams conformance against {url}{store}: {passed} passed, {failed} failed, {} skipped",
+        "durable streams conformance against {url}{}: {passed} passed, {failed} failed, {} skipped",
+        store.label(),
         tests.len() - passed - failed
     );
     assert!(passed + failed > 0, "the suite ran no test");
 
     let listed = dir.join("expected-failures.txt");
-    if write && data_dir.is_some() {
-        // The list is the memory run's; the disk run checks against it.
+    if write && !matches!(store, Store::Memory) {
+        // The list is the memory run's; the disk and Redis runs check
+        // against it.
         return;
     }
     if write {

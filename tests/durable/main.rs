@@ -1,13 +1,14 @@
 //! The Durable Streams protocol at `/v1/stream/{path}`: the published
 //! conformance suite run against the binary (`conformance.rs`), what
 //! ssehub adds around it (`protocol.rs`), streams on the disk store across
-//! restarts (`disk.rs`), and the official TypeScript and Python clients
-//! reading and writing through a chaos proxy (`clients.rs`).
+//! restarts (`disk.rs`), streams shared by two nodes on one Redis and kept
+//! there across restarts (`redis.rs`), and the official TypeScript and
+//! Python clients reading and writing through a chaos proxy (`clients.rs`).
 //!
 //! Needs Node.js (>= 20), Python 3 and what `.ci/run` installs: `npm ci` in
 //! `tests/durable/conformance` and `tests/durable/clients`, and the
-//! virtualenv `tests/durable/clients/.venv`. Runs the binary, so needs the
-//! `cli` feature.
+//! virtualenv `tests/durable/clients/.venv`; `redis-server` for the runs
+//! on Redis. Runs the binary, so needs the `cli` feature.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -27,3 +28,5 @@ mod conformance;
 #[cfg(feature = "disk")]
 mod disk;
 mod protocol;
+#[cfg(feature = "cli")]
+mod redis;

@@ -301,21 +301,6 @@ async fn writes_need_the_publish_token_and_reads_a_jwt_granting_the_stream() {
     server.stop().await;
 }
 
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn redis_says_plainly_that_it_does_not_hold_streams_yet() {
-    let redis = crate::support::redis::Redis::start(false);
-    let store = ssehub::store::RedisStore::connect(&redis.url())
-        .await
-        .expect("redis");
-    let hub = Hub::builder().storage(store).build();
-    let server = TestServer::start_service(service(hub)).await;
-    let (status, body) = put(&server, "/v1/stream/x", "text/plain", "").await;
-    assert_eq!(status, 501, "{body}");
-    assert!(body.contains("--redis"), "{body}");
-    server.stop().await;
-}
-
 #[tokio::test]
 async fn the_hub_counts_streams_writes_duplicates_and_live_reads() {
     let server = TestServer::start_service(service(Hub::new())).await;
