@@ -696,3 +696,85 @@ async fn a_node_killed_and_started_again_finds_its_streams_in_redis() {
     assert_eq!(position(&next.next_offset()), (g, n + 1), "the next offset");
     a.stop().await;
 }
+
+/// Kills every connection of `redis` that is blocked in `XREAD` or
+/// `BLPOP`: the nodes' readers, which then wait (at least 100 ms) before
+/// they connect again. Returns how many it killed.
+async fn kill_readers(redis: &Redis) -> usize {
+    let mut conn = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let list: String = ::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT LIST");
+    let mut killed = 0;
+    for line in list.lines() {
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        if matches!(field("cmd"), Some("xread" | "blpop"))
+            && let Some(id) = field("id")
+        {
+            let n: i64 = ::redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query_async(&mut conn)
+                .await
+                .expect("CLIENT KILL");
+            killed += usize::try_from(n).unwrap_or(0);
+        }
+    }
+    killed
+}
+
+/// A node whose reader has not yet read another node's append (its
+/// connection to Redis was just cut) still answers a read at the offset
+/// that append returned: it catches up from Redis first, so the read is
+/// `200` at the tail, and the message is there, never a `400` for an
+/// offset "from the future".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_reader_lags_catches_up_before_answering() {
+    let _shared = crate::HEAVY.read().await;
+    let redis = Redis::start(false);
+    let (a, b) = (
+        Node::start(&redis, "A").await,
+        Node::start(&redis, "B").await,
+    );
+    let path = "/v1/stream/lagging";
+    let mut offset = a.create(path, "text/plain", "").await.next_offset();
+    assert_eq!(b.read_all(path, "-1").await, "", "B loads the stream");
+    for i in 0..5 {
+        // The readers of the round before come back after their backoff.
+        let cut = Instant::now();
+        while kill_readers(&redis).await == 0 {
+            assert!(
+                cut.elapsed() < PROPAGATION,
+                "round {i}: no reader blocked in XREAD to cut"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let text = format!("m{i}\n");
+        let next = a.append(path, &text).await;
+        let at_tail = b
+            .send("GET", &format!("{path}?offset={next}"), &[], "")
+            .await;
+        assert_eq!(
+            (at_tail.status, at_tail.body.as_str()),
+            (200, ""),
+            "round {i}: B read at {next}, which A just answered, while B's reader was cut"
+        );
+        let one = b
+            .send("GET", &format!("{path}?offset={offset}"), &[], "")
+            .await;
+        assert_eq!(one.body, text, "round {i}: B serves A's message");
+        offset = next;
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -438,6 +438,8 @@ async fn reader(weak: Weak<Inner>) {
             }
             None => return,
         }
+        // Connected: the next loss waits from the shortest backoff again.
+        backoff = Duration::from_millis(100);
         let result = follow_loop(&weak, &mut conn).await;
         if let Some(inner) = weak.upgrade() {
             *inner
