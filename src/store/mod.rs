@@ -80,9 +80,9 @@ pub use self::error::{ErrorKind, StoreError};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
 pub(crate) use self::sink::{Appended, Deliver, Sink, StreamChange};
-pub(crate) use self::streams::{
-    LoadedStream, StreamAnswer, StreamDeliver, StreamDone, StreamOp, StreamReply,
-};
+#[cfg(any(feature = "disk", feature = "redis"))]
+pub(crate) use self::streams::StreamAnswer;
+pub(crate) use self::streams::{LoadedStream, StreamDeliver, StreamDone, StreamOp, StreamReply};
 
 /// Where a [`Hub`](crate::Hub) keeps the history of its topics: in memory
 /// (the default), or in one of the stores of this module.
