@@ -11,6 +11,8 @@ pub(crate) mod durable;
 pub(crate) mod event;
 pub(crate) mod id;
 pub(crate) mod idempotency;
+#[cfg(feature = "mercure")]
+pub(crate) mod mercure;
 pub(crate) mod multi_id;
 pub(crate) mod resync;
 pub(crate) mod ring;

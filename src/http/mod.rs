@@ -38,6 +38,8 @@ pub(crate) mod jwt;
 #[cfg(not(feature = "jwt"))]
 #[path = "no_jwt.rs"]
 pub(crate) mod jwt;
+#[cfg(feature = "mercure")]
+pub(crate) mod mercure;
 #[cfg(feature = "metrics")]
 pub(crate) mod metrics;
 #[cfg(not(feature = "metrics"))]
@@ -60,6 +62,9 @@ pub use self::future::ResponseFuture;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::jwt::{AuthError, Grants, JWT_LEEWAY, JwtKey, MAX_JWT_EXP};
+#[cfg(feature = "mercure")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mercure")))]
+pub use self::mercure::MercureConfig;
 #[allow(deprecated)]
 pub use self::native::embed::{
     StreamRequestError, stream_response, stream_response_many, stream_response_multi,

@@ -40,6 +40,8 @@ enum Mount<'a> {
     Metrics,
     /// A Durable Stream: its path below `/v1/stream/`.
     Durable(&'a str),
+    /// The Mercure hub (if served).
+    Mercure,
     Native,
 }
 
@@ -48,12 +50,19 @@ impl<'a> Mount<'a> {
         match path {
             "/healthz" => Mount::Health,
             "/metrics" if metrics::SERVED => Mount::Metrics,
+            _ if is_mercure(path) => Mount::Mercure,
             _ => match path.strip_prefix(durable::BASE) {
                 Some(stream) => Mount::Durable(stream),
                 None => Mount::Native,
             },
         }
     }
+}
+
+/// Whether `path` is the Mercure hub's (or below it).
+fn is_mercure(path: &str) -> bool {
+    path.strip_prefix("/.well-known/mercure")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 impl SseService {
@@ -107,6 +116,15 @@ impl SseService {
                 let stream = stream.to_owned();
                 durable::answer(self, req, &stream)
             }
+            #[cfg(feature = "mercure")]
+            Mount::Mercure if self.config.mercure.is_some() => {
+                let mercure = self.config.mercure.clone().expect("checked");
+                crate::http::mercure::answer(self, &mercure, req)
+            }
+            Mount::Mercure => ResponseFuture::ready(text(
+                StatusCode::NOT_FOUND,
+                "no Mercure hub here (ssehub --mercure-jwt-key)",
+            )),
             Mount::Native => native::answer(self, req),
         }
     }

@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<ConnectionStats>,
     /// The pumps of Durable Streams with `live=sse` readers.
     pub(crate) durable_followers: crate::http::durable::live::Followers,
+    /// Mercure updates decoded lately, for every subscriber.
+    #[cfg(feature = "mercure")]
+    pub(crate) mercure_cache: Arc<crate::http::mercure::subscribe::DecodeCache>,
 }
 
 /// The settings of an [`SseService`].
@@ -80,6 +83,9 @@ pub struct ServiceConfig {
     /// answers `204`, and how often a `live=sse` read sends a control
     /// event while idle.
     pub long_poll_timeout: Duration,
+    /// The Mercure hub at `/.well-known/mercure`, if served.
+    #[cfg(feature = "mercure")]
+    pub mercure: Option<crate::http::MercureConfig>,
     /// The built-in policy (token, JWT, loopback), unless `authorize`.
     tokens: TokenPolicy,
     /// The embedder's policy, if it set one.
@@ -122,6 +128,8 @@ impl Default for ServiceConfig {
             max_head_bytes: 16 << 10,
             cors: CorsOrigins::default(),
             long_poll_timeout: DEFAULT_LONG_POLL_TIMEOUT,
+            #[cfg(feature = "mercure")]
+            mercure: None,
             tokens: TokenPolicy::default(),
             authorize: None,
         }
@@ -289,6 +297,14 @@ impl<P> SseServiceBuilder<P> {
         self
     }
 
+    /// Serves a Mercure hub at `/.well-known/mercure` (feature `mercure`).
+    #[cfg(feature = "mercure")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mercure")))]
+    pub fn mercure(mut self, config: crate::http::MercureConfig) -> Self {
+        self.config.mercure = Some(config);
+        self
+    }
+
     /// How long a Durable Streams long-poll (`GET /v1/stream/...?live=long-poll`)
     /// waits for data before it answers `204` (default 20 s, at least 1 ms);
     /// also the period of an idle `live=sse` read's control events.
@@ -313,6 +329,8 @@ impl<P> SseServiceBuilder<P> {
                 metrics: Metrics::new(self.hub.clone(), connections.clone()),
                 connections,
                 durable_followers: Default::default(),
+                #[cfg(feature = "mercure")]
+                mercure_cache: Default::default(),
             }),
             hub: self.hub,
             config: Arc::new(self.config),

@@ -12,7 +12,8 @@ pub enum HubError {
     /// The topic name is not 1-128 characters of letters, digits, `-_.:`.
     InvalidTopic,
     /// Topics whose name starts with `ds:` hold Durable Streams (served
-    /// under `/v1/stream/`): they take no events and no event streams.
+    /// under `/v1/stream/`), and `mercure:` the Mercure hub's updates
+    /// (`/.well-known/mercure`): they take no events and no event streams.
     ReservedTopic(TopicName),
     /// The topic does not exist, the hub holds its maximum of topics, and
     /// every one of them has subscribers (for a stream of several topics:
@@ -55,7 +56,7 @@ impl fmt::Display for HubError {
             HubError::ReservedTopic(t) => {
                 return write!(
                     f,
-                    "topic {t} is reserved: topics starting with ds: hold Durable Streams (/v1/stream/...)"
+                    "topic {t} is reserved: topics starting with ds: hold Durable Streams (/v1/stream/...), mercure: the Mercure hub's updates (/.well-known/mercure)"
                 );
             }
             HubError::TooManyTopics => "too many topics",

@@ -19,6 +19,8 @@ mod config;
 pub(crate) mod durable;
 mod error;
 mod handle;
+#[cfg(feature = "mercure")]
+pub(crate) mod mercure;
 mod publish;
 mod registry;
 mod stats;

@@ -153,7 +153,7 @@ impl Hub {
         })
     }
 
-    async fn publish_keyed(
+    pub(super) async fn publish_keyed(
         &self,
         topic: &TopicName,
         key: &IdempotencyKey,

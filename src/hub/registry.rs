@@ -73,7 +73,7 @@ pub(super) const LOOKUP_ATTEMPTS: usize = 4;
 /// neither events nor event streams.
 pub(super) fn event_topic(topic: impl IntoTopic) -> Result<TopicName, HubError> {
     let name = topic.into_topic()?;
-    if crate::core::durable::path::is_stream_topic(&name) {
+    if crate::core::durable::path::is_stream_topic(&name) || name.starts_with("mercure:") {
         return Err(HubError::ReservedTopic(name));
     }
     Ok(name)

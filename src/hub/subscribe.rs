@@ -30,7 +30,16 @@ impl Hub {
         topic: impl IntoTopic,
         options: Subscribe,
     ) -> Result<EventStream, HubError> {
-        let topic = &event_topic(topic)?;
+        self.subscribe_name(&event_topic(topic)?, options)
+    }
+
+    /// [`Hub::subscribe`] to any topic, reserved ones too (for the
+    /// protocols that keep their events in them).
+    fn subscribe_name(
+        &self,
+        topic: &TopicName,
+        options: Subscribe,
+    ) -> Result<EventStream, HubError> {
         let params = self.stream_params(&options);
         for _ in 0..LOOKUP_ATTEMPTS {
             let topic = self.topic(topic)?;
@@ -90,7 +99,17 @@ impl Hub {
         options: Subscribe,
         patience: Duration,
     ) -> Result<EventStream, HubError> {
-        let topic = &event_topic(topic)?;
+        self.subscribe_ready_name(&event_topic(topic)?, options, patience)
+            .await
+    }
+
+    /// [`Hub::subscribe_ready`] to any topic, reserved ones too.
+    pub(crate) async fn subscribe_ready_name(
+        &self,
+        topic: &TopicName,
+        options: Subscribe,
+        patience: Duration,
+    ) -> Result<EventStream, HubError> {
         if self.store().loads_topics() {
             // Wait until the topic is loaded and, for a resume, until this
             // node has read up to the client's id: a node behind the others
@@ -103,7 +122,7 @@ impl Hub {
             // If the storage is down, the stream starts when it is back.
             let _ = tokio::time::timeout(patience, t.caught_up(wanted)).await;
         }
-        let mut stream = self.subscribe(topic, options)?;
+        let mut stream = self.subscribe_name(topic, options)?;
         if stream.is_deferred() {
             stream.start_if_primed();
         }

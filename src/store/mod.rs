@@ -352,6 +352,24 @@ impl Store {
         }
     }
 
+    /// Where idempotency key `key` of `topic` stands in a store shared by
+    /// several nodes (Redis): the history and the events it published
+    /// (`first`, `count`). The other stores are asked through the topic's
+    /// ring and [`History::find_key`].
+    #[cfg(feature = "mercure")]
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) async fn find_key(
+        &self,
+        topic: &str,
+        key: &str,
+    ) -> Result<Option<(Epoch, u64, u64)>, StoreError> {
+        match self {
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => r.find_key(topic, key).await,
+            _ => Ok(None),
+        }
+    }
+
     /// Appends events to `topic` (stores other than memory; the memory
     /// store appends in the hub's ring). A store that learns of its own
     /// appends by reading them back (Redis) ignores `deliver`; the others
@@ -397,6 +415,20 @@ pub(crate) enum History {
 }
 
 impl History {
+    /// The events idempotency key `key` published in history `epoch`
+    /// (`first`, `count`), if the store still has it (disk; a Redis
+    /// history has no keys: see [`Store::find_key`]).
+    #[cfg(feature = "mercure")]
+    #[cfg_attr(not(feature = "disk"), allow(unused_variables))]
+    pub(crate) async fn find_key(&self, epoch: Epoch, key: &str) -> Option<(u64, u64)> {
+        match *self {
+            #[cfg(feature = "disk")]
+            History::Disk(ref d) => d.find_key(epoch, key).await,
+            #[cfg(feature = "redis")]
+            History::Redis(_) => None,
+        }
+    }
+
     /// The oldest event the store has.
     pub(crate) fn first(&self) -> u64 {
         match *self {

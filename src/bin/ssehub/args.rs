@@ -119,6 +119,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SSEHUB_JWT_KEY", hide_env_values = true, value_parser = secret("SSEHUB_JWT_KEY"))]
     pub(crate) jwt_key: Option<String>,
 
+    /// Serve a Mercure hub at `/.well-known/mercure`: publishers and
+    /// subscribers present JWTs (HS256) signed with this secret.
+    #[arg(long, env = "SSEHUB_MERCURE_JWT_KEY", hide_env_values = true, value_parser = secret("SSEHUB_MERCURE_JWT_KEY"))]
+    pub(crate) mercure_jwt_key: Option<String>,
+
+    /// Let Mercure subscribers without a token receive public updates
+    /// (without it they get `401`).
+    #[arg(long, env = "SSEHUB_MERCURE_ANONYMOUS", requires = "mercure_jwt_key", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) mercure_anonymous: bool,
+
     /// An origin allowed to read streams with credentials and to publish
     /// (repeatable; `*` for any). Without it, streams are readable from any
     /// page and cross-origin publishing is refused.

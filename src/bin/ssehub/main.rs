@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ssehub::http::{CorsOrigins, DEFAULT_STREAM_TOPIC, Grants, JwtKey, TokenPolicy};
+use ssehub::http::{CorsOrigins, DEFAULT_STREAM_TOPIC, Grants, JwtKey, MercureConfig, TokenPolicy};
 use ssehub::server::{ServerConfig, TlsConfig, shutdown_signal};
 use ssehub::store::{DiskStore, RedisStore, Retention};
 use ssehub::{Hub, Server, SseService};
@@ -102,7 +102,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     if let Some(key) = args.jwt_key {
         tokens = tokens.jwt(JwtKey::try_hs256(key.as_bytes())?);
     }
-    let service = SseService::builder(hub.clone())
+    let mut service = SseService::builder(hub.clone());
+    if let Some(key) = args.mercure_jwt_key {
+        let mercure = MercureConfig::try_hs256(key.as_bytes())?.anonymous(args.mercure_anonymous);
+        service = service.mercure(mercure);
+    }
+    let service = service
         .max_body_bytes(usize::try_from(args.max_body_bytes)?)
         .long_poll_timeout(args.long_poll_timeout)
         .max_topics_per_stream(usize::try_from(args.max_topics_per_stream)?)

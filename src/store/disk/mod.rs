@@ -467,6 +467,23 @@ pub(crate) struct History {
 }
 
 impl History {
+    /// The events idempotency key `key` published in history `epoch`
+    /// (`first`, `count`), if the store still has it; on a blocking thread.
+    #[cfg(feature = "mercure")]
+    pub(crate) async fn find_key(&self, epoch: Epoch, key: &str) -> Option<(u64, u64)> {
+        let (this, key) = (self.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let engine = this.engine()?;
+            let value = engine
+                .keys
+                .get(layout::key_record_key(&this.topic, epoch, &key))
+                .ok()??;
+            layout::parse_key_record(&value).map(|r| (r.first, r.count))
+        })
+        .await
+        .ok()?
+    }
+
     /// The oldest event the store still has.
     pub(crate) fn first(&self) -> u64 {
         self.first.load(Ordering::Acquire)

@@ -335,6 +335,36 @@ impl RedisStore {
         Ok((epoch, first, outcome))
     }
 
+    /// The record of idempotency key `key` of `topic`: its history and the
+    /// events it published (`first`, `count`).
+    #[cfg(feature = "mercure")]
+    pub(crate) async fn find_key(
+        &self,
+        topic: &str,
+        key: &str,
+    ) -> Result<Option<(Epoch, u64, u64)>, StoreError> {
+        let mut conn = self.inner.commands.clone();
+        let record: Option<String> = redis::cmd("HGET")
+            .arg(key_of(topic, "keys"))
+            .arg(key)
+            .query_async(&mut conn)
+            .await?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let mut parts = record.split(' ');
+        let parsed = (|| {
+            let epoch = parts.next()?.parse().ok()?;
+            let _fingerprint = parts.next()?;
+            let first = parts.next()?.parse().ok()?;
+            let count = parts.next()?.parse().ok()?;
+            Some((epoch, first, count))
+        })();
+        parsed
+            .map(Some)
+            .ok_or_else(|| corrupt(format!("idempotency key record of {topic}")))
+    }
+
     /// Starts following `topic` on this node: its history is loaded and
     /// reported to the sink, then new events as they come. A topic of the
     /// same name followed before (retired, then created again) is loaded

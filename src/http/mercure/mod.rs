@@ -1,0 +1,110 @@
+//! Mercure (the SSE hub protocol of Symfony, API Platform and Laravel) at
+//! `/.well-known/mercure`, as an adapter over the hub: `GET` subscribes,
+//! `POST` publishes, `OPTIONS` answers a CORS preflight. Served when the
+//! service has a [`MercureConfig`] (`--mercure-jwt-key`).
+//!
+//! | file | concern |
+//! |---|---|
+//! | `auth.rs` | tokens: where they are found, what they grant |
+//! | `publish.rs` | `POST`: a form-encoded update |
+//! | `subscribe.rs` | `GET`: the updates a subscriber's selectors match |
+//!
+//! Updates live in the hub (`hub::mercure`): one history of updates in
+//! whichever store the hub has.
+
+pub(crate) mod auth;
+mod publish;
+pub(crate) mod subscribe;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+
+pub use self::auth::MercureConfig;
+use crate::http::body::ResponseBody;
+use crate::http::future::ResponseFuture;
+use crate::http::responses::{not_allowed, text};
+use crate::http::service::SseService;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The hub's path.
+pub(crate) const BASE: &str = "/.well-known/mercure";
+
+const ALLOW: &str = "GET, HEAD, POST, OPTIONS";
+
+/// Answers a request for the hub (`path` is [`BASE`] or below it).
+pub(crate) fn answer<B>(
+    service: &SseService,
+    mercure: &MercureConfig,
+    req: Request<B>,
+) -> ResponseFuture
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let fut = if req.uri().path().trim_end_matches('/').ends_with(BASE) {
+        match *req.method() {
+            Method::GET | Method::HEAD => subscribe::subscribe(service, mercure, &req),
+            Method::POST => publish::publish(service, mercure, req),
+            Method::OPTIONS => ResponseFuture::ready(preflight(service)),
+            _ => ResponseFuture::ready(not_allowed(ALLOW)),
+        }
+    } else {
+        ResponseFuture::ready(text(
+            StatusCode::NOT_FOUND,
+            "not found (the subscriptions API is not served yet)",
+        ))
+    };
+    let config = service.config.clone();
+    fut.map(move |res| {
+        if config.cors != crate::http::cors::CorsOrigins::Off {
+            config.cors.decorate(origin.as_ref(), res.headers_mut());
+            res.headers_mut().insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("last-event-id"),
+            );
+        }
+    })
+}
+
+fn preflight(service: &SseService) -> Response<ResponseBody> {
+    let mut res = Response::new(ResponseBody::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    let h = res.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+    if service.config.cors != crate::http::cors::CorsOrigins::Off {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOW),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, last-event-id, cache-control"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+    }
+    res
+}
+
+/// The query's pairs, decoded.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// `401` with the reason.
+fn unauthorized(e: auth::TokenError) -> Response<ResponseBody> {
+    let mut res = text(StatusCode::UNAUTHORIZED, e.reason());
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"mercure\""),
+    );
+    res
+}
