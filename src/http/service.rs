@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     /// Mercure updates decoded lately, for every subscriber.
     #[cfg(feature = "mercure")]
     pub(crate) mercure_cache: Arc<crate::http::mercure::subscribe::DecodeCache>,
+    /// The Mercure subscriptions open on this node.
+    #[cfg(feature = "mercure")]
+    pub(crate) mercure_active: Arc<crate::http::mercure::subscriptions::Active>,
 }
 
 /// The settings of an [`SseService`].
@@ -331,6 +334,8 @@ impl<P> SseServiceBuilder<P> {
                 durable_followers: Default::default(),
                 #[cfg(feature = "mercure")]
                 mercure_cache: Default::default(),
+                #[cfg(feature = "mercure")]
+                mercure_active: Default::default(),
             }),
             hub: self.hub,
             config: Arc::new(self.config),

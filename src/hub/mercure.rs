@@ -120,6 +120,21 @@ impl Hub {
         Ok(shared.map(|(epoch, first, count)| EventId::new(epoch, first + count - 1)))
     }
 
+    /// The id of the newest update this node has in memory, if any.
+    pub(crate) fn last_mercure_id(&self) -> Option<String> {
+        let topic = self.read_topics().get(&updates_topic()).cloned()?;
+        let ring = topic.lock();
+        let last = ring.latest();
+        let mut frames = vec![bytes::Bytes::new()];
+        let (n, _) = ring.frames(last, &mut frames, usize::MAX).ok()?;
+        drop(ring);
+        let frame = frames.into_iter().take(n).next()?;
+        let parts = crate::core::event::frame_parts(&frame)?;
+        let data = frame[parts.data].strip_prefix(b"data: ")?;
+        let json = data.strip_suffix(b"\n").unwrap_or(data);
+        Update::from_json(json).map(|u| u.id)
+    }
+
     /// Opens the history of updates for a subscriber: from `resume`, ending
     /// at `expires_at` if given. An id history does not have starts with
     /// the oldest update kept (nothing is lost; the subscriber learns it

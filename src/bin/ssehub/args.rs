@@ -129,6 +129,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SSEHUB_MERCURE_ANONYMOUS", requires = "mercure_jwt_key", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     pub(crate) mercure_anonymous: bool,
 
+    /// Publish Mercure subscription events and serve the subscriptions API
+    /// (`/.well-known/mercure/subscriptions`).
+    #[arg(long, env = "SSEHUB_MERCURE_SUBSCRIPTIONS", requires = "mercure_jwt_key", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) mercure_subscriptions: bool,
+
     /// An origin allowed to read streams with credentials and to publish
     /// (repeatable; `*` for any). Without it, streams are readable from any
     /// page and cross-origin publishing is refused.

@@ -104,7 +104,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Error> {
     }
     let mut service = SseService::builder(hub.clone());
     if let Some(key) = args.mercure_jwt_key {
-        let mercure = MercureConfig::try_hs256(key.as_bytes())?.anonymous(args.mercure_anonymous);
+        let mercure = MercureConfig::try_hs256(key.as_bytes())?
+            .anonymous(args.mercure_anonymous)
+            .subscriptions(args.mercure_subscriptions);
         service = service.mercure(mercure);
     }
     let service = service

@@ -25,12 +25,14 @@ pub(crate) const COOKIE_NAME: &str = "mercureAuthorization";
 pub struct MercureConfig {
     key: DecodingKey,
     anonymous: bool,
+    subscriptions: bool,
 }
 
 impl std::fmt::Debug for MercureConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MercureConfig")
             .field("anonymous", &self.anonymous)
+            .field("subscriptions", &self.subscriptions)
             .finish_non_exhaustive()
     }
 }
@@ -50,6 +52,7 @@ impl MercureConfig {
         Ok(MercureConfig {
             key: DecodingKey::from_secret(secret),
             anonymous: false,
+            subscriptions: false,
         })
     }
 
@@ -59,8 +62,19 @@ impl MercureConfig {
         self
     }
 
+    /// Publishes subscription events and serves the subscriptions API
+    /// (`/.well-known/mercure/subscriptions`).
+    pub fn subscriptions(mut self, yes: bool) -> Self {
+        self.subscriptions = yes;
+        self
+    }
+
     pub(crate) fn allows_anonymous(&self) -> bool {
         self.anonymous
+    }
+
+    pub(crate) fn tracks_subscriptions(&self) -> bool {
+        self.subscriptions
     }
 }
 
@@ -87,7 +101,6 @@ struct MercureClaim {
 pub(crate) struct Grant {
     pub(crate) publish: Vec<Selector>,
     pub(crate) subscribe: Vec<Selector>,
-    #[allow(dead_code)] // subscription events (not yet served)
     pub(crate) payload: Option<serde_json::Value>,
     pub(crate) expires_at: Option<SystemTime>,
 }

@@ -8,6 +8,7 @@
 //! | `auth.rs` | tokens: where they are found, what they grant |
 //! | `publish.rs` | `POST`: a form-encoded update |
 //! | `subscribe.rs` | `GET`: the updates a subscriber's selectors match |
+//! | `subscriptions.rs` | subscription events and the subscriptions API |
 //!
 //! Updates live in the hub (`hub::mercure`): one history of updates in
 //! whichever store the hub has.
@@ -15,6 +16,7 @@
 pub(crate) mod auth;
 mod publish;
 pub(crate) mod subscribe;
+pub(crate) mod subscriptions;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -45,7 +47,9 @@ where
     B::Error: Into<BoxError>,
 {
     let origin = req.headers().get(header::ORIGIN).cloned();
-    let fut = if req.uri().path().trim_end_matches('/').ends_with(BASE) {
+    let path = req.uri().path();
+    let below = path.find(BASE).map_or("", |at| &path[at + BASE.len()..]);
+    let fut = if below.is_empty() || below == "/" {
         match *req.method() {
             Method::GET | Method::HEAD => subscribe::subscribe(service, mercure, &req),
             Method::POST => publish::publish(service, mercure, req),
@@ -53,10 +57,14 @@ where
             _ => ResponseFuture::ready(not_allowed(ALLOW)),
         }
     } else {
-        ResponseFuture::ready(text(
-            StatusCode::NOT_FOUND,
-            "not found (the subscriptions API is not served yet)",
-        ))
+        match below.strip_prefix("/subscriptions") {
+            Some(rest)
+                if mercure.tracks_subscriptions() && (rest.is_empty() || rest.starts_with('/')) =>
+            {
+                ResponseFuture::ready(subscriptions_api(service, mercure, &req, rest))
+            }
+            _ => ResponseFuture::ready(text(StatusCode::NOT_FOUND, "not found")),
+        }
     };
     let config = service.config.clone();
     fut.map(move |res| {
@@ -68,6 +76,33 @@ where
             );
         }
     })
+}
+
+/// The subscriptions API: `GET` with a token.
+fn subscriptions_api<B>(
+    service: &SseService,
+    mercure: &MercureConfig,
+    req: &Request<B>,
+    rest: &str,
+) -> Response<ResponseBody> {
+    if *req.method() != Method::GET && *req.method() != Method::HEAD {
+        return not_allowed("GET, HEAD");
+    }
+    let query = query_pairs(req.uri().query());
+    let grant = match mercure.grant(req.headers(), &query) {
+        Ok(Some(g)) => g,
+        Ok(None) => return unauthorized(auth::TokenError::Missing),
+        Err(e) => return unauthorized(e),
+    };
+    let path = req.uri().path();
+    let path = path.find(BASE).map_or(path, |at| &path[at..]);
+    subscriptions::api(
+        &service.hub,
+        &service.shared.mercure_active,
+        path,
+        rest,
+        &grant,
+    )
 }
 
 fn preflight(service: &SseService) -> Response<ResponseBody> {

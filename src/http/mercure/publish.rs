@@ -124,7 +124,7 @@ fn parse(body: &[u8]) -> Result<Update, &'static str> {
 }
 
 /// A random (version 4) UUID.
-fn uuid_v4() -> String {
+pub(super) fn uuid_v4() -> String {
     let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

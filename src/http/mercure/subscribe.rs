@@ -246,6 +246,10 @@ pub(super) fn subscribe<B>(
     };
     let hub = service.hub.clone();
     let cache = service.shared.mercure_cache.clone();
+    let active = mercure
+        .tracks_subscriptions()
+        .then(|| service.shared.mercure_active.clone());
+    let topics: Vec<String> = selectors.iter().map(|s| s.as_str().to_owned()).collect();
     let query_auth = req.headers().get(header::AUTHORIZATION).is_none()
         && query.iter().any(|(k, _)| k == "authorization");
     ResponseFuture::boxed(async move {
@@ -257,6 +261,11 @@ pub(super) fn subscribe<B>(
             Ok(s) => s,
             Err(e) => return hub_error(&e, Attempt::Read),
         };
+        // Its subscriptions last as long as its body.
+        let open = match &active {
+            Some(active) => Some(active.open(&hub, &topics, grant.as_ref()).await),
+            None => None,
+        };
         let reader = Reader {
             selectors,
             grant,
@@ -264,6 +273,7 @@ pub(super) fn subscribe<B>(
         };
         let mut stream = started.stream;
         let body = ResponseBody::driven(move |emitter| async move {
+            let _open = open;
             let mut pending = BytesMut::new();
             while let Some(Ok(frame)) = stream.frame().await {
                 let Ok(data) = frame.into_data() else {
