@@ -18,6 +18,14 @@ pub(crate) mod resync;
 pub(crate) mod ring;
 pub(crate) mod topic_name;
 
+/// Milliseconds since the Unix epoch (0 before it): the clock of TTLs,
+/// expiries and publish times, read in one place.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 pub use self::event::{
     Event, EventError, MAX_EVENT_TYPE_LEN, REAUTH_EVENT_TYPE, RESYNC_EVENT_TYPE,
 };

@@ -56,7 +56,7 @@ pub(crate) struct Shared {
     pub(crate) durable_followers: crate::http::durable::live::Followers,
     /// Mercure updates decoded lately, for every subscriber.
     #[cfg(feature = "mercure")]
-    pub(crate) mercure_cache: Arc<crate::http::mercure::subscribe::DecodeCache>,
+    pub(crate) mercure_cache: Arc<crate::http::mercure::decoded::DecodeCache>,
     /// The Mercure subscriptions open on this node.
     #[cfg(feature = "mercure")]
     pub(crate) mercure_active: Arc<crate::http::mercure::subscriptions::Active>,

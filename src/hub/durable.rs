@@ -180,12 +180,7 @@ impl Hub {
     }
 }
 
-/// The time for TTLs and expiry: ms since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use crate::core::now_ms;
 
 /// A generation no stream of this process had: µs since the Unix epoch,
 /// strictly increasing.

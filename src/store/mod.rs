@@ -223,7 +223,7 @@ impl Store {
             }
             #[cfg(feature = "redis")]
             Store::Redis(r) if crate::core::durable::path::is_stream_topic(topic) => {
-                let history = redis::History::new(r.clone(), topic);
+                let history = r.history(topic);
                 Some((Epoch::generate(), 1, History::Redis(history)))
             }
             _ => None,

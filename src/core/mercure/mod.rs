@@ -8,3 +8,6 @@
 
 pub(crate) mod selector;
 pub(crate) mod update;
+
+/// The hub's well-known path.
+pub(crate) const HUB_PATH: &str = "/.well-known/mercure";

@@ -55,6 +55,22 @@ impl std::fmt::Display for UpdateError {
     }
 }
 
+/// A new update id: `urn:uuid:` and a random (version 4) UUID.
+pub(crate) fn new_id() -> String {
+    let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 impl Update {
     /// Checks what the publisher chose.
     pub(crate) fn validate(&self) -> Result<(), UpdateError> {

@@ -9,13 +9,15 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderMap;
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::{self, AUTHORIZATION, COOKIE, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
 use crate::core::mercure::selector::Selector;
+use crate::http::body::ResponseBody;
 use crate::http::jwt::JWT_LEEWAY;
+use crate::http::responses::text;
 
 /// The cookie a browser sends its token in.
 pub(crate) const COOKIE_NAME: &str = "mercureAuthorization";
@@ -186,6 +188,23 @@ impl MercureConfig {
                 .map(|s| UNIX_EPOCH + Duration::from_secs(s) + JWT_LEEWAY),
         }))
     }
+}
+
+/// The query's pairs, decoded.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// `401` with the reason.
+pub(crate) fn unauthorized(e: TokenError) -> Response<ResponseBody> {
+    let mut res = text(StatusCode::UNAUTHORIZED, e.reason());
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"mercure\""),
+    );
+    res
 }
 
 #[cfg(test)]

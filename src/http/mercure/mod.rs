@@ -6,6 +6,7 @@
 //! | file | concern |
 //! |---|---|
 //! | `auth.rs` | tokens: where they are found, what they grant |
+//! | `decoded.rs` | stored updates decoded once for all subscribers |
 //! | `publish.rs` | `POST`: a form-encoded update |
 //! | `subscribe.rs` | `GET`: the updates a subscriber's selectors match |
 //! | `subscriptions.rs` | subscription events and the subscriptions API |
@@ -14,6 +15,7 @@
 //! whichever store the hub has.
 
 pub(crate) mod auth;
+pub(crate) mod decoded;
 mod publish;
 pub(crate) mod subscribe;
 pub(crate) mod subscriptions;
@@ -23,6 +25,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 
 pub use self::auth::MercureConfig;
+use self::auth::{query_pairs, unauthorized};
 use crate::http::body::ResponseBody;
 use crate::http::future::ResponseFuture;
 use crate::http::responses::{not_allowed, text};
@@ -30,8 +33,7 @@ use crate::http::service::SseService;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The hub's path.
-pub(crate) const BASE: &str = "/.well-known/mercure";
+use crate::core::mercure::HUB_PATH as BASE;
 
 const ALLOW: &str = "GET, HEAD, POST, OPTIONS";
 
@@ -124,22 +126,5 @@ fn preflight(service: &SseService) -> Response<ResponseBody> {
             HeaderValue::from_static("86400"),
         );
     }
-    res
-}
-
-/// The query's pairs, decoded.
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-/// `401` with the reason.
-fn unauthorized(e: auth::TokenError) -> Response<ResponseBody> {
-    let mut res = text(StatusCode::UNAUTHORIZED, e.reason());
-    res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"mercure\""),
-    );
     res
 }

@@ -6,11 +6,10 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 
-use crate::core::mercure::update::Update;
+use crate::core::mercure::update::{Update, new_id};
 use crate::http::body::ResponseBody;
 use crate::http::future::ResponseFuture;
-use crate::http::mercure::auth::{MercureConfig, TokenError};
-use crate::http::mercure::{query_pairs, unauthorized};
+use crate::http::mercure::auth::{MercureConfig, TokenError, query_pairs, unauthorized};
 use crate::http::request_body;
 use crate::http::responses::{Attempt, hub_error, text};
 use crate::http::service::SseService;
@@ -118,25 +117,9 @@ fn parse(body: &[u8]) -> Result<Update, &'static str> {
         }
     }
     if update.id.is_empty() {
-        update.id = format!("urn:uuid:{}", uuid_v4());
+        update.id = new_id();
     }
     Ok(update)
-}
-
-/// A random (version 4) UUID.
-pub(super) fn uuid_v4() -> String {
-    let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 #[cfg(test)]

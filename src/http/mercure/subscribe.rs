@@ -7,17 +7,14 @@
 //! it may see: one of their topics matches one of its selectors, and, for
 //! a private update, one of their topics matches a selector of its token's
 //! `mercure.subscribe`. Each stored update is decoded once for all
-//! subscribers ([`Decoded`], in a bounded cache), and its matches against
-//! each template selector are computed once per update, however many
-//! subscribers share the selector.
+//! subscribers (see `decoded.rs`).
 //!
 //! The stream ends when the history can no longer give this subscriber
 //! every update (it fell behind what the hub keeps): the client reconnects
 //! with the last id it got and resumes from there. It also ends when its
 //! token expires (`exp`).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -26,90 +23,16 @@ use http_body_util::BodyExt;
 
 use crate::core::event::frame_parts;
 use crate::core::mercure::selector::Selector;
-use crate::core::mercure::update::Update;
 use crate::http::body::ResponseBody;
 use crate::http::future::ResponseFuture;
-use crate::http::mercure::auth::{Grant, MercureConfig};
-use crate::http::mercure::{query_pairs, unauthorized};
+use crate::http::mercure::auth::{Grant, MercureConfig, TokenError, query_pairs, unauthorized};
+use crate::http::mercure::decoded::{DecodeCache, Decoded};
 use crate::http::responses::{Attempt, hub_error, stream_headers, text};
 use crate::http::service::SseService;
 use crate::hub::mercure::{EVENT_TYPE, Resume};
 
 /// The most `topic` selectors one subscription may have.
 const MAX_SELECTORS: usize = 64;
-
-/// Updates kept decoded for the subscribers that read them next.
-const CACHE: usize = 4096;
-
-/// A stored update, decoded once for every subscriber.
-pub(crate) struct Decoded {
-    update: Update,
-    frame: Bytes,
-    /// Whether a template selector matches one of the topics, by
-    /// selector: computed once per update.
-    matches: Mutex<HashMap<Box<str>, bool>>,
-}
-
-impl Decoded {
-    fn new(update: Update) -> Self {
-        Decoded {
-            frame: update.frame(),
-            update,
-            matches: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether one of `selectors` matches one of the update's topics.
-    fn matches_any(&self, selectors: &[Selector]) -> bool {
-        selectors.iter().any(|s| {
-            if !s.is_pattern() {
-                return self.update.topics.iter().any(|t| s.matches(t));
-            }
-            let mut memo = self.matches.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(&m) = memo.get(s.as_str()) {
-                return m;
-            }
-            let m = self.update.topics.iter().any(|t| s.matches(t));
-            memo.insert(s.as_str().into(), m);
-            m
-        })
-    }
-}
-
-/// The updates decoded lately, by their native id (`epoch-seq`).
-#[derive(Default)]
-pub(crate) struct DecodeCache(Mutex<Recent>);
-
-/// Decoded updates by native id, and their ids oldest first.
-#[derive(Default)]
-struct Recent {
-    by_id: HashMap<Bytes, Arc<Decoded>>,
-    order: VecDeque<Bytes>,
-}
-
-impl DecodeCache {
-    /// The update of the event with native id `id` and JSON `data`.
-    fn get(&self, id: &Bytes, data: &[u8]) -> Option<Arc<Decoded>> {
-        if let Some(d) = self.lock().by_id.get(id) {
-            return Some(d.clone());
-        }
-        let decoded = Arc::new(Decoded::new(Update::from_json(data)?));
-        let mut recent = self.lock();
-        if recent.by_id.insert(id.clone(), decoded.clone()).is_none() {
-            recent.order.push_back(id.clone());
-            while recent.order.len() > CACHE {
-                if let Some(old) = recent.order.pop_front() {
-                    recent.by_id.remove(&old);
-                }
-            }
-        }
-        Some(decoded)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 /// Who reads, and what.
 struct Reader {
@@ -200,7 +123,7 @@ pub(super) fn subscribe<B>(
         Err(e) => return ResponseFuture::ready(unauthorized(e)),
     };
     if grant.is_none() && !mercure.allows_anonymous() {
-        return ResponseFuture::ready(unauthorized(super::auth::TokenError::Missing));
+        return ResponseFuture::ready(unauthorized(TokenError::Missing));
     }
     let mut selectors = Vec::new();
     for (k, v) in &query {
@@ -255,7 +178,7 @@ pub(super) fn subscribe<B>(
     ResponseFuture::boxed(async move {
         let expires_at = grant.as_ref().and_then(|g| g.expires_at);
         if expires_at.is_some_and(|at| at <= std::time::SystemTime::now()) {
-            return unauthorized(super::auth::TokenError::Invalid);
+            return unauthorized(TokenError::Invalid);
         }
         let started = match hub.subscribe_mercure(&resume, expires_at).await {
             Ok(s) => s,

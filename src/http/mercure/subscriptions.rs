@@ -15,9 +15,9 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::core::mercure::update::Update;
+use crate::core::mercure::HUB_PATH as BASE;
+use crate::core::mercure::update::{Update, new_id};
 use crate::http::body::ResponseBody;
-use crate::http::mercure::BASE;
 use crate::http::mercure::auth::Grant;
 use crate::http::responses::text;
 use crate::hub::Hub;
@@ -75,7 +75,7 @@ impl Subscription {
     /// The private update that announces it.
     fn update(&self, active: bool) -> Update {
         Update {
-            id: format!("urn:uuid:{}", super::publish::uuid_v4()),
+            id: new_id(),
             topics: vec![id_of(&self.topic, &self.subscriber)],
             private: true,
             event_type: None,
@@ -101,7 +101,7 @@ impl Active {
         topics: &[String],
         grant: Option<&Grant>,
     ) -> Open {
-        let subscriber = format!("urn:uuid:{}", super::publish::uuid_v4());
+        let subscriber = new_id();
         let payload = grant.and_then(|g| g.payload.clone());
         let subs: Vec<Subscription> = topics
             .iter()

@@ -128,12 +128,7 @@ impl State {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub(super) use crate::core::now_ms;
 
 /// What kind of trouble an engine error is.
 pub(super) fn kind_of(e: &fjall::Error) -> ErrorKind {

@@ -32,8 +32,10 @@
 //! Durable Streams (`ds:` topics) keep their own keys and rules: see
 //! `streams.rs`. The reader follows their messages too.
 
+mod keys;
 mod streams;
 
+use self::keys::{corrupt, key_of};
 pub(crate) use self::streams::History;
 
 use std::collections::HashMap;
@@ -199,13 +201,9 @@ struct Inner {
     /// `CLIENT ID` of the reader's connection, to interrupt its `XREAD`.
     reader_id: Mutex<Option<i64>>,
     /// The hub the reader reports to, once attached.
-    sink: Mutex<Option<Arc<dyn Sink>>>,
-    /// The most bytes of messages a Durable Stream keeps (0: no bound).
-    stream_bytes: std::sync::atomic::AtomicUsize,
-    /// The Durable Streams this node writes (their workers).
-    slots: Mutex<HashMap<Box<str>, streams::Slot>>,
-    /// The Durable Streams this node follows.
-    ds_follow: Mutex<HashMap<Box<str>, streams::Followed>>,
+    sink: Arc<Mutex<Option<Arc<dyn Sink>>>>,
+    /// The Durable Streams of this node.
+    streams: streams::Streams,
 }
 
 struct Followed {
@@ -221,14 +219,6 @@ impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
         StoreError::with_source(ErrorKind::Unavailable, "redis", e)
     }
-}
-
-fn corrupt(what: String) -> StoreError {
-    StoreError::new(ErrorKind::Corrupt, format!("redis: {what}"))
-}
-
-fn key_of(topic: &str, what: &str) -> String {
-    format!("ssehub:{{{topic}}}:{what}")
 }
 
 impl RedisStore {
@@ -247,6 +237,8 @@ impl RedisStore {
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_connection_timeout(Some(COMMAND_TIMEOUT));
         let commands = client.get_connection_manager_with_config(config).await?;
+        let sink = Arc::new(Mutex::new(None));
+        let streams = streams::Streams::new(commands.clone(), sink.clone());
         let inner = Arc::new(Inner {
             client,
             commands,
@@ -255,10 +247,8 @@ impl RedisStore {
             maxlen: std::sync::atomic::AtomicUsize::new(1024),
             follow: Mutex::new(HashMap::new()),
             reader_id: Mutex::new(None),
-            sink: Mutex::new(None),
-            stream_bytes: std::sync::atomic::AtomicUsize::new(0),
-            slots: Mutex::new(HashMap::new()),
-            ds_follow: Mutex::new(HashMap::new()),
+            sink,
+            streams,
         });
         tokio::spawn(reader(Arc::downgrade(&inner)));
         Ok(RedisStore { inner })
@@ -275,9 +265,7 @@ impl RedisStore {
         self.inner
             .maxlen
             .store(events.max(1), std::sync::atomic::Ordering::Relaxed);
-        self.inner
-            .stream_bytes
-            .store(stream_bytes, std::sync::atomic::Ordering::Relaxed);
+        self.inner.streams.set_stream_bytes(stream_bytes);
     }
 
     /// Appends events to `topic`; returns the epoch and the first sequence
@@ -389,6 +377,55 @@ impl RedisStore {
         self.wake_reader();
     }
 
+    /// Queues a write of `topic`'s Durable Stream (see `streams.rs`).
+    pub(crate) fn send_stream(
+        &self,
+        topic: &str,
+        op: crate::store::StreamOp,
+        deliver: crate::store::StreamDeliver,
+    ) -> Result<crate::store::StreamAnswer, StoreError> {
+        self.inner.streams.send(topic, op, deliver)
+    }
+
+    /// Loads `topic`'s Durable Stream with up to `tail` newest messages.
+    pub(crate) async fn load_stream(
+        &self,
+        topic: &str,
+        tail: usize,
+    ) -> Result<Option<crate::store::LoadedStream>, StoreError> {
+        self.inner.streams.load_stream(topic, tail).await
+    }
+
+    /// Follows `topic`'s Durable Stream `generation` after message `last`.
+    pub(crate) fn follow_stream(&self, topic: &str, generation: u64, last: u64, closed: bool) {
+        self.inner
+            .streams
+            .follow_stream(topic, generation, last, closed);
+        self.wake_reader();
+    }
+
+    /// Brings this node's ring of `topic`'s Durable Stream up to Redis.
+    pub(crate) async fn catch_up(&self, topic: &str) -> Result<(), StoreError> {
+        self.inner.streams.catch_up(topic).await
+    }
+
+    /// The generation and last position of `topic`'s Durable Stream.
+    pub(crate) async fn stream_head(&self, topic: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        self.inner.streams.stream_head(topic).await
+    }
+
+    /// A use of `topic`'s Durable Stream with a sliding TTL.
+    pub(crate) fn touch_stream(&self, topic: &str, generation: u64, ttl_secs: u64, now_ms: u64) {
+        self.inner
+            .streams
+            .touch_stream(topic, generation, ttl_secs, now_ms);
+    }
+
+    /// The messages of `topic`'s Durable Stream older than the ring.
+    pub(crate) fn history(&self, topic: &str) -> History {
+        History::new(self.inner.streams.clone(), topic)
+    }
+
     /// Stops following `topic`.
     pub(crate) fn unfollow(&self, topic: &str) {
         self.inner
@@ -396,7 +433,7 @@ impl RedisStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(topic);
-        self.inner.ds_follow().remove(topic);
+        self.inner.streams.unfollow(topic);
     }
 
     /// Interrupts the reader's `XREAD` so it sees a new topic now.
@@ -516,7 +553,7 @@ async fn follow_loop(
             if !known.is_empty() {
                 to_prime.extend(verify(&inner, conn, known).await?);
             }
-            streams::verify(&inner, conn).await?;
+            streams::verify(&inner.streams, conn).await?;
         }
         for name in to_prime {
             // One topic's trouble (a key someone else wrote) must not stall
@@ -536,7 +573,7 @@ async fn follow_loop(
                 .filter_map(|(n, f)| f.epoch.map(|e| (n.clone(), e, f.cursor.clone())))
                 .collect()
         };
-        let ds_reading = streams::reading(&inner);
+        let ds_reading = streams::reading(&inner.streams);
         // Do not keep the store alive while blocked.
         drop(inner);
         if reading.is_empty() && ds_reading.is_empty() {
@@ -573,7 +610,7 @@ async fn follow_loop(
         };
         match reply {
             Some(reply) => {
-                streams::ingest(&inner, &ds_reading, &reply);
+                streams::ingest(&inner.streams, &ds_reading, &reply);
                 ingest(&inner, &reading, reply);
             }
             // A quiet block, or a wake-up for a new topic: check histories.

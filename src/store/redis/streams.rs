@@ -54,10 +54,13 @@ use redis::streams::StreamReadReply;
 use redis::{Script, Value};
 use tokio::sync::oneshot;
 
-use super::{Inner, RedisStore, corrupt, key_of};
+use redis::aio::ConnectionManager;
+
+use super::keys::{corrupt, key_of};
 use crate::core::TopicName;
 use crate::core::durable::meta::{Expiry, Verdict};
 use crate::core::durable::{StreamMeta, path, record};
+use crate::store::Sink;
 use crate::store::{
     ErrorKind, LoadedStream, StoreError, StreamAnswer, StreamChange, StreamDeliver, StreamDone,
     StreamOp,
@@ -437,10 +440,66 @@ enum Ran {
     Conflict,
 }
 
-impl RedisStore {
+/// The Durable Streams of one node: its workers, the streams it follows,
+/// and its connection for commands. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Streams(Arc<Shared>);
+
+struct Shared {
+    commands: ConnectionManager,
+    /// The hub the store reports to (shared with the store).
+    sink: Arc<std::sync::Mutex<Option<Arc<dyn Sink>>>>,
+    /// The most bytes of messages a stream keeps (0: no bound).
+    stream_bytes: std::sync::atomic::AtomicUsize,
+    /// The streams this node writes (their workers).
+    slots: std::sync::Mutex<HashMap<Box<str>, Slot>>,
+    /// The streams this node follows.
+    follow: std::sync::Mutex<HashMap<Box<str>, Followed>>,
+}
+
+impl Streams {
+    pub(super) fn new(
+        commands: ConnectionManager,
+        sink: Arc<std::sync::Mutex<Option<Arc<dyn Sink>>>>,
+    ) -> Self {
+        Streams(Arc::new(Shared {
+            commands,
+            sink,
+            stream_bytes: std::sync::atomic::AtomicUsize::new(0),
+            slots: Default::default(),
+            follow: Default::default(),
+        }))
+    }
+
+    /// Streams keep at most `bytes` bytes of messages (0: no bound).
+    pub(super) fn set_stream_bytes(&self, bytes: usize) {
+        self.0.stream_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    fn sink(&self) -> Option<Arc<dyn Sink>> {
+        self.0
+            .sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Slot>> {
+        self.0.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn follow(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Followed>> {
+        self.0.follow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops following `topic`.
+    pub(super) fn unfollow(&self, topic: &str) {
+        self.follow().remove(topic);
+    }
+
     /// Queues a write of `topic`'s stream for its worker (see the module
     /// documentation); the answer comes once it is in Redis.
-    pub(crate) fn send_stream(
+    pub(super) fn send(
         &self,
         topic: &str,
         op: StreamOp,
@@ -450,7 +509,7 @@ impl RedisStore {
             .map_err(|_| StoreError::new(ErrorKind::Unavailable, "no runtime for redis"))?;
         let (reply, answer) = oneshot::channel();
         let start = {
-            let mut slots = self.inner.slots();
+            let mut slots = self.slots();
             let slot = slots.entry(topic.into()).or_default();
             slot.queue.push_back(Pending { op, deliver, reply });
             !std::mem::replace(&mut slot.busy, true)
@@ -465,7 +524,7 @@ impl RedisStore {
     async fn work(self, topic: Box<str>) {
         loop {
             let (batch, copy) = {
-                let mut slots = self.inner.slots();
+                let mut slots = self.slots();
                 let Some(slot) = slots.get_mut(&topic) else {
                     return;
                 };
@@ -488,7 +547,7 @@ impl RedisStore {
                 (batch, slot.copy.take())
             };
             let copy = self.write_batch(&topic, batch, copy).await;
-            if let Some(slot) = self.inner.slots().get_mut(&topic) {
+            if let Some(slot) = self.slots().get_mut(&topic) {
                 slot.copy = copy;
             }
         }
@@ -536,7 +595,7 @@ impl RedisStore {
                             // The bound dropped the oldest messages.
                             c.first = first;
                             let generation = c.meta.generations.own;
-                            if let Some(sink) = self.inner.sink() {
+                            if let Some(sink) = self.sink() {
                                 sink.stream_changed(
                                     topic,
                                     generation,
@@ -548,8 +607,7 @@ impl RedisStore {
                     if let (Some((0, true)), Some(parent)) = (parent, &plan.released) {
                         // The last fork of a hidden stream: it goes too
                         // (its worker decides, on its own copy).
-                        let _ =
-                            self.send_stream(parent.as_str(), StreamOp::Delete, Box::new(|_| {}));
+                        let _ = self.send(parent.as_str(), StreamOp::Delete, Box::new(|_| {}));
                     }
                     finish(batch, done);
                     return Some(scratch);
@@ -597,7 +655,7 @@ impl RedisStore {
                     .map(|e| e.1.as_ref().map_or(0, Bytes::len))
                     .sum::<usize>(),
             )
-            .arg(self.inner.stream_bytes.load(Ordering::Relaxed));
+            .arg(self.0.stream_bytes.load(Ordering::Relaxed));
         let set: Vec<_> = plan
             .fields
             .iter()
@@ -623,7 +681,7 @@ impl RedisStore {
                 .arg(data.as_deref().unwrap_or(b""))
                 .arg(if *close { "1" } else { "" });
         }
-        let mut conn = self.inner.commands.clone();
+        let mut conn = self.0.commands.clone();
         let reply: Vec<Value> = inv.invoke_async(&mut conn).await?;
         let int = |v: Option<&Value>| match v {
             Some(Value::Int(i)) => Some(*i),
@@ -650,7 +708,7 @@ impl RedisStore {
         topic: &str,
         tail: usize,
     ) -> Result<Option<(Copy, Vec<(String, Entry)>)>, StoreError> {
-        let mut conn = self.inner.commands.clone();
+        let mut conn = self.0.commands.clone();
         let reply: Vec<Value> = LOAD_SCRIPT
             .key(hash_key(topic))
             .arg(tail)
@@ -667,7 +725,7 @@ impl RedisStore {
         let num = |name: &str| -> Option<u64> {
             std::str::from_utf8(fields.get(name)?).ok()?.parse().ok()
         };
-        let now = crate::hub::durable::now_ms();
+        let now = crate::core::now_ms();
         let mut meta = fields
             .get("meta")
             .and_then(|m| record::decode_stream(m, now))
@@ -706,7 +764,7 @@ impl RedisStore {
 
     /// Loads `topic`'s stream for the hub: its metadata and up to `tail`
     /// newest messages; from then on this node follows it.
-    pub(crate) async fn load_stream(
+    pub(super) async fn load_stream(
         &self,
         topic: &str,
         tail: usize,
@@ -743,23 +801,22 @@ impl RedisStore {
     }
 
     /// Follows the messages of `topic`'s stream `generation` after message
-    /// `last` (and its close, if `closed`).
-    pub(crate) fn follow_stream(&self, topic: &str, generation: u64, last: u64, closed: bool) {
-        self.inner.ds_follow().insert(
+    /// `last` (and its close, if `closed`), from the reader's next round.
+    pub(super) fn follow_stream(&self, topic: &str, generation: u64, last: u64, closed: bool) {
+        self.follow().insert(
             topic.into(),
             Followed {
                 generation,
                 cursor: entry_id(last, !closed),
             },
         );
-        self.wake_reader();
     }
 
     /// Brings this node's ring of `topic`'s stream up to Redis: the
     /// messages (and close) after the ring's last, if it is the same
     /// incarnation.
-    pub(crate) async fn catch_up(&self, topic: &str) -> Result<(), StoreError> {
-        let Some(sink) = self.inner.sink() else {
+    pub(super) async fn catch_up(&self, topic: &str) -> Result<(), StoreError> {
+        let Some(sink) = self.sink() else {
             return Ok(());
         };
         let Some((generation, after)) = sink.stream_tail(topic) else {
@@ -768,7 +825,7 @@ impl RedisStore {
         let key = messages_key(topic, generation);
         let mut start = format!("({}", entry_id(after, true));
         loop {
-            let mut conn = self.inner.commands.clone();
+            let mut conn = self.0.commands.clone();
             let reply: Value = redis::cmd("XRANGE")
                 .arg(&key)
                 .arg(&start)
@@ -793,8 +850,8 @@ impl RedisStore {
 
     /// Where Redis's copy of `topic`'s stream stands: its generation and
     /// last position; `None` if it has none.
-    pub(crate) async fn stream_head(&self, topic: &str) -> Result<Option<(u64, u64)>, StoreError> {
-        let mut conn = self.inner.commands.clone();
+    pub(super) async fn stream_head(&self, topic: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let mut conn = self.0.commands.clone();
         let (g, n): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
             .arg(hash_key(topic))
             .arg("g")
@@ -806,7 +863,7 @@ impl RedisStore {
 
     /// Reads messages `from` on of `topic`'s stream `generation`: at most
     /// `max`, and (unless the first alone is larger) `max_bytes`.
-    pub(crate) async fn read_messages(
+    pub(super) async fn read_messages(
         &self,
         topic: &str,
         generation: u64,
@@ -814,7 +871,7 @@ impl RedisStore {
         max: usize,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>, StoreError> {
-        let mut conn = self.inner.commands.clone();
+        let mut conn = self.0.commands.clone();
         let reply: Value = redis::cmd("XRANGE")
             .arg(messages_key(topic, generation))
             .arg(entry_id(from, true))
@@ -841,9 +898,9 @@ impl RedisStore {
 
     /// Renews a stream's sliding TTL in Redis (at most once a second per
     /// stream per node; not waiting for it).
-    pub(crate) fn touch_stream(&self, topic: &str, generation: u64, ttl_secs: u64, now_ms: u64) {
+    pub(super) fn touch_stream(&self, topic: &str, generation: u64, ttl_secs: u64, now_ms: u64) {
         {
-            let mut slots = self.inner.slots();
+            let mut slots = self.slots();
             let slot = slots.entry(topic.into()).or_default();
             if now_ms.saturating_sub(slot.touched_ms) < TOUCH_EVERY_MS {
                 return;
@@ -853,7 +910,7 @@ impl RedisStore {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let mut conn = self.inner.commands.clone();
+        let mut conn = self.0.commands.clone();
         let (hash, messages) = (hash_key(topic), messages_key(topic, generation));
         let keep = ttl_secs
             .saturating_mul(1000)
@@ -960,18 +1017,6 @@ pub(super) fn entry_of(id: &str, fields: Vec<(Vec<u8>, Vec<u8>)>) -> Option<Entr
     }
 }
 
-impl Inner {
-    pub(super) fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Slot>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(super) fn ds_follow(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Followed>> {
-        self.ds_follow
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// Whether `topic` holds a Durable Stream (followed by the stream reader).
 pub(super) fn is_stream(topic: &str) -> bool {
     path::is_stream_topic(topic)
@@ -986,9 +1031,9 @@ pub(super) struct Reading {
 }
 
 /// The streams to read, with their cursors.
-pub(super) fn reading(inner: &Inner) -> Vec<Reading> {
-    inner
-        .ds_follow()
+pub(super) fn reading(streams: &Streams) -> Vec<Reading> {
+    streams
+        .follow()
         .iter()
         .map(|(topic, f)| Reading {
             topic: topic.clone(),
@@ -1000,8 +1045,8 @@ pub(super) fn reading(inner: &Inner) -> Vec<Reading> {
 }
 
 /// Hands the entries an `XREAD` got for followed streams to the hub.
-pub(super) fn ingest(inner: &Inner, reading: &[Reading], reply: &StreamReadReply) {
-    let Some(sink) = inner.sink() else {
+pub(super) fn ingest(streams: &Streams, reading: &[Reading], reply: &StreamReadReply) {
+    let Some(sink) = streams.sink() else {
         return;
     };
     for stream in &reply.keys {
@@ -1018,7 +1063,7 @@ pub(super) fn ingest(inner: &Inner, reading: &[Reading], reply: &StreamReadReply
             entries.extend(entry_of(&e.id, fields));
         }
         if let Some(last) = stream.ids.last()
-            && let Some(f) = inner.ds_follow().get_mut(&r.topic)
+            && let Some(f) = streams.follow().get_mut(&r.topic)
             && f.generation == r.generation
         {
             f.cursor = last.id.clone();
@@ -1033,11 +1078,11 @@ pub(super) fn ingest(inner: &Inner, reading: &[Reading], reply: &StreamReadReply
 /// this node loaded: tells the hub of those deleted or created again (and
 /// stops following them), hidden, or used on other nodes.
 pub(super) async fn verify(
-    inner: &Arc<Inner>,
+    streams: &Streams,
     conn: &mut redis::aio::MultiplexedConnection,
 ) -> Result<(), StoreError> {
-    let followed: Vec<(Box<str>, u64)> = inner
-        .ds_follow()
+    let followed: Vec<(Box<str>, u64)> = streams
+        .follow()
         .iter()
         .map(|(t, f)| (t.clone(), f.generation))
         .collect();
@@ -1055,13 +1100,13 @@ pub(super) async fn verify(
     }
     type State = (Option<u64>, Option<u64>, Option<u64>, Option<u64>);
     let states: Vec<State> = pipe.query_async(conn).await?;
-    let Some(sink) = inner.sink() else {
+    let Some(sink) = streams.sink() else {
         return Ok(());
     };
     for ((topic, generation), (g, hidden, touched, first)) in followed.into_iter().zip(states) {
         if g != Some(generation) {
             {
-                let mut follow = inner.ds_follow();
+                let mut follow = streams.follow();
                 if follow
                     .get(&topic)
                     .is_some_and(|f| f.generation == generation)
@@ -1071,7 +1116,7 @@ pub(super) async fn verify(
             }
             {
                 // Its worker's copy is stale too: the map stays bounded.
-                let mut slots = inner.slots();
+                let mut slots = streams.slots();
                 if slots.get(&topic).is_some_and(|s| !s.busy) {
                     slots.remove(&topic);
                 }
@@ -1095,7 +1140,7 @@ pub(super) async fn verify(
 /// A Durable Stream's messages in Redis, read when older than the ring.
 #[derive(Clone)]
 pub(crate) struct History {
-    store: RedisStore,
+    streams: Streams,
     topic: Arc<str>,
     first: Arc<AtomicU64>,
 }
@@ -1109,9 +1154,9 @@ impl std::fmt::Debug for History {
 }
 
 impl History {
-    pub(crate) fn new(store: RedisStore, topic: &str) -> Self {
+    pub(super) fn new(streams: Streams, topic: &str) -> Self {
         History {
-            store,
+            streams,
             topic: topic.into(),
             first: Arc::new(AtomicU64::new(1)),
         }
@@ -1132,7 +1177,7 @@ impl History {
         max: usize,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>, StoreError> {
-        self.store
+        self.streams
             .read_messages(&self.topic, generation, from, max, max_bytes)
             .await
     }
