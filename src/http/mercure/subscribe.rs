@@ -167,6 +167,13 @@ pub(super) fn subscribe<B>(
         Some("earliest") => Resume::Earliest,
         Some(id) => Resume::After(id.to_owned()),
     };
+    if req.method() == http::Method::HEAD {
+        // What a `GET` would answer, without opening a subscription (or
+        // announcing one).
+        let mut res = Response::new(ResponseBody::empty());
+        stream_headers(res.headers_mut());
+        return ResponseFuture::ready(res);
+    }
     let hub = service.hub.clone();
     let cache = service.shared.mercure_cache.clone();
     let active = mercure
