@@ -883,3 +883,46 @@ async fn a_large_multi_line_update_arrives_whole() {
     assert_eq!(data_lines, 4001);
     server.stop().await;
 }
+
+/// A token is valid only signed with the hub's key in HS256 and within
+/// its time: not after `exp`, not before `nbf` (RFC 7519 §4.1.5, which
+/// ssehub's own JWTs check too).
+#[tokio::test]
+async fn tokens_unsigned_of_another_algorithm_or_not_yet_valid_are_refused() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let server = server(false).await;
+    let addr = server.addr;
+    let claims = json!({"mercure": {"publish": ["*"], "subscribe": ["*"]}});
+    let b64 = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims)
+    );
+    let hs512 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(crate::common::KEY.as_bytes()),
+    )
+    .unwrap();
+    let mut later = claims.clone();
+    later["nbf"] = json!(crate::common::now() + 3600);
+    let not_yet = token(&later);
+    for (what, t) in [
+        ("alg none", unsigned.as_str()),
+        ("HS512", hs512.as_str()),
+        ("nbf in an hour", not_yet.as_str()),
+    ] {
+        let (status, _, body) = post(addr, Some(t), &[("topic", &book(1))]).await;
+        assert_eq!(status, 401, "publishing with {what}: {body}");
+        let c = subscribe(addr, &[&book(1)], Some(t), &[]).await;
+        assert_eq!(c.status, 401, "subscribing with {what}");
+    }
+    // The same claims, signed right and already valid.
+    let mut now = claims.clone();
+    now["nbf"] = json!(crate::common::now() - 10);
+    let (status, _, body) = post(addr, Some(&token(&now)), &[("topic", &book(1))]).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
