@@ -152,3 +152,137 @@ async fn a_resume_beyond_the_ring_reads_the_disk() {
     check_beyond_the_ring(second.addr, topic, "after the restart").await;
     second.stop().await;
 }
+
+/// Through a chaos proxy (cuts mid-update, resets, stalls) and two
+/// `kill -9` restarts of the binary on its data directory, a subscriber
+/// that reconnects with the last Mercure id it got receives every
+/// acknowledged update of its topic exactly once, in order. The ring holds
+/// 64 updates: resumes after a restart read the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_chaos_and_kill_9_restarts_every_update_arrives_once() {
+    use std::time::Duration;
+
+    use crate::support::chaos::{Chaos, ChaosProxy};
+    use crate::support::resume_client::ResumingClient;
+    use crate::support::{STALL, until_progress};
+
+    const MIN_CUTS: u64 = 20;
+    const RESTARTS: u32 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--mercure-jwt-key",
+        KEY,
+        "--retry",
+        "100",
+        "--retry-jitter",
+        "0",
+        "--buffer",
+        "64",
+    ];
+    let topic = "https://example.com/restarts/1";
+    let mut server = Ssehub::start(dir.path(), &args).await;
+    let proxy = ChaosProxy::start(
+        server.addr,
+        Chaos {
+            hold_while_down: Some(Duration::from_secs(10)),
+            ..Chaos::flaky(0x0DD_BA11)
+        },
+    )
+    .await;
+    let t = crate::common::subscriber(&[]);
+    let path = crate::common::path(
+        &["https://example.com/restarts/{n}"],
+        &[("authorization", &t)],
+    );
+    let client = ResumingClient::spawn(proxy.addr, path, "end");
+    let log = client.log.clone();
+    let received = || log.lock().unwrap().events.len();
+
+    let mut tick = tokio::time::interval(Duration::from_millis(4));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut n, mut restarts, mut since_restart) = (0u64, 0u32, 0u64);
+    let end = loop {
+        tick.tick().await;
+        n += 1;
+        since_restart += 1;
+        assert!(
+            n < 60_000,
+            "{n} updates: {} cuts, {restarts} restarts, {} received",
+            proxy.stats.cuts(),
+            received()
+        );
+        let done = restarts == RESTARTS && proxy.stats.cuts() >= MIN_CUTS && received() > 0;
+        let data = if done {
+            "end".to_owned()
+        } else {
+            n.to_string()
+        };
+        let (status, _, body) = post(
+            server.addr,
+            Some(&publisher()),
+            &[
+                ("topic", topic),
+                ("id", &format!("urn:rs:{n}")),
+                ("data", &data),
+            ],
+        )
+        .await;
+        assert_eq!((status, body), (200, format!("urn:rs:{n}")));
+        if done {
+            break n;
+        }
+        if restarts < RESTARTS && since_restart >= 300 && received() > 0 {
+            server.kill().await;
+            server = Ssehub::start(dir.path(), &args).await;
+            proxy.set_upstream(server.addr);
+            restarts += 1;
+            since_restart = 0;
+        }
+    };
+    until_progress("the client reaches the end", STALL, || {
+        (client.is_done(), received())
+    })
+    .await;
+
+    {
+        let log = client.log.lock().unwrap();
+        assert!(log.resyncs.is_empty(), "{:?}", log.resyncs);
+        let got: Vec<(&str, &str)> = log
+            .events
+            .iter()
+            .map(|e| (e.last_event_id.as_str(), e.data.as_str()))
+            .collect();
+        let first: u64 = got[0].0.strip_prefix("urn:rs:").unwrap().parse().unwrap();
+        let want: Vec<(String, String)> = (first..=end)
+            .map(|i| {
+                let data = if i == end {
+                    "end".to_owned()
+                } else {
+                    i.to_string()
+                };
+                (format!("urn:rs:{i}"), data)
+            })
+            .collect();
+        let want: Vec<(&str, &str)> = want.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        if got != want {
+            let firstdiff = got.iter().zip(&want).position(|(a, b)| a != b);
+            panic!(
+                "{} received, {} wanted; first difference at {firstdiff:?}: {:?} / {:?}",
+                got.len(),
+                want.len(),
+                firstdiff.map(|i| &got[i..(i + 3).min(got.len())]),
+                firstdiff.map(|i| &want[i..(i + 3).min(want.len())]),
+            );
+        }
+        println!(
+            "{} updates from {first} to {end}, {} connections, {} cuts, {restarts} restarts",
+            got.len(),
+            proxy
+                .stats
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+            proxy.stats.cuts()
+        );
+    }
+    server.stop().await;
+}
