@@ -236,3 +236,128 @@ async fn a_resume_beyond_the_ring_gets_somewhere() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Two nodes behind one chaos proxy that sends each new connection to one
+/// node or the other (a load balancer), updates published on both in
+/// turn: a subscriber reconnecting with the last Mercure id it got, now to
+/// one node, now to the other, receives every update exactly once, in
+/// order. The rings hold the whole run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_moving_between_nodes_through_chaos_gets_every_update_once() {
+    use std::time::Duration;
+
+    use crate::support::chaos::{Chaos, ChaosProxy};
+    use crate::support::resume_client::ResumingClient;
+    use crate::support::{STALL, until_progress};
+
+    const MIN_CUTS: u64 = 20;
+    let redis = Redis::start(false);
+    let url = redis.url();
+    let args = [
+        "--redis",
+        &url,
+        "--mercure-jwt-key",
+        KEY,
+        "--retry",
+        "100",
+        "--retry-jitter",
+        "0",
+        "--buffer",
+        "100000",
+    ];
+    let a = Ssehub::start_in_memory("mercure-redis-chaos-a", &args).await;
+    let b = Ssehub::start_in_memory("mercure-redis-chaos-b", &args).await;
+    let nodes = [a.addr, b.addr];
+    let proxy = ChaosProxy::start(a.addr, Chaos::flaky(0xB0_0B1E5)).await;
+    let t = crate::common::subscriber(&[]);
+    let path = crate::common::path(&["https://example.com/lb/{n}"], &[("authorization", &t)]);
+    let client = ResumingClient::spawn(proxy.addr, path, "end");
+    let log = client.log.clone();
+    let received = || log.lock().unwrap().events.len();
+    let token = publisher();
+
+    let mut tick = tokio::time::interval(Duration::from_millis(4));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut n, mut flips) = (0u64, 0u64);
+    let end = loop {
+        tick.tick().await;
+        n += 1;
+        assert!(
+            n < 60_000,
+            "{n} updates: {} cuts, {flips} flips, {} received",
+            proxy.stats.cuts(),
+            received()
+        );
+        let done = flips >= 6 && proxy.stats.cuts() >= MIN_CUTS && received() > 0;
+        let data = if done {
+            "end".to_owned()
+        } else {
+            n.to_string()
+        };
+        let on = nodes[(n % 2) as usize];
+        let (status, _, body) = post(
+            on,
+            Some(&token),
+            &[
+                ("topic", "https://example.com/lb/1"),
+                ("id", &format!("urn:lb:{n}")),
+                ("data", &data),
+            ],
+        )
+        .await;
+        assert_eq!((status, body), (200, format!("urn:lb:{n}")));
+        if done {
+            break n;
+        }
+        if n.is_multiple_of(150) {
+            flips += 1;
+            proxy.set_upstream(nodes[(flips % 2) as usize]);
+        }
+    };
+    until_progress("the client reaches the end", STALL, || {
+        (client.is_done(), received())
+    })
+    .await;
+    {
+        let log = client.log.lock().unwrap();
+        assert!(log.resyncs.is_empty(), "{:?}", log.resyncs);
+        let got: Vec<String> = log
+            .events
+            .iter()
+            .map(|e| format!("{} {}", e.last_event_id, e.data))
+            .collect();
+        let first: u64 = log.events[0]
+            .last_event_id
+            .strip_prefix("urn:lb:")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let want: Vec<String> = (first..=end)
+            .map(|i| {
+                let data = if i == end {
+                    "end".to_owned()
+                } else {
+                    i.to_string()
+                };
+                format!("urn:lb:{i} {data}")
+            })
+            .collect();
+        if got != want {
+            let at = got.iter().zip(&want).position(|(x, y)| x != y);
+            panic!(
+                "{} received, {} wanted; first difference at {at:?}: {:?} / {:?}",
+                got.len(),
+                want.len(),
+                at.map(|i| &got[i..(i + 3).min(got.len())]),
+                at.map(|i| &want[i..(i + 3).min(want.len())]),
+            );
+        }
+        println!(
+            "{} updates from {first} to {end}, {} cuts, {flips} flips",
+            got.len(),
+            proxy.stats.cuts()
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
