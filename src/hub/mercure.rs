@@ -25,6 +25,10 @@ use crate::hub::{EventStream, Hub, HubError};
 /// native API takes no events and no streams on `mercure:` topics.
 pub(crate) const UPDATES_TOPIC: &str = "mercure:updates";
 
+/// How long a subscription waits for this node to load the updates
+/// (Redis) before it starts anyway.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The event type of a stored update.
 pub(crate) const EVENT_TYPE: &str = "mercure";
 
@@ -135,6 +139,20 @@ impl Hub {
         Update::from_json(json).map(|u| u.id)
     }
 
+    /// Whether this node can send what follows `at` (else a resume from it
+    /// would only be told that history went on without it).
+    async fn serves_after(&self, at: &EventId) -> Result<bool, HubError> {
+        let topic = self.topic(&updates_topic())?;
+        if self.store().loads_topics() {
+            // Redis: once this node has loaded the topic up to `at`.
+            let _ = tokio::time::timeout(PATIENCE, topic.caught_up(Some(*at))).await;
+        }
+        let ring = topic.lock();
+        let in_ring = ring.oldest().unwrap_or(ring.next_seq());
+        let first = topic.durable_first().map_or(in_ring, |d| d.min(in_ring));
+        Ok(at.epoch() == ring.epoch() && at.seq() + 1 >= first)
+    }
+
     /// Opens the history of updates for a subscriber: from `resume`, ending
     /// at `expires_at` if given. An id history does not have starts with
     /// the oldest update kept (nothing is lost; the subscriber learns it
@@ -152,12 +170,16 @@ impl Hub {
             Resume::Live => (options, None),
             Resume::Earliest => (options.rewind(u64::MAX), None),
             Resume::After(id) => match self.mercure_position(id).await? {
-                Some(at) => (options.last_event_id(at.to_string()), Some(id.clone())),
-                None => (options.rewind(u64::MAX), None),
+                Some(at) if self.serves_after(&at).await? => {
+                    (options.last_event_id(at.to_string()), Some(id.clone()))
+                }
+                // Unknown, or older than this node can serve (a shared
+                // store's keys outlive its ring): from the oldest kept.
+                _ => (options.rewind(u64::MAX), None),
             },
         };
         let stream = self
-            .subscribe_ready_name(&updates_topic(), options, std::time::Duration::from_secs(2))
+            .subscribe_ready_name(&updates_topic(), options, PATIENCE)
             .await?;
         Ok(Started { stream, preceding })
     }

@@ -174,6 +174,7 @@ impl MercureConfig {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.required_spec_claims.clear();
         validation.leeway = JWT_LEEWAY.as_secs();
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         let data = jsonwebtoken::decode::<Claims>(token.as_ref(), &self.key, &validation)
             .map_err(|_| TokenError::Invalid)?;

@@ -152,9 +152,11 @@ pub(super) fn subscribe<B>(
         ));
     }
     // The header wins over the query parameter.
+    // (An empty header is no header, as `EventSource` never sends one.)
     let requested = req
         .headers()
         .get("last-event-id")
+        .filter(|v| !v.is_empty())
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .or_else(|| {
             query
