@@ -220,6 +220,19 @@ async fn an_id_already_in_history_is_409_and_dispatches_nothing() {
     )
     .await;
     assert_eq!(status, 409, "{body}");
+    // The very same update again (a retry): a conflict too, not a second
+    // `200` for what was published once.
+    let (status, _, body) = post(
+        addr,
+        Some(&publisher()),
+        &[
+            ("topic", &book(1)),
+            ("id", "urn:test:dup"),
+            ("data", "first"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 409, "the same update sent again: {body}");
     publish_one(addr, &book(1), "urn:test:after", "after").await;
     let got = events_through(&mut sub, "urn:test:after").await;
     let seen: Vec<_> = got
