@@ -328,6 +328,31 @@ fn every_flag_range_in_the_readme_is_the_one_the_binary_enforces() {
             rejected("", "must not be empty");
             continue;
         }
+        if range.starts_with("true or false") {
+            // A switch of the Mercure hub: it needs the hub's key.
+            let with_key = |value: &str| {
+                let arg = format!("{flag}={value}");
+                parse_only(&[&arg, "--mercure-jwt-key=k"], &[])
+            };
+            for v in ["true", "false", "1", "0", "yes", "no", "on", "off"] {
+                let out = with_key(v);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(out.status.success(), "{flag}={v}: {stderr}");
+            }
+            let out = with_key("maybe");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{flag}=maybe: {stderr}");
+            for part in [flag.as_str(), env.as_str(), "expected true or false"] {
+                assert!(stderr.contains(part), "{flag}=maybe: {part:?} in {stderr}");
+            }
+            let alone = parse_only(&[&format!("{flag}=true")], &[]);
+            assert_eq!(
+                alone.status.code(),
+                Some(2),
+                "{flag} needs --mercure-jwt-key"
+            );
+            continue;
+        }
         let Some((lo, hi)) = range.split_once(" to ") else {
             // `--listen` and `--cors-origin`: tests/server/binary.rs holds those.
             assert!(

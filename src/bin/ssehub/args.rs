@@ -126,12 +126,12 @@ pub(crate) struct ServeArgs {
 
     /// Let Mercure subscribers without a token receive public updates
     /// (without it they get `401`).
-    #[arg(long, env = "SSEHUB_MERCURE_ANONYMOUS", requires = "mercure_jwt_key", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "SSEHUB_MERCURE_ANONYMOUS", requires = "mercure_jwt_key", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = switch("SSEHUB_MERCURE_ANONYMOUS"))]
     pub(crate) mercure_anonymous: bool,
 
     /// Publish Mercure subscription events and serve the subscriptions API
     /// (`/.well-known/mercure/subscriptions`).
-    #[arg(long, env = "SSEHUB_MERCURE_SUBSCRIPTIONS", requires = "mercure_jwt_key", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "SSEHUB_MERCURE_SUBSCRIPTIONS", requires = "mercure_jwt_key", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = switch("SSEHUB_MERCURE_SUBSCRIPTIONS"))]
     pub(crate) mercure_subscriptions: bool,
 
     /// An origin allowed to read streams with credentials and to publish
@@ -245,6 +245,21 @@ fn grouped(n: u64) -> String {
 }
 
 /// Where the value may also come from, for error messages.
+/// A switch: `true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`); the
+/// flag alone is `true`.
+fn switch(
+    env: &'static str,
+) -> impl Fn(&str) -> Result<bool, String> + Clone + Send + Sync + 'static {
+    move |s| match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "expected true or false (also 1/0, yes/no, on/off){}",
+            also(Some(env))
+        )),
+    }
+}
+
 fn also(env: Option<&str>) -> String {
     env.map(|e| format!(" (flag or {e})")).unwrap_or_default()
 }
