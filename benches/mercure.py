@@ -2,7 +2,7 @@
 """ssehub's Mercure hub against its native API on the same load, side by
 side in one run (issue 17, "Measure").
 
-    python3 benches/mercure.py                        # 2 reps x 10 s, ~8 minutes
+    python3 benches/mercure.py                        # 2 reps x 10 s, ~3.5 minutes
     python3 benches/mercure.py --reps 1 --seconds 3 --quick   # a smoke test
     python3 benches/mercure.py --skip-build
 
@@ -154,9 +154,11 @@ def report(res):
                     c = r[mode].get("connections", r[mode].get("connected"))
                     connected.append(f"{layout}/{api}/{mode}: {c} streams, {r[mode]['failed']} failed")
     lines += ["", "Streams held per run: " + "; ".join(sorted(set(connected))) + "."]
-    loads = [r["load_before"]["loadavg"].split()[0] for lay in res["runs"].values() for rs in lay.values()
-             for r in rs]
-    lines.append(f"Machine load (1-min loadavg) at the start of each cell: {', '.join(loads)}.")
+    cells = sorted((r["load_before"]["at"], f"{layout}/{api} {r['load_before']['cpu_pressure_avg10']}%"
+                    f" -> {r['load_after']['cpu_pressure_avg10']}%")
+                   for layout, apis in res["runs"].items() for api, rs in apis.items() for r in rs)
+    lines.append("CPU pressure (`/proc/pressure/cpu` some avg10) at the start and end of each cell, in run "
+                 "order: " + "; ".join(f"{at} {c}" for at, c in cells) + ".")
     return "\n".join(lines) + "\n"
 
 
