@@ -34,6 +34,15 @@
 //! `{topics}` is replaced by `topic=bench0&topic=bench1&...` (ssehub's
 //! `GET /events?{topics}`). Either way every subscriber gets every event
 //! once, so the two ways are compared per delivery and per subscriber.
+//!
+//! `--publish-form TOPIC_TEMPLATE` publishes each event as a Mercure update
+//! (`application/x-www-form-urlencoded`, `topic=` the template with
+//! `{topic}` replaced, `data=<seq> <time>`) instead of a `text/plain` body;
+//! `--publish-header 'Name: value'` adds a header to every publish request
+//! (a Mercure publisher's `Authorization: Bearer ...`). A `--sub` URL
+//! without `{topic}` (a Mercure URI template selector) is the same stream
+//! for every topic: give it with `--multi` so that each subscriber opens it
+//! once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -58,6 +67,14 @@ struct Args {
     /// Publish URL (POST), `{topic}` replaced.
     #[arg(long)]
     publish: String,
+    /// Publish each event as a Mercure update: a form with `topic=` this
+    /// template (`{topic}` replaced by the event's topic) and
+    /// `data=<seq> <time>`, instead of a `text/plain` body.
+    #[arg(long)]
+    publish_form: Option<String>,
+    /// A header sent with every publish request, `Name: value` (repeat).
+    #[arg(long = "publish-header")]
+    publish_headers: Vec<String>,
     #[arg(long, default_value = "bench")]
     topic: String,
     /// Topics the events are spread over (named `{topic}0`, `{topic}1`...
@@ -118,6 +135,8 @@ struct Target {
     addr: SocketAddr,
     host: String,
     path: String,
+    /// The topic `{topic}` was replaced by.
+    topic: String,
 }
 
 fn target(url: &str, topic: &str) -> Target {
@@ -128,6 +147,7 @@ fn target(url: &str, topic: &str) -> Target {
     assert!(addr.ip().is_loopback(), "sseload only talks to loopback");
     Target {
         addr,
+        topic: topic.to_owned(),
         host: host.to_owned(),
         path: if path.is_empty() {
             "/".into()
@@ -592,10 +612,38 @@ impl Stats {
 
 // ----------------------------------------------------------- publisher -----
 
+/// How publish requests are written (`--publish-form`, `--publish-header`).
+#[derive(Clone, Copy)]
+struct PublishAs<'a> {
+    form: Option<&'a str>,
+    headers: &'a [String],
+}
+
+impl<'a> PublishAs<'a> {
+    fn of(args: &'a Args) -> Self {
+        PublishAs {
+            form: args.publish_form.as_deref(),
+            headers: &args.publish_headers,
+        }
+    }
+}
+
+/// `s` percent-encoded for a form value (unreserved bytes kept).
+fn form_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
 /// Publishes events `first..first + count` over one keep-alive connection
 /// with up to `pipeline` requests in flight, at `rate` events/s (or flat
 /// out). Returns when every response has arrived.
 async fn publish(
+    how: PublishAs<'_>,
     targets: Vec<Rc<Target>>,
     first: u64,
     count: u64,
@@ -652,18 +700,34 @@ async fn publish(
         while inflight.get() >= pipeline {
             room.notified().await;
         }
-        let body = format!("{} {}", first + i, now_ns());
+        let data = format!("{} {}", first + i, now_ns());
         let to = &targets[((first + i - 1) % targets.len() as u64) as usize];
+        let (body, content_type) = match how.form {
+            None => (data, "text/plain"),
+            Some(template) => {
+                let mut body = String::from("topic=");
+                form_encode(&template.replace("{topic}", &to.topic), &mut body);
+                body.push_str("&data=");
+                form_encode(&data, &mut body);
+                (body, "application/x-www-form-urlencoded")
+            }
+        };
         req.clear();
         req.extend_from_slice(
             format!(
-                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
                 to.path,
                 to.host,
+                content_type,
                 body.len()
             )
             .as_bytes(),
         );
+        for h in how.headers {
+            req.extend_from_slice(h.as_bytes());
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"\r\n");
         req.extend_from_slice(body.as_bytes());
         inflight.set(inflight.get() + 1);
         wr.write_all(&req).await.expect("publish");
@@ -786,7 +850,7 @@ async fn fanout(
     };
     let rate = if burst.is_some() { None } else { rate };
     let (cpu0, me0, t0) = (cpu_seconds(&args.server_pids), self_cpu_seconds(), now_ns());
-    let publish_errors = publish(pubs, 1, events, rate, pipeline).await;
+    let publish_errors = publish(PublishAs::of(args), pubs, 1, events, rate, pipeline).await;
     let publish_done = now_ns();
     // Every subscriber gets every event once, on one of its streams.
     let connected = (stats.connected.get() / subs.len()) as u64;
@@ -898,7 +962,7 @@ async fn resume(args: &Args, subscribers: usize, history: u64, back: u64) -> ser
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    publish(vec![pub_t], 1, history, None, 16).await;
+    publish(PublishAs::of(args), vec![pub_t], 1, history, None, 16).await;
     let scout = scout.await.unwrap().expect("scout stream");
     let ids = scout.keep_ids.unwrap();
     assert_eq!(ids.len() as u64, history, "the scout saw every event");
