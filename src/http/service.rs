@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     /// Mercure updates decoded lately, for every subscriber.
     #[cfg(feature = "mercure")]
     pub(crate) mercure_cache: Arc<crate::http::mercure::decoded::DecodeCache>,
+    /// Mercure selectors compiled once for every subscriber.
+    #[cfg(feature = "mercure")]
+    pub(crate) mercure_selectors: Arc<crate::http::mercure::decoded::SelectorCache>,
     /// The Mercure subscriptions open on this node.
     #[cfg(feature = "mercure")]
     pub(crate) mercure_active: Arc<crate::http::mercure::subscriptions::Active>,
@@ -334,6 +337,8 @@ impl<P> SseServiceBuilder<P> {
                 durable_followers: Default::default(),
                 #[cfg(feature = "mercure")]
                 mercure_cache: Default::default(),
+                #[cfg(feature = "mercure")]
+                mercure_selectors: Default::default(),
                 #[cfg(feature = "mercure")]
                 mercure_active: Default::default(),
             }),

@@ -18,10 +18,10 @@ use regex::Regex;
 /// The longest selector (and topic) accepted, in bytes.
 pub(crate) const MAX_SELECTOR_LEN: usize = 2048;
 
-/// A compiled topic selector.
+/// A compiled topic selector; clones share the compiled form.
 #[derive(Debug, Clone)]
 pub(crate) struct Selector {
-    text: Box<str>,
+    text: std::sync::Arc<str>,
     kind: Kind,
 }
 

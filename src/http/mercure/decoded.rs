@@ -8,8 +8,37 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
-use crate::core::mercure::selector::Selector;
+use crate::core::mercure::selector::{MAX_SELECTOR_LEN, Selector};
 use crate::core::mercure::update::Update;
+
+/// Selectors kept compiled for the subscribers that use them next.
+const SELECTORS: usize = 10_000;
+
+/// Selectors compiled once for every subscriber that uses them (a
+/// template's regex is the largest part of an idle subscriber).
+#[derive(Default)]
+pub(crate) struct SelectorCache(Mutex<HashMap<Box<str>, Selector>>);
+
+impl SelectorCache {
+    /// `text` compiled (see `Selector::new`); shared with the others that
+    /// asked for it while it is cached.
+    pub(crate) fn get(&self, text: &str) -> Option<Selector> {
+        if text.len() > MAX_SELECTOR_LEN {
+            return None;
+        }
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = map.get(text) {
+            return Some(s.clone());
+        }
+        let s = Selector::new(text)?;
+        if map.len() >= SELECTORS {
+            // Bounded: the oldest entries are not known, so start again.
+            map.clear();
+        }
+        map.insert(text.into(), s.clone());
+        Some(s)
+    }
+}
 
 /// Updates kept decoded for the subscribers that read them next.
 const CACHE: usize = 4096;

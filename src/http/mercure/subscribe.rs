@@ -128,7 +128,7 @@ pub(super) fn subscribe<B>(
     let mut selectors = Vec::new();
     for (k, v) in &query {
         if k == "topic" {
-            match Selector::new(v) {
+            match service.shared.mercure_selectors.get(v) {
                 Some(s) => selectors.push(s),
                 None => {
                     return ResponseFuture::ready(text(
