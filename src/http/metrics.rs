@@ -170,6 +170,24 @@ impl Collector for HubCollector {
             "Durable Streams writes answered as duplicates (a producer's retry), changing nothing.",
             s.durable_duplicates,
         )?;
+        gauge(
+            &mut enc,
+            "ssehub_mercure_subscribers",
+            "Mercure subscribers connected (/.well-known/mercure).",
+            s.mercure_subscribers as u64,
+        )?;
+        counter(
+            &mut enc,
+            "ssehub_mercure_updates",
+            "Mercure updates published.",
+            s.mercure_updates,
+        )?;
+        counter(
+            &mut enc,
+            "ssehub_mercure_duplicates",
+            "Mercure updates refused because their id is in history (409).",
+            s.mercure_duplicates,
+        )?;
         let refusals = ConstCounter::new(0u64);
         let mut family = enc.encode_descriptor(
             "ssehub_refusals",

@@ -11,6 +11,8 @@
 //! its position the way a retried publish finds its events. The key is
 //! forgotten with the event.
 
+use std::sync::atomic::Ordering;
+
 use sha2::{Digest, Sha256};
 
 use crate::core::TopicName;
@@ -79,7 +81,25 @@ fn key_of(id: &str) -> IdempotencyKey {
     IdempotencyKey::new(&format!("mercure-{hex}")).expect("a valid key")
 }
 
+/// Counts a Mercure subscriber while it lives.
+#[derive(Debug)]
+pub(crate) struct MercureSubscriber(Hub);
+
+impl Drop for MercureSubscriber {
+    fn drop(&mut self) {
+        let c = &self.0.inner.counters;
+        c.mercure_subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Hub {
+    /// Counts a Mercure subscriber until the guard drops.
+    pub(crate) fn mercure_subscriber(&self) -> MercureSubscriber {
+        let c = &self.inner.counters;
+        c.mercure_subscribers.fetch_add(1, Ordering::Relaxed);
+        MercureSubscriber(self.clone())
+    }
+
     /// Publishes `update` (validated here) to every subscriber whose
     /// selectors match one of its topics.
     pub(crate) async fn publish_mercure(&self, update: &Update) -> Result<(), MercureError> {
@@ -90,10 +110,16 @@ impl Hub {
         let receipt = self
             .publish_keyed(&updates_topic(), &key_of(&update.id), vec![event], false)
             .await;
+        let counters = &self.inner.counters;
         match receipt {
-            Ok(r) if r.replayed => Err(MercureError::DuplicateId),
-            Ok(_) => Ok(()),
-            Err(HubError::KeyReused) => Err(MercureError::DuplicateId),
+            Ok(r) if !r.replayed => {
+                counters.mercure_updates.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(_) | Err(HubError::KeyReused) => {
+                counters.mercure_duplicates.fetch_add(1, Ordering::Relaxed);
+                Err(MercureError::DuplicateId)
+            }
             Err(e) => Err(e.into()),
         }
     }

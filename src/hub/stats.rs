@@ -24,6 +24,9 @@ impl Hub {
             durable_appends: c.durable_appends.load(Ordering::Relaxed),
             durable_duplicates: c.durable_duplicates.load(Ordering::Relaxed),
             durable_live_reads: c.durable_live_reads.load(Ordering::Relaxed),
+            mercure_updates: c.mercure_updates.load(Ordering::Relaxed),
+            mercure_duplicates: c.mercure_duplicates.load(Ordering::Relaxed),
+            mercure_subscribers: c.mercure_subscribers.load(Ordering::Relaxed),
         }
     }
 
@@ -78,6 +81,12 @@ pub struct HubStats {
     pub durable_duplicates: u64,
     /// Durable Streams reads waiting for data now (long-poll and SSE).
     pub durable_live_reads: usize,
+    /// Mercure updates published (`/.well-known/mercure`).
+    pub mercure_updates: u64,
+    /// Mercure updates refused because their id is in history (`409`).
+    pub mercure_duplicates: u64,
+    /// Mercure subscribers connected now.
+    pub mercure_subscribers: usize,
 }
 
 /// Facts about one topic.

@@ -39,6 +39,12 @@ pub(crate) struct Counters {
     pub(crate) durable_duplicates: AtomicU64,
     /// Durable Streams reads waiting for data (long-poll, SSE).
     pub(crate) durable_live_reads: AtomicUsize,
+    /// Mercure updates published.
+    pub(crate) mercure_updates: AtomicU64,
+    /// Mercure updates refused: their id is in history.
+    pub(crate) mercure_duplicates: AtomicU64,
+    /// Mercure subscribers connected now.
+    pub(crate) mercure_subscribers: AtomicUsize,
     /// A logical clock: ticks on every publish and subscription change, so
     /// topics can be ordered by their last activity.
     activity: AtomicU64,
@@ -64,6 +70,9 @@ impl Default for Counters {
             durable_appends: AtomicU64::new(0),
             durable_duplicates: AtomicU64::new(0),
             durable_live_reads: AtomicUsize::new(0),
+            mercure_updates: AtomicU64::new(0),
+            mercure_duplicates: AtomicU64::new(0),
+            mercure_subscribers: AtomicUsize::new(0),
             activity: AtomicU64::new(0),
             busy_topics: AtomicUsize::new(0),
             idle_again: Mutex::new(Vec::new()),

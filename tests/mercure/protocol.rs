@@ -977,3 +977,46 @@ async fn a_subscriber_left_behind_by_history_is_ended_never_skipped() {
     assert_eq!(first, format!("urn:slow:{}", total - 15));
     server.stop().await;
 }
+
+/// The hub counts Mercure updates, duplicate ids and connected subscribers
+/// (`HubStats`, and so `/metrics`).
+#[tokio::test]
+async fn the_hub_counts_updates_duplicates_and_subscribers() {
+    let hub = Hub::new();
+    let server = TestServer::start_service(service(hub.clone(), true)).await;
+    let addr = server.addr;
+    let mut sub = subscribe(addr, &["*"], None, &[]).await;
+    publish_one(addr, &book(1), "urn:count:1", "one").await;
+    let (status, _, _) = post(
+        addr,
+        Some(&publisher()),
+        &[
+            ("topic", &book(2)),
+            ("id", "urn:count:1"),
+            ("data", "again"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 409);
+    publish_one(addr, &book(1), "urn:count:2", "two").await;
+    events_through(&mut sub, "urn:count:2").await;
+    let s = hub.stats();
+    assert_eq!(
+        (
+            s.mercure_updates,
+            s.mercure_duplicates,
+            s.mercure_subscribers
+        ),
+        (2, 1, 1)
+    );
+    drop(sub);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while hub.stats().mercure_subscribers != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a subscriber that left is still counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}

@@ -1068,6 +1068,10 @@ async fn every_metric_in_the_readme_has_its_exact_value() {
         ("ssehub_durable_live_reads", 0),
         ("ssehub_durable_appends_total", 0),
         ("ssehub_durable_duplicates_total", 0),
+        // Non-zero values: tests/mercure/protocol.rs (from HubStats).
+        ("ssehub_mercure_subscribers", 0),
+        ("ssehub_mercure_updates_total", 0),
+        ("ssehub_mercure_duplicates_total", 0),
     ];
     // The refused connection asked for the health check (not a stream):
     // a `503`. Every other reason and answer is there, at zero.

@@ -204,8 +204,10 @@ pub(super) fn subscribe<B>(
             cache,
         };
         let mut stream = started.stream;
+        let counted = hub.mercure_subscriber();
         let body = ResponseBody::driven(move |emitter| async move {
             let _open = open;
+            let _counted = counted;
             let mut pending = BytesMut::new();
             while let Some(Ok(frame)) = stream.frame().await {
                 let Ok(data) = frame.into_data() else {
