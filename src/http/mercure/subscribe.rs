@@ -54,7 +54,7 @@ enum Block {
 impl Reader {
     fn may_see(&self, d: &Decoded) -> bool {
         d.matches_any(&self.selectors)
-            && (!d.update.private
+            && (!d.private
                 || self
                     .grant
                     .as_ref()
@@ -104,8 +104,8 @@ impl Reader {
             .and_then(|d| d.strip_suffix(b"\n"))
             .unwrap_or_default();
         let id_line = &block[parts.data.end..block.len() - 2];
-        let id = block.slice_ref(id_line.strip_prefix(b"id: ").unwrap_or(id_line));
-        match self.cache.get(&id, json) {
+        let id = id_line.strip_prefix(b"id: ").unwrap_or(id_line);
+        match self.cache.get(id, json) {
             Some(d) if self.may_see(&d) => Block::Send(d.frame.clone()),
             _ => Block::Skip,
         }
