@@ -175,6 +175,56 @@ impl CorsOrigins {
         }
     }
 
+    /// The preflight of a protocol mounted beside the native API (Durable
+    /// Streams, Mercure): every method in `allow` and header in `headers`
+    /// (only `Allow` when CORS is off; the response's CORS headers are
+    /// added with the protocol's other answers).
+    pub(crate) fn protocol_preflight(
+        &self,
+        allow: &'static str,
+        headers: &'static str,
+    ) -> Response<ResponseBody> {
+        let mut res = Response::new(ResponseBody::empty());
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        let h = res.headers_mut();
+        h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        if *self != CorsOrigins::Off {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(allow),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(headers),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            );
+        }
+        res
+    }
+
+    /// `403` for a publish from a page of an origin that may not publish
+    /// (see [`CorsOrigins::may_publish`]); `None` if it may. The rule of
+    /// every protocol's publishing.
+    pub(crate) fn refuse_publish<B>(
+        &self,
+        req: &http::Request<B>,
+    ) -> Option<Response<ResponseBody>> {
+        let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        (!self.may_publish(req.headers().get(header::ORIGIN), authority)).then(|| {
+            crate::http::responses::text(
+                StatusCode::FORBIDDEN,
+                "cross-origin publishing is not allowed (see --cors-origin)",
+            )
+        })
+    }
+
     /// The answer to a preflight `OPTIONS` request.
     pub(crate) fn preflight(&self, origin: Option<&HeaderValue>) -> Response<ResponseBody> {
         let mut res = Response::new(ResponseBody::empty());

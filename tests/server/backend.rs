@@ -449,7 +449,10 @@ async fn cors_by_default_streams_are_open_and_foreign_publishing_is_refused() {
     let (status, body) = request(addr, "POST", "/events/t", &[origin], b"x").await;
     assert_eq!(
         (status, body.as_str()),
-        (403, "cross-origin publishing is not allowed\n")
+        (
+            403,
+            "cross-origin publishing is not allowed (see --cors-origin)\n"
+        )
     );
     // Same origin (the page at / of this server) may publish.
     let own = format!("http://{addr}");

@@ -129,23 +129,5 @@ where
 /// The preflight of a cross-origin request: every method and header of
 /// the protocol (unless CORS is off).
 fn preflight(service: &SseService) -> Response<ResponseBody> {
-    let mut res = Response::new(ResponseBody::empty());
-    *res.status_mut() = StatusCode::NO_CONTENT;
-    let h = res.headers_mut();
-    h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-    if service.config.cors != crate::http::cors::CorsOrigins::Off {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOW),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOW_HEADERS),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
-    }
-    res
+    service.config.cors.protocol_preflight(ALLOW, ALLOW_HEADERS)
 }

@@ -108,23 +108,8 @@ fn subscriptions_api<B>(
 }
 
 fn preflight(service: &SseService) -> Response<ResponseBody> {
-    let mut res = Response::new(ResponseBody::empty());
-    *res.status_mut() = StatusCode::NO_CONTENT;
-    let h = res.headers_mut();
-    h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-    if service.config.cors != crate::http::cors::CorsOrigins::Off {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOW),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type, last-event-id, cache-control"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
-    }
-    res
+    service.config.cors.protocol_preflight(
+        ALLOW,
+        "authorization, content-type, last-event-id, cache-control",
+    )
 }

@@ -30,20 +30,8 @@ where
     // As for native publishing: from a page of another origin only if
     // `--cors-origin` lists it (a token in a cookie must not let any page
     // publish in its holder's name).
-    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
-    if !service
-        .config
-        .cors
-        .may_publish(req.headers().get(header::ORIGIN), authority)
-    {
-        return ResponseFuture::ready(text(
-            StatusCode::FORBIDDEN,
-            "cross-origin publishing is not allowed (see --cors-origin)",
-        ));
+    if let Some(refused) = service.config.cors.refuse_publish(&req) {
+        return ResponseFuture::ready(refused);
     }
     let query = query_pairs(req.uri().query());
     let grant = match mercure.grant(req.headers(), &query) {

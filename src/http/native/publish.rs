@@ -50,20 +50,8 @@ where
         Ok(topic) => topic,
         Err(e) => return ResponseFuture::ready(hub_error(&e.into(), Attempt::Write)),
     };
-    let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
-    if !service
-        .config
-        .cors
-        .may_publish(req.headers().get(header::ORIGIN), authority)
-    {
-        return ResponseFuture::ready(text(
-            StatusCode::FORBIDDEN,
-            "cross-origin publishing is not allowed",
-        ));
+    if let Some(refused) = service.config.cors.refuse_publish(&req) {
+        return ResponseFuture::ready(refused);
     }
     let mut event_type = None;
     for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
