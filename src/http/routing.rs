@@ -74,6 +74,24 @@ impl SseService {
         })
     }
 
+    /// Whether `path` is the Mercure hub's, when the service serves one: a
+    /// `GET` there is a subscription, answered on the server's HTTP/1.1
+    /// fast path like event streams.
+    pub(crate) fn is_mercure_stream(&self, path: &str) -> bool {
+        #[cfg(feature = "mercure")]
+        {
+            self.config.mercure.is_some()
+                && self
+                    .below_prefix(path)
+                    .is_some_and(|p| p.trim_end_matches('/') == "/.well-known/mercure")
+        }
+        #[cfg(not(feature = "mercure"))]
+        {
+            let _ = path;
+            false
+        }
+    }
+
     /// Whether `path` and `query` ask for a Durable Stream live over SSE
     /// (answered on the server's HTTP/1.1 fast path, like event streams).
     pub(crate) fn is_durable_sse(&self, path: &str, query: Option<&str>) -> bool {

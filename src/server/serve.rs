@@ -77,7 +77,9 @@ impl Serve for SseService {
     }
 
     fn is_stream_request(&self, path: &str, query: Option<&str>) -> bool {
-        self.is_stream_path(path) || self.is_durable_sse(path, query)
+        self.is_stream_path(path)
+            || self.is_durable_sse(path, query)
+            || self.is_mercure_stream(path)
     }
 
     fn shutdown(&self) {
